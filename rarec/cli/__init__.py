@@ -1,0 +1,5 @@
+"""Command-line interface: ``rarec --help``."""
+
+from ._app import main
+
+__all__ = ["main"]

@@ -1,0 +1,65 @@
+"""Reading text files line by line, plain or gzip, with errors that say where."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .._errors import DataFormatError
+
+_INT_RE = re.compile(r"^[+-]?\d+$")
+
+
+def iter_lines(path: str | os.PathLike, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """Yield ``(line_index, line)`` pairs without line endings.
+
+    ``.gz`` files are decompressed on the fly. A truncated or corrupt gzip
+    stream, or bytes that are not valid in ``encoding``, raise
+    :class:`DataFormatError` naming the file and line.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a directory; expected a file.")
+    opener = gzip.open if path.suffix == ".gz" else open
+    n = -1
+    try:
+        with opener(path, "rb") as handle:
+            for n, raw in enumerate(handle):
+                try:
+                    line = raw.decode(encoding)
+                except UnicodeDecodeError as exc:
+                    raise DataFormatError(
+                        f"{path}, row {n + 1}: bytes that are not valid {encoding} text ({exc.reason} at "
+                        f"byte {exc.start}); pass the file's encoding (for example encoding='latin-1')."
+                    ) from None
+                yield n, line.rstrip("\r\n")
+    except (EOFError, zlib.error) as exc:
+        raise DataFormatError(
+            f"{path}: the gzip stream is truncated or corrupt after row {n + 1} ({exc}); "
+            "download or copy the file again."
+        ) from None
+    except gzip.BadGzipFile as exc:
+        raise DataFormatError(f"{path}: not a gzip file ({exc}); rename it without '.gz' if it is plain text.") from None
+
+
+def coerce_ids(values: list[str], id_type: str) -> np.ndarray:
+    """Turn id strings read from a file into ``int64`` or ``object`` (str) arrays.
+
+    ``id_type="auto"`` gives integers when every id is an integer literal.
+    """
+    if id_type not in ("auto", "int", "str"):
+        raise ValueError(f"id_type must be 'auto', 'int' or 'str'; got {id_type!r}.")
+    if id_type == "str" or (id_type == "auto" and not all(_INT_RE.match(v) for v in values)):
+        return np.asarray(values, dtype=object)
+    try:
+        return np.asarray([int(v) for v in values], dtype=np.int64)
+    except ValueError as exc:
+        raise DataFormatError(f"id_type='int' but an id is not an integer: {exc}.") from None
