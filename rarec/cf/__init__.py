@@ -1,5 +1,31 @@
-"""Stage 1 of RA-Rec: collaborative-filtering (ID) models and baselines."""
+"""Stage 1 of RA-Rec: collaborative-filtering (ID) models and baselines.
 
+Every backbone gives item embeddings ``(n_items, d)`` and user embeddings
+``(n, K, d)`` for any history, scores the full catalogue on its own, and
+saves to safetensors + JSON.
+"""
+
+from ._base import CFBackbone
+from ._bpr import BPR, BPRConfig
+from ._comirec import ComiRec, ComiRecConfig
 from ._popularity import PopularityRecommender
+from ._precomputed import Precomputed, PrecomputedConfig
+from ._registry import BACKBONES, make_backbone
+from ._sasrec import SASRec, SASRecConfig
+from ._training import TrainingConfig
 
-__all__ = ["PopularityRecommender"]
+__all__ = [
+    "BACKBONES",
+    "BPR",
+    "BPRConfig",
+    "CFBackbone",
+    "ComiRec",
+    "ComiRecConfig",
+    "PopularityRecommender",
+    "Precomputed",
+    "PrecomputedConfig",
+    "SASRec",
+    "SASRecConfig",
+    "TrainingConfig",
+    "make_backbone",
+]

@@ -1,0 +1,137 @@
+"""ComiRec-SA (Cen et al., KDD 2020): K interest vectors by self-attention over the history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._base import CFBackbone
+from ._histories import PAD, SequenceStore, pad_histories
+
+
+@dataclass
+class ComiRecConfig:
+    """Architecture of :class:`ComiRec`.
+
+    Attributes
+    ----------
+    dim : int
+        Embedding size.
+    n_interests : int
+        Interest vectors per user (K).
+    max_len : int
+        Most recent items a user is described by.
+    n_negatives : int
+        Items sampled uniformly per batch for the sampled softmax (shared by the batch).
+    """
+
+    dim: int = 64
+    n_interests: int = 4
+    max_len: int = 50
+    n_negatives: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "n_interests", "max_len", "n_negatives"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"The '{name}' parameter of ComiRecConfig must be an int in [1, inf). Got {value!r} instead.")
+
+
+class ComiRecNetwork(nn.Module):
+    """Self-attentive multi-interest extraction.
+
+    For history embeddings ``X`` (L, d): ``A = softmax_L(W2 tanh(W1 (X + P)))``
+    gives K attention distributions over the history, and the interests are
+    ``A^T X`` (K, d). Positions ``P`` only steer the attention, as in ComiRec.
+    """
+
+    def __init__(self, n_items: int, config: ComiRecConfig) -> None:
+        super().__init__()
+        self.item_embedding = nn.Embedding(n_items + 1, config.dim, padding_idx=PAD)
+        self.position_embedding = nn.Embedding(config.max_len, config.dim)
+        self.attention_hidden = nn.Linear(config.dim, 4 * config.dim)
+        self.attention_heads = nn.Linear(4 * config.dim, config.n_interests, bias=False)
+        nn.init.normal_(self.item_embedding.weight, std=0.02)
+        nn.init.normal_(self.position_embedding.weight, std=0.02)
+        with torch.no_grad():
+            self.item_embedding.weight[PAD].zero_()
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        """Interests (B, K, d) of right-padded histories (B, L)."""
+        x = self.item_embedding(items)  # (B, L, d)
+        positions = torch.arange(items.shape[1], device=items.device)
+        h = torch.tanh(self.attention_hidden(x + self.position_embedding(positions)[None]))  # (B, L, 4d)
+        logits = self.attention_heads(h)  # (B, L, K)
+        logits = logits.masked_fill((items == PAD)[..., None], -1e9)
+        weights = torch.softmax(logits, dim=1)  # (B, L, K): a distribution over the history per interest
+        return weights.transpose(1, 2) @ x  # (B, K, d)
+
+
+class ComiRec(CFBackbone):
+    """ComiRec-SA trained with a sampled softmax.
+
+    Every next-item prediction of every training sequence is a sample: the
+    previous ``max_len`` items predict the next one. In training, the interest
+    closest to the target item represents the user (hard selection, as in
+    ComiRec); it is scored against the target and ``n_negatives`` uniformly
+    sampled items. At inference every interest is returned, and an item's
+    score is its best dot product over the interests.
+
+    Parameters
+    ----------
+    config : ComiRecConfig, optional
+    training : TrainingConfig, optional
+    """
+
+    name = "comirec"
+    config_class = ComiRecConfig
+
+    def __init__(self, config: ComiRecConfig | None = None, training=None) -> None:
+        super().__init__(config if config is not None else ComiRecConfig(), training)
+
+    @property
+    def n_interests(self) -> int:
+        return self.config.n_interests
+
+    def _build_module(self, n_users: int, n_items: int) -> nn.Module:
+        return ComiRecNetwork(n_items, self.config)
+
+    def _item_table(self) -> torch.Tensor:
+        return self.module_.item_embedding.weight[1:]
+
+    def _epoch_batches(self, store: SequenceStore, generator: torch.Generator) -> Iterator[tuple]:
+        users = np.repeat(np.arange(len(store.lengths)), np.maximum(store.lengths - 1, 0))
+        # target position t = 1..n-1 of every user
+        ends = np.concatenate([np.arange(1, n) for n in store.lengths if n > 1]) if len(users) else users
+        order = torch.randperm(len(users), generator=generator).numpy()
+        size, width = self.training.batch_size, self.config.max_len
+        for start in range(0, len(order), size):
+            rows = order[start:start + size]
+            u, e = users[rows], ends[rows]
+            lengths = np.minimum(e, width)
+            history = store.windows(u, e, lengths, width)[:, : int(lengths.max())]  # (B, L)
+            target = torch.from_numpy(store.flat[store.indptr[u] + e])  # (B,)
+            negatives = torch.randint(0, self.n_items_, (self.config.n_negatives,), generator=generator)
+            yield history.to(self.device_), target.to(self.device_), negatives.to(self.device_)
+
+    def _batch_loss(self, batch: tuple) -> torch.Tensor:
+        history, target, negatives = batch
+        interests = self.module_(history)  # (B, K, d)
+        table = self._item_table()
+        target_emb = table[target]  # (B, d)
+        pick = (interests @ target_emb[:, :, None]).squeeze(-1).argmax(dim=1)  # (B,)
+        user = interests[torch.arange(len(target)), pick]  # (B, d)
+        pos = (user * target_emb).sum(-1, keepdim=True)  # (B, 1)
+        neg = user @ table[negatives].T  # (B, N)
+        neg = neg.masked_fill(negatives[None, :] == target[:, None], -torch.inf)  # no accidental hits
+        logits = torch.cat([pos, neg], dim=1)  # (B, 1 + N)
+        return F.cross_entropy(logits, torch.zeros(len(target), dtype=torch.long, device=logits.device))
+
+    def _encode(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
+        items, _ = pad_histories(histories, self.config.max_len)
+        return self.module_(items.to(self.device_))  # (n, K, d)

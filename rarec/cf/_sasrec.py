@@ -1,0 +1,166 @@
+"""SASRec (Kang & McAuley, ICDM 2018): causal self-attention over the recent items."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._base import CFBackbone
+from ._histories import PAD, SequenceStore, pad_histories
+
+
+@dataclass
+class SASRecConfig:
+    """Architecture of :class:`SASRec` (defaults follow RecBole 1.2.1).
+
+    Attributes
+    ----------
+    dim : int
+        Embedding and hidden size.
+    n_layers : int
+        Transformer blocks.
+    n_heads : int
+        Attention heads; must divide ``dim``.
+    inner_dim : int
+        Feed-forward width.
+    dropout : float
+        Dropout on embeddings, attention and feed-forward outputs.
+    max_len : int
+        Most recent items a user is described by.
+    """
+
+    dim: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    inner_dim: int = 256
+    dropout: float = 0.5
+    max_len: int = 50
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "n_layers", "n_heads", "inner_dim", "max_len"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"The '{name}' parameter of SASRecConfig must be an int in [1, inf). Got {value!r} instead.")
+        if self.dim % self.n_heads:
+            raise ValueError(f"SASRecConfig: dim ({self.dim}) must be divisible by n_heads ({self.n_heads}).")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"The 'dropout' parameter of SASRecConfig must be a float in [0, 1). Got {self.dropout!r} instead.")
+
+
+class SASRecNetwork(nn.Module):
+    """Item + position embeddings, then post-norm causal transformer blocks."""
+
+    def __init__(self, n_items: int, config: SASRecConfig) -> None:
+        super().__init__()
+        self.item_embedding = nn.Embedding(n_items + 1, config.dim, padding_idx=PAD)  # row 0 = padding
+        self.position_embedding = nn.Embedding(config.max_len, config.dim)
+        self.norm = nn.LayerNorm(config.dim, eps=1e-12)
+        self.dropout = nn.Dropout(config.dropout)
+        layer = nn.TransformerEncoderLayer(
+            config.dim, config.n_heads, config.inner_dim, config.dropout,
+            activation="gelu", batch_first=True, norm_first=False, layer_norm_eps=1e-12,
+        )
+        self.blocks = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        # RecBole's initialisation: N(0, 0.02) for every linear map and embedding.
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.MultiheadAttention):
+            nn.init.normal_(module.in_proj_weight, std=0.02)
+            nn.init.zeros_(module.in_proj_bias)
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B, L, d) for right-padded item windows (B, L) (index + 1, 0 = padding).
+
+        Padding only ever follows real items, so the causal mask alone keeps
+        every real position from seeing it.
+        """
+        length = items.shape[1]
+        positions = torch.arange(length, device=items.device)  # (L,)
+        x = self.item_embedding(items) + self.position_embedding(positions)[None]  # (B, L, d)
+        x = self.dropout(self.norm(x))
+        causal = nn.Transformer.generate_square_subsequent_mask(length, device=items.device)  # (L, L)
+        return self.blocks(x, mask=causal, is_causal=True)  # (B, L, d)
+
+
+class SASRec(CFBackbone):
+    """SASRec trained with full-softmax cross-entropy over all items.
+
+    Each user's training sequence is cut, from its end, into windows of at
+    most ``max_len`` items; every position of a window predicts the next item
+    (all positions train at once, as in the original paper). The user
+    embedding is the hidden state at the last position of the most recent
+    ``max_len`` items, so any history can be embedded (inductive).
+
+    Parameters
+    ----------
+    config : SASRecConfig, optional
+    training : TrainingConfig, optional
+        Batches count windows; defaults here: batch 128, patience 10.
+
+    Examples
+    --------
+    >>> from rarec.cf import SASRec, SASRecConfig, TrainingConfig
+    >>> model = SASRec(SASRecConfig(dim=32), TrainingConfig(epochs=2, verbose=False))
+    """
+
+    name = "sasrec"
+    config_class = SASRecConfig
+
+    def __init__(self, config: SASRecConfig | None = None, training=None) -> None:
+        super().__init__(config if config is not None else SASRecConfig(), training)
+
+    def _build_module(self, n_users: int, n_items: int) -> nn.Module:
+        return SASRecNetwork(n_items, self.config)
+
+    def _item_table(self) -> torch.Tensor:
+        return self.module_.item_embedding.weight[1:]  # drop the padding row
+
+    def _epoch_batches(self, store: SequenceStore, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        users, ends = _training_windows(store, self.config.max_len)
+        order = torch.randperm(len(users), generator=generator).numpy()
+        width, size = self.config.max_len, self.training.batch_size
+        for start in range(0, len(order), size):
+            rows = order[start:start + size]
+            u, e = users[rows], ends[rows]
+            lengths = np.minimum(e, width)
+            inputs = store.windows(u, e, lengths, width)  # (B, W): items end-length .. end-1
+            targets = store.windows(u, e + 1, lengths, width)  # (B, W): the next item at each position
+            yield inputs.to(self.device_), targets.to(self.device_)
+
+    def _batch_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        inputs, targets = batch
+        hidden = self.module_(inputs)  # (B, W, d)
+        mask = targets != PAD  # (B, W)
+        logits = hidden[mask] @ self._item_table().T  # (N, n_items)
+        return F.cross_entropy(logits, targets[mask] - 1)
+
+    def _encode(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
+        items, lengths = pad_histories(histories, self.config.max_len)  # (n, L), (n,)
+        hidden = self.module_(items.to(self.device_))  # (n, L, d)
+        last = hidden[torch.arange(len(histories)), lengths.to(self.device_) - 1]  # (n, d)
+        return last[:, None, :]  # (n, 1, d)
+
+
+def _training_windows(store: SequenceStore, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """(user, end) of every training window: input items ``seq[end-len:end]``, targets one step later.
+
+    Windows tile each sequence's inputs ``seq[:-1]`` from the end backwards, so the
+    most recent window is always complete and every next-item target is used once.
+    """
+    users, ends = [], []
+    for u, n in enumerate(store.lengths):
+        for end in range(int(n) - 1, 0, -max_len):
+            users.append(u)
+            ends.append(end)
+    return np.asarray(users, dtype=np.int64), np.asarray(ends, dtype=np.int64)

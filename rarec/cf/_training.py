@@ -1,0 +1,118 @@
+"""The training loop shared by the trainable backbones: minibatches, Adam, early stopping."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingConfig:
+    """How a backbone is trained.
+
+    Attributes
+    ----------
+    epochs : int
+        Upper bound on passes over the training data; early stopping usually ends sooner.
+    batch_size : int
+        Training samples per step (what a sample is depends on the backbone).
+    lr : float
+        Adam learning rate.
+    weight_decay : float
+        Adam L2 penalty.
+    patience : int
+        Validation rounds without a better NDCG@10 before training stops;
+        the best weights are restored. Needs a validation log.
+    eval_every : int
+        Epochs between validation rounds.
+    device : str
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    random_state : int or None
+        Seed for initialisation, sampling and dropout. Same seed, same CPU:
+        same embeddings. Global RNG state is restored after training.
+    verbose : bool
+        Show a progress bar (on stderr).
+    """
+
+    epochs: int = 200
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 10
+    eval_every: int = 1
+    device: str = "auto"
+    random_state: int | None = 0
+    verbose: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "patience", "eval_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"The '{name}' parameter of TrainingConfig must be an int in [1, inf). Got {value!r} instead.")
+        if not (isinstance(self.lr, float | int) and self.lr > 0):
+            raise ValueError(f"The 'lr' parameter of TrainingConfig must be a float in (0, inf). Got {self.lr!r} instead.")
+        if not (isinstance(self.weight_decay, float | int) and self.weight_decay >= 0):
+            raise ValueError(
+                f"The 'weight_decay' parameter of TrainingConfig must be a float in [0, inf). Got {self.weight_decay!r} instead."
+            )
+
+
+def train_with_early_stopping(
+    module: torch.nn.Module,
+    epoch_batches: Callable[[], Iterable[Any]],
+    batch_loss: Callable[[Any], torch.Tensor],
+    validate: Callable[[], float] | None,
+    config: TrainingConfig,
+    desc: str,
+) -> list[dict[str, float]]:
+    """Train ``module`` in place; return one record per epoch.
+
+    ``validate()`` returns the validation NDCG@10 (higher is better); when it
+    is given, the weights of the best round are restored at the end.
+    """
+    optimizer = torch.optim.Adam(
+        [p for p in module.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+    )
+    history: list[dict[str, float]] = []
+    best_score, best_state, best_epoch, waited = -1.0, None, 0, 0
+    bar = tqdm(range(1, config.epochs + 1), desc=desc, unit="epoch", disable=not config.verbose, leave=False)
+    for epoch in bar:
+        module.train()
+        start, total, n_batches = time.perf_counter(), 0.0, 0
+        for batch in epoch_batches():
+            optimizer.zero_grad(set_to_none=True)
+            loss = batch_loss(batch)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+            n_batches += 1
+        record = {"epoch": epoch, "loss": total / max(n_batches, 1), "seconds": time.perf_counter() - start}
+        if validate is not None and epoch % config.eval_every == 0:
+            module.eval()
+            with torch.no_grad():
+                score = validate()
+            record["valid_ndcg@10"] = score
+            if score > best_score:
+                best_score, best_epoch, waited = score, epoch, 0
+                best_state = copy.deepcopy(module.state_dict())
+            else:
+                waited += 1
+        history.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.4f}", ndcg10=f"{best_score:.4f}" if best_state is not None else "-")
+        if best_state is not None and waited >= config.patience:
+            logger.info("%s: early stop at epoch %d; best validation NDCG@10 %.4f at epoch %d",
+                        desc, epoch, best_score, best_epoch)
+            break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    return history

@@ -1,0 +1,148 @@
+"""What is particular to each backbone."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from rarec.cf import (
+    BPR,
+    SASRec,
+    SASRecConfig,
+    CFBackbone,
+    Precomputed,
+    TrainingConfig,
+    make_backbone,
+)
+from rarec.data import make_interactions
+from rarec.metrics import full_ranking_metrics
+from rarec.model_selection import leave_last_out
+
+from .conftest import FACTORIES
+
+
+def test_sasrec_learns_a_deterministic_next_item():
+    # p_sequential=1: every next item is fixed by the previous one.
+    log, _ = make_interactions(n_users=120, n_items=48, n_categories=2, p_sequential=1.0, p_noise=0.0,
+                               min_length=6, max_length=12, random_state=3)
+    split = leave_last_out(log)
+    model = SASRec(SASRecConfig(dim=32, n_layers=1, inner_dim=64, dropout=0.1, max_len=12),
+                   TrainingConfig(epochs=60, batch_size=32, lr=5e-3, patience=10, verbose=False))
+    model.fit(split.train, split.valid)
+    out = full_ranking_metrics(model.scorer(split.before_test), split.test, split.before_test, ks=[1])
+    assert out["hr@1"] > 0.9
+
+
+def test_sasrec_inductive_embedding_equals_the_one_inside_training(fitted, cf_split):
+    if not fitted.inductive:
+        pytest.skip("transductive backbone")
+    seqs = cf_split.train.user_sequences()
+    # A "new user" whose history equals user 4's gets user 4's vector.
+    known = fitted.scorer()(np.array([4]))
+    new = fitted.score_histories([seqs[4].copy()])
+    torch.testing.assert_close(new, known)
+    if isinstance(fitted, SASRec):
+        # ... and it is the hidden state at the last position of the training window.
+        window = torch.as_tensor(seqs[4][-fitted.config.max_len:] + 1)[None]
+        with torch.no_grad():
+            hidden = fitted.module_(window)[0, -1]
+        torch.testing.assert_close(fitted.user_embeddings([seqs[4]])[0, 0], hidden)
+
+
+def test_padding_in_a_batch_does_not_change_a_users_vector(fitted):
+    short, long = np.array([3, 1]), np.arange(15)
+    alone = fitted.user_embeddings([short], users=[-1])
+    batched = fitted.user_embeddings([short, long], users=[-1, -1])
+    torch.testing.assert_close(batched[:1], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_comirec_gives_k_interests_that_differ(cf_split):
+    from .conftest import _FITTED
+
+    model = _FITTED.get("comirec") or FACTORIES["comirec"]().fit(cf_split.train, cf_split.valid)
+    vectors = model.user_embeddings([cf_split.train.user_sequences()[0]])
+    assert vectors.shape[1] == 3
+    assert not torch.allclose(vectors[0, 0], vectors[0, 1])
+
+
+def test_bpr_unknown_user_falls_back_to_history_mean(cf_split):
+    model = FACTORIES["bpr"]()
+    model.training.epochs = 2
+    model.fit(cf_split.train)
+    hist = np.array([2, 5, 9])
+    fallback = model.user_embeddings([hist], users=[-1])[0, 0]
+    torch.testing.assert_close(fallback, model.item_embeddings()[hist].mean(0))
+    known = model.user_embeddings([hist], users=[0])[0, 0]
+    torch.testing.assert_close(known, model.module_.user_embedding.weight[0].detach())
+
+
+def test_precomputed_arrays_file_and_multi_interest(cf_split, tmp_path):
+    n_users, n_items = cf_split.train.n_users, cf_split.train.n_items
+    rng = np.random.default_rng(0)
+    items = rng.normal(size=(n_items, 8)).astype(np.float32)
+    users = rng.normal(size=(n_users, 2, 8)).astype(np.float32)
+    model = Precomputed(items, users).fit(cf_split.train)
+    assert model.n_interests == 2
+    expected = (torch.as_tensor(users[[1]]) @ torch.as_tensor(items).T).amax(1)
+    torch.testing.assert_close(model.scorer()(np.array([1])), expected)
+    path = tmp_path / "emb.safetensors"
+    save_file({"item_embeddings": torch.as_tensor(items), "user_embeddings": torch.as_tensor(users)}, str(path))
+    from_file = make_backbone("precomputed", path=path).fit(cf_split.train)
+    torch.testing.assert_close(from_file.scorer()(np.array([1])), expected)
+    from_file.save(tmp_path / "saved")
+    torch.testing.assert_close(CFBackbone.load(tmp_path / "saved").scorer()(np.array([1])), expected)
+    # item vectors only: users fall back to their history mean
+    only_items = Precomputed(items).fit(cf_split.train)
+    seq = cf_split.train.user_sequences()[0]
+    torch.testing.assert_close(only_items.user_embeddings([seq], users=[0])[0, 0], torch.as_tensor(items[seq]).mean(0))
+
+
+@pytest.mark.parametrize("items, users, message", [
+    (np.zeros((5, 4)), None, "has 5 rows but the interaction log has"),
+    ("nan", None, "row 2 holds NaN"),
+    ("ok", np.zeros((3, 4)), "user_embeddings must have shape"),
+    (np.zeros(4), None, "must be 2-D"),
+])
+def test_precomputed_validation(cf_split, items, users, message):
+    n_items = cf_split.train.n_items
+    if isinstance(items, str):
+        arr = np.zeros((n_items, 4), dtype=np.float32)
+        if items == "nan":
+            arr[2, 1] = np.nan
+        items = arr
+    with pytest.raises(ValueError, match=message):
+        Precomputed(items, users).fit(cf_split.train)
+
+
+def test_precomputed_bad_file(tmp_path, cf_split):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        Precomputed(path=bad).fit(cf_split.train)
+    with pytest.raises(FileNotFoundError):
+        Precomputed(path=tmp_path / "missing.safetensors").fit(cf_split.train)
+
+
+def test_make_backbone_and_config_validation():
+    assert isinstance(make_backbone("bpr"), BPR)
+    with pytest.raises(ValueError, match="The 'backbone' parameter must be one of"):
+        make_backbone("gru4rec")
+    with pytest.raises(ValueError, match="divisible"):
+        SASRecConfig(dim=30, n_heads=4)
+    with pytest.raises(ValueError, match="The 'lr' parameter of TrainingConfig"):
+        TrainingConfig(lr=0)
+
+
+def test_load_rejects_newer_format_and_garbage(tmp_path, fitted):
+    fitted.save(tmp_path / "m")
+    meta = tmp_path / "m" / "backbone.json"
+    import json
+
+    data = json.loads(meta.read_text())
+    data["format_version"] = 99
+    meta.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="newer rarec"):
+        CFBackbone.load(tmp_path / "m")
+    meta.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        CFBackbone.load(tmp_path / "m")
