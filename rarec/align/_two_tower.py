@@ -1,0 +1,38 @@
+"""Two towers over one frozen LLM: a user prefix and an item prefix, same weights."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..llm import FrozenLLM
+from ._projector import PrefixProjector
+
+
+class TwoTowerAligner(nn.Module):
+    """The trainable alignment module of both towers.
+
+    The frozen LLM is held outside the module's parameters (it is never
+    trained, and never saved with the module).
+
+    Parameters
+    ----------
+    user_prefix, item_prefix : PrefixProjector
+    """
+
+    def __init__(self, user_prefix: PrefixProjector, item_prefix: PrefixProjector) -> None:
+        super().__init__()
+        self.user_prefix = user_prefix
+        self.item_prefix = item_prefix
+
+    def encode(self, llm: FrozenLLM, tower: str, id_embeddings: torch.Tensor, tokens: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Vectors (B, hidden) of one tower for CF embeddings (B, K, d) and prompt tokens."""
+        projector = self.user_prefix if tower == "user" else self.item_prefix
+        prefix = projector(id_embeddings if projector.config.use_id else None, batch_size=len(tokens))
+        return llm.forward(tokens, prefix)
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,15 @@
+"""Stage 3 of RA-Rec: the frozen LLM that encodes users and items."""
+
+from ._frozen import FrozenLLM, LLMSpec, config_fingerprint
+from ._loading import DEFAULT_HUB_ID, LLMLoadError, cache_dir, convert_gguf, default_gguf_path
+
+__all__ = [
+    "DEFAULT_HUB_ID",
+    "FrozenLLM",
+    "LLMLoadError",
+    "LLMSpec",
+    "cache_dir",
+    "config_fingerprint",
+    "convert_gguf",
+    "default_gguf_path",
+]

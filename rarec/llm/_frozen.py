@@ -1,0 +1,184 @@
+"""The frozen LLM: dimensions from its config, and a forward pass with key/value prefixes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .._device import resolve_device
+from ._compat import cache_kwargs, cache_layers, output_cache, prefix_cache
+from ._loading import load_pretrained
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class LLMSpec:
+    """What the alignment module needs to know about the LLM.
+
+    Attributes
+    ----------
+    n_layers : int
+        Decoder layers.
+    n_kv_heads : int
+        Key/value heads (fewer than query heads under grouped-query attention).
+    head_dim : int
+        Size of one head.
+    hidden_size : int
+        Width of the hidden states (the size of a user or item vector).
+    """
+
+    n_layers: int
+    n_kv_heads: int
+    head_dim: int
+    hidden_size: int
+
+    @property
+    def kv_dim(self) -> int:
+        """``head_dim * n_kv_heads``: the width of one layer's keys (or values)."""
+        return self.head_dim * self.n_kv_heads
+
+    @classmethod
+    def from_config(cls, config: Any) -> LLMSpec:
+        """Read the dimensions from a transformers config (Llama, Qwen2, Mistral, GPT-2, ...)."""
+        if hasattr(config, "get_text_config"):
+            config = config.get_text_config()
+        hidden = int(config.hidden_size)
+        n_heads = int(config.num_attention_heads)
+        n_kv = int(getattr(config, "num_key_value_heads", None) or n_heads)
+        head_dim = int(getattr(config, "head_dim", None) or hidden // n_heads)
+        return cls(int(config.num_hidden_layers), n_kv, head_dim, hidden)
+
+
+class FrozenLLM:
+    """A causal LM's decoder, frozen, that encodes token sequences into one vector each.
+
+    Parameters
+    ----------
+    model : transformers model
+        A decoder (``LlamaModel``, ``GPT2Model``, ...) or a causal LM, whose
+        base model is used (the LM head is never needed).
+    tokenizer : transformers tokenizer
+    identity : dict, optional
+        Where the model came from (recorded when a recommender is saved).
+
+    Notes
+    -----
+    Every parameter gets ``requires_grad=False`` and the model stays in eval
+    mode. The vector of a sequence is the final-layer hidden state of its last
+    real token, after the model's final norm.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, identity: dict | None = None) -> None:
+        base = getattr(model, "base_model", model)
+        base.eval()
+        for param in base.parameters():
+            param.requires_grad_(False)
+        self.model = base
+        self.tokenizer = tokenizer
+        self.spec = LLMSpec.from_config(base.config)
+        self.identity = dict(identity or {"source": "object", "kind": type(base).__name__})
+        self.identity["config_sha256"] = config_fingerprint(base.config)
+
+    @classmethod
+    def load(cls, llm: Any = None, device: str | torch.device = "auto", dtype: torch.dtype | None = None,
+             trust_remote_code: bool = False) -> FrozenLLM:
+        """Load the default model (``llm=None``), a hub id, a folder, a ``.gguf`` file, or wrap a
+        ``(model, tokenizer)`` pair. fp32 on CPU, bf16 on CUDA, unless ``dtype`` is given."""
+        device = resolve_device(device)
+        if dtype is None:
+            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        if isinstance(llm, tuple | list):
+            if len(llm) != 2:
+                raise TypeError("llm as a pair must be (model, tokenizer).")
+            model, tokenizer = llm
+            frozen = cls(model, tokenizer)
+        else:
+            model, tokenizer, identity = load_pretrained(llm, dtype, trust_remote_code)
+            frozen = cls(model, tokenizer, identity)
+        frozen.model.to(device)
+        return frozen
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def pad_id(self) -> int:
+        tok = self.tokenizer
+        for candidate in (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id):
+            if candidate is not None:
+                return int(candidate)
+        return 0
+
+    def forward(self, token_ids: Sequence[Sequence[int]], prefix: KV | None = None) -> torch.Tensor:
+        """Vectors (B, hidden_size) of token sequences, each behind its own prefix.
+
+        Parameters
+        ----------
+        token_ids : sequence of int sequences
+            Real tokens, any lengths; they are left-padded here.
+        prefix : list of (keys, values), optional
+            Per layer, each (B, H_kv, P, D): the prefix every sequence attends to.
+
+        Positions: real tokens take positions ``P .. P+T-1`` whatever the padding,
+        so a left-padded sequence gives the same vector as the same sequence alone.
+        """
+        device = self.device
+        lengths = torch.tensor([len(t) for t in token_ids], device=device)
+        if int(lengths.min()) < 1:
+            raise ValueError("every prompt must have at least one token.")
+        width = int(lengths.max())
+        ids = torch.full((len(token_ids), width), self.pad_id(), dtype=torch.long, device=device)
+        for row, tokens in enumerate(token_ids):
+            ids[row, width - len(tokens):] = torch.as_tensor(list(tokens), dtype=torch.long, device=device)
+        real = torch.arange(width, device=device)[None, :] >= (width - lengths)[:, None]  # (B, T)
+        n_prefix = 0 if prefix is None else prefix[0][0].shape[2]
+        positions = (n_prefix + real.long().cumsum(1) - 1).clamp(min=0)  # (B, T)
+        mask = torch.cat([torch.ones(len(token_ids), n_prefix, device=device, dtype=torch.long), real.long()], 1)
+        cache = None if prefix is None else prefix_cache([(k.to(self.dtype), v.to(self.dtype)) for k, v in prefix])
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, **cache_kwargs(cache))
+        return out.last_hidden_state[:, -1]  # (B, hidden): the last real token (left padding)
+
+    @torch.no_grad()
+    def text_keys_values(self, token_ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Mean keys and values of the real tokens, per layer: (B, L, 2, kv_dim), no gradient.
+
+        The text-only representation the alignment loss compares ID prefixes
+        with. Sequences are right-padded: under the causal mask a real token
+        never sees the padding after it, and the mean covers real tokens only.
+        """
+        device = self.device
+        lengths = torch.tensor([len(t) for t in token_ids], device=device)
+        width = int(lengths.max())
+        ids = torch.full((len(token_ids), width), self.pad_id(), dtype=torch.long, device=device)
+        for row, tokens in enumerate(token_ids):
+            ids[row, : len(tokens)] = torch.as_tensor(list(tokens), dtype=torch.long, device=device)
+        real = (torch.arange(width, device=device)[None, :] < lengths[:, None]).to(self.dtype)  # (B, T)
+        out = self.model(input_ids=ids, attention_mask=real.long(), use_cache=True)
+        weights = (real / lengths[:, None])[:, None, :, None]  # (B, 1, T, 1)
+        per_layer = []
+        for keys, values in cache_layers(output_cache(out)):  # each (B, H, T, D)
+            k = (keys * weights).sum(2).flatten(1)  # (B, H*D)
+            v = (values * weights).sum(2).flatten(1)
+            per_layer.append(torch.stack([k, v], 1))  # (B, 2, kv)
+        return torch.stack(per_layer, 1).float()  # (B, L, 2, kv)
+
+
+def config_fingerprint(config: Any) -> str:
+    """A short digest of the model config's architecture fields, to recognise the same LLM later."""
+    data = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    keep = {k: v for k, v in data.items() if not k.startswith("_") and k not in ("transformers_version", "dtype", "torch_dtype")}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
