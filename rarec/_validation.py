@@ -14,7 +14,7 @@ def check_int(value: Any, name: str, owner: str, low: int = 0, high: int | None 
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     ok = ok and value >= low and (high is None or value <= high)
     if not ok:
-        span = f"[{low}, {'inf' if high is None else high}]"
+        span = f"[{low}, inf)" if high is None else f"[{low}, {high}]"
         raise ValueError(f"The '{name}' parameter of {owner} must be an int in {span}. Got {value!r} instead.")
     return int(value)
 

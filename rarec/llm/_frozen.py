@@ -75,10 +75,10 @@ class FrozenLLM:
     """
 
     def __init__(self, model: Any, tokenizer: Any, identity: dict | None = None) -> None:
-        base = getattr(model, "base_model", model)
-        base.eval()
-        for param in base.parameters():
+        model.eval()
+        for param in model.parameters():  # the LM head too, though only the decoder is used
             param.requires_grad_(False)
+        base = getattr(model, "base_model", model)
         self.model = base
         self.tokenizer = tokenizer
         self.spec = LLMSpec.from_config(base.config)

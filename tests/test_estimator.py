@@ -1,0 +1,146 @@
+"""RARecommender end to end, on the synthetic catalogue with tiny LLMs."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+from rarec import RARecommender
+from rarec.cf import PopularityRecommender
+from rarec.data import make_interactions
+from rarec.metrics import full_ranking_metrics
+from rarec.model_selection import leave_last_out
+
+from .tiny_llm import tiny_llm
+
+SASREC = dict(dim=32, n_layers=1, n_heads=2, inner_dim=64, dropout=0.1, max_len=20)
+
+
+@pytest.fixture(scope="module")
+def data():
+    log, text = make_interactions(n_users=120, n_items=48, n_categories=4, random_state=0)
+    split = leave_last_out(log, n_valid=0)
+    return split.train.to_array(), split.test.to_array(), text
+
+
+def small(llm, **kw):
+    params = dict(llm=llm, backbone_params=SASREC, cf_epochs=15, epochs=1, max_train_samples=64, batch_size=16,
+                  verbose=0, random_state=0)
+    params.update(kw)
+    return RARecommender(**params)
+
+
+def checksum(model):
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def test_fit_never_changes_an_llm_weight(data):
+    X, _, text = data
+    model, tokenizer = tiny_llm(text)
+    before = checksum(model)
+    rec = small((model, tokenizer), epochs=2).fit(X, item_text=text)
+    assert checksum(model) == before
+    assert not any(p.requires_grad for p in model.parameters())
+    assert rec.n_trainable_parameters_ > 0
+
+
+def test_gradients_reach_every_trainable_tensor_and_nothing_else(data):
+    X, _, text = data
+    model, tokenizer = tiny_llm(text)
+    rec = small((model, tokenizer), epochs=1, max_train_samples=16).fit(X, item_text=text)
+    aligner, llm = rec.aligner_, rec.llm_
+    aligner.train()
+    users = torch.randn(4, 1, 32)
+    items = torch.randn(4, 1, 32)
+    h_u = aligner.encode(llm, "user", users, [[4, 5, 6]] * 4)
+    h_i = aligner.encode(llm, "item", items, [[7, 8]] * 4)
+    (h_u * h_i).sum().backward()
+    for name, p in aligner.named_parameters():
+        assert p.grad is not None and torch.count_nonzero(p.grad) > 0, name
+    assert all(p.grad is None for p in llm.model.parameters())
+
+
+def test_same_seed_same_predictions(data):
+    X, _, text = data
+    first = small(tiny_llm(text)).fit(X, item_text=text).predict(X[:5, 0])
+    second = small(tiny_llm(text)).fit(X, item_text=text).predict(X[:5, 0])
+    np.testing.assert_array_equal(first, second)
+
+
+def test_predict_recommend_and_score_contract(data):
+    X, T, text = data
+    rec = small(tiny_llm(text)).fit(X, item_text=text)
+    assert rec.item_vectors_.shape == (rec.n_items_, 32) and rec.user_vectors_.shape == (rec.n_users_, 32)
+    pred = rec.predict(X[:3, 0])
+    assert pred.shape == (3, rec.k)
+    seen = {(u, i) for u, i, _ in X}
+    assert not any((X[r, 0], i) in seen for r in range(3) for i in pred[r])
+    ids, scores = rec.recommend(X[0, 0], k=5)
+    assert ids.shape == scores.shape == (5,) and np.all(np.diff(scores) <= 0)
+    cold_ids, _ = rec.recommend(histories=[[X[0, 1], X[1, 1]]], k=4)
+    assert cold_ids.shape == (1, 4) and X[0, 1] not in cold_ids[0]
+    value = rec.score(T)
+    assert 0.0 <= value <= 1.0
+
+
+def test_sklearn_params_and_clone():
+    rec = RARecommender(epochs=7, k=5)
+    assert rec.get_params()["epochs"] == 7
+    other = clone(rec.set_params(lr=0.01))
+    assert other.lr == 0.01 and not hasattr(other, "item_vectors_")
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(k=0), "The 'k' parameter of RARecommender must be an int in \\[1, inf\\). Got 0 instead."),
+    (dict(loss="hinge"), "The 'loss' parameter"),
+    (dict(backbone="gru"), "The 'backbone' parameter"),
+    (dict(user_template="no placeholder"), "placeholder \\{history\\}"),
+    (dict(use_id=False, n_ctx=0), "no prefix"),
+    (dict(lr=0.0), "The 'lr' parameter"),
+])
+def test_invalid_parameters_are_named(data, params, message):
+    X, _, text = data
+    with pytest.raises(ValueError, match=message):
+        RARecommender(**params).fit(X, item_text=text)
+
+
+def test_bad_input(data):
+    X, _, text = data
+    rec = small(tiny_llm(text)).fit(X, item_text=text)
+    with pytest.raises(KeyError, match="unknown user id 'nobody'.*histories="):
+        rec.predict(["nobody"])
+    with pytest.raises(ValueError, match="k parameter|'k' parameter"):
+        rec.recommend(X[0, 0], k=rec.n_items_ + 1)
+    with pytest.raises(ValueError, match="item_text holds no titles"):
+        small(tiny_llm(text)).fit(X, item_text={})
+    with pytest.raises(Exception, match="not in the interactions"):
+        small(tiny_llm(text)).fit(X, item_text={10_000: "ghost"})
+
+
+def test_nan_loss_stops_with_a_named_error(data, monkeypatch):
+    X, _, text = data
+    monkeypatch.setattr(RARecommender, "_ranking_loss", lambda self, *a: torch.tensor(float("nan")))
+    with pytest.raises(FloatingPointError, match="alignment loss became nan at epoch 1, step 1"):
+        small(tiny_llm(text)).fit(X, item_text=text)
+
+
+def test_ra_rec_beats_popularity_and_reaches_its_backbone():
+    log, text = make_interactions(n_users=120, n_items=48, n_categories=4, random_state=0)
+    split = leave_last_out(log, n_valid=0)
+    rec = small(tiny_llm(text), epochs=8, max_train_samples=600, align_weight=0.0)
+    rec.fit(split.train.to_array(), item_text=text)
+    # the same held-out items, ranked three ways, training items excluded
+    test = split.test
+    history = [rec._histories[u] for u in range(rec.n_users_)]
+    cf_scores = rec.backbone_.score_histories(history)
+    ra = full_ranking_metrics(rec._scores, test, rec.seen_, ks=[10])
+    cf = full_ranking_metrics(lambda u: cf_scores[u], test, rec.seen_, ks=[10])
+    pop = full_ranking_metrics(PopularityRecommender().fit(split.train).score_users, test, split.train, ks=[10])
+    assert ra["ndcg@10"] > 2 * pop["ndcg@10"], (ra, pop)
+    assert ra["hr@10"] >= cf["hr@10"] - 0.1, (ra, cf)
