@@ -287,13 +287,10 @@ class RARecommender(BaseEstimator):
         if validation is None:
             split = leave_last_out(log, n_test=1, n_valid=0)
             return split.train, (split.test if len(split.test) else None)
-        held = InteractionLog.from_any(validation)
         try:
-            users = log.users.encode(held.users.decode(held.user_codes))
-            items = log.items.encode(held.items.decode(held.item_codes))
+            return log, InteractionLog.from_any(validation, user_index=log.users, item_index=log.items)
         except KeyError as exc:
             raise KeyError(f"validation names an id that X does not: {exc.args[0]}") from None
-        return log, InteractionLog(users, items, log.users, log.items, held.timestamps)
 
     def _build_aligner(self) -> TwoTowerAligner:
         spec = self.llm_.spec
@@ -493,11 +490,8 @@ class RARecommender(BaseEstimator):
         Each user's items from ``fit`` are excluded from the ranking.
         """
         check_is_fitted(self, "item_vectors_")
-        held = InteractionLog.from_any(X)
         try:
-            users = self.users_.encode(held.users.decode(held.user_codes))
-            items = self.items_.encode(held.items.decode(held.item_codes))
+            test = InteractionLog.from_any(X, user_index=self.users_, item_index=self.items_)
         except KeyError as exc:
             raise KeyError(f"score() needs users and items seen in fit: {exc.args[0]}") from None
-        test = InteractionLog(users, items, self.users_, self.items_)
         return full_ranking_metrics(self._scores, test, self.seen_, ks=[self.k], metrics=["ndcg"])[f"ndcg@{self.k}"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._validation import check_int
 from ..llm import LLMSpec
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]
@@ -51,11 +52,8 @@ class PrefixConfig:
 
     def __post_init__(self) -> None:
         for name in ("id_dim", "n_interests", "n_id_tokens", "rank"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"The '{name}' parameter of PrefixConfig must be an int in [1, inf). Got {value!r} instead.")
-        if not isinstance(self.n_ctx, int) or self.n_ctx < 0:
-            raise ValueError(f"The 'n_ctx' parameter of PrefixConfig must be an int in [0, inf). Got {self.n_ctx!r} instead.")
+            check_int(getattr(self, name), name, "PrefixConfig", 1)
+        check_int(self.n_ctx, "n_ctx", "PrefixConfig", 0)
         if self.reparameterization not in REPARAMETERIZATIONS:
             raise ValueError(
                 f"The 'reparameterization' parameter must be one of {REPARAMETERIZATIONS}. "

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validation import check_int
 from ._base import CFBackbone
 from ._histories import SequenceStore
 from ._training import TrainingConfig
@@ -28,8 +29,7 @@ class BPRConfig:
     dim: int = 64
 
     def __post_init__(self) -> None:
-        if not isinstance(self.dim, int) or isinstance(self.dim, bool) or self.dim < 1:
-            raise ValueError(f"The 'dim' parameter of BPRConfig must be an int in [1, inf). Got {self.dim!r} instead.")
+        check_int(self.dim, "dim", "BPRConfig", 1)
 
 
 class BPRNetwork(nn.Module):

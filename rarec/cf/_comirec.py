@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validation import check_int
 from ._base import CFBackbone
 from ._histories import PAD, SequenceStore, pad_histories
 
@@ -37,9 +38,7 @@ class ComiRecConfig:
 
     def __post_init__(self) -> None:
         for name in ("dim", "n_interests", "max_len", "n_negatives"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"The '{name}' parameter of ComiRecConfig must be an int in [1, inf). Got {value!r} instead.")
+            check_int(getattr(self, name), name, "ComiRecConfig", 1)
 
 
 class ComiRecNetwork(nn.Module):

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validation import check_float, check_int
 from ._base import CFBackbone
 from ._histories import PAD, SequenceStore, pad_histories
 
@@ -43,13 +44,10 @@ class SASRecConfig:
 
     def __post_init__(self) -> None:
         for name in ("dim", "n_layers", "n_heads", "inner_dim", "max_len"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"The '{name}' parameter of SASRecConfig must be an int in [1, inf). Got {value!r} instead.")
+            check_int(getattr(self, name), name, "SASRecConfig", 1)
         if self.dim % self.n_heads:
             raise ValueError(f"SASRecConfig: dim ({self.dim}) must be divisible by n_heads ({self.n_heads}).")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"The 'dropout' parameter of SASRecConfig must be a float in [0, 1). Got {self.dropout!r} instead.")
+        check_float(self.dropout, "dropout", "SASRecConfig", 0.0, 0.99)
 
 
 class SASRecNetwork(nn.Module):

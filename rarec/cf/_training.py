@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .._validation import check_float, check_int
+
 logger = logging.getLogger(__name__)
 
 
@@ -55,15 +57,9 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience", "eval_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"The '{name}' parameter of TrainingConfig must be an int in [1, inf). Got {value!r} instead.")
-        if not (isinstance(self.lr, float | int) and self.lr > 0):
-            raise ValueError(f"The 'lr' parameter of TrainingConfig must be a float in (0, inf). Got {self.lr!r} instead.")
-        if not (isinstance(self.weight_decay, float | int) and self.weight_decay >= 0):
-            raise ValueError(
-                f"The 'weight_decay' parameter of TrainingConfig must be a float in [0, inf). Got {self.weight_decay!r} instead."
-            )
+            check_int(getattr(self, name), name, "TrainingConfig", 1)
+        check_float(self.lr, "lr", "TrainingConfig", 0.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", "TrainingConfig", 0.0)
 
 
 def train_with_early_stopping(

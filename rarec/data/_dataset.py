@@ -8,6 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._errors import DataFormatError
+from .._validation import check_int
 from ._interactions import InteractionLog
 from ._item_text import ItemTextTable
 
@@ -66,8 +67,7 @@ def k_core_filter(
     user_k = k if user_k is None else user_k
     item_k = k if item_k is None else item_k
     for name, value in (("k", k), ("user_k", user_k), ("item_k", item_k)):
-        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"The '{name}' parameter of k_core_filter must be an int in [1, inf). Got {value!r} instead.")
+        check_int(value, name, "k_core_filter", 1)
     keep = np.ones(len(log), dtype=bool)
     while True:
         u_counts = np.bincount(log.user_codes[keep], minlength=log.n_users)

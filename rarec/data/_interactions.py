@@ -132,20 +132,34 @@ class InteractionLog:
         return log.drop_duplicates() if drop_duplicates else log
 
     @classmethod
-    def from_any(cls, X: Any, *, drop_duplicates: bool = False, source: str | None = None) -> InteractionLog:
+    def from_any(
+        cls,
+        X: Any,
+        *,
+        drop_duplicates: bool = False,
+        source: str | None = None,
+        user_index: IdIndex | None = None,
+        item_index: IdIndex | None = None,
+    ) -> InteractionLog:
         """Build a log from the forms users have at hand.
 
-        ``X`` may be an :class:`InteractionLog` (returned as is), a 2-D array
-        or a list of tuples with columns ``(user, item[, timestamp])``, or a
-        pandas DataFrame with columns named like ``user_id``, ``item_id`` and
+        ``X`` may be an :class:`InteractionLog`, a 2-D array or a list of
+        tuples with columns ``(user, item[, timestamp])``, or a pandas
+        DataFrame with columns named like ``user_id``, ``item_id`` and
         optionally ``timestamp`` (see ``USER_COLUMNS``, ``ITEM_COLUMNS``,
         ``TIME_COLUMNS``); a DataFrame without such names is read by position.
+        With ``user_index``/``item_index`` the ids are encoded with those maps
+        (an unknown id raises ``KeyError``), e.g. held-out data of a fitted model.
         """
+        kwargs = dict(drop_duplicates=drop_duplicates, source=source, user_index=user_index, item_index=item_index)
         if isinstance(X, InteractionLog):
-            return X.drop_duplicates() if drop_duplicates else X
+            same_maps = (user_index is None or user_index is X.users) and (item_index is None or item_index is X.items)
+            if same_maps:
+                return X.drop_duplicates() if drop_duplicates else X
+            return cls.from_records(X.users.decode(X.user_codes), X.items.decode(X.item_codes), X.timestamps, **kwargs)
         if hasattr(X, "columns") and hasattr(X, "iloc"):  # a DataFrame, without importing pandas
             users, items, ts = _columns_from_frame(X)
-            return cls.from_records(users, items, ts, drop_duplicates=drop_duplicates, source=source)
+            return cls.from_records(users, items, ts, **kwargs)
         if isinstance(X, dict):
             raise DataFormatError(
                 "interactions must be rows (user, item[, timestamp]); got a dict. "
@@ -166,7 +180,7 @@ class InteractionLog:
                 f"got an array of shape {arr.shape}."
             )
         ts = arr[:, 2] if arr.shape[1] == 3 else None
-        return cls.from_records(arr[:, 0], arr[:, 1], ts, drop_duplicates=drop_duplicates, source=source)
+        return cls.from_records(arr[:, 0], arr[:, 1], ts, **kwargs)
 
     # ------------------------------------------------------------- properties
     def __len__(self) -> int:

@@ -75,15 +75,19 @@ def read_movielens(path: str | os.PathLike, *, drop_duplicates: bool = False) ->
     )
 
 
-def _read_100k(folder: Path, drop_duplicates: bool) -> Dataset:
-    data = folder / "u.data"
-    rows = _split_rows(data, "\t", 4, "latin-1")
-    log = InteractionLog.from_records(
+def _ratings_log(path: Path, sep: str, drop_duplicates: bool) -> InteractionLog:
+    """``user sep item sep rating sep timestamp`` lines (100K's u.data, 1M's ratings.dat)."""
+    rows = _split_rows(path, sep, 4, "latin-1")
+    return InteractionLog.from_records(
         coerce_ids([f[0].strip() for _, f in rows], "int"),
         coerce_ids([f[1].strip() for _, f in rows], "int"),
         [f[3].strip() for _, f in rows],
-        drop_duplicates=drop_duplicates, source=str(data), rows=np.array([n for n, _ in rows]),
+        drop_duplicates=drop_duplicates, source=str(path), rows=np.array([n for n, _ in rows]),
     )
+
+
+def _read_100k(folder: Path, drop_duplicates: bool) -> Dataset:
+    log = _ratings_log(folder / "u.data", "\t", drop_duplicates)
     item_file = folder / "u.item"
     text = None
     if item_file.exists():
@@ -105,14 +109,7 @@ def _read_100k(folder: Path, drop_duplicates: bool) -> Dataset:
 
 
 def _read_dat(folder: Path, drop_duplicates: bool) -> Dataset:
-    data = folder / "ratings.dat"
-    rows = _split_rows(data, "::", 4, "latin-1")
-    log = InteractionLog.from_records(
-        coerce_ids([f[0].strip() for _, f in rows], "int"),
-        coerce_ids([f[1].strip() for _, f in rows], "int"),
-        [f[3].strip() for _, f in rows],
-        drop_duplicates=drop_duplicates, source=str(data), rows=np.array([n for n, _ in rows]),
-    )
+    log = _ratings_log(folder / "ratings.dat", "::", drop_duplicates)
     movies = folder / "movies.dat"
     text = None
     if movies.exists():

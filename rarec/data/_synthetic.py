@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils import check_random_state
 
+from .._validation import check_float, check_int
+
 from ._dataset import Dataset
 from ._interactions import InteractionLog
 from ._item_text import ItemText, ItemTextTable
@@ -78,19 +80,19 @@ def make_interactions(
     >>> log.n_users, log.n_items
     (50, 60)
     """
-    _check_int("n_users", n_users, 1)
-    _check_int("n_items", n_items, 2)
-    _check_int("n_categories", n_categories, 1, len(_CATEGORY_WORDS))
-    _check_int("min_length", min_length, 1)
-    _check_int("max_length", max_length, min_length)
-    _check_int("n_favorite_categories", n_favorite_categories, 1, n_categories)
+    owner = "make_interactions"
+    check_int(n_users, "n_users", owner, 1)
+    check_int(n_items, "n_items", owner, 2)
+    check_int(n_categories, "n_categories", owner, 1, len(_CATEGORY_WORDS))
+    check_int(min_length, "min_length", owner, 1)
+    check_int(max_length, "max_length", owner, min_length)
+    check_int(n_favorite_categories, "n_favorite_categories", owner, 1, n_categories)
     if n_items < n_categories * 2:
         raise ValueError(f"n_items ({n_items}) must be at least 2 * n_categories ({2 * n_categories}).")
     if max_length > n_items:
         raise ValueError(f"max_length ({max_length}) cannot exceed n_items ({n_items}): users never repeat items.")
-    for name, p in (("p_sequential", p_sequential), ("p_noise", p_noise)):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"The '{name}' parameter of make_interactions must be a float in [0, 1]. Got {p!r} instead.")
+    check_float(p_sequential, "p_sequential", owner, 0.0, 1.0)
+    check_float(p_noise, "p_noise", owner, 0.0, 1.0)
     rng = check_random_state(random_state)
 
     names = list(_CATEGORY_WORDS)[:n_categories]
@@ -146,10 +148,3 @@ def make_interactions(
         texts[i] = ItemText(title, (names[category[i]],))
     return Dataset(log, ItemTextTable(texts).restrict(log.items))
 
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= low
-    ok = ok and (high is None or value <= high)
-    if not ok:
-        span = f"[{low}, {'inf' if high is None else high}]"
-        raise ValueError(f"The '{name}' parameter of make_interactions must be an int in {span}. Got {value!r} instead.")

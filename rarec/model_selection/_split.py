@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from sklearn.model_selection import BaseCrossValidator
 
+from .._validation import check_int
 from ..data import InteractionLog
 
 
@@ -60,8 +61,8 @@ def leave_last_out(log: Any, n_test: int = 1, n_valid: int = 1) -> LogSplit:
     True
     """
     log = InteractionLog.from_any(log)
-    _check_count("n_test", n_test, 1)
-    _check_count("n_valid", n_valid, 0)
+    check_int(n_test, "n_test", "leave_last_out", 1)
+    check_int(n_valid, "n_valid", "leave_last_out", 0)
     from_end, lengths = _steps_from_end(log)
     eligible = lengths > n_test + n_valid
     test = eligible & (from_end < n_test)
@@ -113,7 +114,7 @@ class LeaveLastOut(BaseCrossValidator):
 
     def split(self, X: Any, y: Any = None, groups: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(train_rows, test_rows)`` index arrays into ``X``."""
-        _check_count("n_splits", self.n_splits, 1, owner=type(self).__name__)
+        check_int(self.n_splits, "n_splits", type(self).__name__, 1)
         log = InteractionLog.from_any(X)
         from_end, lengths = _steps_from_end(log)
         for fold in range(self.n_splits):
@@ -176,10 +177,4 @@ class TemporalSplit(BaseCrossValidator):
         else:
             raise ValueError(f"The 'by' parameter of TemporalSplit must be 'user' or 'global'. Got {self.by!r} instead.")
         yield np.flatnonzero(~test), np.flatnonzero(test)
-
-
-def _check_count(name: str, value: Any, low: int, owner: str = "leave_last_out") -> None:
-    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
-        raise ValueError(f"The '{name}' parameter of {owner} must be an int in [{low}, inf). Got {value!r} instead.")
-
 
