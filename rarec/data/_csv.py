@@ -11,7 +11,7 @@ import numpy as np
 from .._errors import DataFormatError
 from ._dataset import Dataset
 from ._interactions import InteractionLog
-from ._io import coerce_ids, iter_lines
+from ._io import coerce_ids, field_at, iter_lines
 from ._item_text import ItemText, ItemTextTable
 
 Column = str | int
@@ -49,14 +49,6 @@ def _resolve(col: Column | None, names: list[str] | None, path: Path, role: str)
     if col in names:
         return names.index(col)
     raise DataFormatError(f"{path}: no column {col!r} for the {role}; the header has {names}.")
-
-
-def _field(fields: list[str], index: int, path: Path, row: int, name: str) -> str:
-    if index >= len(fields):
-        raise DataFormatError(
-            f"{path}, row {row + 1}: has {len(fields)} field(s), but the {name} is column {index + 1}."
-        )
-    return fields[index].strip()
 
 
 def read_csv(
@@ -118,13 +110,13 @@ def read_csv(
             t = None  # the default name is optional
         else:
             t = _resolve(time_col, names, path, "timestamp")
-    users = [_field(f, u, path, n, "user id") for n, f in rows]
-    item_ids = [_field(f, i, path, n, "item id") for n, f in rows]
+    users = [field_at(f, u, path, n, "user id") for n, f in rows]
+    item_ids = [field_at(f, i, path, n, "item id") for n, f in rows]
     for label, values in (("user id", users), ("item id", item_ids)):
         empty = next((k for k, v in enumerate(values) if not v), None)
         if empty is not None:
             raise DataFormatError(f"{path}, row {rows[empty][0] + 1}: empty {label}.")
-    stamps = None if t is None else [_field(f, t, path, n, "timestamp") for n, f in rows]
+    stamps = None if t is None else [field_at(f, t, path, n, "timestamp") for n, f in rows]
     log = InteractionLog.from_records(
         coerce_ids(users, id_type), coerce_ids(item_ids, id_type), stamps,
         drop_duplicates=drop_duplicates, source=str(path), rows=np.array([n for n, _ in rows]),
@@ -157,10 +149,10 @@ def read_item_text_csv(
     i = _resolve(item_col, names, path, "item id")
     ti = _resolve(title_col, names, path, "title")
     ci = _resolve(categories_col, names, path, "categories")
-    ids = coerce_ids([_field(f, i, path, n, "item id") for n, f in rows], id_type)
+    ids = coerce_ids([field_at(f, i, path, n, "item id") for n, f in rows], id_type)
     texts = {}
     for raw, (n, fields) in zip(ids.tolist(), rows):
         cats = () if ci is None or ci >= len(fields) else tuple(c for c in fields[ci].split(categories_sep))
-        texts[raw] = ItemText(_field(fields, ti, path, n, "title"), cats)
+        texts[raw] = ItemText(field_at(fields, ti, path, n, "title"), cats)
     return ItemTextTable(texts)
 

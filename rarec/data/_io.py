@@ -63,3 +63,12 @@ def coerce_ids(values: list[str], id_type: str) -> np.ndarray:
         return np.asarray([int(v) for v in values], dtype=np.int64)
     except ValueError as exc:
         raise DataFormatError(f"id_type='int' but an id is not an integer: {exc}.") from None
+
+
+def field_at(fields: list[str], index: int, path: str | os.PathLike, row: int, name: str) -> str:
+    """``fields[index]`` stripped, or a :class:`DataFormatError` saying the row is too short."""
+    if index >= len(fields):
+        raise DataFormatError(
+            f"{path}, row {row + 1}: has {len(fields)} field(s), but the {name} is column {index + 1}."
+        )
+    return fields[index].strip()

@@ -10,7 +10,7 @@ import numpy as np
 from .._errors import DataFormatError
 from ._dataset import Dataset
 from ._interactions import InteractionLog
-from ._io import coerce_ids, iter_lines
+from ._io import coerce_ids, field_at, iter_lines
 from ._item_text import ItemText, ItemTextTable
 
 _TYPES = {"token", "token_seq", "float", "float_seq"}
@@ -51,12 +51,6 @@ def _column(names: list[str], wanted: str | tuple[str, ...], path: Path, role: s
     if required:
         raise DataFormatError(f"{path}: no {role} field {wanted!r}; the header has {names}.")
     return None
-
-
-def _get(fields: list[str], k: int, path: Path, row: int) -> str:
-    if k >= len(fields):
-        raise DataFormatError(f"{path}, row {row + 1}: has {len(fields)} field(s); expected at least {k + 1}.")
-    return fields[k].strip()
 
 
 def read_recbole(
@@ -114,9 +108,9 @@ def read_recbole(
     u = _column(names, user_field, inter, "user")
     i = _column(names, item_field, inter, "item")
     t = None if time_field is None else _column(names, time_field, inter, "timestamp", required=False)
-    users = coerce_ids([_get(f, u, inter, n) for n, f in rows], id_type)
-    items = coerce_ids([_get(f, i, inter, n) for n, f in rows], id_type)
-    stamps = None if t is None else [_get(f, t, inter, n) for n, f in rows]
+    users = coerce_ids([field_at(f, u, inter, n, "user field") for n, f in rows], id_type)
+    items = coerce_ids([field_at(f, i, inter, n, "item field") for n, f in rows], id_type)
+    stamps = None if t is None else [field_at(f, t, inter, n, "timestamp field") for n, f in rows]
     log = InteractionLog.from_records(users, items, stamps, drop_duplicates=drop_duplicates, source=str(inter),
         rows=np.array([n for n, _ in rows]),
     )
@@ -135,9 +129,9 @@ def _read_item_file(
     i = _column(names, item_field, path, "item")
     ti = _column(names, title_field, path, "title")
     ci = _column(names, categories_field, path, "categories", required=False)
-    ids = coerce_ids([_get(f, i, path, n) for n, f in rows], id_type)
+    ids = coerce_ids([field_at(f, i, path, n, "item field") for n, f in rows], id_type)
     texts = {}
     for raw, (n, fields) in zip(ids.tolist(), rows):
         cats = tuple(fields[ci].split()) if ci is not None and ci < len(fields) else ()
-        texts[raw] = ItemText(_get(fields, ti, path, n), cats)
+        texts[raw] = ItemText(field_at(fields, ti, path, n, "title field"), cats)
     return ItemTextTable(texts)

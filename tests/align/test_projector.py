@@ -54,3 +54,17 @@ def test_alignment_loss_prefers_matching_pairs():
     matched = text[:, :, None].clone()  # (B, L, 1, 2, kv): the ID prefix equals the text keys/values
     shuffled = matched[torch.randperm(6)]
     assert alignment_loss(matched, text, 0.1) < alignment_loss(shuffled, text, 0.1)
+
+
+def test_weights_for_another_llm_are_refused_with_a_clear_message():
+    from rarec.align._two_tower import TwoTowerAligner
+
+    def aligner(spec):
+        cfg = PrefixConfig(id_dim=8, n_ctx=2)
+        return TwoTowerAligner(PrefixProjector(spec, cfg), PrefixProjector(spec, cfg))
+
+    trained = aligner(SPEC)
+    other = aligner(LLMSpec(n_layers=3, n_kv_heads=4, head_dim=8, hidden_size=64))
+    with pytest.raises(ValueError, match="hidden 64.*trained with a different LLM"):
+        other.load_state_dict(trained.state_dict())
+    aligner(SPEC).load_state_dict(trained.state_dict())  # same LLM: fine

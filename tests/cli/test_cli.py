@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from rarec import __version__
 from rarec.cli import main
 
-from ..tiny_llm import tiny_llm
+from rarec.testing import tiny_llm
 
 
 def test_version_and_info():

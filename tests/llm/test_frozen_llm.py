@@ -6,7 +6,7 @@ from rarec.align import PrefixConfig, PrefixProjector
 from rarec.llm import FrozenLLM, LLMLoadError, LLMSpec
 from rarec.llm._compat import cache_layers, output_cache
 
-from ..tiny_llm import FAMILIES, tiny_llm
+from rarec.testing import FAMILIES, tiny_llm
 
 
 @pytest.fixture(params=FAMILIES)

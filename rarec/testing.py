@@ -1,4 +1,16 @@
-"""Tiny random decoders (Llama, Qwen2, GPT-2 families) with tokenizers built offline."""
+"""Tiny random decoders (Llama, Qwen2, GPT-2 families) with tokenizers built offline.
+
+For tests, examples and smoke runs of the whole pipeline without any model
+download: the models are random, so they know no words, but every mechanism
+(prefixes, caches, padding, training) runs exactly as with a real LLM.
+
+Examples
+--------
+>>> from rarec.testing import tiny_llm
+>>> model, tokenizer = tiny_llm(family="qwen2")
+>>> model.config.num_hidden_layers
+2
+"""
 
 from __future__ import annotations
 
@@ -14,7 +26,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from rarec.llm._prompts import DEFAULT_ITEM_TEMPLATE, DEFAULT_USER_TEMPLATE, NO_TEXT
+from .llm._prompts import DEFAULT_ITEM_TEMPLATE, DEFAULT_USER_TEMPLATE, NO_TEXT
 
 FAMILIES = ("llama", "qwen2", "gpt2")
 
@@ -33,25 +45,39 @@ def word_tokenizer(texts) -> PreTrainedTokenizerFast:
 
 
 def tiny_llm(item_text=None, family: str = "llama", seed: int = 0, hidden: int = 32, layers: int = 2):
-    """``(model, tokenizer)`` of a 2-layer random decoder; the vocabulary covers ``item_text``'s titles."""
+    """``(model, tokenizer)`` of a small random decoder whose vocabulary covers ``item_text``'s titles.
+
+    Parameters
+    ----------
+    item_text : ItemTextTable, optional
+        Titles whose words the word-level tokenizer should know.
+    family : {"llama", "qwen2", "gpt2"}
+    seed : int
+        Seed of the random weights (the global RNG state is restored afterwards).
+    hidden, layers : int
+        Width and depth.
+    """
     texts = [] if item_text is None else [t.render() for _, t in item_text.items()]
     tokenizer = word_tokenizer(texts)
     vocab = len(tokenizer)
-    torch.manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return _build(family, vocab, hidden, layers).eval(), tokenizer
+
+
+def _build(family: str, vocab: int, hidden: int, layers: int):
     if family == "llama":
         config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                              pad_token_id=0, bos_token_id=2, eos_token_id=2)
-        model = LlamaForCausalLM(config)
-    elif family == "qwen2":
+        return LlamaForCausalLM(config)
+    if family == "qwen2":
         config = Qwen2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                              pad_token_id=0, bos_token_id=2, eos_token_id=2)
-        model = Qwen2ForCausalLM(config)
-    elif family == "gpt2":
+        return Qwen2ForCausalLM(config)
+    if family == "gpt2":
         config = GPT2Config(vocab_size=vocab, n_embd=hidden, n_layer=layers, n_head=4, n_positions=256,
                             bos_token_id=2, eos_token_id=2, pad_token_id=0)
-        model = GPT2LMHeadModel(config)
-    else:
-        raise ValueError(family)
-    return model.eval(), tokenizer
+        return GPT2LMHeadModel(config)
+    raise ValueError(f"family must be one of {FAMILIES}; got {family!r}.")
