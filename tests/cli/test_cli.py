@@ -15,7 +15,7 @@ def test_version_and_info():
     assert result.exit_code == 0 and __version__ in result.output
     result = runner.invoke(main, ["info"])
     assert result.exit_code == 0
-    for name in ("rarec", "torch", "transformers", "device"):
+    for name in ("rarec", "torch", "transformers", "device", "default LLM"):
         assert re.search(rf"^{name}\s+\S+", result.output, re.M), result.output
 
 
