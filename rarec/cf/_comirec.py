@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import check_int
+from .._validation import check_int, check_option
 from ._base import CFBackbone
 from ._histories import PAD, SequenceStore, pad_histories
 
@@ -29,16 +29,23 @@ class ComiRecConfig:
         Most recent items a user is described by.
     n_negatives : int
         Items sampled uniformly per batch for the sampled softmax (shared by the batch).
+    selection : {"hard", "soft"}
+        Which interest represents the user for a training target: ``"hard"``,
+        the interest closest to the target (ComiRec's argmax; only that interest
+        learns from the sample), or ``"soft"``, all interests weighted by the
+        softmax of their scores for the target (label-aware attention as in MIND).
     """
 
     dim: int = 64
     n_interests: int = 4
     max_len: int = 50
     n_negatives: int = 256
+    selection: str = "hard"
 
     def __post_init__(self) -> None:
         for name in ("dim", "n_interests", "max_len", "n_negatives"):
             check_int(getattr(self, name), name, "ComiRecConfig", 1)
+        check_option(self.selection, "selection", "ComiRecConfig", ("hard", "soft"))
 
 
 class ComiRecNetwork(nn.Module):
@@ -123,8 +130,11 @@ class ComiRec(CFBackbone):
         interests = self.module_(history)  # (B, K, d)
         table = self._item_table()
         target_emb = table[target]  # (B, d)
-        pick = (interests @ target_emb[:, :, None]).squeeze(-1).argmax(dim=1)  # (B,)
-        user = interests[torch.arange(len(target)), pick]  # (B, d)
+        fit = (interests @ target_emb[:, :, None]).squeeze(-1)  # (B, K): each interest's score for the target
+        if self.config.selection == "hard":
+            user = interests[torch.arange(len(target)), fit.argmax(dim=1)]  # (B, d)
+        else:
+            user = (torch.softmax(fit, dim=1)[:, :, None] * interests).sum(1)  # (B, d)
         pos = (user * target_emb).sum(-1, keepdim=True)  # (B, 1)
         neg = user @ table[negatives].T  # (B, N)
         neg = neg.masked_fill(negatives[None, :] == target[:, None], -torch.inf)  # no accidental hits
