@@ -171,20 +171,22 @@ class CFBackbone(ABC):
     def scorer(self, history: InteractionLog | None = None) -> Callable[[np.ndarray], torch.Tensor]:
         """A function ``users -> scores (len(users), n_items)`` that describes users by their
         sequences in ``history`` (default: the training log), for :func:`full_ranking_metrics`."""
-        self._check_fitted()
-        if history is None:
-            store = self.train_sequences_
-        else:
-            if history.n_items != self.n_items_ or history.n_users != self.n_users_:
-                raise ValueError("history must share the id maps of the training log.")
-            store = SequenceStore(history.user_sequences())
+        store = self._history_store(history)
 
         def score(users: np.ndarray) -> torch.Tensor:
             users = np.asarray(users, dtype=np.int64)
-            hist = [store.flat[store.indptr[u]:store.indptr[u + 1]] for u in users]
-            return self.score_histories(hist, users)
+            return self.score_histories(store.sequences(users), users)
 
         return score
+
+    def _history_store(self, history: InteractionLog | None) -> SequenceStore:
+        """The sequences users are described by: the training log's, or those of ``history``."""
+        self._check_fitted()
+        if history is None:
+            return self.train_sequences_
+        if history.n_items != self.n_items_ or history.n_users != self.n_users_:
+            raise ValueError("history must share the id maps of the training log.")
+        return SequenceStore(history.user_sequences())
 
     def recommend(
         self, users: Sequence[int], k: int = 10, history: InteractionLog | None = None, exclude_seen: bool = True
@@ -200,11 +202,12 @@ class CFBackbone(ABC):
         if not isinstance(k, int | np.integer) or isinstance(k, bool) or not 1 <= k <= self.n_items_:
             raise ValueError(f"k must be an int in [1, n_items={self.n_items_}]; got {k!r}.")
         users = np.asarray(users, dtype=np.int64).reshape(-1)
-        scores = self.scorer(history)(users)
+        store = self._history_store(history)
+        seen = store.sequences(users)
+        scores = self.score_histories(seen, users)
         if exclude_seen:
-            store = self.train_sequences_ if history is None else SequenceStore(history.user_sequences())
-            for row, u in enumerate(users):
-                scores[row, store.flat[store.indptr[u]:store.indptr[u + 1]]] = -torch.inf
+            for row, items in enumerate(seen):
+                scores[row, items] = -torch.inf
         top = torch.topk(scores, k, dim=1)
         items = top.indices.numpy().copy()
         items[torch.isinf(top.values).numpy()] = -1

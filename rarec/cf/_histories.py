@@ -63,6 +63,10 @@ class SequenceStore:
         self.flat = np.concatenate(sequences).astype(np.int64) if len(sequences) else np.zeros(0, np.int64)
         self.lengths = lengths
 
+    def sequences(self, users: np.ndarray) -> list[np.ndarray]:
+        """The full sequences of ``users``."""
+        return [self.flat[self.indptr[u]:self.indptr[u + 1]] for u in users]
+
     def windows(self, users: np.ndarray, ends: np.ndarray, lengths: np.ndarray, width: int) -> torch.Tensor:
         """Items ``seq_u[end - length : end]`` for each row, as index + 1, right-padded to ``width``.
 
