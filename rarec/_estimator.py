@@ -19,6 +19,7 @@ from ._device import resolve_device
 from ._validation import check_float, check_int, check_option
 from .align import PrefixConfig, PrefixProjector, alignment_loss
 from .align._samples import AlignmentSamples, all_next_item_samples, select_random_samples
+from .align._selection import select_alignment_samples
 from .align._two_tower import TwoTowerAligner
 from .cf import BACKBONES, TrainingConfig, make_backbone
 from .data import InteractionLog, ItemTextTable
@@ -81,7 +82,13 @@ class RARecommender(BaseEstimator):
     max_history : int, default 50
         Most recent items given to the CF backbone.
     max_train_samples : int or None, default 2000
-        Random cap on (history, next item) training samples.
+        Random cap on (history, next item) training samples, applied last.
+    sample_fraction : float in (0, 1] or None, default None
+        Keep this share of the training samples, chosen by ``selection``
+        (the paper's data construction); ``None`` skips this step.
+    selection : {"tailored", "random"}, default "tailored"
+        How ``sample_fraction`` chooses: denoise + user/item buckets
+        (:func:`rarec.align.select_alignment_samples`), or uniformly.
     epochs : int, default 3
         Most alignment epochs.
     batch_size : int, default 16
@@ -113,6 +120,8 @@ class RARecommender(BaseEstimator):
     n_users_, n_items_ : int
     training_log_ : list of dict
         Per alignment epoch: loss, seconds, validation NDCG@10.
+    selection_report_ : dict
+        How many training samples there were and what the selection removed.
     n_trainable_parameters_, n_llm_parameters_ : int
 
     Examples
@@ -153,6 +162,8 @@ class RARecommender(BaseEstimator):
         max_prompt_tokens: int = 64,
         max_history: int = 50,
         max_train_samples: int | None = 2000,
+        sample_fraction: float | None = None,
+        selection: str = "tailored",
         epochs: int = 3,
         batch_size: int = 16,
         lr: float = 1e-2,
@@ -183,6 +194,8 @@ class RARecommender(BaseEstimator):
         self.max_prompt_tokens = max_prompt_tokens
         self.max_history = max_history
         self.max_train_samples = max_train_samples
+        self.sample_fraction = sample_fraction
+        self.selection = selection
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -208,6 +221,9 @@ class RARecommender(BaseEstimator):
             check_int(self.max_train_samples, "max_train_samples", name, 1)
         check_option(self.reparameterization, "reparameterization", name, ("layer", "shared", "low_rank"))
         check_option(self.loss, "loss", name, LOSSES)
+        check_option(self.selection, "selection", name, ("tailored", "random"))
+        if self.sample_fraction is not None:
+            check_float(self.sample_fraction, "sample_fraction", name, 0.0, 1.0, low_open=True)
         check_option(self.use_id, "use_id", name, (True, False))
         check_float(self.align_weight, "align_weight", name, 0.0)
         check_float(self.temperature, "temperature", name, 0.0, low_open=True)
@@ -264,7 +280,12 @@ class RARecommender(BaseEstimator):
             self._item_tokens = [self.prompts_.item_tokens(i) for i in range(self.n_items_)]
             self.aligner_ = self._build_aligner().to(device)
             sequences = train.user_sequences()
-            samples = select_random_samples(all_next_item_samples(sequences), self.max_train_samples, rng)
+            samples = all_next_item_samples(sequences)
+            self.selection_report_ = {"candidates": len(samples)}
+            if self.sample_fraction is not None:
+                samples, self.selection_report_ = select_alignment_samples(
+                    samples, sequences, texts, self.sample_fraction, rng, selection=self.selection)
+            samples = select_random_samples(samples, self.max_train_samples, rng)
             self.training_log_ = self._train_alignment(samples, sequences, train, valid, rng)
 
             # Known users are described by everything they did in X.

@@ -144,3 +144,13 @@ def test_ra_rec_beats_popularity_and_reaches_its_backbone():
     pop = full_ranking_metrics(PopularityRecommender().fit(split.train).score_users, test, split.train, ks=[10])
     assert ra["ndcg@10"] > 2 * pop["ndcg@10"], (ra, pop)
     assert ra["hr@10"] >= cf["hr@10"] - 0.1, (ra, cf)
+
+
+def test_sample_fraction_uses_the_tailored_selection(data):
+    X, _, text = data
+    rec = small(tiny_llm(text), max_train_samples=None, sample_fraction=0.1).fit(X, item_text=text)
+    report = rec.selection_report_
+    assert report["selected"] == round(0.1 * report["candidates"])
+    assert rec.training_log_[0]["samples"] == report["selected"]
+    with pytest.raises(ValueError, match="The 'sample_fraction' parameter of RARecommender"):
+        small(tiny_llm(text), sample_fraction=1.5).fit(X, item_text=text)
