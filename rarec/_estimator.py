@@ -428,26 +428,30 @@ class RARecommender(BaseEstimator):
 
     # -------------------------------------------------------------- encoding
     @torch.no_grad()
-    def _encode_items(self, items: np.ndarray, batch: int = 32) -> torch.Tensor:
-        device = self.llm_.device
-        out = []
-        for start in tqdm(range(0, len(items), batch), desc="encoding items", disable=not self.verbose, leave=False):
-            rows = items[start:start + batch]
-            out.append(self.aligner_.encode(self.llm_, "item", self._item_cf[rows].to(device),
-                                            [self._item_tokens[i] for i in rows]).float().cpu())
-        return torch.cat(out)
+    def _encode(self, tower: str, cf: torch.Tensor, tokens: list[list[int]], batch: int = 32) -> torch.Tensor:
+        """Vectors (n, hidden) of one tower, in the order given.
 
-    @torch.no_grad()
-    def _encode_users(self, histories: list[np.ndarray], users: np.ndarray, batch: int = 32) -> torch.Tensor:
+        Prompts are batched by length (less padding, so less compute); left
+        padding with explicit positions makes a vector independent of its
+        batch, so the order of encoding does not change any result.
+        """
         device = self.llm_.device
+        order = np.argsort([len(t) for t in tokens], kind="stable")
+        out = torch.empty(len(tokens), self.llm_.spec.hidden_size)
+        for start in tqdm(range(0, len(order), batch), desc=f"encoding {tower}s", disable=not self.verbose,
+                          leave=False):
+            rows = order[start:start + batch]
+            vectors = self.aligner_.encode(self.llm_, tower, cf[rows].to(device), [tokens[r] for r in rows])
+            out[torch.as_tensor(rows)] = vectors.float().cpu()
+        return out
+
+    def _encode_items(self, items: np.ndarray) -> torch.Tensor:
+        return self._encode("item", self._item_cf[items], [self._item_tokens[i] for i in items])
+
+    def _encode_users(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
         windows = [h[-self.max_history:] for h in histories]
-        cf = self._user_cf(windows, users)
-        out = []
-        for start in tqdm(range(0, len(windows), batch), desc="encoding users", disable=not self.verbose, leave=False):
-            stop = start + batch
-            tokens = [self.prompts_.user_tokens(h) for h in windows[start:stop]]
-            out.append(self.aligner_.encode(self.llm_, "user", cf[start:stop].to(device), tokens).float().cpu())
-        return torch.cat(out)
+        tokens = [self.prompts_.user_tokens(h) for h in windows]
+        return self._encode("user", self._user_cf(windows, users), tokens)
 
     # -------------------------------------------------------------- inference
     def _user_indices(self, users: Any) -> np.ndarray:

@@ -154,3 +154,13 @@ def test_sample_fraction_uses_the_tailored_selection(data):
     assert rec.training_log_[0]["samples"] == report["selected"]
     with pytest.raises(ValueError, match="The 'sample_fraction' parameter of RARecommender"):
         small(tiny_llm(text), sample_fraction=1.5).fit(X, item_text=text)
+
+
+def test_length_bucketed_encoding_equals_one_at_a_time(data):
+    X, _, text = data
+    rec = small(tiny_llm(text)).fit(X, item_text=text)
+    items = np.array([5, 0, 17, 3, 9])
+    together = rec._encode_items(items)
+    for row, item in enumerate(items):
+        torch.testing.assert_close(together[row], rec._encode_items(np.array([item]))[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(together, rec.item_vectors_[items], rtol=1e-4, atol=1e-5)
