@@ -87,7 +87,6 @@ def main() -> None:
 
     # training time: a real fit on a small sample budget, timing only the alignment epoch
     rec.set_params(llm=(llm.model, llm.tokenizer))
-    start = time.perf_counter()
     rec.fit(split.train, item_text=text)
     epoch = rec.training_log_[0]
     per_1k = epoch["seconds"] / epoch["samples"] * 1000

@@ -98,7 +98,7 @@ def read_amazon(
         ukey, user = _first(record, USER_KEYS)
         ikey, item = _first(record, ITEM_KEYS[::-1] if "parent_asin" in record else ITEM_KEYS)
         tkey, stamp = _first(record, TIME_KEYS)
-        for key, value, wanted in ((ukey, user, USER_KEYS), (ikey, item, ITEM_KEYS), (tkey, stamp, TIME_KEYS)):
+        for key, wanted in ((ukey, USER_KEYS), (ikey, ITEM_KEYS), (tkey, TIME_KEYS)):
             if key is None:
                 raise DataFormatError(f"{reviews}, row {n + 1}: no field among {list(wanted)}; keys are {sorted(record)}.")
         users.append(str(user))
