@@ -345,7 +345,7 @@ class RARecommender(BaseEstimator):
         item_text_kv = self._text_kv(self._item_tokens, "item prompts") if align else None
         user_text_kv = self._text_kv(user_tokens, "user prompts") if align else None
         optimizer = torch.optim.AdamW(self.aligner_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        scale = self.llm_.spec.hidden_size ** -0.5  # keeps dot products of hidden states in a trainable range
+        scale = self.llm_.spec.hidden_size ** -0.5  # a fixed temperature for final-norm dot products (not tuned)
         log, best, best_state, waited = [], -1.0, None, 0
         for epoch in range(1, self.epochs + 1):
             self.aligner_.train()
