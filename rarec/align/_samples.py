@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..cf._histories import next_item_positions
+
 
 @dataclass
 class AlignmentSamples:
@@ -34,16 +36,11 @@ class AlignmentSamples:
 
 def all_next_item_samples(sequences: list[np.ndarray]) -> AlignmentSamples:
     """Every (prefix, next item) pair with a non-empty prefix, of every sequence."""
-    users, ends = [], []
-    for u, seq in enumerate(sequences):
-        if len(seq) > 1:
-            users.append(np.full(len(seq) - 1, u))
-            ends.append(np.arange(1, len(seq)))
-    if not users:
+    users, ends = next_item_positions(np.array([len(seq) for seq in sequences]))
+    if len(users) == 0:
         raise ValueError("no user has two or more interactions: there is no (history, next item) pair to train on.")
-    users_arr, ends_arr = np.concatenate(users).astype(np.int64), np.concatenate(ends).astype(np.int64)
-    targets = np.array([sequences[u][e] for u, e in zip(users_arr, ends_arr)], dtype=np.int64)
-    return AlignmentSamples(users_arr, ends_arr, targets)
+    targets = np.array([sequences[u][e] for u, e in zip(users, ends)], dtype=np.int64)
+    return AlignmentSamples(users, ends, targets)
 
 
 def select_random_samples(samples: AlignmentSamples, max_samples: int | None, rng: np.random.Generator) -> AlignmentSamples:

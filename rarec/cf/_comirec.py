@@ -12,7 +12,7 @@ from torch import nn
 
 from .._validation import check_int, check_option
 from ._base import CFBackbone
-from ._histories import PAD, SequenceStore, pad_histories
+from ._histories import PAD, SequenceStore, next_item_positions, pad_histories
 
 
 @dataclass
@@ -111,15 +111,9 @@ class ComiRec(CFBackbone):
         return self.module_.item_embedding.weight[1:]
 
     def _epoch_batches(self, store: SequenceStore, generator: torch.Generator) -> Iterator[tuple]:
-        users = np.repeat(np.arange(len(store.lengths)), np.maximum(store.lengths - 1, 0))
-        # target position t = 1..n-1 of every user
-        ends = np.concatenate([np.arange(1, n) for n in store.lengths if n > 1]) if len(users) else users
-        order = torch.randperm(len(users), generator=generator).numpy()
-        size, width = self.training.batch_size, self.config.max_len
-        for start in range(0, len(order), size):
-            rows = order[start:start + size]
-            u, e = users[rows], ends[rows]
-            lengths = np.minimum(e, width)
+        users, ends = next_item_positions(store.lengths)  # every next-item target is a sample
+        width = self.config.max_len
+        for u, e, lengths in store.shuffled_batches(users, ends, self.training.batch_size, width, generator):
             history = store.windows(u, e, lengths, width)[:, : int(lengths.max())]  # (B, L)
             target = torch.from_numpy(store.flat[store.indptr[u] + e])  # (B,)
             negatives = torch.randint(0, self.n_items_, (self.config.n_negatives,), generator=generator)

@@ -8,7 +8,7 @@ never sees padding before a real item and the last real position is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -51,6 +51,17 @@ def pad_histories(histories: list[np.ndarray], max_len: int | None) -> tuple[tor
     return torch.from_numpy(out), torch.from_numpy(lengths)
 
 
+def next_item_positions(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(user, position)`` of every sequence item that has at least one item before it.
+
+    For lengths ``[3, 1, 2]``: users ``[0, 0, 2]``, positions ``[1, 2, 1]``.
+    """
+    counts = np.maximum(np.asarray(lengths, dtype=np.int64) - 1, 0)
+    users = np.repeat(np.arange(len(counts)), counts)
+    first = np.repeat(np.cumsum(counts) - counts, counts)  # index of each user's first pair
+    return users, np.arange(int(counts.sum())) - first + 1
+
+
 class SequenceStore:
     """All training sequences, flat, for fast gathering of windows.
 
@@ -66,6 +77,16 @@ class SequenceStore:
     def sequences(self, users: np.ndarray) -> list[np.ndarray]:
         """The full sequences of ``users``."""
         return [self.flat[self.indptr[u]:self.indptr[u + 1]] for u in users]
+
+    def shuffled_batches(
+        self, users: np.ndarray, ends: np.ndarray, batch_size: int, max_len: int, generator: torch.Generator
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Shuffle ``(user, end)`` pairs with ``generator`` and yield them in batches as
+        ``(users, ends, lengths)``, ``lengths`` being the window sizes ``min(end, max_len)``."""
+        order = torch.randperm(len(users), generator=generator).numpy()
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            yield users[rows], ends[rows], np.minimum(ends[rows], max_len)
 
     def windows(self, users: np.ndarray, ends: np.ndarray, lengths: np.ndarray, width: int) -> torch.Tensor:
         """Items ``seq_u[end - length : end]`` for each row, as index + 1, right-padded to ``width``.

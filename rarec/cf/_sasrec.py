@@ -126,12 +126,8 @@ class SASRec(CFBackbone):
 
     def _epoch_batches(self, store: SequenceStore, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         users, ends = _training_windows(store, self.config.max_len)
-        order = torch.randperm(len(users), generator=generator).numpy()
-        width, size = self.config.max_len, self.training.batch_size
-        for start in range(0, len(order), size):
-            rows = order[start:start + size]
-            u, e = users[rows], ends[rows]
-            lengths = np.minimum(e, width)
+        width = self.config.max_len
+        for u, e, lengths in store.shuffled_batches(users, ends, self.training.batch_size, width, generator):
             inputs = store.windows(u, e, lengths, width)  # (B, W): items end-length .. end-1
             targets = store.windows(u, e + 1, lengths, width)  # (B, W): the next item at each position
             yield inputs.to(self.device_), targets.to(self.device_)
