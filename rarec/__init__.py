@@ -6,9 +6,16 @@ The package is organised by stage, data flowing one way:
 and :mod:`rarec.metrics` (ranking metrics) beside them.
 """
 
-from ._errors import DataFormatError
+from ._errors import DataFormatError, LLMMismatchError, ModelFormatError
 from ._estimator import RARecommender
 from ._version import __version__
 from .model_selection import LeaveLastOut
 
-__all__ = ["DataFormatError", "LeaveLastOut", "RARecommender", "__version__"]
+__all__ = [
+    "DataFormatError",
+    "LLMMismatchError",
+    "LeaveLastOut",
+    "ModelFormatError",
+    "RARecommender",
+    "__version__",
+]

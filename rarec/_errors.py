@@ -25,3 +25,17 @@ def where(source: str | None, row: int | None = None, column: str | None = None)
     if column is not None:
         parts.append(f"column {column!r}")
     return ", ".join(parts) if parts else "input"
+
+
+class ModelFormatError(ValueError):
+    """A saved model folder is missing, damaged, edited by hand or written by a newer rarec.
+
+    Subclasses :class:`ValueError`.
+    """
+
+
+class LLMMismatchError(ValueError):
+    """The LLM at hand is not the one the alignment module was trained with.
+
+    Subclasses :class:`ValueError`.
+    """

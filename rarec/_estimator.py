@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ._device import resolve_device
+from ._errors import LLMMismatchError
 from ._validation import check_float, check_int, check_option
 from .align import PrefixConfig, PrefixProjector, alignment_loss
 from .align._samples import AlignmentSamples, all_next_item_samples, select_random_samples
@@ -271,13 +274,10 @@ class RARecommender(BaseEstimator):
             self.backbone_ = make_backbone(self.backbone, training, **(self.backbone_params or {}))
             self.backbone_.fit(train, valid)
 
-            self.llm_ = FrozenLLM.load(self.llm, device=device)
-            self.prompts_ = PromptBuilder(self.llm_.tokenizer, texts, self.user_template, self.item_template,
-                                          self.n_history_titles, self.max_prompt_tokens)
+            llm = FrozenLLM.load(self.llm, device=device)
             self.users_, self.items_ = log.users, log.items
             self.n_users_, self.n_items_ = log.n_users, log.n_items
-            self._item_cf = self.backbone_.item_embeddings()[:, None, :]  # (n_items, 1, d)
-            self._item_tokens = [self.prompts_.item_tokens(i) for i in range(self.n_items_)]
+            self._attach(texts, llm.identity, device, llm)
             self.aligner_ = self._build_aligner().to(device)
             sequences = train.user_sequences()
             samples = all_next_item_samples(sequences)
@@ -289,16 +289,150 @@ class RARecommender(BaseEstimator):
             self.training_log_ = self._train_alignment(samples, sequences, train, valid, rng)
 
             # Known users are described by everything they did in X.
-            self._histories = log.user_sequences()
+            histories = log.user_sequences()
             self.seen_ = log.to_csr()
             self.item_vectors_ = self._encode_items(np.arange(self.n_items_))
             known = np.flatnonzero(log.user_lengths() > 0)
             self.user_vectors_ = torch.zeros(self.n_users_, self.item_vectors_.shape[1])
-            self.user_vectors_[known] = self._encode_users([self._histories[u] for u in known], known)
+            self.user_vectors_[known] = self._encode_users([histories[u] for u in known], known)
         self.n_trainable_parameters_ = self.aligner_.n_parameters
         self.n_llm_parameters_ = self.llm_.n_parameters
         self.fit_seconds_ = time.perf_counter() - start
         return self
+
+    # ------------------------------------------------- the frozen LLM, lazily
+    def _attach(self, texts: list, llm_identity: dict, device: torch.device, llm: FrozenLLM | None = None) -> None:
+        """Record what inference needs besides tensors; ``llm=None`` defers loading the LLM to first use."""
+        self._texts = texts
+        self._llm_identity = dict(llm_identity)
+        self._device = device
+        self._llm = llm
+        self._prompts = None
+        self._item_tokens_cache = None
+        self._item_cf = self.backbone_.item_embeddings()[:, None, :]  # (n_items, 1, d)
+
+    @property
+    def llm_(self) -> FrozenLLM:
+        """The frozen LLM; after :meth:`load` or unpickling it is loaded on first use."""
+        if "_llm_identity" not in self.__dict__:
+            raise AttributeError("llm_ exists once the recommender is fitted")
+        if self._llm is None:
+            self._llm = self._reload_llm()
+        return self._llm
+
+    def _reload_llm(self) -> FrozenLLM:
+        llm = FrozenLLM.load(self.llm, device=self._device)
+        saved, found = self._llm_identity, llm.identity
+        for key in ("config_sha256", "weights_sha256"):
+            if saved.get(key) is not None and saved.get(key) != found.get(key):
+                origin = saved.get("source", "an unknown LLM")
+                origin = "an in-memory (model, tokenizer) pair" if origin == "object" else repr(origin)
+                given = "the default LLM" if self.llm is None else repr(found.get("source"))
+                raise LLMMismatchError(
+                    f"this recommender was aligned with {origin} ({key[:-7]} {saved[key]}), but {given} "
+                    f"has {key[:-7]} {found.get(key)}. Load it with the LLM it was trained with: "
+                    "RARecommender.load(path, llm=...)."
+                )
+        return llm
+
+    @property
+    def prompts_(self) -> PromptBuilder:
+        """Builds the token ids of user and item prompts."""
+        if "_llm_identity" not in self.__dict__:
+            raise AttributeError("prompts_ exists once the recommender is fitted")
+        if self._prompts is None:
+            self._prompts = PromptBuilder(self.llm_.tokenizer, self._texts, self.user_template, self.item_template,
+                                          self.n_history_titles, self.max_prompt_tokens)
+        return self._prompts
+
+    @property
+    def _item_tokens(self) -> list[list[int]]:
+        if self._item_tokens_cache is None:
+            self._item_tokens_cache = [self.prompts_.item_tokens(i) for i in range(self.n_items_)]
+        return self._item_tokens_cache
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted model into the folder ``path`` (JSON + safetensors, no pickle).
+
+        The folder holds ``config.json`` (parameters, versions, the LLM's
+        identity, id maps), ``model.safetensors`` (CF weights, alignment module,
+        cached user and item vectors) and ``item_text.json``. The LLM itself
+        is not copied. An existing model folder at ``path`` is replaced
+        atomically.
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        check_is_fitted(self, "item_vectors_")
+        from ._persistence import save_recommender
+
+        return save_recommender(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, llm: Any = None, device: str | None = None) -> RARecommender:
+        """Restore a model written by :meth:`save`.
+
+        ``predict`` and ``recommend`` for known users need no LLM and give
+        exactly the saved model's results. The LLM is loaded on first need
+        (a new history, ``fit`` again) and must be the one the model was
+        trained with, else :class:`rarec.LLMMismatchError`.
+
+        Parameters
+        ----------
+        path : path-like
+            A folder written by :meth:`save`.
+        llm : optional
+            The LLM to use instead of the saved one's source; required when the
+            model was fitted with an in-memory ``(model, tokenizer)`` pair.
+        device : str, optional
+            Overrides the saved ``device`` parameter.
+
+        Raises
+        ------
+        rarec.ModelFormatError
+            The folder is not a rarec model, is damaged or edited, or was
+            written by a newer rarec.
+        """
+        from ._persistence import load_recommender
+
+        return load_recommender(cls, path, llm=llm, device=device)
+
+    def __getstate__(self) -> dict:
+        # Pickles and deep copies never carry the frozen LLM: it is reloaded (and checked) on first use.
+        state = dict(super().__getstate__())
+        for key in ("_llm", "_prompts", "_item_tokens_cache"):
+            if key in state:
+                state[key] = None
+        return state
+
+    def __deepcopy__(self, memo: dict) -> RARecommender:
+        # The LLM is frozen, so copies share it (and an LLM object given as a parameter) instead of duplicating it.
+        for shared in (self.llm, self.__dict__.get("_llm")):
+            if shared is not None and not isinstance(shared, str | os.PathLike):
+                memo[id(shared)] = shared
+                for part in (shared if isinstance(shared, tuple | list) else (shared.model, shared.tokenizer)):
+                    memo[id(part)] = part
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
+
+    def __sklearn_clone__(self) -> RARecommender:
+        # Like sklearn's clone (unfitted, parameters deep-copied), except that an LLM object is shared, not copied.
+        params = self.get_params(deep=False)
+        llm = params.pop("llm")
+        return type(self)(llm=llm, **{name: clone(value, safe=False) for name, value in params.items()})
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = True
+        tags.input_tags.string = True  # ids may be strings
+        tags.input_tags.allow_nan = False
+        tags.target_tags.required = False  # y is ignored: the interactions are the data
+        tags.non_deterministic = self.random_state is None
+        return tags
 
     def _item_texts(self, item_text: Any, log: InteractionLog) -> list:
         if item_text is None:
@@ -515,14 +649,42 @@ class RARecommender(BaseEstimator):
         ids, _ = self.recommend(np.atleast_1d(np.asarray(users, dtype=object)), self.k)
         return ids
 
-    def score(self, X: Any, y: Any = None) -> float:
-        """Mean NDCG@k of held-out interactions ``X`` (users and items seen in ``fit``); higher is better.
+    def evaluate(self, X: Any, ks: Sequence[int] = (10, 20, 100),
+                 metrics: Sequence[str] = ("hr", "ndcg", "mrr")) -> dict[str, float]:
+        """Full-ranking metrics of held-out interactions ``X``, averaged over them.
 
-        Each user's items from ``fit`` are excluded from the ranking.
+        Every item is ranked for each held-out interaction's user, with the
+        user's items from ``fit`` excluded. Interactions whose user or item was
+        not seen in ``fit`` cannot be ranked: they are left out with a warning.
+
+        Returns
+        -------
+        dict
+            ``{"hr@10": ..., "ndcg@10": ..., ...}`` for every metric and cut-off.
         """
         check_is_fitted(self, "item_vectors_")
-        try:
-            test = InteractionLog.from_any(X, user_index=self.users_, item_index=self.items_)
-        except KeyError as exc:
-            raise KeyError(f"score() needs users and items seen in fit: {exc.args[0]}") from None
-        return full_ranking_metrics(self._scores, test, self.seen_, ks=[self.k], metrics=["ndcg"])[f"ndcg@{self.k}"]
+        test = self._known_interactions(X)
+        return full_ranking_metrics(self._scores, test, self.seen_, ks=list(ks), metrics=list(metrics))
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean NDCG@k of held-out interactions ``X``; higher is better (scikit-learn's scorer convention).
+
+        As in :meth:`evaluate`: the user's items from ``fit`` are excluded from
+        the ranking, and interactions with users or items unseen in ``fit`` are
+        left out with a warning.
+        """
+        return self.evaluate(X, ks=[self.k], metrics=["ndcg"])[f"ndcg@{self.k}"]
+
+    def _known_interactions(self, X: Any) -> InteractionLog:
+        raw = InteractionLog.from_any(X, source="held-out interactions")
+        users = self.users_.encode(raw.users.ids, unknown="mask")[raw.user_codes]
+        items = self.items_.encode(raw.items.ids, unknown="mask")[raw.item_codes]
+        keep = (users >= 0) & (items >= 0)
+        if not keep.any():
+            raise ValueError(f"none of the {len(raw)} held-out interactions has a user and an item seen in fit; "
+                             "nothing can be ranked.")
+        if not keep.all():
+            warnings.warn(f"{int((~keep).sum())} of {len(raw)} held-out interactions name a user or item not seen "
+                          "in fit and are left out of the evaluation.", stacklevel=3)
+        times = None if raw.timestamps is None else raw.timestamps[keep]
+        return InteractionLog(users[keep], items[keep], self.users_, self.items_, times)

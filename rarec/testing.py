@@ -14,6 +14,8 @@ Examples
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
@@ -44,7 +46,18 @@ def word_tokenizer(texts) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>")
 
 
-def tiny_llm(item_text=None, family: str = "llama", seed: int = 0, hidden: int = 32, layers: int = 2):
+class LLMPair(NamedTuple):
+    """A ``(model, tokenizer)`` pair with a short repr (estimator reprs and test ids stay readable)."""
+
+    model: Any
+    tokenizer: Any
+
+    def __repr__(self) -> str:
+        config = self.model.config
+        return f"LLMPair({type(self.model).__name__}, {config.num_hidden_layers} layers, hidden {config.hidden_size})"
+
+
+def tiny_llm(item_text=None, family: str = "llama", seed: int = 0, hidden: int = 32, layers: int = 2) -> LLMPair:
     """``(model, tokenizer)`` of a small random decoder whose vocabulary covers ``item_text``'s titles.
 
     Parameters
@@ -62,7 +75,7 @@ def tiny_llm(item_text=None, family: str = "llama", seed: int = 0, hidden: int =
     vocab = len(tokenizer)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return _build(family, vocab, hidden, layers).eval(), tokenizer
+        return LLMPair(_build(family, vocab, hidden, layers).eval(), tokenizer)
 
 
 def _build(family: str, vocab: int, hidden: int, layers: int):

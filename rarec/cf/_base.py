@@ -220,16 +220,13 @@ class CFBackbone(ABC):
     def _load_extra(self, tensors: dict[str, torch.Tensor]) -> None:
         pass
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write ``backbone.json`` and ``backbone.safetensors`` into the folder ``path``."""
+    def to_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """``(metadata, tensors)``: everything :meth:`from_state` needs, as JSON-safe values and CPU tensors."""
         self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         tensors = {f"module.{k}": v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
         tensors["sequences.indptr"] = torch.from_numpy(self.train_sequences_.indptr)
         tensors["sequences.flat"] = torch.from_numpy(self.train_sequences_.flat)
         tensors.update(self._extra_tensors())
-        save_file(tensors, str(path / "backbone.safetensors"))
         meta = {
             "format_version": FORMAT_VERSION,
             "rarec_version": __version__,
@@ -240,13 +237,58 @@ class CFBackbone(ABC):
             "n_items": self.n_items_,
             "training_log": self.training_log_,
         }
+        return meta, tensors
+
+    @staticmethod
+    def from_state(meta: dict[str, Any], tensors: dict[str, torch.Tensor], device: str = "cpu",
+                   source: str = "backbone state") -> CFBackbone:
+        """Rebuild a fitted backbone from :meth:`to_state`'s output; ``source`` names it in errors."""
+        from ._registry import BACKBONES
+
+        if not isinstance(meta, dict):
+            raise ValueError(f"{source}: the backbone metadata must be a JSON object.")
+        if meta.get("format_version", 0) > FORMAT_VERSION:
+            raise ValueError(f"{source} was written by a newer rarec ({meta.get('rarec_version')}); upgrade rarec.")
+        name = meta.get("backbone")
+        if name not in BACKBONES:
+            raise ValueError(f"{source} names an unknown backbone {name!r}.")
+        cls = BACKBONES[name]
+        tensors = dict(tensors)
+        try:
+            training = TrainingConfig(**{**meta["training"], "device": device})
+            backbone = cls(cls.config_class(**meta["config"]), training)
+            backbone.n_users_, backbone.n_items_ = int(meta["n_users"]), int(meta["n_items"])
+            indptr, flat = tensors.pop("sequences.indptr").numpy(), tensors.pop("sequences.flat").numpy()
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{source} is incomplete or was edited by hand ({type(exc).__name__}: {exc}).") from None
+        if len(indptr) != backbone.n_users_ + 1 or indptr[-1] != len(flat):
+            raise ValueError(f"{source}: the stored training sequences do not match {backbone.n_users_} users.")
+        backbone.device_ = resolve_device(device)
+        backbone.train_sequences_ = SequenceStore([])
+        backbone.train_sequences_.indptr, backbone.train_sequences_.flat = indptr, flat
+        backbone.train_sequences_.lengths = np.diff(indptr)
+        backbone._load_extra(tensors)
+        module = backbone._build_module(backbone.n_users_, backbone.n_items_)
+        state = {k.removeprefix("module."): v for k, v in tensors.items() if k.startswith("module.")}
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"{source}: the stored weights do not fit the stored configuration ({exc}).") from None
+        backbone.module_ = module.to(backbone.device_).eval()
+        backbone.training_log_ = meta.get("training_log", [])
+        return backbone
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write ``backbone.json`` and ``backbone.safetensors`` into the folder ``path``."""
+        meta, tensors = self.to_state()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(path / "backbone.safetensors"))
         (path / "backbone.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
 
     @staticmethod
     def load(path: str | os.PathLike, device: str = "cpu") -> CFBackbone:
         """Restore a backbone written by :meth:`save` (no pickle: JSON + safetensors)."""
-        from ._registry import BACKBONES
-
         path = Path(path)
         try:
             meta = json.loads((path / "backbone.json").read_text())
@@ -254,28 +296,13 @@ class CFBackbone(ABC):
             raise FileNotFoundError(f"{path} holds no backbone.json; is it a folder written by save()?") from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path / 'backbone.json'} is not valid JSON ({exc}).") from None
-        if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{path} was written by a newer rarec ({meta.get('rarec_version')}); upgrade rarec.")
-        name = meta.get("backbone")
-        if name not in BACKBONES:
-            raise ValueError(f"{path / 'backbone.json'} names an unknown backbone {name!r}.")
-        cls = BACKBONES[name]
-        training = TrainingConfig(**{**meta["training"], "device": device})
-        backbone = cls(cls.config_class(**meta["config"]), training)
-        tensors = load_file(str(path / "backbone.safetensors"))
-        backbone.n_users_, backbone.n_items_ = int(meta["n_users"]), int(meta["n_items"])
-        backbone.device_ = resolve_device(device)
-        backbone.train_sequences_ = SequenceStore([])
-        backbone.train_sequences_.indptr = tensors.pop("sequences.indptr").numpy()
-        backbone.train_sequences_.flat = tensors.pop("sequences.flat").numpy()
-        backbone.train_sequences_.lengths = np.diff(backbone.train_sequences_.indptr)
-        backbone._load_extra(tensors)
-        module = backbone._build_module(backbone.n_users_, backbone.n_items_)
-        state = {k.removeprefix("module."): v for k, v in tensors.items() if k.startswith("module.")}
-        module.load_state_dict(state)
-        backbone.module_ = module.to(backbone.device_).eval()
-        backbone.training_log_ = meta.get("training_log", [])
-        return backbone
+        try:
+            tensors = load_file(str(path / "backbone.safetensors"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path} holds no backbone.safetensors.") from None
+        except Exception as exc:  # safetensors raises its own error type for damaged files
+            raise ValueError(f"{path / 'backbone.safetensors'} is damaged or truncated ({exc}).") from None
+        return CFBackbone.from_state(meta, tensors, device, source=str(path / "backbone.json"))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"

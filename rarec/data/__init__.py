@@ -3,6 +3,7 @@
 from ._amazon import read_amazon, read_amazon_meta
 from ._csv import read_csv, read_item_text_csv
 from ._dataset import Dataset, k_core_filter
+from ._filters import KCoreFilter
 from ._ids import IdIndex
 from ._interactions import InteractionLog
 from ._item_text import ItemText, ItemTextTable
@@ -14,6 +15,7 @@ from ._synthetic import make_interactions
 __all__ = [
     "Dataset",
     "IdIndex",
+    "KCoreFilter",
     "InteractionLog",
     "ItemText",
     "ItemTextTable",

@@ -160,6 +160,11 @@ class InteractionLog:
         if hasattr(X, "columns") and hasattr(X, "iloc"):  # a DataFrame, without importing pandas
             users, items, ts = _columns_from_frame(X)
             return cls.from_records(users, items, ts, **kwargs)
+        if sp.issparse(X):
+            raise DataFormatError(
+                "sparse input is not supported: interactions are rows (user, item[, timestamp]); "
+                "a user-item matrix can be turned into rows with scipy.sparse.find."
+            )
         if isinstance(X, dict):
             raise DataFormatError(
                 "interactions must be rows (user, item[, timestamp]); got a dict. "
@@ -172,6 +177,12 @@ class InteractionLog:
                 f"interactions must be a 2-D array, a list of (user, item[, timestamp]) tuples or "
                 f"a DataFrame; got {type(X).__name__}."
             ) from None
+        if np.iscomplexobj(arr):
+            raise DataFormatError("Complex data not supported: ids are integers or strings.")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            row, col = np.argwhere(~np.isfinite(arr))[0]
+            raise DataFormatError(f"interactions hold NaN or infinity (first at row {row + 1}, column {col + 1}); "
+                                  "every row needs a user id, an item id and, if given, a finite timestamp.")
         if arr.ndim == 1 and arr.size == 0:
             raise DataFormatError("the interaction log is empty: no interactions to learn from.")
         if arr.ndim != 2 or arr.shape[1] not in (2, 3):

@@ -84,6 +84,7 @@ class FrozenLLM:
         self.spec = LLMSpec.from_config(base.config)
         self.identity = dict(identity or {"source": "object", "kind": type(base).__name__})
         self.identity["config_sha256"] = config_fingerprint(base.config)
+        self.identity["weights_sha256"] = weights_fingerprint(base)
 
     @classmethod
     def load(cls, llm: Any = None, device: str | torch.device = "auto", dtype: torch.dtype | None = None,
@@ -182,3 +183,17 @@ def config_fingerprint(config: Any) -> str:
     data = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     keep = {k: v for k, v in data.items() if not k.startswith("_") and k not in ("transformers_version", "dtype", "torch_dtype")}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def weights_fingerprint(model: Any, n_values: int = 65536) -> str:
+    """A short digest of a sample of the weights (first and last tensors), to tell checkpoints apart.
+
+    Values are rounded to bfloat16 first, so the same weights held in fp32 or
+    bf16 (CPU or CUDA) give the same digest.
+    """
+    params = list(model.parameters())
+    digest = hashlib.sha256()
+    for param in (params[0], params[-1]) if params else ():
+        sample = param.detach().reshape(-1)[:n_values].to("cpu", torch.bfloat16).float()
+        digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,277 @@
+"""Saving and loading a fitted RARecommender: JSON and safetensors, never pickle.
+
+A model folder holds three files:
+
+- ``config.json``: format version, library versions, estimator parameters,
+  the LLM's identity, the alignment module's shape, the CF backbone's
+  configuration, the user and item id maps, fitted summaries, and the
+  SHA-256 digests of the two other files;
+- ``model.safetensors``: CF weights, alignment module, cached user and item
+  vectors, and the items each known user has seen;
+- ``item_text.json``: the item titles and categories the prompts are made of.
+
+Loading reads only data (JSON and raw tensors), so a damaged or hostile
+folder can fail to load but cannot run code. The folder is written to a
+temporary sibling and renamed into place, so a crash mid-save never leaves
+a half-written model under the target name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from safetensors.torch import load_file, save_file
+
+from ._errors import ModelFormatError
+from ._version import __version__
+from .align import PrefixConfig, PrefixProjector
+from .align._two_tower import TwoTowerAligner
+from .cf import CFBackbone
+from .data import IdIndex, ItemText
+from .llm import LLMSpec
+
+if TYPE_CHECKING:
+    from ._estimator import RARecommender
+
+FORMAT = "rarec-recommender"
+#: Bumped whenever a file's layout changes; a reader refuses folders from a newer format.
+FORMAT_VERSION = 1
+CONFIG_FILE, WEIGHTS_FILE, TEXT_FILE = "config.json", "model.safetensors", "item_text.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import transformers
+
+    return {"rarec": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+# ----------------------------------------------------------------- parameters
+def _encode_params(params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """JSON-safe parameters; arrays inside ``backbone_params`` go to ``tensors``."""
+    out = dict(params)
+    if not (out["llm"] is None or isinstance(out["llm"], str | os.PathLike)):
+        out["llm"] = None  # an in-memory (model, tokenizer) pair: its identity is recorded under "llm"
+    elif out["llm"] is not None:
+        out["llm"] = str(out["llm"])
+    if out.get("backbone_params"):
+        encoded = {}
+        for key, value in out["backbone_params"].items():
+            if isinstance(value, np.ndarray | torch.Tensor):
+                name = f"params.backbone_params.{key}"
+                tensors[name] = torch.as_tensor(np.asarray(value)).clone().contiguous()
+                encoded[key] = {"tensor": name}
+            elif isinstance(value, os.PathLike):
+                encoded[key] = str(value)
+            else:
+                encoded[key] = value
+        out["backbone_params"] = encoded
+    return out
+
+
+def _decode_params(params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    out = dict(params)
+    if out.get("backbone_params"):
+        out["backbone_params"] = {
+            key: tensors[value["tensor"]].numpy() if isinstance(value, dict) and "tensor" in value else value
+            for key, value in out["backbone_params"].items()
+        }
+    return out
+
+
+# ----------------------------------------------------------------------- save
+def save_recommender(rec: RARecommender, path: str | os.PathLike) -> Path:
+    """Write ``rec`` (fitted) into the folder ``path``; see the module docstring for the layout."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ModelFormatError(f"cannot save a model to {path}: it is a file, not a folder.")
+    if path.is_dir() and any(path.iterdir()) and not (path / CONFIG_FILE).exists():
+        raise ModelFormatError(f"{path} is a non-empty folder that holds no rarec model; refusing to overwrite it.")
+    tensors: dict[str, torch.Tensor] = {}
+    params = _encode_params(rec.get_params(deep=False), tensors)
+    cf_meta, cf_tensors = rec.backbone_.to_state()
+    tensors.update({f"backbone.{k}": v for k, v in cf_tensors.items()})
+    tensors.update({f"aligner.{k}": v.detach().cpu().contiguous() for k, v in rec.aligner_.state_dict().items()})
+    tensors["item_vectors"] = rec.item_vectors_.contiguous()
+    tensors["user_vectors"] = rec.user_vectors_.contiguous()
+    seen = rec.seen_.tocsr()
+    tensors["seen.indptr"] = torch.from_numpy(seen.indptr.astype(np.int64))
+    tensors["seen.indices"] = torch.from_numpy(seen.indices.astype(np.int64))
+    texts = [None if t is None else {"title": t.title, "categories": list(t.categories)} for t in rec._texts]
+
+    tmp = path.parent / f".{path.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        save_file(tensors, str(tmp / WEIGHTS_FILE))
+        (tmp / TEXT_FILE).write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "versions": _versions(),
+            "params": params,
+            "llm": rec._llm_identity,
+            "llm_spec": asdict(rec.aligner_.user_prefix.spec),
+            "aligner": {"user": asdict(rec.aligner_.user_prefix.config), "item": asdict(rec.aligner_.item_prefix.config)},
+            "backbone": cf_meta,
+            "users": {"type": rec.users_.dtype_name, "ids": rec.users_.to_list()},
+            "items": {"type": rec.items_.dtype_name, "ids": rec.items_.to_list()},
+            "fitted": {
+                "training_log": rec.training_log_,
+                "selection_report": rec.selection_report_,
+                "n_trainable_parameters": rec.n_trainable_parameters_,
+                "n_llm_parameters": rec.n_llm_parameters_,
+                "fit_seconds": rec.fit_seconds_,
+            },
+            "sha256": {WEIGHTS_FILE: _sha256(tmp / WEIGHTS_FILE), TEXT_FILE: _sha256(tmp / TEXT_FILE)},
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=_json_default),
+                                       encoding="utf-8")
+        old = path.parent / f".{path.name}.old-{os.getpid()}"
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# ----------------------------------------------------------------------- load
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``config.json`` of a model folder, after checking format and version."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelFormatError(f"{path} is not a folder; a rarec model is a folder written by RARecommender.save().")
+    if not (path / CONFIG_FILE).exists():
+        raise ModelFormatError(f"{path} holds no {CONFIG_FILE}: it is not a rarec model folder.")
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{path / CONFIG_FILE} is not valid JSON ({exc}); the file is damaged.") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelFormatError(f"{path / CONFIG_FILE} is not a rarec model configuration.")
+    version = config.get("format_version")
+    if not isinstance(version, int):
+        raise ModelFormatError(f"{path / CONFIG_FILE} has no valid format_version.")
+    if version > FORMAT_VERSION:
+        written_by = config.get("versions", {}).get("rarec", "a newer version")
+        raise ModelFormatError(
+            f"{path} was saved by rarec {written_by} (model format {version}); this rarec ({__version__}) reads "
+            f"format {FORMAT_VERSION} and older. Upgrade rarec to load it."
+        )
+    return config
+
+
+def _check_digest(path: Path, name: str, config: dict[str, Any]) -> None:
+    file = path / name
+    if not file.exists():
+        raise ModelFormatError(f"{path} holds no {name}; the model folder is incomplete.")
+    expected = config.get("sha256", {}).get(name)
+    if expected != _sha256(file):
+        raise ModelFormatError(f"{file} does not match the digest in {CONFIG_FILE}: it is damaged, truncated "
+                               "or was changed after saving.")
+
+
+def load_recommender(cls: type[RARecommender], path: str | os.PathLike, llm: Any = None,
+                     device: str | None = None) -> RARecommender:
+    """Rebuild a fitted recommender from a folder written by :func:`save_recommender`."""
+    path = Path(path)
+    config = read_config(path)
+    for name in (WEIGHTS_FILE, TEXT_FILE):
+        _check_digest(path, name, config)
+    try:
+        tensors = load_file(str(path / WEIGHTS_FILE))
+        texts = json.loads((path / TEXT_FILE).read_text(encoding="utf-8"))
+        params = _decode_params(config["params"], tensors)
+        if llm is not None:
+            params["llm"] = llm
+        if device is not None:
+            params["device"] = device
+        rec = cls(**params)
+        rec._validate_params()
+        users = IdIndex(_typed_ids(config["users"]), kind="user")
+        items = IdIndex(_typed_ids(config["items"]), kind="item")
+        spec = LLMSpec(**config["llm_spec"])
+        aligner = TwoTowerAligner(PrefixProjector(spec, PrefixConfig(**config["aligner"]["user"])),
+                                  PrefixProjector(spec, PrefixConfig(**config["aligner"]["item"])))
+        fitted = config["fitted"]
+        identity = dict(config["llm"])
+    except ModelFormatError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFormatError(f"{path / CONFIG_FILE} is incomplete or holds invalid values "
+                               f"({type(exc).__name__}: {exc}).") from None
+    except Exception as exc:  # safetensors' own error type for a malformed file
+        raise ModelFormatError(f"{path / WEIGHTS_FILE} could not be read ({exc}).") from None
+
+    from ._device import resolve_device
+
+    target = resolve_device(rec.device)
+    cf_tensors = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
+    try:
+        backbone = CFBackbone.from_state(config["backbone"], cf_tensors, str(target), source=str(path / CONFIG_FILE))
+    except ValueError as exc:
+        raise ModelFormatError(str(exc)) from None
+    try:
+        aligner.load_state_dict({k.removeprefix("aligner."): v for k, v in tensors.items() if k.startswith("aligner.")})
+    except (RuntimeError, ValueError) as exc:
+        raise ModelFormatError(f"{path / WEIGHTS_FILE}: the alignment weights do not fit {CONFIG_FILE} ({exc}).") from None
+    n_users, n_items = len(users), len(items)
+    item_vectors, user_vectors = tensors["item_vectors"], tensors["user_vectors"]
+    if item_vectors.shape != (n_items, spec.hidden_size) or user_vectors.shape != (n_users, spec.hidden_size):
+        raise ModelFormatError(f"{path / WEIGHTS_FILE}: cached vectors of shape {tuple(user_vectors.shape)} and "
+                               f"{tuple(item_vectors.shape)} do not fit {n_users} users, {n_items} items and "
+                               f"hidden size {spec.hidden_size}.")
+    if len(texts) != n_items:
+        raise ModelFormatError(f"{path / TEXT_FILE} holds {len(texts)} item texts for {n_items} items.")
+    indptr, indices = tensors["seen.indptr"].numpy(), tensors["seen.indices"].numpy()
+    if len(indptr) != n_users + 1 or (len(indices) and (indices.min() < 0 or indices.max() >= n_items)):
+        raise ModelFormatError(f"{path / WEIGHTS_FILE}: the seen-items table does not fit the id maps.")
+
+    rec.backbone_ = backbone
+    rec.aligner_ = aligner.to(target).eval()
+    rec.users_, rec.items_ = users, items
+    rec.n_users_, rec.n_items_ = n_users, n_items
+    rec.item_vectors_, rec.user_vectors_ = item_vectors, user_vectors
+    rec.seen_ = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(n_users, n_items))
+    rec.training_log_ = fitted.get("training_log", [])
+    rec.selection_report_ = fitted.get("selection_report", {})
+    rec.n_trainable_parameters_ = int(fitted.get("n_trainable_parameters", aligner.n_parameters))
+    rec.n_llm_parameters_ = int(fitted.get("n_llm_parameters", 0))
+    rec.fit_seconds_ = float(fitted.get("fit_seconds", 0.0))
+    rec._attach(texts=[None if t is None else ItemText(t["title"], tuple(t.get("categories", ()))) for t in texts],
+                llm_identity=identity, device=target)
+    return rec
+
+
+def _typed_ids(section: dict[str, Any]) -> list:
+    ids = section["ids"]
+    kind = section["type"]
+    if kind not in ("int", "str") or not isinstance(ids, list):
+        raise ValueError(f"id map of type {kind!r} is not valid")
+    return [int(v) for v in ids] if kind == "int" else [str(v) for v in ids]

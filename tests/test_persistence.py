@@ -1,0 +1,200 @@
+"""Saving and loading RARecommender: identical predictions, lazy LLM, clear errors on damaged folders."""
+
+import copy
+import json
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from rarec import LLMMismatchError, ModelFormatError, RARecommender
+from rarec.data import make_interactions
+from rarec.testing import tiny_llm
+
+BACKBONE_PARAMS = {
+    "sasrec": dict(dim=16, n_layers=1, n_heads=2, inner_dim=32, max_len=10),
+    "comirec": dict(dim=16, n_interests=2, max_len=10, n_negatives=16),
+    "bpr": dict(dim=16),
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    log, text = make_interactions(n_users=40, n_items=30, n_categories=3, max_length=12, random_state=1)
+    return log.to_array(), text
+
+
+@pytest.fixture(scope="module")
+def llm(data):
+    return tiny_llm(data[1])
+
+
+def fit(data, llm, backbone="sasrec", **kw):
+    X, text = data
+    params = dict(backbone=backbone, backbone_params=BACKBONE_PARAMS.get(backbone), llm=llm, cf_epochs=2, epochs=1,
+                  max_train_samples=32, batch_size=8, verbose=0, random_state=0)
+    if backbone == "precomputed":
+        rng = np.random.default_rng(0)
+        n_items = len(np.unique(X[:, 1]))
+        params["backbone_params"] = {"item_embeddings": rng.normal(size=(n_items, 8)).astype(np.float32)}
+    params.update(kw)
+    return RARecommender(**params).fit(X, item_text=text)
+
+
+@pytest.fixture(scope="module")
+def fitted(data, llm):
+    return fit(data, llm)
+
+
+@pytest.fixture()
+def saved(fitted, tmp_path):
+    return fitted.save(tmp_path / "model")
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "comirec", "bpr", "precomputed"])
+def test_save_load_predict_is_bit_identical(data, llm, backbone, tmp_path):
+    rec = fit(data, llm, backbone)
+    rec.save(tmp_path / "m")
+    back = RARecommender.load(tmp_path / "m", llm=llm)
+    users = rec.users_.ids
+    assert np.array_equal(back.predict(users), rec.predict(users))
+    ids, scores = rec.recommend(users[:5], k=7)
+    ids2, scores2 = back.recommend(users[:5], k=7)
+    assert np.array_equal(ids, ids2) and np.array_equal(scores, scores2)
+    assert back.get_params()["backbone"] == backbone
+    if backbone == "precomputed":
+        assert np.array_equal(back.backbone_params["item_embeddings"], rec.backbone_params["item_embeddings"])
+
+
+def test_the_folder_is_json_and_safetensors(saved, fitted):
+    assert sorted(p.name for p in saved.iterdir()) == ["config.json", "item_text.json", "model.safetensors"]
+    config = json.loads((saved / "config.json").read_text())
+    assert config["params"]["lr"] == fitted.lr
+    assert config["params"]["llm"] is None  # an in-memory pair is recorded by identity only
+    assert config["llm"]["config_sha256"] == fitted.llm_.identity["config_sha256"]
+    assert set(config["versions"]) == {"rarec", "torch", "transformers"}
+    assert config["items"]["ids"] == fitted.items_.to_list()
+
+
+def test_predict_for_known_users_needs_no_llm(saved, fitted):
+    back = RARecommender.load(saved)  # no llm given, and the default is never loaded for known users
+    assert np.array_equal(back.predict(fitted.users_.ids[:3]), fitted.predict(fitted.users_.ids[:3]))
+    assert back._llm is None
+
+
+def test_new_histories_load_the_llm_lazily_with_the_same_result(saved, fitted, llm, data):
+    back = RARecommender.load(saved, llm=llm)
+    history = [list(fitted.items_.ids[:4])]
+    assert back._llm is None
+    ids, scores = back.recommend(histories=history, k=5)
+    assert back._llm is not None
+    expected_ids, expected_scores = fitted.recommend(histories=history, k=5)
+    assert np.array_equal(ids, expected_ids) and np.allclose(scores, expected_scores)
+
+
+def test_another_llm_is_refused(saved, fitted, data):
+    history = [list(fitted.items_.ids[:4])]
+    other_weights = RARecommender.load(saved, llm=tiny_llm(data[1], seed=1))
+    with pytest.raises(LLMMismatchError, match="weights"):
+        other_weights.recommend(histories=history)
+    other_family = RARecommender.load(saved, llm=tiny_llm(data[1], family="qwen2"))
+    with pytest.raises(LLMMismatchError, match="aligned with an in-memory"):
+        other_family.recommend(histories=history)
+
+
+def test_a_folder_that_is_not_a_model(tmp_path):
+    with pytest.raises(ModelFormatError, match="holds no config.json"):
+        RARecommender.load(tmp_path)
+    with pytest.raises(ModelFormatError, match="not a folder"):
+        RARecommender.load(tmp_path / "missing")
+
+
+def test_truncated_weights(saved):
+    weights = saved / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ModelFormatError, match="damaged, truncated"):
+        RARecommender.load(saved)
+
+
+def test_broken_json(saved):
+    (saved / "config.json").write_text('{"format": "rarec-recommender", ')
+    with pytest.raises(ModelFormatError, match="not valid JSON"):
+        RARecommender.load(saved)
+
+
+def test_hand_edited_parameter(saved):
+    config = json.loads((saved / "config.json").read_text())
+    config["params"]["lr"] = -1
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="lr"):
+        RARecommender.load(saved)
+
+
+def test_hand_edited_shapes(saved):
+    config = json.loads((saved / "config.json").read_text())
+    config["items"]["ids"] = config["items"]["ids"][:-1]
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError):
+        RARecommender.load(saved)
+
+
+def test_newer_format_says_upgrade(saved):
+    config = json.loads((saved / "config.json").read_text())
+    config["format_version"] = 99
+    config["versions"]["rarec"] = "9.0.0"
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="rarec 9.0.0.*Upgrade rarec"):
+        RARecommender.load(saved)
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_pickle_in_place_of_the_weights_runs_no_code(saved, tmp_path):
+    marker = tmp_path / "pwned"
+    (saved / "model.safetensors").write_bytes(pickle.dumps(_Payload(marker)))
+    config = json.loads((saved / "config.json").read_text())
+    config["sha256"] = {}  # even with the digest check out of the way
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError):
+        RARecommender.load(saved)
+    assert not marker.exists()
+
+
+def test_save_replaces_a_model_but_never_a_foreign_folder(fitted, tmp_path):
+    target = tmp_path / "m"
+    fitted.save(target)
+    fitted.save(target)  # overwriting a model folder is fine
+    assert RARecommender.load(target).n_items_ == fitted.n_items_
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "cat.jpg").write_bytes(b"meow")
+    with pytest.raises(ModelFormatError, match="refusing to overwrite"):
+        fitted.save(foreign)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left behind
+
+
+def test_deepcopy_pickle_and_joblib_keep_predictions_and_drop_the_llm(fitted, tmp_path):
+    users = fitted.users_.ids[:6]
+    copied = copy.deepcopy(fitted)
+    assert copied.llm_ is fitted.llm_  # the frozen LLM is shared, not duplicated
+    assert np.array_equal(copied.predict(users), fitted.predict(users))
+    assert fitted.__getstate__()["_llm"] is None
+    unpickled = pickle.loads(pickle.dumps(fitted))
+    assert np.array_equal(unpickled.predict(users), fitted.predict(users))
+    joblib.dump(fitted, tmp_path / "rec.joblib")
+    assert np.array_equal(joblib.load(tmp_path / "rec.joblib").predict(users), fitted.predict(users))
+
+
+def test_clone_is_unfitted_and_shares_the_llm_object(fitted):
+    fresh = clone(fitted)
+    assert fresh.llm is fitted.llm
+    assert not hasattr(fresh, "item_vectors_")
+    assert fresh.get_params() == fitted.get_params()
