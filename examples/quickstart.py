@@ -5,6 +5,8 @@
 """
 
 import argparse
+import tempfile
+from pathlib import Path
 
 from rarec import RARecommender
 from rarec.data import make_interactions
@@ -42,3 +44,10 @@ ids, scores = rec.recommend(0, k=5)
 print("top-5 for user 0:", [titles[i].title for i in ids])
 new_ids, _ = rec.recommend(histories=[[3, 17, 42]], k=5)
 print("top-5 for a new user who liked items 3, 17, 42:", new_ids[0].tolist())
+
+# 4. Save and load: JSON + safetensors; known users need no LLM after loading.
+with tempfile.TemporaryDirectory() as folder:
+    rec.save(f"{folder}/model")
+    same = RARecommender.load(f"{folder}/model", llm=llm)  # llm= only because a tiny in-memory LLM was used
+    assert (same.predict([0, 1]) == rec.predict([0, 1])).all()
+    print("saved, loaded, same recommendations:", sorted(p.name for p in Path(folder, "model").iterdir()))
