@@ -27,8 +27,11 @@ class ComiRecConfig:
         Interest vectors per user (K).
     max_len : int
         Most recent items a user is described by.
-    n_negatives : int
-        Items sampled uniformly per batch for the sampled softmax (shared by the batch).
+    n_negatives : int or None
+        Items sampled uniformly per batch for the sampled softmax (shared by
+        the batch). ``None``: a full softmax over the catalogue instead, which
+        trained clearly better on MovieLens-100K (docs/benchmarks.md) and is
+        affordable up to tens of thousands of items.
     selection : {"hard", "soft"}
         Which interest represents the user for a training target: ``"hard"``,
         the interest closest to the target (ComiRec's argmax; only that interest
@@ -39,12 +42,14 @@ class ComiRecConfig:
     dim: int = 64
     n_interests: int = 4
     max_len: int = 50
-    n_negatives: int = 256
+    n_negatives: int | None = 256
     selection: str = "hard"
 
     def __post_init__(self) -> None:
-        for name in ("dim", "n_interests", "max_len", "n_negatives"):
+        for name in ("dim", "n_interests", "max_len"):
             check_int(getattr(self, name), name, "ComiRecConfig", 1)
+        if self.n_negatives is not None:
+            check_int(self.n_negatives, "n_negatives", "ComiRecConfig", 1)
         check_option(self.selection, "selection", "ComiRecConfig", ("hard", "soft"))
 
 
@@ -116,8 +121,12 @@ class ComiRec(CFBackbone):
         for u, e, lengths in store.shuffled_batches(users, ends, self.training.batch_size, width, generator):
             history = store.windows(u, e, lengths, width)[:, : int(lengths.max())]  # (B, L)
             target = torch.from_numpy(store.flat[store.indptr[u] + e])  # (B,)
-            negatives = torch.randint(0, self.n_items_, (self.config.n_negatives,), generator=generator)
-            yield history.to(self.device_), target.to(self.device_), negatives.to(self.device_)
+            if self.config.n_negatives is None:
+                negatives = None
+            else:
+                negatives = torch.randint(0, self.n_items_, (self.config.n_negatives,), generator=generator)
+                negatives = negatives.to(self.device_)
+            yield history.to(self.device_), target.to(self.device_), negatives
 
     def _batch_loss(self, batch: tuple) -> torch.Tensor:
         history, target, negatives = batch
@@ -129,6 +138,8 @@ class ComiRec(CFBackbone):
             user = interests[torch.arange(len(target)), fit.argmax(dim=1)]  # (B, d)
         else:
             user = (torch.softmax(fit, dim=1)[:, :, None] * interests).sum(1)  # (B, d)
+        if negatives is None:  # full softmax over the catalogue
+            return F.cross_entropy(user @ table.T, target)
         pos = (user * target_emb).sum(-1, keepdim=True)  # (B, 1)
         neg = user @ table[negatives].T  # (B, N)
         neg = neg.masked_fill(negatives[None, :] == target[:, None], -torch.inf)  # no accidental hits
