@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import time
@@ -67,6 +68,16 @@ class RARecommender(BaseEstimator):
     rank : int, default 16
     use_id : bool, default True
         ``False`` gives plain prefix tuning on text alone (the text-only baseline).
+    prefix_layers : "all" or int, default "all"
+        Layers that get a prefix: every layer (the paper), or only the top M.
+        The lower layers then see the plain prompt, so their output is
+        computed once per item and training sample and reused (see
+        ``lower_cache_mb``); forward and backward run through the top M
+        layers only.
+    lower_cache_mb : float, default 2048
+        Memory budget (MiB, CPU) for those cached lower-layer states: items
+        first, then training samples; what does not fit is recomputed per
+        batch. 0 turns the cache off. Only used when ``prefix_layers`` < all.
     loss : {"softmax", "bpr"}, default "softmax"
         Ranking loss over in-batch negatives (plus ``n_random_negatives`` items);
         softmax trained better in the measurements of ``docs/benchmarks.md``.
@@ -155,6 +166,8 @@ class RARecommender(BaseEstimator):
         reparameterization: str = "layer",
         rank: int = 16,
         use_id: bool = True,
+        prefix_layers: int | str = "all",
+        lower_cache_mb: float = 2048,
         loss: str = "softmax",
         align_weight: float = 0.1,
         temperature: float = 0.1,
@@ -187,6 +200,8 @@ class RARecommender(BaseEstimator):
         self.reparameterization = reparameterization
         self.rank = rank
         self.use_id = use_id
+        self.prefix_layers = prefix_layers
+        self.lower_cache_mb = lower_cache_mb
         self.loss = loss
         self.align_weight = align_weight
         self.temperature = temperature
@@ -228,6 +243,9 @@ class RARecommender(BaseEstimator):
         if self.sample_fraction is not None:
             check_float(self.sample_fraction, "sample_fraction", name, 0.0, 1.0, low_open=True)
         check_option(self.use_id, "use_id", name, (True, False))
+        if self.prefix_layers != "all":
+            check_int(self.prefix_layers, "prefix_layers", name, 1)
+        check_float(self.lower_cache_mb, "lower_cache_mb", name, 0.0)
         check_float(self.align_weight, "align_weight", name, 0.0)
         check_float(self.temperature, "temperature", name, 0.0, low_open=True)
         check_float(self.lr, "lr", name, 0.0, low_open=True)
@@ -295,6 +313,7 @@ class RARecommender(BaseEstimator):
             known = np.flatnonzero(log.user_lengths() > 0)
             self.user_vectors_ = torch.zeros(self.n_users_, self.item_vectors_.shape[1])
             self.user_vectors_[known] = self._encode_users([histories[u] for u in known], known)
+            self._item_states = None  # only needed while fitting
         self.n_trainable_parameters_ = self.aligner_.n_parameters
         self.n_llm_parameters_ = self.llm_.n_parameters
         self.fit_seconds_ = time.perf_counter() - start
@@ -455,6 +474,10 @@ class RARecommender(BaseEstimator):
 
     def _build_aligner(self) -> TwoTowerAligner:
         spec = self.llm_.spec
+        if self.prefix_layers != "all":
+            if self.prefix_layers > spec.n_layers:
+                raise ValueError(f"prefix_layers={self.prefix_layers}, but the LLM has only {spec.n_layers} layers.")
+            spec = dataclasses.replace(spec, n_layers=self.prefix_layers)  # prefixes for the top layers only
         dim = self._item_cf.shape[2]
         common = dict(id_dim=dim, n_id_tokens=self.n_id_tokens, n_ctx=self.n_ctx,
                       reparameterization=self.reparameterization, rank=self.rank, use_id=self.use_id)
@@ -476,26 +499,30 @@ class RARecommender(BaseEstimator):
         user_cf = self._user_cf(histories, samples.users)  # (S, K, d): the CF stage is frozen
         user_tokens = [self.prompts_.user_tokens(h) for h in histories]
         align = self.align_weight > 0 and self.use_id
-        item_text_kv = self._text_kv(self._item_tokens, "item prompts") if align else None
-        user_text_kv = self._text_kv(user_tokens, "user prompts") if align else None
+        start = self.aligner_.start(self.llm_)  # layers below it see no prefix
+        item_text_kv = self._text_kv(self._item_tokens, "item prompts", start) if align else None
+        user_text_kv = self._text_kv(user_tokens, "user prompts", start) if align else None
+        budget = self.lower_cache_mb * 2**20 if start > 0 else 0
+        self._item_states, budget = self._cache_lower_states("item", self._item_tokens, start, budget)
+        user_states, _ = self._cache_lower_states("user", user_tokens, start, budget)
         optimizer = torch.optim.AdamW(self.aligner_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         scale = self.llm_.spec.hidden_size ** -0.5  # a fixed temperature for final-norm dot products (not tuned)
         log, best, best_state, waited = [], -1.0, None, 0
         for epoch in range(1, self.epochs + 1):
             self.aligner_.train()
-            order = rng.permutation(len(samples))
             total, steps, t0 = 0.0, 0, time.perf_counter()
-            bar = tqdm(range(0, len(order), self.batch_size), desc=f"alignment epoch {epoch}/{self.epochs}",
-                       unit="batch", disable=not self.verbose, leave=False)
-            for start in bar:
-                rows = order[start:start + self.batch_size]
+            batches = length_bucketed_batches([len(t) for t in user_tokens], self.batch_size, rng)
+            bar = tqdm(batches, desc=f"alignment epoch {epoch}/{self.epochs}", unit="batch",
+                       disable=not self.verbose, leave=False)
+            for rows in bar:
                 targets = samples.targets[rows]
                 extra = rng.integers(0, self.n_items_, self.n_random_negatives)
                 items, positive = np.unique(np.concatenate([targets, extra]), return_inverse=True)
                 positive = torch.as_tensor(positive[: len(rows)], device=device)
-                h_u = self.aligner_.encode(self.llm_, "user", user_cf[rows].to(device), [user_tokens[r] for r in rows])
+                h_u = self.aligner_.encode(self.llm_, "user", user_cf[rows].to(device), [user_tokens[r] for r in rows],
+                                           _pick(user_states, rows))
                 h_i = self.aligner_.encode(self.llm_, "item", self._item_cf[items].to(device),
-                                           [self._item_tokens[i] for i in items])
+                                           [self._item_tokens[i] for i in items], _pick(self._item_states, items))
                 scores = (h_u.float() @ h_i.float().T) * scale  # (B, M)
                 loss = self._ranking_loss(scores, positive, targets, items)
                 if align:
@@ -544,12 +571,37 @@ class RARecommender(BaseEstimator):
         negative[rows, positive] = False
         return -torch.nn.functional.logsigmoid(pos - scores)[negative].mean()
 
-    def _text_kv(self, tokens: list[list[int]], what: str) -> torch.Tensor:
+    def _text_kv(self, tokens: list[list[int]], what: str, first_layer: int) -> torch.Tensor:
         out = []
         for start in tqdm(range(0, len(tokens), 32), desc=f"text keys/values of {what}", disable=not self.verbose,
                           leave=False):
-            out.append(self.llm_.text_keys_values(tokens[start:start + 32]).cpu())
-        return torch.cat(out)  # (n, L, 2, kv)
+            out.append(self.llm_.text_keys_values(tokens[start:start + 32])[:, first_layer:].cpu())
+        return torch.cat(out)  # (n, prefixed layers, 2, kv)
+
+    def _cache_lower_states(self, tower: str, tokens: list[list[int]], start: int,
+                            budget: float) -> tuple[list[torch.Tensor] | None, float]:
+        """Outputs of the un-prefixed lower layers for every prompt, if they fit ``budget`` bytes.
+
+        Returns the states (or ``None``: recomputed per batch) and the budget left.
+        """
+        if start == 0:
+            return None, budget
+        width = self.llm_.spec.hidden_size * torch.finfo(self.llm_.dtype).bits // 8
+        need = sum(len(t) for t in tokens) * width
+        if need > budget:
+            if budget > 0:
+                logger.info("lower-layer states of %d %s prompts need %.0f MiB, over the budget of %.0f MiB: "
+                            "recomputed per batch", len(tokens), tower, need / 2**20, budget / 2**20)
+            return None, budget
+        n_prefix = self.aligner_.tower(tower).config.length
+        states: list[torch.Tensor] = [torch.empty(0)] * len(tokens)
+        order = np.argsort([len(t) for t in tokens], kind="stable")
+        for begin in tqdm(range(0, len(order), 32), desc=f"lower layers of {tower} prompts",
+                          disable=not self.verbose, leave=False):
+            rows = order[begin:begin + 32]
+            for row, state in zip(rows, self.llm_.lower_states([tokens[r] for r in rows], start, n_prefix)):
+                states[row] = state.cpu()
+        return states, budget - need
 
     def _validation_ndcg(self, train: InteractionLog, valid: InteractionLog) -> float:
         self.aligner_.eval()
@@ -562,7 +614,8 @@ class RARecommender(BaseEstimator):
 
     # -------------------------------------------------------------- encoding
     @torch.no_grad()
-    def _encode(self, tower: str, cf: torch.Tensor, tokens: list[list[int]], batch: int = 32) -> torch.Tensor:
+    def _encode(self, tower: str, cf: torch.Tensor, tokens: list[list[int]], batch: int = 32,
+                states: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Vectors (n, hidden) of one tower, in the order given.
 
         Prompts are batched by length (less padding, so less compute); left
@@ -575,12 +628,15 @@ class RARecommender(BaseEstimator):
         for start in tqdm(range(0, len(order), batch), desc=f"encoding {tower}s", disable=not self.verbose,
                           leave=False):
             rows = order[start:start + batch]
-            vectors = self.aligner_.encode(self.llm_, tower, cf[rows].to(device), [tokens[r] for r in rows])
+            vectors = self.aligner_.encode(self.llm_, tower, cf[rows].to(device), [tokens[r] for r in rows],
+                                           _pick(states, rows))
             out[torch.as_tensor(rows)] = vectors.float().cpu()
         return out
 
     def _encode_items(self, items: np.ndarray) -> torch.Tensor:
-        return self._encode("item", self._item_cf[items], [self._item_tokens[i] for i in items])
+        cached = getattr(self, "_item_states", None)  # lower-layer states, kept while fitting
+        return self._encode("item", self._item_cf[items], [self._item_tokens[i] for i in items],
+                            states=_pick(cached, items))
 
     def _encode_users(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
         windows = [h[-self.max_history:] for h in histories]
@@ -688,3 +744,27 @@ class RARecommender(BaseEstimator):
                           "in fit and are left out of the evaluation.", stacklevel=3)
         times = None if raw.timestamps is None else raw.timestamps[keep]
         return InteractionLog(users[keep], items[keep], self.users_, self.items_, times)
+
+
+def _pick(states: list[torch.Tensor] | None, rows: Any) -> list[torch.Tensor] | None:
+    """``states[r]`` for each row, or ``None`` when nothing is cached."""
+    return None if states is None else [states[int(r)] for r in rows]
+
+
+def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator,
+                            bucket_batches: int = 32) -> list[np.ndarray]:
+    """Shuffled batches of sample indices whose prompts have similar lengths (less padding).
+
+    Samples are shuffled, cut into chunks of ``bucket_batches`` batches, sorted
+    by length within each chunk and cut into batches; the batch order is
+    shuffled again. Every sample is in exactly one batch per epoch.
+    """
+    order = rng.permutation(len(lengths))
+    lengths = np.asarray(lengths)
+    batches = []
+    chunk = batch_size * bucket_batches
+    for begin in range(0, len(order), chunk):
+        part = order[begin:begin + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]

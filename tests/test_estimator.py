@@ -9,7 +9,7 @@ from sklearn.base import clone
 
 from rarec import RARecommender
 from rarec.cf import PopularityRecommender
-from rarec.data import make_interactions
+from rarec.data import InteractionLog, make_interactions
 from rarec.metrics import full_ranking_metrics
 from rarec.model_selection import leave_last_out
 
@@ -137,9 +137,9 @@ def test_ra_rec_beats_popularity_and_reaches_its_backbone():
     rec.fit(split.train.to_array(), item_text=text)
     # the same held-out items, ranked three ways, training items excluded
     test = split.test
-    history = [rec._histories[u] for u in range(rec.n_users_)]
+    history = InteractionLog.from_any(split.train.to_array()).user_sequences()  # the same user indices as rec's
     cf_scores = rec.backbone_.score_histories(history)
-    ra = full_ranking_metrics(rec._scores, test, rec.seen_, ks=[10])
+    ra = rec.evaluate(split.test.to_array(), ks=[10])
     cf = full_ranking_metrics(lambda u: cf_scores[u], test, rec.seen_, ks=[10])
     pop = full_ranking_metrics(PopularityRecommender().fit(split.train).score_users, test, split.train, ks=[10])
     assert ra["ndcg@10"] > 2 * pop["ndcg@10"], (ra, pop)

@@ -27,11 +27,29 @@ class TwoTowerAligner(nn.Module):
         self.user_prefix = user_prefix
         self.item_prefix = item_prefix
 
-    def encode(self, llm: FrozenLLM, tower: str, id_embeddings: torch.Tensor, tokens: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Vectors (B, hidden) of one tower for CF embeddings (B, K, d) and prompt tokens."""
-        projector = self.user_prefix if tower == "user" else self.item_prefix
+    def encode(self, llm: FrozenLLM, tower: str, id_embeddings: torch.Tensor, tokens: Sequence[Sequence[int]],
+               lower_states: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """Vectors (B, hidden) of one tower for CF embeddings (B, K, d) and prompt tokens.
+
+        When the prefixes cover only the top layers (:attr:`start` > 0), the
+        lower layers run without a prefix; their output may be passed in as
+        ``lower_states`` (see :meth:`FrozenLLM.lower_states`) to skip them.
+        """
+        projector = self.tower(tower)
         prefix = projector(id_embeddings if projector.config.use_id else None, batch_size=len(tokens))
-        return llm.forward(tokens, prefix)
+        return llm.forward(tokens, prefix, start=self.start(llm), lower_states=lower_states)
+
+    def tower(self, name: str) -> PrefixProjector:
+        """The prefix projector of ``"user"`` or ``"item"``."""
+        return self.user_prefix if name == "user" else self.item_prefix
+
+    def start(self, llm: FrozenLLM) -> int:
+        """The first LLM layer that gets a prefix: the prefixes cover the top layers."""
+        start = llm.spec.n_layers - self.user_prefix.spec.n_layers
+        if start < 0:
+            raise ValueError(f"the alignment module has prefixes for {self.user_prefix.spec.n_layers} layers, "
+                             f"but the LLM has only {llm.spec.n_layers}; load it with the LLM it was trained with.")
+        return start
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Load trained weights, refusing with a clear message weights made for another LLM or setting."""

@@ -7,7 +7,8 @@ these helpers instead of checking versions itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import transformers
@@ -55,3 +56,47 @@ def cache_layers(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]
     if hasattr(cache, "layers"):
         return [(layer.keys, layer.values) for layer in cache.layers]
     return [(k, v) for k, v in zip(cache.key_cache, cache.value_cache)]  # transformers 4.x
+
+
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The list of decoder layers of a base model (``layers`` in Llama/Qwen2/Mistral, ``h`` in GPT-2)."""
+    n_layers = model.config.get_text_config().num_hidden_layers
+    for name in ("layers", "h", "blocks"):
+        layers = getattr(model, name, None)
+        if isinstance(layers, torch.nn.ModuleList) and len(layers) == n_layers:
+            return layers
+    raise TypeError(f"cannot find the decoder layers of {type(model).__name__}; use prefix_layers='all'.")
+
+
+class _SkippedLayer(torch.nn.Module):
+    """Stands in for a decoder layer that must not run: returns its input unchanged."""
+
+    def forward(self, hidden_states: torch.Tensor, *args: object, **kwargs: object):
+        return hidden_states if TRANSFORMERS_MAJOR >= 5 else (hidden_states,)
+
+
+@contextmanager
+def skip_lower_layers(model: torch.nn.Module, start: int, states: torch.Tensor) -> Iterator[None]:
+    """Run only layers ``start..`` of ``model``, with ``states`` (B, T, hidden) as the input of layer ``start``.
+
+    The model's own forward still builds the mask, the positions and the
+    rotary embeddings; the lower layers are swapped for pass-throughs and a
+    hook replaces the input of layer ``start``. Everything is restored on exit.
+    """
+    layers = decoder_layers(model)
+    originals = list(layers)
+
+    def replace_input(module, args, kwargs):
+        if args:
+            return (states, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": states}
+
+    for i in range(start):
+        layers[i] = _SkippedLayer()
+    handle = originals[start].register_forward_pre_hook(replace_input, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+        for i in range(start):
+            layers[i] = originals[i]

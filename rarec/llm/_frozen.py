@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .._device import resolve_device
-from ._compat import cache_kwargs, cache_layers, output_cache, prefix_cache
+from ._compat import cache_kwargs, cache_layers, output_cache, prefix_cache, skip_lower_layers
 from ._loading import load_pretrained
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]
@@ -124,19 +124,8 @@ class FrozenLLM:
                 return int(candidate)
         return 0
 
-    def forward(self, token_ids: Sequence[Sequence[int]], prefix: KV | None = None) -> torch.Tensor:
-        """Vectors (B, hidden_size) of token sequences, each behind its own prefix.
-
-        Parameters
-        ----------
-        token_ids : sequence of int sequences
-            Real tokens, any lengths; they are left-padded here.
-        prefix : list of (keys, values), optional
-            Per layer, each (B, H_kv, P, D): the prefix every sequence attends to.
-
-        Positions: real tokens take positions ``P .. P+T-1`` whatever the padding,
-        so a left-padded sequence gives the same vector as the same sequence alone.
-        """
+    def _pad(self, token_ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ids (B, T) and the mask of real tokens (B, T)."""
         device = self.device
         lengths = torch.tensor([len(t) for t in token_ids], device=device)
         if int(lengths.min()) < 1:
@@ -146,12 +135,70 @@ class FrozenLLM:
         for row, tokens in enumerate(token_ids):
             ids[row, width - len(tokens):] = torch.as_tensor(list(tokens), dtype=torch.long, device=device)
         real = torch.arange(width, device=device)[None, :] >= (width - lengths)[:, None]  # (B, T)
+        return ids, real
+
+    def forward(self, token_ids: Sequence[Sequence[int]], prefix: KV | None = None, start: int = 0,
+                lower_states: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """Vectors (B, hidden_size) of token sequences, each behind its own prefix.
+
+        Parameters
+        ----------
+        token_ids : sequence of int sequences
+            Real tokens, any lengths; they are left-padded here.
+        prefix : list of (keys, values), optional
+            Per prefixed layer, each (B, H_kv, P, D): the prefix every sequence
+            attends to in layers ``start .. n_layers-1``.
+        start : int, default 0
+            First layer with a prefix. Layers below it see no prefix, so their
+            output for a prompt never changes: it can be computed once
+            (:meth:`lower_states`) and passed in as ``lower_states``; then the
+            lower layers are not run at all.
+        lower_states : sequence of Tensor (T_i, hidden), optional
+            The input of layer ``start`` for each prompt, from :meth:`lower_states`
+            (computed here when not given).
+
+        Positions: real tokens take positions ``P .. P+T-1`` whatever the padding,
+        so a left-padded sequence gives the same vector as the same sequence alone.
+        """
+        if not 0 <= start < self.spec.n_layers:
+            raise ValueError(f"start must be in 0..{self.spec.n_layers - 1}; got {start}.")
+        ids, real = self._pad(token_ids)
+        batch, device = len(token_ids), self.device
         n_prefix = 0 if prefix is None else prefix[0][0].shape[2]
         positions = (n_prefix + real.long().cumsum(1) - 1).clamp(min=0)  # (B, T)
-        mask = torch.cat([torch.ones(len(token_ids), n_prefix, device=device, dtype=torch.long), real.long()], 1)
-        cache = None if prefix is None else prefix_cache([(k.to(self.dtype), v.to(self.dtype)) for k, v in prefix])
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, **cache_kwargs(cache))
-        return out.last_hidden_state[:, -1]  # (B, hidden): the last real token (left padding)
+        mask = torch.cat([torch.ones(batch, n_prefix, device=device, dtype=torch.long), real.long()], 1)
+        layers = None if prefix is None else [(k.to(self.dtype), v.to(self.dtype)) for k, v in prefix]
+        if start == 0:
+            cache = None if layers is None else prefix_cache(layers)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, **cache_kwargs(cache))
+            return out.last_hidden_state[:, -1]  # (B, hidden): the last real token (left padding)
+        if layers is None or len(layers) != self.spec.n_layers - start:
+            raise ValueError(f"with start={start} the prefix must cover the top {self.spec.n_layers - start} layers.")
+        if lower_states is None:
+            lower_states = self.lower_states(token_ids, start, n_prefix)
+        states = torch.zeros(batch, ids.shape[1], self.spec.hidden_size, device=device, dtype=self.dtype)
+        for row, state in enumerate(lower_states):
+            states[row, ids.shape[1] - state.shape[0]:] = state.to(device, self.dtype)
+        filler = torch.zeros_like(layers[0][0])  # lower layers never run; the cache only needs their slots
+        cache = prefix_cache([(filler, filler)] * start + layers)
+        with skip_lower_layers(self.model, start, states):
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, **cache_kwargs(cache))
+        return out.last_hidden_state[:, -1]
+
+    @torch.no_grad()
+    def lower_states(self, token_ids: Sequence[Sequence[int]], start: int, n_prefix: int) -> list[torch.Tensor]:
+        """The input of layer ``start`` for each prompt run without any prefix: a list of (T_i, hidden).
+
+        Positions are ``n_prefix .. n_prefix+T-1``, as in :meth:`forward` with a
+        prefix of ``n_prefix`` tokens in the layers above, so the states can be
+        cached and reused for every training step.
+        """
+        ids, real = self._pad(token_ids)
+        positions = (n_prefix + real.long().cumsum(1) - 1).clamp(min=0)
+        out = self.model(input_ids=ids, attention_mask=real.long(), position_ids=positions, output_hidden_states=True)
+        hidden = out.hidden_states[start]  # (B, T, hidden): the input of layer `start`
+        lengths = real.sum(1).tolist()
+        return [hidden[row, hidden.shape[1] - n:] for row, n in enumerate(lengths)]
 
     @torch.no_grad()
     def text_keys_values(self, token_ids: Sequence[Sequence[int]]) -> torch.Tensor:
