@@ -133,7 +133,9 @@ class RARecommender(BaseEstimator):
     users_, items_ : IdIndex
     n_users_, n_items_ : int
     training_log_ : list of dict
-        Per alignment epoch: loss, seconds, validation NDCG@10.
+        Per alignment epoch: loss, seconds (training steps only), samples,
+        validation NDCG@10; the first also ``setup_seconds`` (the text
+        keys/values and cached lower-layer states computed once per fit).
     selection_report_ : dict
         How many training samples there were and what the selection removed.
     n_trainable_parameters_, n_llm_parameters_ : int
@@ -498,6 +500,7 @@ class RARecommender(BaseEstimator):
         histories = [self._window(sequences[u], e) for u, e in zip(samples.users, samples.ends)]
         user_cf = self._user_cf(histories, samples.users)  # (S, K, d): the CF stage is frozen
         user_tokens = [self.prompts_.user_tokens(h) for h in histories]
+        setup_start = time.perf_counter()
         align = self.align_weight > 0 and self.use_id
         start = self.aligner_.start(self.llm_)  # layers below it see no prefix
         item_text_kv = self._text_kv(self._item_tokens, "item prompts", start) if align else None
@@ -505,6 +508,7 @@ class RARecommender(BaseEstimator):
         budget = self.lower_cache_mb * 2**20 if start > 0 else 0
         self._item_states, budget = self._cache_lower_states("item", self._item_tokens, start, budget)
         user_states, _ = self._cache_lower_states("user", user_tokens, start, budget)
+        setup_seconds = time.perf_counter() - setup_start  # text keys/values and lower-layer states, once per fit
         optimizer = torch.optim.AdamW(self.aligner_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         scale = self.llm_.spec.hidden_size ** -0.5  # a fixed temperature for final-norm dot products (not tuned)
         log, best, best_state, waited = [], -1.0, None, 0
@@ -545,6 +549,8 @@ class RARecommender(BaseEstimator):
                 bar.set_postfix(loss=f"{total / steps:.4f}")
             record = {"epoch": epoch, "loss": total / max(steps, 1), "seconds": time.perf_counter() - t0,
                       "samples": len(samples)}
+            if epoch == 1:
+                record["setup_seconds"] = setup_seconds
             if valid is not None:
                 record["valid_ndcg@10"] = self._validation_ndcg(train, valid)
                 if record["valid_ndcg@10"] > best:
