@@ -294,7 +294,7 @@ class RARecommender(BaseEstimator):
             self.backbone_ = make_backbone(self.backbone, training, **(self.backbone_params or {}))
             self.backbone_.fit(train, valid)
 
-            llm = FrozenLLM.load(self.llm, device=device)
+            llm = FrozenLLM.load(self.llm, device=device, verbose=verbose)
             self.users_, self.items_ = log.users, log.items
             self.n_users_, self.n_items_ = log.n_users, log.n_items
             self._attach(texts, llm.identity, device, llm)
@@ -342,7 +342,7 @@ class RARecommender(BaseEstimator):
         return self._llm
 
     def _reload_llm(self) -> FrozenLLM:
-        llm = FrozenLLM.load(self.llm, device=self._device)
+        llm = FrozenLLM.load(self.llm, device=self._device, verbose=bool(self.verbose))
         saved, found = self._llm_identity, llm.identity
         for key in ("config_sha256", "weights_sha256"):
             if saved.get(key) is not None and saved.get(key) != found.get(key):

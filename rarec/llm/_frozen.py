@@ -88,7 +88,7 @@ class FrozenLLM:
 
     @classmethod
     def load(cls, llm: Any = None, device: str | torch.device = "auto", dtype: torch.dtype | None = None,
-             trust_remote_code: bool = False) -> FrozenLLM:
+             trust_remote_code: bool = False, verbose: bool = True) -> FrozenLLM:
         """Load the default model (``llm=None``), a hub id, a folder, a ``.gguf`` file, or wrap a
         ``(model, tokenizer)`` pair. fp32 on CPU, bf16 on CUDA, unless ``dtype`` is given."""
         device = resolve_device(device)
@@ -100,7 +100,7 @@ class FrozenLLM:
             model, tokenizer = llm
             frozen = cls(model, tokenizer)
         else:
-            model, tokenizer, identity = load_pretrained(llm, dtype, trust_remote_code)
+            model, tokenizer, identity = load_pretrained(llm, dtype, trust_remote_code, verbose)
             frozen = cls(model, tokenizer, identity)
         frozen.model.to(device)
         return frozen

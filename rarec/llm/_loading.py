@@ -129,11 +129,19 @@ def resolve_llm_source(llm: Any) -> tuple[str, str]:
     return "hub", text
 
 
-def load_pretrained(llm: Any, dtype: torch.dtype, trust_remote_code: bool = False) -> tuple[Any, Any, dict]:
-    """Load ``(base_model, tokenizer, identity)`` for ``llm`` (anything but a pair)."""
+def load_pretrained(llm: Any, dtype: torch.dtype, trust_remote_code: bool = False,
+                    verbose: bool = True) -> tuple[Any, Any, dict]:
+    """Load ``(base_model, tokenizer, identity)`` for ``llm`` (anything but a pair).
+
+    ``verbose=False`` hides transformers' loading progress bar.
+    """
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     kind, location = resolve_llm_source(llm)
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    if not verbose:
+        hf_logging.disable_progress_bar()
     try:
         model = AutoModel.from_pretrained(location, trust_remote_code=trust_remote_code, **dtype_kwargs(dtype))
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
@@ -141,5 +149,8 @@ def load_pretrained(llm: Any, dtype: torch.dtype, trust_remote_code: bool = Fals
         if llm is None:
             raise LLMLoadError(f"the default LLM is not installed and {DEFAULT_HUB_ID} could not be loaded; {INSTALL_HINT}") from None
         raise LLMLoadError(f"could not load the LLM {location!r} ({exc}). {INSTALL_HINT}") from None
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
     identity = {"source": "default" if llm is None else str(llm), "kind": kind, "location": location}
     return model, tokenizer, identity
