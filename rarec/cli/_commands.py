@@ -52,14 +52,16 @@ def _load(path: Path, fmt: str, items: Path | None = None):
 @click.option("--epochs", type=click.IntRange(1), help="Most alignment epochs [default: 3].")
 @click.option("--cf-epochs", type=click.IntRange(1), help="Most CF epochs [default: 200, early stopping ends sooner].")
 @click.option("--samples", type=click.IntRange(1), help="Cap on alignment training samples [default: 2000].")
+@click.option("--prefix-layers", help="'all' or M: prefixes in the top M layers only, lower layers cached "
+                                      "(top 8 of 30 trained 3.8x faster on a CPU) [default: all].")
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps [default: auto].")
 @click.option("--seed", type=int, help="random_state: the same seed on the same machine gives the same model.")
 @click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON object of RARecommender parameters; the options above override it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone: str | None, llm: str | None,
-        epochs: int | None, cf_epochs: int | None, samples: int | None, device: str | None, seed: int | None,
-        config: Path | None, quiet: bool) -> None:
+        epochs: int | None, cf_epochs: int | None, samples: int | None, prefix_layers: str | None,
+        device: str | None, seed: int | None, config: Path | None, quiet: bool) -> None:
     """Fit RA-Rec on INTERACTIONS and save the model to --output.
 
     INTERACTIONS is a file or folder: CSV/TSV (user, item[, timestamp]),
@@ -70,12 +72,18 @@ def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone
     Examples:
       rarec fit ratings.csv --items movies.csv --output model/
       rarec fit ml-100k/ --output model/ --backbone bpr --epochs 5 --seed 0
+      rarec fit ml-100k/ --output model/ --prefix-layers 8     # faster on a CPU
       rarec fit reviews.jsonl.gz --items meta.jsonl.gz -o model/ --config params.json
     """
     from .. import RARecommender
 
     params = _read_params(config)
-    options = {"backbone": backbone, "llm": llm, "epochs": epochs, "cf_epochs": cf_epochs,
+    if prefix_layers is not None and prefix_layers != "all":
+        if not prefix_layers.isdigit() or int(prefix_layers) < 1:
+            raise click.BadParameter(f"{prefix_layers!r} is neither 'all' nor a positive integer",
+                                     param_hint="--prefix-layers")
+        prefix_layers = int(prefix_layers)
+    options = {"prefix_layers": prefix_layers, "backbone": backbone, "llm": llm, "epochs": epochs, "cf_epochs": cf_epochs,
                "max_train_samples": samples, "device": device, "random_state": seed}
     params.update({k: v for k, v in options.items() if v is not None})
     if quiet:
