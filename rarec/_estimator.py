@@ -330,6 +330,7 @@ class RARecommender(BaseEstimator):
         self._llm = llm
         self._prompts = None
         self._item_tokens_cache = None
+        self._item_states = None  # lower-layer states of the item prompts, kept while fitting
         self._item_cf = self.backbone_.item_embeddings()[:, None, :]  # (n_items, 1, d)
 
     @property
@@ -601,10 +602,8 @@ class RARecommender(BaseEstimator):
             return None, budget
         n_prefix = self.aligner_.tower(tower).config.length
         states: list[torch.Tensor] = [torch.empty(0)] * len(tokens)
-        order = np.argsort([len(t) for t in tokens], kind="stable")
-        for begin in tqdm(range(0, len(order), 32), desc=f"lower layers of {tower} prompts",
-                          disable=not self.verbose, leave=False):
-            rows = order[begin:begin + 32]
+        for rows in tqdm(_length_sorted_batches(tokens, 32), desc=f"lower layers of {tower} prompts",
+                         disable=not self.verbose, leave=False):
             for row, state in zip(rows, self.llm_.lower_states([tokens[r] for r in rows], start, n_prefix)):
                 states[row] = state.cpu()
         return states, budget - need
@@ -629,20 +628,17 @@ class RARecommender(BaseEstimator):
         batch, so the order of encoding does not change any result.
         """
         device = self.llm_.device
-        order = np.argsort([len(t) for t in tokens], kind="stable")
         out = torch.empty(len(tokens), self.llm_.spec.hidden_size)
-        for start in tqdm(range(0, len(order), batch), desc=f"encoding {tower}s", disable=not self.verbose,
-                          leave=False):
-            rows = order[start:start + batch]
+        for rows in tqdm(_length_sorted_batches(tokens, batch), desc=f"encoding {tower}s", disable=not self.verbose,
+                         leave=False):
             vectors = self.aligner_.encode(self.llm_, tower, cf[rows].to(device), [tokens[r] for r in rows],
                                            _pick(states, rows))
             out[torch.as_tensor(rows)] = vectors.float().cpu()
         return out
 
     def _encode_items(self, items: np.ndarray) -> torch.Tensor:
-        cached = getattr(self, "_item_states", None)  # lower-layer states, kept while fitting
         return self._encode("item", self._item_cf[items], [self._item_tokens[i] for i in items],
-                            states=_pick(cached, items))
+                            states=_pick(self._item_states, items))
 
     def _encode_users(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
         windows = [h[-self.max_history:] for h in histories]
@@ -755,6 +751,12 @@ class RARecommender(BaseEstimator):
 def _pick(states: list[torch.Tensor] | None, rows: Any) -> list[torch.Tensor] | None:
     """``states[r]`` for each row, or ``None`` when nothing is cached."""
     return None if states is None else [states[int(r)] for r in rows]
+
+
+def _length_sorted_batches(tokens: Sequence[Sequence[int]], size: int) -> list[np.ndarray]:
+    """Indices of ``tokens`` in batches of ``size``, shortest prompts first (least padding)."""
+    order = np.argsort([len(t) for t in tokens], kind="stable")
+    return [order[begin:begin + size] for begin in range(0, len(order), size)]
 
 
 def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator,

@@ -148,30 +148,24 @@ def test_load_rejects_newer_format_and_garbage(tmp_path, fitted):
         CFBackbone.load(tmp_path / "m")
 
 
-def test_comirec_soft_selection_trains_every_interest(cf_split):
-    from rarec.cf import ComiRec, ComiRecConfig
-    from rarec.cf import PopularityRecommender
-
-    model = ComiRec(ComiRecConfig(dim=32, n_interests=3, max_len=20, n_negatives=64, selection="soft"),
-                    TrainingConfig(epochs=25, batch_size=128, lr=5e-3, patience=8, verbose=False, random_state=0))
-    model.fit(cf_split.train, cf_split.valid)
-    ours = full_ranking_metrics(model.scorer(cf_split.before_test), cf_split.test, cf_split.before_test, ks=[10])
-    pop = full_ranking_metrics(PopularityRecommender().fit(cf_split.before_test).score_users, cf_split.test,
-                               cf_split.before_test, ks=[10])
-    assert ours["ndcg@10"] > 2 * pop["ndcg@10"]
-    with pytest.raises(ValueError, match="The 'selection' parameter of ComiRecConfig"):
-        ComiRecConfig(selection="mean")
-
-
-def test_comirec_full_softmax_learns_and_rejects_bad_sizes(cf_split):
+@pytest.mark.parametrize("variant", [dict(n_negatives=64, selection="soft"), dict(n_negatives=None)],
+                         ids=["soft-selection", "full-softmax"])
+def test_comirec_variants_beat_popularity(cf_split, variant):
     from rarec.cf import ComiRec, ComiRecConfig, PopularityRecommender
 
-    model = ComiRec(ComiRecConfig(dim=32, n_interests=3, max_len=20, n_negatives=None),
+    model = ComiRec(ComiRecConfig(dim=32, n_interests=3, max_len=20, **variant),
                     TrainingConfig(epochs=25, batch_size=128, lr=5e-3, patience=8, verbose=False, random_state=0))
     model.fit(cf_split.train, cf_split.valid)
     ours = full_ranking_metrics(model.scorer(cf_split.before_test), cf_split.test, cf_split.before_test, ks=[10])
     pop = full_ranking_metrics(PopularityRecommender().fit(cf_split.before_test).score_users, cf_split.test,
                                cf_split.before_test, ks=[10])
     assert ours["ndcg@10"] > 2 * pop["ndcg@10"]
+
+
+def test_comirec_config_rejects_bad_values():
+    from rarec.cf import ComiRecConfig
+
+    with pytest.raises(ValueError, match="The 'selection' parameter of ComiRecConfig"):
+        ComiRecConfig(selection="mean")
     with pytest.raises(ValueError, match="n_negatives"):
         ComiRecConfig(n_negatives=0)
