@@ -34,6 +34,11 @@ from .model_selection import leave_last_out
 
 logger = logging.getLogger(__name__)
 LOSSES = ("bpr", "softmax")
+#: Prompts per forward when encoding every user and item after training (no gradients). A GPU
+#: needs large batches to be busy with a small LLM; on a CPU larger batches only add padding.
+ENCODE_BATCH = {"cpu": 32, "cuda": 256}
+#: ``llm_dtype`` values; None lets :meth:`FrozenLLM.load` choose by device.
+LLM_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class RARecommender(BaseEstimator):
@@ -117,7 +122,12 @@ class RARecommender(BaseEstimator):
     k : int, default 10
         Length of ``predict`` lists and the cut-off of ``score``.
     device : str, default "auto"
-        CUDA, then MPS, then CPU. The LLM runs in bf16 on CUDA, fp32 elsewhere.
+        CUDA, then MPS, then CPU.
+    llm_dtype : {"auto", "float32", "bfloat16", "float16"}, default "auto"
+        Precision of the frozen LLM's weights. "auto": bf16 on CUDA, fp32
+        elsewhere. A small LLM on a GPU can be faster in fp32 (see the GPU
+        guide); on a CPU without bf16 units keep fp32. The alignment module
+        always trains in fp32.
     random_state : int or None, default None
     verbose : int, default 1
         0 silences progress bars.
@@ -190,6 +200,7 @@ class RARecommender(BaseEstimator):
         patience: int = 2,
         k: int = 10,
         device: str = "auto",
+        llm_dtype: str = "auto",
         random_state: int | None = None,
         verbose: int = 1,
     ) -> None:
@@ -224,6 +235,7 @@ class RARecommender(BaseEstimator):
         self.patience = patience
         self.k = k
         self.device = device
+        self.llm_dtype = llm_dtype
         self.random_state = random_state
         self.verbose = verbose
 
@@ -245,6 +257,7 @@ class RARecommender(BaseEstimator):
         if self.sample_fraction is not None:
             check_float(self.sample_fraction, "sample_fraction", name, 0.0, 1.0, low_open=True)
         check_option(self.use_id, "use_id", name, (True, False))
+        check_option(self.llm_dtype, "llm_dtype", name, tuple(LLM_DTYPES))
         if self.prefix_layers != "all":
             check_int(self.prefix_layers, "prefix_layers", name, 1)
         check_float(self.lower_cache_mb, "lower_cache_mb", name, 0.0)
@@ -294,7 +307,7 @@ class RARecommender(BaseEstimator):
             self.backbone_ = make_backbone(self.backbone, training, **(self.backbone_params or {}))
             self.backbone_.fit(train, valid)
 
-            llm = FrozenLLM.load(self.llm, device=device, verbose=verbose)
+            llm = FrozenLLM.load(self.llm, device=device, dtype=LLM_DTYPES[self.llm_dtype], verbose=verbose)
             self.users_, self.items_ = log.users, log.items
             self.n_users_, self.n_items_ = log.n_users, log.n_items
             self._attach(texts, llm.identity, device, llm)
@@ -343,7 +356,8 @@ class RARecommender(BaseEstimator):
         return self._llm
 
     def _reload_llm(self) -> FrozenLLM:
-        llm = FrozenLLM.load(self.llm, device=self._device, verbose=bool(self.verbose))
+        llm = FrozenLLM.load(self.llm, device=self._device, dtype=LLM_DTYPES[self.llm_dtype],
+                             verbose=bool(self.verbose))
         saved, found = self._llm_identity, llm.identity
         for key in ("config_sha256", "weights_sha256"):
             if saved.get(key) is not None and saved.get(key) != found.get(key):
@@ -619,15 +633,17 @@ class RARecommender(BaseEstimator):
 
     # -------------------------------------------------------------- encoding
     @torch.no_grad()
-    def _encode(self, tower: str, cf: torch.Tensor, tokens: list[list[int]], batch: int = 32,
+    def _encode(self, tower: str, cf: torch.Tensor, tokens: list[list[int]], batch: int | None = None,
                 states: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Vectors (n, hidden) of one tower, in the order given.
 
         Prompts are batched by length (less padding, so less compute); left
         padding with explicit positions makes a vector independent of its
-        batch, so the order of encoding does not change any result.
+        batch, so the order of encoding does not change any result. The batch
+        size defaults to :data:`ENCODE_BATCH` for the LLM's device type.
         """
         device = self.llm_.device
+        batch = batch or ENCODE_BATCH.get(device.type, ENCODE_BATCH["cpu"])
         out = torch.empty(len(tokens), self.llm_.spec.hidden_size)
         for rows in tqdm(_length_sorted_batches(tokens, batch), desc=f"encoding {tower}s", disable=not self.verbose,
                          leave=False):

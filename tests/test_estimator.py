@@ -164,3 +164,13 @@ def test_length_bucketed_encoding_equals_one_at_a_time(data):
     for row, item in enumerate(items):
         torch.testing.assert_close(together[row], rec._encode_items(np.array([item]))[0], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(together, rec.item_vectors_[items], rtol=1e-4, atol=1e-5)
+
+
+def test_llm_dtype_sets_the_precision_of_the_frozen_llm_only(data):
+    X, _, text = data
+    rec = small(tiny_llm(text), llm_dtype="bfloat16", epochs=1, max_train_samples=16).fit(X, item_text=text)
+    assert rec.llm_.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in rec.aligner_.parameters())
+    assert rec.item_vectors_.dtype == torch.float32 and torch.isfinite(rec.item_vectors_).all()
+    with pytest.raises(ValueError, match="llm_dtype"):
+        small(tiny_llm(text), llm_dtype="half").fit(X, item_text=text)

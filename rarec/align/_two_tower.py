@@ -31,11 +31,15 @@ class TwoTowerAligner(nn.Module):
                lower_states: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Vectors (B, hidden) of one tower for CF embeddings (B, K, d) and prompt tokens.
 
+        The CF embeddings may sit on any device: they are moved to the module's.
+
         When the prefixes cover only the top layers (:attr:`start` > 0), the
         lower layers run without a prefix; their output may be passed in as
         ``lower_states`` (see :meth:`FrozenLLM.lower_states`) to skip them.
         """
         projector = self.tower(tower)
+        if projector.config.use_id:
+            id_embeddings = id_embeddings.to(next(projector.parameters()).device)
         prefix = projector(id_embeddings if projector.config.use_id else None, batch_size=len(tokens))
         return llm.forward(tokens, prefix, start=self.start(llm), lower_states=lower_states)
 

@@ -55,13 +55,15 @@ def _load(path: Path, fmt: str, items: Path | None = None):
 @click.option("--prefix-layers", help="'all' or M: prefixes in the top M layers only, lower layers cached "
                                       "(top 8 of 30 trained 3.8x faster on a CPU) [default: all].")
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps [default: auto].")
+@click.option("--llm-dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+              help="Precision of the LLM's weights [default: auto: bf16 on CUDA, fp32 elsewhere].")
 @click.option("--seed", type=int, help="random_state: the same seed on the same machine gives the same model.")
 @click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON object of RARecommender parameters; the options above override it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone: str | None, llm: str | None,
         epochs: int | None, cf_epochs: int | None, samples: int | None, prefix_layers: str | None,
-        device: str | None, seed: int | None, config: Path | None, quiet: bool) -> None:
+        device: str | None, llm_dtype: str | None, seed: int | None, config: Path | None, quiet: bool) -> None:
     """Fit RA-Rec on INTERACTIONS and save the model to --output.
 
     INTERACTIONS is a file or folder: CSV/TSV (user, item[, timestamp]),
@@ -84,7 +86,7 @@ def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone
                                      param_hint="--prefix-layers")
         prefix_layers = int(prefix_layers)
     options = {"prefix_layers": prefix_layers, "backbone": backbone, "llm": llm, "epochs": epochs, "cf_epochs": cf_epochs,
-               "max_train_samples": samples, "device": device, "random_state": seed}
+               "max_train_samples": samples, "device": device, "llm_dtype": llm_dtype, "random_state": seed}
     params.update({k: v for k, v in options.items() if v is not None})
     if quiet:
         params["verbose"] = 0

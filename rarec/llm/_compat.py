@@ -1,12 +1,19 @@
 """The one place that knows which transformers version is installed.
 
-transformers 5 renamed the forward argument ``past_key_values=`` to
-``cache=`` and ``torch_dtype=`` to ``dtype=``. Everything else in rarec calls
-these helpers instead of checking versions itself.
+transformers renamed the forward argument ``past_key_values=`` to ``cache=``
+(during the 5.x series: 5.17 still takes ``past_key_values``, 5.24 takes
+``cache``) and ``torch_dtype=`` to ``dtype=`` (5.0). A model's forward takes
+unknown keyword arguments silently, so a cache passed under the wrong name
+would be ignored without an error: the argument's name is read from the
+model's own forward signature, never guessed from a version number.
+Everything else in rarec calls these helpers instead of checking versions
+itself.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -16,8 +23,6 @@ from transformers import DynamicCache
 
 TRANSFORMERS_MAJOR = int(transformers.__version__.split(".")[0])
 
-#: Name of the forward argument that takes a cache object.
-CACHE_ARG = "cache" if TRANSFORMERS_MAJOR >= 5 else "past_key_values"
 #: Name of the ``from_pretrained`` argument that sets the dtype.
 DTYPE_ARG = "dtype" if TRANSFORMERS_MAJOR >= 5 else "torch_dtype"
 
@@ -32,9 +37,27 @@ def prefix_cache(layers: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> Dynamic
     return DynamicCache(ddp_cache_data=[(k, v) for k, v in layers])
 
 
-def cache_kwargs(cache: DynamicCache | None) -> dict[str, object]:
-    """``{CACHE_ARG: cache}`` for a model's forward (empty without a cache)."""
-    return {} if cache is None else {CACHE_ARG: cache, "use_cache": True}
+@functools.lru_cache(maxsize=None)
+def cache_argument(model_class: type) -> str:
+    """Name of the argument of ``model_class.forward`` that takes a cache object.
+
+    Raises
+    ------
+    TypeError
+        When the forward takes neither ``cache`` nor ``past_key_values``: such a
+        model cannot be given a prefix.
+    """
+    parameters = inspect.signature(model_class.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in parameters:
+            return name
+    raise TypeError(f"{model_class.__name__}.forward takes no 'cache' or 'past_key_values' argument, so rarec "
+                    "cannot give it a key/value prefix.")
+
+
+def cache_kwargs(model: torch.nn.Module, cache: DynamicCache | None) -> dict[str, object]:
+    """``{name: cache, "use_cache": True}`` for ``model``'s forward (empty without a cache)."""
+    return {} if cache is None else {cache_argument(type(model)): cache, "use_cache": True}
 
 
 def dtype_kwargs(dtype: torch.dtype) -> dict[str, object]:
@@ -69,7 +92,16 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
 
 
 class _SkippedLayer(torch.nn.Module):
-    """Stands in for a decoder layer that must not run: returns its input unchanged."""
+    """Stands in for a decoder layer that must not run: returns its input unchanged.
+
+    Keeps the layer's ``attention_type``, which some models' forward reads off
+    each layer to pick its mask.
+    """
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        super().__init__()
+        if hasattr(layer, "attention_type"):
+            self.attention_type = layer.attention_type
 
     def forward(self, hidden_states: torch.Tensor, *args: object, **kwargs: object):
         return hidden_states if TRANSFORMERS_MAJOR >= 5 else (hidden_states,)
@@ -92,7 +124,7 @@ def skip_lower_layers(model: torch.nn.Module, start: int, states: torch.Tensor) 
         return args, {**kwargs, "hidden_states": states}
 
     for i in range(start):
-        layers[i] = _SkippedLayer()
+        layers[i] = _SkippedLayer(originals[i])
     handle = originals[start].register_forward_pre_hook(replace_input, with_kwargs=True)
     try:
         yield

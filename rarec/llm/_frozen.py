@@ -90,16 +90,19 @@ class FrozenLLM:
     def load(cls, llm: Any = None, device: str | torch.device = "auto", dtype: torch.dtype | None = None,
              trust_remote_code: bool = False, verbose: bool = True) -> FrozenLLM:
         """Load the default model (``llm=None``), a hub id, a folder, a ``.gguf`` file, or wrap a
-        ``(model, tokenizer)`` pair. fp32 on CPU, bf16 on CUDA, unless ``dtype`` is given."""
+        ``(model, tokenizer)`` pair. Loaded weights are fp32 on CPU, bf16 on CUDA, unless ``dtype`` is
+        given; a pair keeps its own dtype unless ``dtype`` is given (then it is cast in place)."""
         device = resolve_device(device)
-        if dtype is None:
-            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         if isinstance(llm, tuple | list):
             if len(llm) != 2:
                 raise TypeError("llm as a pair must be (model, tokenizer).")
             model, tokenizer = llm
             frozen = cls(model, tokenizer)
+            if dtype is not None:
+                frozen.model.to(dtype)
         else:
+            if dtype is None:
+                dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
             model, tokenizer, identity = load_pretrained(llm, dtype, trust_remote_code, verbose)
             frozen = cls(model, tokenizer, identity)
         frozen.model.to(device)
@@ -170,7 +173,8 @@ class FrozenLLM:
         layers = None if prefix is None else [(k.to(self.dtype), v.to(self.dtype)) for k, v in prefix]
         if start == 0:
             cache = None if layers is None else prefix_cache(layers)
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, **cache_kwargs(cache))
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                             **cache_kwargs(self.model, cache))
             return out.last_hidden_state[:, -1]  # (B, hidden): the last real token (left padding)
         if layers is None or len(layers) != self.spec.n_layers - start:
             raise ValueError(f"with start={start} the prefix must cover the top {self.spec.n_layers - start} layers.")
@@ -182,7 +186,8 @@ class FrozenLLM:
         filler = torch.zeros_like(layers[0][0])  # lower layers never run; the cache only needs their slots
         cache = prefix_cache([(filler, filler)] * start + layers)
         with skip_lower_layers(self.model, start, states):
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, **cache_kwargs(cache))
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                             **cache_kwargs(self.model, cache))
         return out.last_hidden_state[:, -1]
 
     @torch.no_grad()

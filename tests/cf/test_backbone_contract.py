@@ -40,7 +40,7 @@ def test_scorer_matches_the_histories_it_is_given(fitted, cf_split):
 
 def test_save_and_load_give_identical_scores(fitted, cf_split, tmp_path):
     fitted.save(tmp_path / "model")
-    restored = CFBackbone.load(tmp_path / "model")
+    restored = CFBackbone.load(tmp_path / "model", device=str(fitted.device_))  # same device, same arithmetic
     assert type(restored) is type(fitted)
     users = np.arange(10)
     torch.testing.assert_close(restored.scorer()(users), fitted.scorer()(users), rtol=0, atol=0)

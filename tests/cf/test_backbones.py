@@ -45,7 +45,7 @@ def test_sasrec_inductive_embedding_equals_the_one_inside_training(fitted, cf_sp
         # ... and it is the hidden state at the last position of the training window.
         window = torch.as_tensor(seqs[4][-fitted.config.max_len:] + 1)[None]
         with torch.no_grad():
-            hidden = fitted.module_(window)[0, -1]
+            hidden = fitted.module_(window.to(fitted.device_))[0, -1].cpu()
         torch.testing.assert_close(fitted.user_embeddings([seqs[4]])[0, 0], hidden)
 
 
@@ -73,7 +73,7 @@ def test_bpr_unknown_user_falls_back_to_history_mean(cf_split):
     fallback = model.user_embeddings([hist], users=[-1])[0, 0]
     torch.testing.assert_close(fallback, model.item_embeddings()[hist].mean(0))
     known = model.user_embeddings([hist], users=[0])[0, 0]
-    torch.testing.assert_close(known, model.module_.user_embedding.weight[0].detach())
+    torch.testing.assert_close(known, model.module_.user_embedding.weight[0].detach().cpu())
 
 
 def test_precomputed_arrays_file_and_multi_interest(cf_split, tmp_path):

@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from rarec import __version__
@@ -74,7 +75,8 @@ def workspace(tmp_path_factory):
     result = CliRunner().invoke(main, [
         "fit", str(root / "train.csv"), "--items", str(root / "items.csv"), "--output", str(root / "model"),
         "--llm", str(root / "llm"), "--epochs", "1", "--cf-epochs", "3", "--samples", "32", "--seed", "0",
-        "--device", "cpu", "--config", str(root / "params.json"), "--prefix-layers", "1", "-q"])
+        "--device", "cpu", "--llm-dtype", "float32", "--config", str(root / "params.json"), "--prefix-layers", "1",
+        "-q"])
     assert result.exit_code == 0, result.output
     assert "saved" in result.stdout and "40 users" in result.stdout
     return root
@@ -86,6 +88,7 @@ def test_fit_saves_a_loadable_model(workspace):
     rec = RARecommender.load(workspace / "model")
     assert rec.backbone_params["dim"] == 16 and rec.epochs == 1 and rec.random_state == 0
     assert rec.prefix_layers == 1 and rec.aligner_.user_prefix.spec.n_layers == 1
+    assert rec.llm_dtype == "float32" and rec.llm_.dtype == torch.float32
     assert rec.prompts_.titles[0] != "an item without a description"  # the titles were used
 
 
