@@ -133,7 +133,11 @@ def render(paths: list[Path]) -> str:
              "Reproduce: `python benchmarks/device_speed.py --json FILE` then "
              "`python benchmarks/device_speed.py --render FILE...`. Synthetic data sized like ML-100K "
              "(943 users, 1,682 items); SmolLM2-135M's architecture; batch 16, 1 epoch of 512 samples per row. "
-             "\"random\" weights have the default model's shapes and arithmetic (so its speed) but not its weights.", "",
+             "\"random\" weights have the default model's shapes and arithmetic (so its speed) but not its weights. "
+             "Ranking runs on the CPU in every row (the cached vectors live there), so that column compares the "
+             "machines' CPUs (2 cores here, 16 on the GPU machine). GPU timings of this small model are bound by "
+             "kernel launches and varied by up to 2x between two machines of the same kind "
+             "(docs/gpu.md).", "",
              "| device | weights | dtype | train s/1k, all layers | train s/1k, top 8 cached | item tower items/s, "
              "batch 32 | batch 256 | ranking users/s | peak GPU GiB |", "|---|---|---|---|---|---|---|---|---|"]
     fits = []

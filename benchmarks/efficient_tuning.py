@@ -2,6 +2,10 @@
 and the tailored data selection. Writes docs/benchmarks.md.
 
     python benchmarks/efficient_tuning.py --data ../shared/data/ml-100k
+    python benchmarks/efficient_tuning.py --parts fractions --fractions 0.02,0.05 --tailored-only 0.1
+
+The second form reruns only the given fractions; every other row keeps its saved result
+(benchmarks/results/efficient_tuning.json).
 
 Three parts, all with SmolLM2-135M-Instruct (30 layers, fp32, CPU), the
 benchmark's SASRec as the CF stage (trained once and shared by every run, so
@@ -56,7 +60,7 @@ def shared_backbone(train, seed: int):
     return backbone
 
 
-def run(split, text, seed: int, **params) -> dict:
+def run(split, text, seed: int, save_dir: Path | None = None, **params) -> dict:
     rec = RARecommender(backbone="sasrec", device="cpu", random_state=seed, verbose=0, batch_size=16, **params)
     start = time.perf_counter()
     rec.fit(split.train, item_text=text)
@@ -75,8 +79,21 @@ def run(split, text, seed: int, **params) -> dict:
         "test": rec.evaluate(split.test, ks=(10, 100), metrics=("hr", "ndcg")),
         "selection": rec.selection_report_,
     }
+    if params.get("score_fusion") == "auto":  # also the paper's score (LLM only) on the same fitted model
+        by_weight = log[0]["valid_ndcg@10_by_fusion_weight"]
+        row["fusion"] = {"weight": rec.score_fusion_, "valid_by_weight": by_weight}
+        chosen, rec.score_fusion_ = rec.score_fusion_, 0.0
+        row["valid_ndcg@10"] = by_weight[0.0] if 0.0 in by_weight else by_weight["0.0"]
+        row["test_fused"], row["test"] = row["test"], rec.evaluate(split.test, ks=(10, 100), metrics=("hr", "ndcg"))
+        rec.score_fusion_ = chosen
+    if save_dir is not None:  # kept for later analysis without refitting
+        row["saved"] = str(rec.save(save_dir / "_".join(f"{k}-{v}" for k, v in sorted(params.items()))))
     print(json.dumps({k: row[k] for k in ("params", "s_per_1k", "setup_s", "valid_ndcg@10")}), file=sys.stderr)
     return row
+
+
+def _key(row: dict) -> tuple:
+    return row["params"]["sample_fraction"], row["params"]["selection"] != "tailored"
 
 
 def main() -> None:
@@ -84,24 +101,40 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/ml-100k")
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--samples", type=int, default=500, help="training samples of the layer comparison")
-    parser.add_argument("--fractions", default="0.005,0.01")
+    parser.add_argument("--fractions", default="0.005,0.01,0.02,0.05", help="fractions run with both selections")
+    parser.add_argument("--tailored-only", default="0.1",
+                        help="fractions run with tailored selection only (random too costly here)")
+    parser.add_argument("--parts", default="layers,cache,fractions",
+                        help="which parts to run; the others keep their saved results")
+    parser.add_argument("--save-models", type=Path, default=None, metavar="DIR",
+                        help="save every fitted model of the fraction part under DIR")
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parents[1] / "docs/benchmarks.md")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
 
     log, text = read_recbole(args.data).k_core(5)
     split = leave_last_out(log, n_valid=0)
     shared_backbone(split.train, args.seed)
-    common = dict(epochs=2, patience=1)
-    layers = [run(split, text, args.seed, prefix_layers=m, max_train_samples=args.samples, **common)
-              for m in ("all", 8, 4)]
-    uncached = [run(split, text, args.seed, prefix_layers=m, max_train_samples=32, lower_cache_mb=0, epochs=1)
-                for m in (8, 4)]
-    fractions = [run(split, text, args.seed, prefix_layers=8, sample_fraction=f, selection=sel,
-                     max_train_samples=None, epochs=1)
-                 for f in map(float, args.fractions.split(",")) for sel in ("tailored", "random")]
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if "layers" in parts:
+        results["layers"] = [run(split, text, args.seed, prefix_layers=m, max_train_samples=args.samples, epochs=2,
+                                 patience=1) for m in ("all", 8, 4)]
+    if "cache" in parts:
+        results["uncached"] = [run(split, text, args.seed, prefix_layers=m, max_train_samples=32, lower_cache_mb=0,
+                                   epochs=1) for m in (8, 4)]
+    if "fractions" in parts:
+        grid = [(float(f), sel) for f in args.fractions.split(",") for sel in ("tailored", "random")]
+        grid += [(float(f), "tailored") for f in args.tailored_only.split(",") if f]
+        rows = {_key(r): r for r in results.get("fractions", [])}  # rows of other fractions are kept
+        for fraction, selection in grid:
+            row = run(split, text, args.seed, args.save_models, prefix_layers=8, sample_fraction=fraction,
+                      selection=selection, max_train_samples=None, epochs=1, score_fusion="auto")
+            rows[_key(row)] = row
+            results["fractions"] = [rows[k] for k in sorted(rows)]
+            RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")  # partial results survive
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"layers": layers, "uncached": uncached, "fractions": fractions}, indent=2,
-                                  default=str) + "\n")
+    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    layers, uncached, fractions = results["layers"], results["uncached"], results["fractions"]
     write_section(args.output, to_markdown(layers, uncached, fractions, args), marker="efficient-tuning")
     print(f"wrote {args.output} and {RESULTS}", file=sys.stderr)
 

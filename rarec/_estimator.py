@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ._device import resolve_device
 from ._errors import LLMMismatchError
+from ._scoring import FUSION_WEIGHTS, cf_scores, fuse
 from ._validation import check_float, check_int, check_option
 from .align import PrefixConfig, PrefixProjector, alignment_loss
 from .align._samples import AlignmentSamples, all_next_item_samples, select_random_samples
@@ -34,9 +35,10 @@ from .model_selection import leave_last_out
 
 logger = logging.getLogger(__name__)
 LOSSES = ("bpr", "softmax")
-#: Prompts per forward when encoding every user and item after training (no gradients). A GPU
-#: needs large batches to be busy with a small LLM; on a CPU larger batches only add padding.
-ENCODE_BATCH = {"cpu": 32, "cuda": 256}
+#: Prompts per forward when encoding every user and item (no gradients; prompts sorted by length, so
+#: little padding). Measured against 32 with SmolLM2-135M: 5.6x the items/s on an H200 (fp32), 1.14x on
+#: a 2-core CPU (docs/benchmarks.md, "Alignment speed by device").
+ENCODE_BATCH = 256
 #: ``llm_dtype`` values; None lets :meth:`FrozenLLM.load` choose by device.
 LLM_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -92,6 +94,13 @@ class RARecommender(BaseEstimator):
         Temperature of the alignment loss.
     n_random_negatives : int, default 0
         Uniformly drawn extra negative items per batch.
+    score_fusion : float >= 0 or "auto", default 0.0
+        Weight w of the CF backbone's own score in the ranking score:
+        ``z(h_u · h_i) + w · z(cf(u, i))``, each standardised per user over
+        the catalogue. 0 is the paper's RA-Rec (the LLM score alone);
+        "auto" picks w from ``(0, 0.25, 0.5, 1, 2, 4)`` on the validation
+        items (fitted as ``score_fusion_``). Not part of the paper; see
+        docs/method.md.
     user_template, item_template : str
         Prompts with ``{history}`` and ``{item}`` placeholders.
     n_history_titles : int, default 5
@@ -144,8 +153,12 @@ class RARecommender(BaseEstimator):
     n_users_, n_items_ : int
     training_log_ : list of dict
         Per alignment epoch: loss, seconds (training steps only), samples,
-        validation NDCG@10; the first also ``setup_seconds`` (the text
-        keys/values and cached lower-layer states computed once per fit).
+        validation NDCG@10 of the ranking score (with ``score_fusion="auto"``
+        the best weight's, and every weight's under
+        ``valid_ndcg@10_by_fusion_weight``); the first also ``setup_seconds``
+        (the text keys/values and cached lower-layer states computed once per fit).
+    score_fusion_ : float
+        The CF-score weight in use (``score_fusion``, or the one "auto" chose).
     selection_report_ : dict
         How many training samples there were and what the selection removed.
     n_trainable_parameters_, n_llm_parameters_ : int
@@ -184,6 +197,7 @@ class RARecommender(BaseEstimator):
         align_weight: float = 0.1,
         temperature: float = 0.1,
         n_random_negatives: int = 0,
+        score_fusion: float | str = 0.0,
         user_template: str = DEFAULT_USER_TEMPLATE,
         item_template: str = DEFAULT_ITEM_TEMPLATE,
         n_history_titles: int = 5,
@@ -219,6 +233,7 @@ class RARecommender(BaseEstimator):
         self.align_weight = align_weight
         self.temperature = temperature
         self.n_random_negatives = n_random_negatives
+        self.score_fusion = score_fusion
         self.user_template = user_template
         self.item_template = item_template
         self.n_history_titles = n_history_titles
@@ -258,6 +273,10 @@ class RARecommender(BaseEstimator):
             check_float(self.sample_fraction, "sample_fraction", name, 0.0, 1.0, low_open=True)
         check_option(self.use_id, "use_id", name, (True, False))
         check_option(self.llm_dtype, "llm_dtype", name, tuple(LLM_DTYPES))
+        if isinstance(self.score_fusion, str):
+            check_option(self.score_fusion, "score_fusion", name, ("auto",))
+        else:
+            check_float(self.score_fusion, "score_fusion", name, 0.0)
         if self.prefix_layers != "all":
             check_int(self.prefix_layers, "prefix_layers", name, 1)
         check_float(self.lower_cache_mb, "lower_cache_mb", name, 0.0)
@@ -328,6 +347,8 @@ class RARecommender(BaseEstimator):
             known = np.flatnonzero(log.user_lengths() > 0)
             self.user_vectors_ = torch.zeros(self.n_users_, self.item_vectors_.shape[1])
             self.user_vectors_[known] = self._encode_users([histories[u] for u in known], known)
+            self._cf_user_vectors = torch.zeros(self.n_users_, self.backbone_.n_interests, self._item_cf.shape[2])
+            self._cf_user_vectors[known] = self._user_cf([histories[u] for u in known], known)
             self._item_states = None  # only needed while fitting
         self.n_trainable_parameters_ = self.aligner_.n_parameters
         self.n_llm_parameters_ = self.llm_.n_parameters
@@ -527,6 +548,10 @@ class RARecommender(BaseEstimator):
         optimizer = torch.optim.AdamW(self.aligner_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         scale = self.llm_.spec.hidden_size ** -0.5  # a fixed temperature for final-norm dot products (not tuned)
         log, best, best_state, waited = [], -1.0, None, 0
+        self.score_fusion_ = 0.0 if self.score_fusion == "auto" else float(self.score_fusion)
+        if valid is None and self.score_fusion == "auto":
+            warnings.warn("score_fusion='auto' needs validation items, and no user has two training interactions; "
+                          "using 0 (the LLM score alone).", UserWarning, stacklevel=3)
         for epoch in range(1, self.epochs + 1):
             self.aligner_.train()
             total, steps, t0 = 0.0, 0, time.perf_counter()
@@ -567,9 +592,14 @@ class RARecommender(BaseEstimator):
             if epoch == 1:
                 record["setup_seconds"] = setup_seconds
             if valid is not None:
-                record["valid_ndcg@10"] = self._validation_ndcg(train, valid)
+                by_weight = self._validation_ndcg(train, valid)
+                weight = max(by_weight, key=by_weight.get)
+                record["valid_ndcg@10"] = by_weight[weight]
+                if self.score_fusion == "auto":
+                    record["valid_ndcg@10_by_fusion_weight"] = by_weight
                 if record["valid_ndcg@10"] > best:
                     best, best_state, waited = record["valid_ndcg@10"], copy.deepcopy(self.aligner_.state_dict()), 0
+                    self.score_fusion_ = weight
                 else:
                     waited += 1
             log.append(record)
@@ -622,14 +652,27 @@ class RARecommender(BaseEstimator):
                 states[row] = state.cpu()
         return states, budget - need
 
-    def _validation_ndcg(self, train: InteractionLog, valid: InteractionLog) -> float:
+    def _validation_ndcg(self, train: InteractionLog, valid: InteractionLog) -> dict[float, float]:
+        """Validation NDCG@10 for each fusion weight to try (one weight unless ``score_fusion="auto"``)."""
         self.aligner_.eval()
         items = self._encode_items(np.arange(self.n_items_))
         users = np.unique(valid.user_codes)
         sequences = train.user_sequences()
         vectors = torch.zeros(self.n_users_, items.shape[1])
         vectors[users] = self._encode_users([sequences[u] for u in users], users)
-        return full_ranking_metrics(lambda u: vectors[u] @ items.T, valid, train, ks=[10], metrics=["ndcg"])["ndcg@10"]
+        weights = FUSION_WEIGHTS if self.score_fusion == "auto" else (float(self.score_fusion),)
+        cf_users = None
+        if any(weights):
+            cf_users = torch.zeros(self.n_users_, self.backbone_.n_interests, self._item_cf.shape[2])
+            cf_users[users] = self._user_cf([sequences[u] for u in users], users)
+
+        def scorer(weight):
+            def score(u):
+                return fuse(vectors[u] @ items.T, None if cf_users is None else cf_scores(cf_users[u], self._item_cf[:, 0]),
+                            weight)
+            return score
+
+        return {w: full_ranking_metrics(scorer(w), valid, train, ks=[10], metrics=["ndcg"])["ndcg@10"] for w in weights}
 
     # -------------------------------------------------------------- encoding
     @torch.no_grad()
@@ -640,10 +683,10 @@ class RARecommender(BaseEstimator):
         Prompts are batched by length (less padding, so less compute); left
         padding with explicit positions makes a vector independent of its
         batch, so the order of encoding does not change any result. The batch
-        size defaults to :data:`ENCODE_BATCH` for the LLM's device type.
+        size defaults to :data:`ENCODE_BATCH`.
         """
         device = self.llm_.device
-        batch = batch or ENCODE_BATCH.get(device.type, ENCODE_BATCH["cpu"])
+        batch = batch or ENCODE_BATCH
         out = torch.empty(len(tokens), self.llm_.spec.hidden_size)
         for rows in tqdm(_length_sorted_batches(tokens, batch), desc=f"encoding {tower}s", disable=not self.verbose,
                          leave=False):
@@ -670,7 +713,11 @@ class RARecommender(BaseEstimator):
             raise KeyError(f"{exc.args[0]}; pass histories= to recommend for a user not seen in fit.") from None
 
     def _scores(self, users: np.ndarray) -> torch.Tensor:
-        return self.user_vectors_[users] @ self.item_vectors_.T  # (n, n_items)
+        """Ranking scores (n, n_items) of known users, from cached vectors."""
+        llm = self.user_vectors_[users] @ self.item_vectors_.T
+        if not self.score_fusion_:
+            return llm
+        return fuse(llm, cf_scores(self._cf_user_vectors[users], self._item_cf[:, 0]), self.score_fusion_)
 
     def recommend(self, users: Any = None, k: int | None = None, exclude_seen: bool = True,
                   histories: Sequence[Sequence[Any]] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -703,7 +750,10 @@ class RARecommender(BaseEstimator):
             encoded = [self.items_.encode(list(h)) for h in histories]
             if any(len(h) == 0 for h in encoded):
                 raise ValueError("a history is empty; users without any history get the popularity ranking elsewhere.")
-            scores = self._encode_users(encoded, np.full(len(encoded), -1)) @ self.item_vectors_.T
+            unknown = np.full(len(encoded), -1)
+            scores = self._encode_users(encoded, unknown) @ self.item_vectors_.T
+            if self.score_fusion_:
+                scores = fuse(scores, cf_scores(self._user_cf(encoded, unknown), self._item_cf[:, 0]), self.score_fusion_)
             seen = encoded
         else:
             idx = self._user_indices(users)

@@ -110,6 +110,7 @@ def save_recommender(rec: RARecommender, path: str | os.PathLike) -> Path:
     tensors.update({f"aligner.{k}": v.detach().cpu().contiguous() for k, v in rec.aligner_.state_dict().items()})
     tensors["item_vectors"] = rec.item_vectors_.contiguous()
     tensors["user_vectors"] = rec.user_vectors_.contiguous()
+    tensors["cf_user_vectors"] = rec._cf_user_vectors.contiguous()
     seen = rec.seen_.tocsr()
     tensors["seen.indptr"] = torch.from_numpy(seen.indptr.astype(np.int64))
     tensors["seen.indices"] = torch.from_numpy(seen.indices.astype(np.int64))
@@ -138,6 +139,7 @@ def save_recommender(rec: RARecommender, path: str | os.PathLike) -> Path:
                 "n_trainable_parameters": rec.n_trainable_parameters_,
                 "n_llm_parameters": rec.n_llm_parameters_,
                 "fit_seconds": rec.fit_seconds_,
+                "score_fusion": rec.score_fusion_,
             },
             "sha256": {WEIGHTS_FILE: _sha256(tmp / WEIGHTS_FILE), TEXT_FILE: _sha256(tmp / TEXT_FILE)},
         }
@@ -247,6 +249,13 @@ def load_recommender(cls: type[RARecommender], path: str | os.PathLike, llm: Any
         raise ModelFormatError(f"{path / WEIGHTS_FILE}: cached vectors of shape {tuple(user_vectors.shape)} and "
                                f"{tuple(item_vectors.shape)} do not fit {n_users} users, {n_items} items and "
                                f"hidden size {spec.hidden_size}.")
+    cf_user_vectors = tensors.get("cf_user_vectors")  # absent in folders written by rarec 0.2.0
+    expected = (n_users, backbone.n_interests, backbone.item_embeddings().shape[1])
+    if cf_user_vectors is not None and tuple(cf_user_vectors.shape) != expected:
+        raise ModelFormatError(f"{path / WEIGHTS_FILE}: CF user vectors of shape {tuple(cf_user_vectors.shape)} do not "
+                               f"fit {expected}.")
+    if cf_user_vectors is None and float(fitted.get("score_fusion", 0.0)):
+        raise ModelFormatError(f"{path / WEIGHTS_FILE} has no CF user vectors, which score_fusion needs.")
     if len(texts) != n_items:
         raise ModelFormatError(f"{path / TEXT_FILE} holds {len(texts)} item texts for {n_items} items.")
     indptr, indices = tensors["seen.indptr"].numpy(), tensors["seen.indices"].numpy()
@@ -264,6 +273,8 @@ def load_recommender(cls: type[RARecommender], path: str | os.PathLike, llm: Any
     rec.n_trainable_parameters_ = int(fitted.get("n_trainable_parameters", aligner.n_parameters))
     rec.n_llm_parameters_ = int(fitted.get("n_llm_parameters", 0))
     rec.fit_seconds_ = float(fitted.get("fit_seconds", 0.0))
+    rec.score_fusion_ = float(fitted.get("score_fusion", 0.0))
+    rec._cf_user_vectors = cf_user_vectors
     rec._attach(texts=[None if t is None else ItemText(t["title"], tuple(t.get("categories", ()))) for t in texts],
                 llm_identity=identity, device=target)
     return rec

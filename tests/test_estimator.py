@@ -174,3 +174,46 @@ def test_llm_dtype_sets_the_precision_of_the_frozen_llm_only(data):
     assert rec.item_vectors_.dtype == torch.float32 and torch.isfinite(rec.item_vectors_).all()
     with pytest.raises(ValueError, match="llm_dtype"):
         small(tiny_llm(text), llm_dtype="half").fit(X, item_text=text)
+
+
+def history_of(X, user):
+    """The user's raw item ids in time order."""
+    rows = X[X[:, 0] == user]
+    return list(rows[np.argsort(rows[:, 2], kind="stable"), 1])
+
+
+def test_score_fusion_blends_in_the_cf_score_and_auto_picks_a_weight_on_validation(data, tmp_path):
+    from rarec._scoring import FUSION_WEIGHTS
+
+    X, _, text = data
+    rec = small(tiny_llm(text), score_fusion="auto").fit(X, item_text=text)
+    by_weight = rec.training_log_[0]["valid_ndcg@10_by_fusion_weight"]
+    assert set(by_weight) == set(FUSION_WEIGHTS) and rec.score_fusion_ in FUSION_WEIGHTS
+    best = max(r["valid_ndcg@10"] for r in rec.training_log_)
+    assert best == max(max(r["valid_ndcg@10_by_fusion_weight"].values()) for r in rec.training_log_)
+    users = np.unique(X[:, 0])[:6]
+    idx = rec._user_indices(users)
+    # a huge weight ranks by the CF backbone alone, weight 0 by the LLM alone
+    histories = [history_of(X, u) for u in users]
+    rec.score_fusion_ = 1e6
+    cf = rec.backbone_.score_histories([rec.items_.encode(h) for h in histories], idx)
+    torch.testing.assert_close(rec._scores(idx).argsort(dim=1, descending=True)[:, :5],
+                               cf.argsort(dim=1, descending=True)[:, :5])
+    rec.score_fusion_ = 0.0
+    llm = rec.user_vectors_[idx] @ rec.item_vectors_.T
+    assert torch.equal(rec._scores(idx), llm)
+    # a history given explicitly ranks like the same user's cached vectors, fusion included
+    rec.score_fusion_ = 1.0
+    ids, _ = rec.recommend(histories=histories[:1], k=5)
+    np.testing.assert_array_equal(ids[0], rec.predict(users[:1])[0][:5])
+    rec.save(tmp_path / "m")
+    back = RARecommender.load(tmp_path / "m", llm=tiny_llm(text))
+    assert back.score_fusion_ == 1.0
+    np.testing.assert_array_equal(back.predict(users), rec.predict(users))
+
+
+@pytest.mark.parametrize("bad", [-1.0, "best"])
+def test_score_fusion_rejects_bad_values(data, bad):
+    X, _, text = data
+    with pytest.raises(ValueError, match="score_fusion"):
+        small(tiny_llm(text), score_fusion=bad).fit(X, item_text=text)

@@ -54,6 +54,8 @@ def _load(path: Path, fmt: str, items: Path | None = None):
 @click.option("--samples", type=click.IntRange(1), help="Cap on alignment training samples [default: 2000].")
 @click.option("--prefix-layers", help="'all' or M: prefixes in the top M layers only, lower layers cached "
                                       "(top 8 of 30 trained 3.8x faster on a CPU) [default: all].")
+@click.option("--score-fusion", help="Weight of the CF score added to the LLM score, or 'auto' to pick it on "
+                                     "validation [default: 0, the paper's LLM score alone].")
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps [default: auto].")
 @click.option("--llm-dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
               help="Precision of the LLM's weights [default: auto: bf16 on CUDA, fp32 elsewhere].")
@@ -63,7 +65,7 @@ def _load(path: Path, fmt: str, items: Path | None = None):
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone: str | None, llm: str | None,
         epochs: int | None, cf_epochs: int | None, samples: int | None, prefix_layers: str | None,
-        device: str | None, llm_dtype: str | None, seed: int | None, config: Path | None, quiet: bool) -> None:
+        score_fusion: str | None, device: str | None, llm_dtype: str | None, seed: int | None, config: Path | None, quiet: bool) -> None:
     """Fit RA-Rec on INTERACTIONS and save the model to --output.
 
     INTERACTIONS is a file or folder: CSV/TSV (user, item[, timestamp]),
@@ -85,7 +87,13 @@ def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone
             raise click.BadParameter(f"{prefix_layers!r} is neither 'all' nor a positive integer",
                                      param_hint="--prefix-layers")
         prefix_layers = int(prefix_layers)
-    options = {"prefix_layers": prefix_layers, "backbone": backbone, "llm": llm, "epochs": epochs, "cf_epochs": cf_epochs,
+    if score_fusion is not None and score_fusion != "auto":
+        try:
+            score_fusion = float(score_fusion)
+        except ValueError:
+            raise click.BadParameter(f"{score_fusion!r} is neither 'auto' nor a number",
+                                     param_hint="--score-fusion") from None
+    options = {"prefix_layers": prefix_layers, "score_fusion": score_fusion, "backbone": backbone, "llm": llm, "epochs": epochs, "cf_epochs": cf_epochs,
                "max_train_samples": samples, "device": device, "llm_dtype": llm_dtype, "random_state": seed}
     params.update({k: v for k, v in options.items() if v is not None})
     if quiet:

@@ -75,8 +75,8 @@ def workspace(tmp_path_factory):
     result = CliRunner().invoke(main, [
         "fit", str(root / "train.csv"), "--items", str(root / "items.csv"), "--output", str(root / "model"),
         "--llm", str(root / "llm"), "--epochs", "1", "--cf-epochs", "3", "--samples", "32", "--seed", "0",
-        "--device", "cpu", "--llm-dtype", "float32", "--config", str(root / "params.json"), "--prefix-layers", "1",
-        "-q"])
+        "--device", "cpu", "--llm-dtype", "float32", "--score-fusion", "auto", "--config", str(root / "params.json"),
+        "--prefix-layers", "1", "-q"])
     assert result.exit_code == 0, result.output
     assert "saved" in result.stdout and "40 users" in result.stdout
     return root
@@ -89,6 +89,7 @@ def test_fit_saves_a_loadable_model(workspace):
     assert rec.backbone_params["dim"] == 16 and rec.epochs == 1 and rec.random_state == 0
     assert rec.prefix_layers == 1 and rec.aligner_.user_prefix.spec.n_layers == 1
     assert rec.llm_dtype == "float32" and rec.llm_.dtype == torch.float32
+    assert rec.score_fusion == "auto" and rec.score_fusion_ in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
     assert rec.prompts_.titles[0] != "an item without a description"  # the titles were used
 
 
@@ -158,6 +159,7 @@ def test_main_failure_paths(workspace, tmp_path):
                  str(tmp_path / "params.json")], r"unknown parameters \['learning_rate'\]")
     _fails_with(["fit", str(workspace / "train.csv"), "-o", str(tmp_path / "m"), "--format", "parquet"], "", code=2)
     _fails_with(["fit", str(workspace / "train.csv"), "-o", str(tmp_path / "m"), "--prefix-layers", "top"], "", code=2)
+    _fails_with(["fit", str(workspace / "train.csv"), "-o", str(tmp_path / "m"), "--score-fusion", "best"], "", code=2)
     _fails_with(["recommend", model, "--user", "1", "--users", str(workspace / "params.json")], "", code=2)
 
 
