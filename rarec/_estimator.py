@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from ._device import resolve_device
 from ._errors import LLMMismatchError
 from ._scoring import FUSION_WEIGHTS, cf_scores, fuse
+from ._topk import ScoreBlock, row_moments, top_k
 from ._validation import check_float, check_int, check_option
 from .align import PrefixConfig, PrefixProjector, alignment_loss
 from .align._samples import AlignmentSamples, all_next_item_samples, select_random_samples
@@ -130,6 +131,10 @@ class RARecommender(BaseEstimator):
         Epochs without better validation NDCG@10 before stopping.
     k : int, default 10
         Length of ``predict`` lists and the cut-off of ``score``.
+    ranking_memory_mb : float, default 1024
+        Largest block of scores (users × items, float32) that ``recommend``
+        and ``predict`` build at once; beyond it users and items are ranked
+        in chunks and the partial top-k lists merged (same result).
     device : str, default "auto"
         CUDA, then MPS, then CPU.
     llm_dtype : {"auto", "float32", "bfloat16", "float16"}, default "auto"
@@ -213,6 +218,7 @@ class RARecommender(BaseEstimator):
         max_grad_norm: float = 1.0,
         patience: int = 2,
         k: int = 10,
+        ranking_memory_mb: float = 1024,
         device: str = "auto",
         llm_dtype: str = "auto",
         random_state: int | None = None,
@@ -249,6 +255,7 @@ class RARecommender(BaseEstimator):
         self.max_grad_norm = max_grad_norm
         self.patience = patience
         self.k = k
+        self.ranking_memory_mb = ranking_memory_mb
         self.device = device
         self.llm_dtype = llm_dtype
         self.random_state = random_state
@@ -280,6 +287,7 @@ class RARecommender(BaseEstimator):
         if self.prefix_layers != "all":
             check_int(self.prefix_layers, "prefix_layers", name, 1)
         check_float(self.lower_cache_mb, "lower_cache_mb", name, 0.0)
+        check_float(self.ranking_memory_mb, "ranking_memory_mb", name, 0.0, low_open=True)
         check_float(self.align_weight, "align_weight", name, 0.0)
         check_float(self.temperature, "temperature", name, 0.0, low_open=True)
         check_float(self.lr, "lr", name, 0.0, low_open=True)
@@ -719,6 +727,26 @@ class RARecommender(BaseEstimator):
             return llm
         return fuse(llm, cf_scores(self._cf_user_vectors[users], self._item_cf[:, 0]), self.score_fusion_)
 
+    def _score_block(self, vectors: torch.Tensor, cf_vectors: torch.Tensor | None) -> ScoreBlock:
+        """Scores of user rows against an item slice, fused as in :meth:`_scores`, computable in chunks."""
+        def llm(rows, items):
+            return vectors[rows] @ self.item_vectors_[items].T
+
+        if not self.score_fusion_:
+            return llm
+
+        def cf(rows, items):
+            return cf_scores(cf_vectors[rows], self._item_cf[items, 0])
+
+        n, budget = len(vectors), self.ranking_memory_mb
+        (llm_mean, llm_std), (cf_mean, cf_std) = (row_moments(f, n, self.n_items_, budget) for f in (llm, cf))
+
+        def fused(rows, items):
+            return ((llm(rows, items) - llm_mean[rows, None]) / llm_std[rows, None].clamp_min(1e-12)
+                    + self.score_fusion_ * (cf(rows, items) - cf_mean[rows, None]) / cf_std[rows, None].clamp_min(1e-12))
+
+        return fused
+
     def recommend(self, users: Any = None, k: int | None = None, exclude_seen: bool = True,
                   histories: Sequence[Sequence[Any]] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items and their scores.
@@ -751,20 +779,18 @@ class RARecommender(BaseEstimator):
             if any(len(h) == 0 for h in encoded):
                 raise ValueError("a history is empty; users without any history get the popularity ranking elsewhere.")
             unknown = np.full(len(encoded), -1)
-            scores = self._encode_users(encoded, unknown) @ self.item_vectors_.T
-            if self.score_fusion_:
-                scores = fuse(scores, cf_scores(self._user_cf(encoded, unknown), self._item_cf[:, 0]), self.score_fusion_)
+            vectors = self._encode_users(encoded, unknown)
+            cf_vectors = self._user_cf(encoded, unknown) if self.score_fusion_ else None
             seen = encoded
         else:
             idx = self._user_indices(users)
-            scores = self._scores(idx)
+            vectors, cf_vectors = self.user_vectors_[idx], self._cf_user_vectors[idx] if self.score_fusion_ else None
             seen = [self.seen_.indices[self.seen_.indptr[u]:self.seen_.indptr[u + 1]] for u in idx]
-        if exclude_seen:
-            for row, items in enumerate(seen):
-                scores[row, torch.as_tensor(np.asarray(items, dtype=np.int64))] = -torch.inf
-        top = torch.topk(scores, k, dim=1)
-        values = top.values.numpy()
-        ids = self.items_.decode(top.indices.numpy().reshape(-1)).reshape(top.indices.shape).astype(object)
+        block = self._score_block(vectors, cf_vectors)
+        values, indices = top_k(block, len(vectors), self.n_items_, k, seen if exclude_seen else None,
+                                self.ranking_memory_mb)
+        values = values.numpy()
+        ids = self.items_.decode(indices.numpy().reshape(-1)).reshape(indices.shape).astype(object)
         ids[np.isinf(values)] = None
         return (ids[0], values[0]) if single else (ids, values)
 
