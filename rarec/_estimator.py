@@ -590,6 +590,13 @@ class RARecommender(BaseEstimator):
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                bad = [name for name, p in self.aligner_.named_parameters()  # before clipping spreads a NaN
+                       if p.grad is not None and not torch.isfinite(p.grad).all()]
+                if bad:
+                    raise FloatingPointError(
+                        f"the gradient of {', '.join(bad)} became non-finite at epoch {epoch}, step {steps + 1} (the "
+                        f"loss was {float(loss.detach()):.4g}); lower lr (now {self.lr}) or check the inputs."
+                    )
                 torch.nn.utils.clip_grad_norm_(self.aligner_.parameters(), self.max_grad_norm)
                 optimizer.step()
                 total += float(loss.detach())

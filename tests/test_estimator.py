@@ -130,6 +130,22 @@ def test_nan_loss_stops_with_a_named_error(data, monkeypatch):
         small(tiny_llm(text)).fit(X, item_text=text)
 
 
+def test_non_finite_gradient_stops_with_the_parameter_and_step(data, monkeypatch):
+    X, _, text = data
+    build = RARecommender._build_aligner
+
+    def poisoned(self):
+        aligner = build(self)
+        weight = aligner.item_prefix.context  # one named tensor gets a NaN gradient
+        weight.register_hook(lambda grad: grad * float("nan"))
+        return aligner
+
+    monkeypatch.setattr(RARecommender, "_build_aligner", poisoned)
+    with pytest.raises(FloatingPointError, match=r"gradient of item_prefix.context became non-finite at epoch 1, "
+                                                 r"step 1"):
+        small(tiny_llm(text)).fit(X, item_text=text)
+
+
 def test_ra_rec_beats_popularity_and_reaches_its_backbone():
     log, text = make_interactions(n_users=120, n_items=48, n_categories=4, random_state=0)
     split = leave_last_out(log, n_valid=0)

@@ -162,8 +162,9 @@ def alignment_loss(id_prefix: torch.Tensor, text_kv: torch.Tensor, temperature: 
     Tensor
         The symmetric InfoNCE loss averaged over layers.
     """
-    ids = nn.functional.normalize(id_prefix.mean(2).flatten(2), dim=-1)  # (B, L, 2kv)
-    text = nn.functional.normalize(text_kv.flatten(2), dim=-1)  # (B, L, 2kv)
+    # in fp32 whatever the LLM's dtype: the softmax of the loss needs its range
+    ids = nn.functional.normalize(id_prefix.float().mean(2).flatten(2), dim=-1)  # (B, L, 2kv)
+    text = nn.functional.normalize(text_kv.float().flatten(2), dim=-1)  # (B, L, 2kv)
     logits = torch.einsum("bld,cld->lbc", ids, text) / temperature  # (L, B, B)
     labels = torch.arange(ids.shape[0], device=ids.device).expand(ids.shape[1], -1)  # (L, B)
     forward = nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())
