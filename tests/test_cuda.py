@@ -9,28 +9,24 @@ import pytest
 import torch
 
 from rarec import RARecommender
-from rarec.data import make_interactions
 from rarec.llm import FrozenLLM
-from rarec.model_selection import leave_last_out
 from rarec.testing import tiny_llm
+
+from .test_estimator import small as estimator_small
+from .test_estimator import synthetic_split
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA device")
 
-SASREC = dict(dim=32, n_layers=1, n_heads=2, inner_dim=64, dropout=0.1, max_len=20)
 TOKENS = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+
+
+def small(llm, **kw):
+    return estimator_small(llm, **{"cf_epochs": 5, **kw})
 
 
 @pytest.fixture(scope="module")
 def data():
-    log, text = make_interactions(n_users=120, n_items=48, n_categories=4, random_state=0)
-    split = leave_last_out(log, n_valid=0)
-    return split.train.to_array(), split.test.to_array(), text
-
-
-def small(llm, **kw):
-    params = dict(llm=llm, backbone_params=SASREC, cf_epochs=5, epochs=1, max_train_samples=64, batch_size=16,
-                  verbose=0, random_state=0)
-    return RARecommender(**{**params, **kw})
+    return synthetic_split()
 
 
 @pytest.fixture(scope="module")

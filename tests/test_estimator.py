@@ -18,11 +18,16 @@ from rarec.testing import tiny_llm
 SASREC = dict(dim=32, n_layers=1, n_heads=2, inner_dim=64, dropout=0.1, max_len=20)
 
 
-@pytest.fixture(scope="module")
-def data():
+def synthetic_split():
+    """(train array, test array, item texts) of a small synthetic catalogue."""
     log, text = make_interactions(n_users=120, n_items=48, n_categories=4, random_state=0)
     split = leave_last_out(log, n_valid=0)
     return split.train.to_array(), split.test.to_array(), text
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_split()
 
 
 def small(llm, **kw):
