@@ -31,8 +31,8 @@ def data():
 
 
 def small(llm, **kw):
-    params = dict(llm=llm, backbone_params=SASREC, cf_epochs=15, epochs=1, max_train_samples=64, batch_size=16,
-                  verbose=0, random_state=0)
+    params = dict(llm=llm, backbone_params=SASREC, cf_epochs=15, epochs=1, max_train_samples=64, sample_fraction=None,
+                  batch_size=16, verbose=0, random_state=0)
     params.update(kw)
     return RARecommender(**params)
 

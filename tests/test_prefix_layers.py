@@ -76,7 +76,8 @@ def _fit(data, **kw):
     X, text = data
     params = dict(llm=tiny_llm(text, layers=3), backbone_params=dict(dim=16, n_layers=1, n_heads=2, inner_dim=32,
                                                                      max_len=10),
-                  cf_epochs=3, epochs=1, max_train_samples=48, batch_size=8, verbose=0, random_state=0)
+                  cf_epochs=3, epochs=1, max_train_samples=48, sample_fraction=None, batch_size=8, verbose=0,
+                  random_state=0)
     params.update(kw)
     return RARecommender(**params).fit(X, item_text=text)
 
@@ -95,9 +96,10 @@ def test_top_layer_prefixes_train_fewer_parameters_and_cache_changes_nothing(dat
     assert top.recommend(histories=history, k=3)[0].shape == (1, 3)  # new users: lower layers run on the fly
 
 
-def test_prefix_layers_is_checked(data):
-    with pytest.raises(ValueError, match="prefix_layers=5, but the LLM has only 3 layers"):
-        _fit(data, prefix_layers=5)
+def test_prefix_layers_is_checked_and_capped_at_the_llm_depth(data):
+    deep = _fit(data, prefix_layers=5)  # more than the LLM's 3 layers: every layer
+    assert deep.aligner_.user_prefix.spec.n_layers == deep.llm_.spec.n_layers == 3
+    assert deep.aligner_.start(deep.llm_) == 0
     with pytest.raises(ValueError, match="prefix_layers"):
         _fit(data, prefix_layers=0)
 

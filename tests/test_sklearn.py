@@ -66,7 +66,8 @@ def planted():
 def _grid_base():
     return RARecommender(llm=tiny_llm(None), backbone="sasrec",
                          backbone_params=dict(dim=16, n_layers=1, n_heads=2, inner_dim=32, max_len=10),
-                         cf_epochs=15, epochs=3, max_train_samples=256, batch_size=16, verbose=0, random_state=0)
+                         cf_epochs=15, epochs=3, max_train_samples=256, sample_fraction=None, batch_size=16, verbose=0,
+                         random_state=0)
 
 
 def test_grid_search_with_leave_last_out_picks_the_better_setting(planted):

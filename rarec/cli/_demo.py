@@ -76,6 +76,7 @@ def demo(n_users: int, n_items: int, seed: int, backbone: str, llm: str | None, 
         rec = RARecommender(
             backbone=backbone, backbone_params=DEMO_BACKBONES[backbone], cf_epochs=40, llm=llm, epochs=epochs,
             max_train_samples=samples, device=device, random_state=seed, verbose=0 if quiet else 1,
+            sample_fraction=None,  # the synthetic catalogue is small: a random cap instead of the default 5%
         )
         rec.fit(split.train, item_text=text)
         history = rec.backbone_.scorer(split.train)
