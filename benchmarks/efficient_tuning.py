@@ -5,7 +5,7 @@ and the tailored data selection. Writes docs/benchmarks.md.
     python benchmarks/efficient_tuning.py --parts fractions --fractions 0.02,0.05 --tailored-only 0.1
 
 The second form reruns only the given fractions; every other row keeps its saved result
-(benchmarks/results/efficient_tuning.json).
+(benchmarks/results/efficient_tuning.json). ``--render`` rewrites the docs section from that file.
 
 Three parts, all with SmolLM2-135M-Instruct (30 layers, fp32, CPU), the
 benchmark's SASRec as the CF stage (trained once and shared by every run, so
@@ -109,8 +109,14 @@ def main() -> None:
     parser.add_argument("--save-models", type=Path, default=None, metavar="DIR",
                         help="save every fitted model of the fraction part under DIR")
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parents[1] / "docs/benchmarks.md")
+    parser.add_argument("--render", action="store_true", help="only rewrite the docs section from the saved JSON")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
+    if args.render:
+        results = json.loads(RESULTS.read_text())
+        write_section(args.output, to_markdown(results["layers"], results["uncached"], results["fractions"], args),
+                      marker="efficient-tuning")
+        return
 
     log, text = read_recbole(args.data).k_core(5)
     split = leave_last_out(log, n_valid=0)
@@ -159,13 +165,19 @@ def to_markdown(layers, uncached, fractions, args) -> str:
         lines.append(f"| {m} | off | {row['trainable']:,} | {row['s_per_1k']:.0f} | {base / row['s_per_1k']:.1f}× | "
                      f"{row['setup_s']:.0f} | (timing run: 32 samples) | | |")
     lines += ["", "### Data efficiency (top 8 layers, cached, 1 epoch): quality against sample_fraction", "",
+              "Test columns rank by the LLM score alone (the paper). Rows with a fused column were fitted with "
+              "`score_fusion=\"auto\"`: the fused column is the same model ranked by the LLM score plus the "
+              "CF score at the weight chosen on validation.", "",
               "| sample_fraction | selection | samples | removed by denoise | validation NDCG@10 | test NDCG@10 "
-              "| test HR@100 |", "|---|---|---|---|---|---|---|"]
+              "| test HR@100 | fused test NDCG@10 (weight) | fused test HR@100 |", "|---|---|---|---|---|---|---|---|---|"]
     for row in fractions:
         sel = row["selection"]
+        fused = row.get("test_fused")
+        fused_cells = (f"{fused['ndcg@10']:.4f} ({row['fusion']['weight']:g}) | {fused['hr@100']:.4f}" if fused
+                       else "— | —")
         lines.append(f"| {row['params']['sample_fraction']} | {row['params']['selection']} | {row['samples']:,} | "
                      f"{sel.get('removed_by_denoise', '—')} | {row['valid_ndcg@10']:.4f} | "
-                     f"{row['test']['ndcg@10']:.4f} | {row['test']['hr@100']:.4f} |")
+                     f"{row['test']['ndcg@10']:.4f} | {row['test']['hr@100']:.4f} | {fused_cells} |")
     return "\n".join(lines) + "\n\n"
 
 
