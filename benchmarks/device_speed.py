@@ -152,12 +152,13 @@ def render(paths: list[Path]) -> str:
             if "default_fit" in row:
                 fits.append((result, dtype, row["default_fit"]))
     if fits:
-        lines += ["", "Whole fit with the default settings (CF + alignment + encoding of every user and item):", "",
-                  "| device | dtype | fit s | alignment s | setup s | epochs | samples/epoch |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["", "Whole fit with the default settings of the code that ran it (CF + alignment + encoding of every "
+                  "user and item); the prefix_layers and samples columns say which defaults those were:", "",
+                  "| device | dtype | prefix_layers | samples/epoch | fit s | alignment s | setup s | epochs |",
+                  "|---|---|---|---|---|---|---|---|"]
         for result, dtype, fit in fits:
-            lines.append(f"| {result['device']} | {dtype} | {fit['fit_s']:.0f} | {fit['alignment_s']:.0f} | "
-                         f"{fit['setup_s']:.0f} | {fit['epochs']} | {fit['samples_per_epoch']:,} |")
+            lines.append(f"| {result['device']} | {dtype} | {fit['prefix_layers']} | {fit['samples_per_epoch']:,} | "
+                         f"{fit['fit_s']:.0f} | {fit['alignment_s']:.0f} | {fit['setup_s']:.0f} | {fit['epochs']} |")
     return "\n".join(lines) + "\n\n"
 
 

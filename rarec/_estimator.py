@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ._device import resolve_device
 from ._errors import LLMMismatchError
-from ._scoring import FUSION_WEIGHTS, cf_scores, fuse
+from ._scoring import FUSION_WEIGHTS, cf_scores, fuse, standardise
 from ._topk import ScoreBlock, row_moments, top_k
 from ._validation import check_float, check_int, check_option
 from .align import PrefixConfig, PrefixProjector, alignment_loss
@@ -359,8 +359,7 @@ class RARecommender(BaseEstimator):
             known = np.flatnonzero(log.user_lengths() > 0)
             self.user_vectors_ = torch.zeros(self.n_users_, self.item_vectors_.shape[1])
             self.user_vectors_[known] = self._encode_users([histories[u] for u in known], known)
-            self._cf_user_vectors = torch.zeros(self.n_users_, self.backbone_.n_interests, self._item_cf.shape[2])
-            self._cf_user_vectors[known] = self._user_cf([histories[u] for u in known], known)
+            self._cf_user_vectors = self._cf_user_table(histories, known)
             self._item_states = None  # only needed while fitting
         self.n_trainable_parameters_ = self.aligner_.n_parameters
         self.n_llm_parameters_ = self.llm_.n_parameters
@@ -540,6 +539,12 @@ class RARecommender(BaseEstimator):
     def _user_cf(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
         return self.backbone_.user_embeddings(histories, users)  # (n, K, d)
 
+    def _cf_user_table(self, sequences: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
+        """CF vectors (n_users, K, d) of ``users`` from their sequences; zeros for every other user."""
+        table = torch.zeros(self.n_users_, self.backbone_.n_interests, self._item_cf.shape[2])
+        table[users] = self._user_cf([sequences[u] for u in users], users)
+        return table
+
     def _train_alignment(self, samples: AlignmentSamples, sequences: list[np.ndarray], train: InteractionLog,
                          valid: InteractionLog | None, rng: np.random.Generator) -> list[dict]:
         device = self.llm_.device
@@ -680,10 +685,7 @@ class RARecommender(BaseEstimator):
         vectors = torch.zeros(self.n_users_, items.shape[1])
         vectors[users] = self._encode_users([sequences[u] for u in users], users)
         weights = FUSION_WEIGHTS if self.score_fusion == "auto" else (float(self.score_fusion),)
-        cf_users = None
-        if any(weights):
-            cf_users = torch.zeros(self.n_users_, self.backbone_.n_interests, self._item_cf.shape[2])
-            cf_users[users] = self._user_cf([sequences[u] for u in users], users)
+        cf_users = self._cf_user_table(sequences, users) if any(weights) else None
 
         def scorer(weight):
             def score(u):
@@ -753,8 +755,8 @@ class RARecommender(BaseEstimator):
         (llm_mean, llm_std), (cf_mean, cf_std) = (row_moments(f, n, self.n_items_, budget) for f in (llm, cf))
 
         def fused(rows, items):
-            return ((llm(rows, items) - llm_mean[rows, None]) / llm_std[rows, None].clamp_min(1e-12)
-                    + self.score_fusion_ * (cf(rows, items) - cf_mean[rows, None]) / cf_std[rows, None].clamp_min(1e-12))
+            return (standardise(llm(rows, items), (llm_mean[rows], llm_std[rows]))
+                    + self.score_fusion_ * standardise(cf(rows, items), (cf_mean[rows], cf_std[rows])))
 
         return fused
 

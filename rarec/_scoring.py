@@ -14,10 +14,14 @@ import torch
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
-def standardise(scores: torch.Tensor) -> torch.Tensor:
-    """Each row shifted to mean 0 and scaled to standard deviation 1 (constant rows become 0)."""
-    centred = scores - scores.mean(dim=1, keepdim=True)
-    return centred / centred.std(dim=1, keepdim=True).clamp_min(1e-12)
+def standardise(scores: torch.Tensor, moments: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Each row shifted to mean 0 and scaled to standard deviation 1 (constant rows become 0).
+
+    ``moments`` gives each row's (mean, std) when ``scores`` holds only a slice
+    of the catalogue (see :func:`rarec._topk.row_moments`).
+    """
+    mean, std = (scores.mean(dim=1), scores.std(dim=1)) if moments is None else moments
+    return (scores - mean[:, None]) / std[:, None].clamp_min(1e-12)
 
 
 def cf_scores(user_cf: torch.Tensor, item_cf: torch.Tensor) -> torch.Tensor:

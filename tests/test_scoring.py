@@ -11,6 +11,8 @@ def test_standardise_gives_zero_mean_unit_spread_rows_and_keeps_the_order():
     torch.testing.assert_close(z.mean(1), torch.zeros(2))
     torch.testing.assert_close(z[0].std(), torch.tensor(1.0))
     assert torch.equal(z[0].argsort(), scores[0].argsort()) and torch.equal(z[1], torch.zeros(3))
+    # a slice of a row, standardised with the whole row's moments, matches the same slice of the whole row
+    torch.testing.assert_close(standardise(scores[:, :2], (scores.mean(1), scores.std(1))), z[:, :2])
 
 
 def test_fuse_keeps_the_llm_score_at_weight_zero_and_adds_standardised_cf_scores():
