@@ -145,6 +145,34 @@ def main() -> None:
     print(f"wrote {args.output} and {RESULTS}", file=sys.stderr)
 
 
+def plot_fractions(fractions: list[dict], path: Path) -> bool:
+    """Test NDCG@10 against sample_fraction, tailored vs random (PNG); False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[bench]'): no plot written", file=sys.stderr)
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for selection, marker in (("tailored", "o"), ("random", "s")):
+        rows = sorted((r["params"]["sample_fraction"], r["test"]["ndcg@10"]) for r in fractions
+                      if r["params"]["selection"] == selection)
+        if rows:
+            ax.plot(*zip(*rows), marker=marker, label=f"{selection} selection")
+    ax.set_xscale("log")
+    ax.set_xlabel("sample_fraction (share of all training samples)")
+    ax.set_ylabel("test NDCG@10 (LLM score)")
+    ax.set_title("Data efficiency on ML-100K (top 8 layers, 1 epoch)", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def to_markdown(layers, uncached, fractions, args) -> str:
     base = layers[0]["s_per_1k"]
     lines = ["## Efficient tuning: top-M prefix layers, the lower-layer cache, tailored data", "",
@@ -170,6 +198,9 @@ def to_markdown(layers, uncached, fractions, args) -> str:
               "CF score at the weight chosen on validation.", "",
               "| sample_fraction | selection | samples | removed by denoise | validation NDCG@10 | test NDCG@10 "
               "| test HR@100 | fused test NDCG@10 (weight) | fused test HR@100 |", "|---|---|---|---|---|---|---|---|---|"]
+    picture = args.output.parent / "img" / "data_efficiency.png"
+    if plot_fractions(fractions, picture):
+        lines[-2:-2] = [f"![test NDCG@10 against sample_fraction](img/{picture.name})", ""]
     for row in fractions:
         sel = row["selection"]
         fused = row.get("test_fused")

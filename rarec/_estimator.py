@@ -18,6 +18,8 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from ._checkpoint import (fingerprint, optimizer_state, pack_batches, read_checkpoint, restore_optimizer,
+                          unpack_batches, write_checkpoint)
 from ._device import resolve_device
 from ._errors import LLMMismatchError
 from ._scoring import FUSION_WEIGHTS, cf_scores, fuse, standardise
@@ -27,7 +29,7 @@ from .align import PrefixConfig, PrefixProjector, alignment_loss
 from .align._samples import AlignmentSamples, all_next_item_samples, select_random_samples
 from .align._selection import select_alignment_samples
 from .align._two_tower import TwoTowerAligner
-from .cf import BACKBONES, TrainingConfig, make_backbone
+from .cf import BACKBONES, CFBackbone, TrainingConfig, make_backbone
 from .data import InteractionLog, ItemTextTable
 from .llm import FrozenLLM
 from .llm._prompts import DEFAULT_ITEM_TEMPLATE, DEFAULT_USER_TEMPLATE, PromptBuilder, check_template
@@ -146,6 +148,15 @@ class RARecommender(BaseEstimator):
         elsewhere. A small LLM on a GPU can be faster in fp32 (see the GPU
         guide); on a CPU without bf16 units keep fp32. The alignment module
         always trains in fp32.
+    checkpoint_dir : str, path or None, default None
+        Folder for checkpoints of the fit in progress: the fitted CF backbone,
+        the alignment module, the optimizer, the epoch and step, the random
+        states (safetensors + JSON, written atomically). ``fit(...,
+        resume=True)`` continues from the latest one, with the same result as
+        a fit that was never interrupted (same seed, CPU).
+    checkpoint_every : int, default 100
+        Alignment training steps between checkpoints (one is also written at
+        the end of every epoch).
     random_state : int or None, default None
     verbose : int, default 1
         0 silences progress bars.
@@ -225,6 +236,8 @@ class RARecommender(BaseEstimator):
         ranking_memory_mb: float = 1024,
         device: str = "auto",
         llm_dtype: str = "auto",
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 100,
         random_state: int | None = None,
         verbose: int = 1,
     ) -> None:
@@ -262,6 +275,8 @@ class RARecommender(BaseEstimator):
         self.ranking_memory_mb = ranking_memory_mb
         self.device = device
         self.llm_dtype = llm_dtype
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
         self.random_state = random_state
         self.verbose = verbose
 
@@ -273,7 +288,7 @@ class RARecommender(BaseEstimator):
             raise ValueError(f"The 'backbone_params' parameter of {name} must be a dict or None. Got {self.backbone_params!r} instead.")
         for param, low in (("cf_epochs", 1), ("n_ctx", 0), ("n_id_tokens", 1), ("rank", 1), ("n_random_negatives", 0),
                            ("n_history_titles", 1), ("max_prompt_tokens", 4), ("max_history", 1), ("epochs", 1),
-                           ("batch_size", 2), ("patience", 1), ("k", 1), ("verbose", 0)):
+                           ("batch_size", 2), ("patience", 1), ("k", 1), ("verbose", 0), ("checkpoint_every", 1)):
             check_int(getattr(self, param), param, name, low)
         if self.max_train_samples is not None:
             check_int(self.max_train_samples, "max_train_samples", name, 1)
@@ -301,9 +316,13 @@ class RARecommender(BaseEstimator):
         check_template(self.item_template, "item", "item_template")
         if not self.use_id and self.n_ctx == 0:
             raise ValueError(f"{name} with use_id=False and n_ctx=0 has no prefix to train.")
+        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, str | os.PathLike):
+            raise ValueError(f"The 'checkpoint_dir' parameter of {name} must be a path or None. "
+                             f"Got {self.checkpoint_dir!r} instead.")
 
     # ------------------------------------------------------------------- fit
-    def fit(self, X: Any, y: Any = None, *, item_text: Any = None, validation: Any = None) -> RARecommender:
+    def fit(self, X: Any, y: Any = None, *, item_text: Any = None, validation: Any = None,
+            resume: bool = False) -> RARecommender:
         """Train the CF backbone, then the alignment module; encode every item and user.
 
         Parameters
@@ -317,6 +336,10 @@ class RARecommender(BaseEstimator):
         validation : same forms as X, optional
             Held-out interactions for early stopping. By default each user's
             last interaction in ``X`` is held out for it (users with at least two).
+        resume : bool, default False
+            Continue from the latest checkpoint in ``checkpoint_dir`` (written
+            by an interrupted fit with the same parameters and data) instead of
+            starting afresh; without a checkpoint there, a warning and a fresh fit.
 
         Returns
         -------
@@ -331,12 +354,22 @@ class RARecommender(BaseEstimator):
         rng = np.random.default_rng(seed)
         device = resolve_device(self.device)
         verbose = bool(self.verbose)
+        self._fingerprint = (None if self.checkpoint_dir is None
+                             else fingerprint(self._fingerprint_params(seed, log), self._data_arrays(log), {}))
+        checkpoint = self._read_checkpoint() if resume else None
 
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            training = TrainingConfig(epochs=self.cf_epochs, random_state=seed, device=str(device), verbose=verbose)
-            self.backbone_ = make_backbone(self.backbone, training, **(self.backbone_params or {}))
-            self.backbone_.fit(train, valid)
+            if checkpoint is not None:  # the CF stage finished before the interruption
+                state, tensors = checkpoint
+                cf_tensors = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
+                self.backbone_ = CFBackbone.from_state(state["backbone"], cf_tensors, str(device),
+                                                       source=f"the checkpoint in {self.checkpoint_dir}")
+            else:
+                training = TrainingConfig(epochs=self.cf_epochs, random_state=seed, device=str(device),
+                                          verbose=verbose)
+                self.backbone_ = make_backbone(self.backbone, training, **(self.backbone_params or {}))
+                self.backbone_.fit(train, valid)
 
             llm = FrozenLLM.load(self.llm, device=device, dtype=LLM_DTYPES[self.llm_dtype], verbose=verbose)
             self.users_, self.items_ = log.users, log.items
@@ -350,7 +383,13 @@ class RARecommender(BaseEstimator):
                 samples, self.selection_report_ = select_alignment_samples(
                     samples, sequences, texts, self.sample_fraction, rng, selection=self.selection)
             samples = select_random_samples(samples, self.max_train_samples, rng)
-            self.training_log_ = self._train_alignment(samples, sequences, train, valid, rng)
+            try:
+                self.training_log_ = self._train_alignment(samples, sequences, train, valid, rng, checkpoint)
+            except KeyboardInterrupt:
+                if self.checkpoint_dir is not None:
+                    logger.warning("fit interrupted; the latest checkpoint in %s is intact: continue with "
+                                   "fit(..., resume=True) (rarec fit --resume).", self.checkpoint_dir)
+                raise
 
             # Known users are described by everything they did in X.
             histories = log.user_sequences()
@@ -546,7 +585,8 @@ class RARecommender(BaseEstimator):
         return table
 
     def _train_alignment(self, samples: AlignmentSamples, sequences: list[np.ndarray], train: InteractionLog,
-                         valid: InteractionLog | None, rng: np.random.Generator) -> list[dict]:
+                         valid: InteractionLog | None, rng: np.random.Generator,
+                         checkpoint: tuple[dict, dict] | None = None) -> list[dict]:
         device = self.llm_.device
         histories = [self._window(sequences[u], e) for u, e in zip(samples.users, samples.ends)]
         user_cf = self._user_cf(histories, samples.users)  # (S, K, d): the CF stage is frozen
@@ -562,18 +602,25 @@ class RARecommender(BaseEstimator):
         setup_seconds = time.perf_counter() - setup_start  # text keys/values and lower-layer states, once per fit
         optimizer = torch.optim.AdamW(self.aligner_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         scale = self.llm_.spec.hidden_size ** -0.5  # a fixed temperature for final-norm dot products (not tuned)
-        log, best, best_state, waited = [], -1.0, None, 0
+        run = _TrainingState()
         self.score_fusion_ = 0.0 if self.score_fusion == "auto" else float(self.score_fusion)
         if valid is None and self.score_fusion == "auto":
             warnings.warn("score_fusion='auto' needs validation items, and no user has two training interactions; "
                           "using 0 (the LLM score alone).", UserWarning, stacklevel=3)
-        for epoch in range(1, self.epochs + 1):
+        if checkpoint is not None:
+            run = self._restore_checkpoint(checkpoint, optimizer, rng)
+        for epoch in range(run.epoch, self.epochs + 1):
+            if run.done:
+                break
             self.aligner_.train()
-            total, steps, t0 = 0.0, 0, time.perf_counter()
-            batches = length_bucketed_batches([len(t) for t in user_tokens], self.batch_size, rng)
-            bar = tqdm(batches, desc=f"alignment epoch {epoch}/{self.epochs}", unit="batch",
-                       disable=not self.verbose, leave=False)
+            if run.batches is None:  # a new epoch (else: resumed in the middle of one)
+                run.batches = length_bucketed_batches([len(t) for t in user_tokens], self.batch_size, rng)
+                run.total, run.step, run.seconds = 0.0, 0, 0.0
+            t0 = time.perf_counter() - run.seconds
+            bar = tqdm(run.batches[run.step:], desc=f"alignment epoch {epoch}/{self.epochs}", unit="batch",
+                       initial=run.step, total=len(run.batches), disable=not self.verbose, leave=False)
             for rows in bar:
+                steps = run.step
                 targets = samples.targets[rows]
                 extra = rng.integers(0, self.n_items_, self.n_random_negatives)
                 items, positive = np.unique(np.concatenate([targets, extra]), return_inverse=True)
@@ -606,10 +653,14 @@ class RARecommender(BaseEstimator):
                     )
                 torch.nn.utils.clip_grad_norm_(self.aligner_.parameters(), self.max_grad_norm)
                 optimizer.step()
-                total += float(loss.detach())
-                steps += 1
-                bar.set_postfix(loss=f"{total / steps:.4f}")
-            record = {"epoch": epoch, "loss": total / max(steps, 1), "seconds": time.perf_counter() - t0,
+                run.total += float(loss.detach())
+                run.step += 1
+                run.global_step += 1
+                bar.set_postfix(loss=f"{run.total / run.step:.4f}")
+                if self.checkpoint_dir is not None and run.global_step % self.checkpoint_every == 0:
+                    run.seconds = time.perf_counter() - t0
+                    self._write_checkpoint(run, epoch, optimizer, rng)
+            record = {"epoch": epoch, "loss": run.total / max(run.step, 1), "seconds": time.perf_counter() - t0,
                       "samples": len(samples)}
             if epoch == 1:
                 record["setup_seconds"] = setup_seconds
@@ -619,19 +670,83 @@ class RARecommender(BaseEstimator):
                 record["valid_ndcg@10"] = by_weight[weight]
                 if self.score_fusion == "auto":
                     record["valid_ndcg@10_by_fusion_weight"] = by_weight
-                if record["valid_ndcg@10"] > best:
-                    best, best_state, waited = record["valid_ndcg@10"], copy.deepcopy(self.aligner_.state_dict()), 0
-                    self.score_fusion_ = weight
+                if record["valid_ndcg@10"] > run.best:
+                    run.best, run.waited = record["valid_ndcg@10"], 0
+                    run.best_state = copy.deepcopy(self.aligner_.state_dict())
+                    run.best_fusion = weight
                 else:
-                    waited += 1
-            log.append(record)
+                    run.waited += 1
+            run.log.append(record)
             logger.info("alignment epoch %d: %s", epoch, record)
-            if best_state is not None and waited >= self.patience:
-                break
-        if best_state is not None:
-            self.aligner_.load_state_dict(best_state)
+            run.batches = None  # the next epoch draws its own
+            run.done = epoch == self.epochs or (run.best_state is not None and run.waited >= self.patience)
+            if self.checkpoint_dir is not None:
+                self._write_checkpoint(run, epoch + 1, optimizer, rng)
+        if run.best_state is not None:
+            self.aligner_.load_state_dict(run.best_state)
+            self.score_fusion_ = run.best_fusion
         self.aligner_.eval()
-        return log
+        return run.log
+
+    # ------------------------------------------------------------ checkpoints
+    def _fingerprint_params(self, seed: int, log: InteractionLog) -> dict:
+        """What a resumed fit must share with the interrupted one (besides the data arrays)."""
+        ignored = ("verbose", "device", "checkpoint_dir", "checkpoint_every", "llm")
+        params = {k: v for k, v in self.get_params(deep=False).items() if k not in ignored}
+        llm = self.llm if self.llm is None or isinstance(self.llm, str | os.PathLike) else type(self.llm).__name__
+        return {**params, "llm": str(llm), "seed": seed, "users": log.users.to_list(), "items": log.items.to_list()}
+
+    @staticmethod
+    def _data_arrays(log: InteractionLog) -> list[np.ndarray]:
+        return [log.user_codes, log.item_codes] + ([] if log.timestamps is None else [log.timestamps])
+
+    def _read_checkpoint(self) -> tuple[dict, dict] | None:
+        if self.checkpoint_dir is None:
+            raise ValueError("fit(..., resume=True) needs checkpoint_dir: the folder the interrupted fit wrote to.")
+        checkpoint = read_checkpoint(self.checkpoint_dir)
+        if checkpoint is None:
+            warnings.warn(f"resume=True, but {self.checkpoint_dir} holds no checkpoint: fitting from the start.",
+                          UserWarning, stacklevel=3)
+            return None
+        if checkpoint[0].get("fingerprint") != self._fingerprint:
+            raise ValueError(f"the checkpoint in {self.checkpoint_dir} was written by a fit with other parameters, "
+                             "seed or data; resume with the same ones, or use another checkpoint_dir (or delete it) "
+                             "to start afresh.")
+        return checkpoint
+
+    def _write_checkpoint(self, run: _TrainingState, epoch: int, optimizer: torch.optim.Optimizer,
+                          rng: np.random.Generator) -> None:
+        cf_meta, cf_tensors = self.backbone_.to_state()
+        optimizer_meta, optimizer_tensors = optimizer_state(optimizer)
+        tensors = {f"backbone.{k}": v for k, v in cf_tensors.items()}
+        tensors.update({f"aligner.{k}": v for k, v in self.aligner_.state_dict().items()})
+        tensors.update(optimizer_tensors)
+        if run.best_state is not None:
+            tensors.update({f"best.{k}": v for k, v in run.best_state.items()})
+        if run.batches is not None:
+            tensors.update(pack_batches(run.batches))
+        tensors["torch_rng"] = torch.get_rng_state()
+        state = {"fingerprint": self._fingerprint, "backbone": cf_meta, "optimizer": optimizer_meta,
+                 "numpy_rng": rng.bit_generator.state, "epoch": epoch, **run.scalars()}
+        write_checkpoint(self.checkpoint_dir, f"step-{run.global_step:08d}" + ("-epoch" if run.batches is None else ""),
+                         state, tensors)
+
+    def _restore_checkpoint(self, checkpoint: tuple[dict, dict], optimizer: torch.optim.Optimizer,
+                            rng: np.random.Generator) -> _TrainingState:
+        state, tensors = checkpoint
+        self.aligner_.load_state_dict({k.removeprefix("aligner."): v for k, v in tensors.items()
+                                       if k.startswith("aligner.")})
+        restore_optimizer(optimizer, state["optimizer"], tensors)
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(tensors["torch_rng"])
+        run = _TrainingState.from_scalars(state)
+        run.epoch = int(state["epoch"])
+        best = {k.removeprefix("best."): v for k, v in tensors.items() if k.startswith("best.")}
+        run.best_state = best or None
+        run.batches = unpack_batches(tensors) if "batches.flat" in tensors else None
+        logger.info("resuming alignment training at epoch %d, step %d, from %s", run.epoch, run.step,
+                    self.checkpoint_dir)
+        return run
 
     def _ranking_loss(self, scores: torch.Tensor, positive: torch.Tensor, targets: np.ndarray,
                       items: np.ndarray) -> torch.Tensor:
@@ -851,6 +966,33 @@ class RARecommender(BaseEstimator):
                           "in fit and are left out of the evaluation.", stacklevel=3)
         times = None if raw.timestamps is None else raw.timestamps[keep]
         return InteractionLog(users[keep], items[keep], self.users_, self.items_, times)
+
+
+@dataclasses.dataclass
+class _TrainingState:
+    """Where alignment training stands: what a checkpoint saves besides tensors and random states."""
+
+    epoch: int = 1
+    step: int = 0  # batches done in the current epoch
+    global_step: int = 0
+    total: float = 0.0  # summed loss of the current epoch
+    seconds: float = 0.0  # training seconds of the current epoch so far
+    best: float = -1.0
+    best_fusion: float = 0.0
+    waited: int = 0
+    done: bool = False
+    log: list = dataclasses.field(default_factory=list)
+    batches: list | None = None
+    best_state: dict | None = None
+
+    _SCALARS = ("step", "global_step", "total", "seconds", "best", "best_fusion", "waited", "done", "log")
+
+    def scalars(self) -> dict:
+        return {name: getattr(self, name) for name in self._SCALARS}
+
+    @classmethod
+    def from_scalars(cls, state: dict) -> _TrainingState:
+        return cls(**{name: state[name] for name in cls._SCALARS})
 
 
 def _pick(states: list[torch.Tensor] | None, rows: Any) -> list[torch.Tensor] | None:

@@ -62,11 +62,16 @@ def _load(path: Path, fmt: str, items: Path | None = None):
 @click.option("--seed", type=int, help="random_state: the same seed on the same machine gives the same model.")
 @click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON object of RARecommender parameters; the options above override it.")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write checkpoints of the fit in progress here, so that an interrupted fit can be resumed.")
+@click.option("--checkpoint-every", type=click.IntRange(1), help="Training steps between checkpoints [default: 100].")
+@click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --checkpoint-dir (same "
+                                             "command, data and seed as the interrupted fit).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone: str | None, llm: str | None,
         epochs: int | None, cf_epochs: int | None, samples: int | None, prefix_layers: str | None,
         score_fusion: str | None, device: str | None, llm_dtype: str | None, seed: int | None, config: Path | None,
-        quiet: bool) -> None:
+        checkpoint_dir: Path | None, checkpoint_every: int | None, resume: bool, quiet: bool) -> None:
     """Fit RA-Rec on INTERACTIONS and save the model to --output.
 
     INTERACTIONS is a file or folder: CSV/TSV (user, item[, timestamp]),
@@ -79,6 +84,8 @@ def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone
       rarec fit ml-100k/ --output model/ --backbone bpr --epochs 5 --seed 0
       rarec fit ml-100k/ --output model/ --prefix-layers all   # the paper: every layer
       rarec fit reviews.jsonl.gz --items meta.jsonl.gz -o model/ --config params.json
+      rarec fit ml-100k/ -o model/ --seed 0 --checkpoint-dir ckpt/            # interrupted? then:
+      rarec fit ml-100k/ -o model/ --seed 0 --checkpoint-dir ckpt/ --resume
     """
     from .. import RARecommender
 
@@ -95,15 +102,30 @@ def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone
             raise click.BadParameter(f"{score_fusion!r} is neither 'auto' nor a number",
                                      param_hint="--score-fusion") from None
     options = {"prefix_layers": prefix_layers, "score_fusion": score_fusion, "backbone": backbone, "llm": llm,
-               "epochs": epochs, "cf_epochs": cf_epochs, "max_train_samples": samples, "device": device, "llm_dtype": llm_dtype, "random_state": seed}
+               "epochs": epochs, "cf_epochs": cf_epochs, "max_train_samples": samples, "device": device,
+               "llm_dtype": llm_dtype, "random_state": seed,
+               "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir),
+               "checkpoint_every": checkpoint_every}
     params.update({k: v for k, v in options.items() if v is not None})
     if quiet:
         params["verbose"] = 0
+    if resume and params.get("checkpoint_dir") is None:
+        raise click.UsageError("--resume needs --checkpoint-dir: the folder the interrupted fit wrote its checkpoints to.")
+    if params.get("checkpoint_dir") is not None and params.get("random_state") is None:
+        params["random_state"] = 0  # a resumed fit must draw the same random numbers as the interrupted one
+        click.echo("checkpointing without --seed: using seed 0, so that a resumed fit continues the same run", err=True)
     data = _load(interactions, fmt, items)
     log = data.interactions
     click.echo(f"{interactions}: {log.n_users:,} users, {log.n_items:,} items, {len(log):,} interactions, "
                f"{0 if data.item_text is None else len(data.item_text):,} item texts", err=True)
-    rec = RARecommender(**params).fit(log, item_text=data.item_text)
+    try:
+        rec = RARecommender(**params).fit(log, item_text=data.item_text, resume=resume)
+    except KeyboardInterrupt:
+        where = params.get("checkpoint_dir")
+        click.echo("\ninterrupted. " + (f"The latest checkpoint in {where} is intact: run the same command with "
+                                         "--resume to continue." if where else
+                                         "Nothing was saved; pass --checkpoint-dir to make a fit resumable."), err=True)
+        raise SystemExit(130) from None
     rec.save(output)
     best = max((r.get("valid_ndcg@10", -1.0) for r in rec.training_log_), default=-1.0)
     click.echo(f"saved {output}: {rec.n_users_:,} users, {rec.n_items_:,} items, "

@@ -166,3 +166,30 @@ def test_main_failure_paths(workspace, tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     result = CliRunner().invoke(main, ["--debug", "info", str(tmp_path)])
     assert result.exit_code == 1 and isinstance(result.exception, ValueError)
+
+
+def test_an_interrupted_fit_says_how_to_resume_and_resume_finishes_it(workspace, tmp_path, monkeypatch):
+    from rarec import RARecommender
+
+    args = ["fit", str(workspace / "train.csv"), "--items", str(workspace / "items.csv"), "--output",
+            str(tmp_path / "model"), "--llm", str(workspace / "llm"), "--epochs", "2", "--cf-epochs", "2",
+            "--samples", "32", "--seed", "0", "--config", str(workspace / "params.json"),
+            "--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoint-every", "2", "-q"]
+    original, calls = RARecommender._ranking_loss, {"n": 0}
+
+    def interrupted(self, *a):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, *a)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RARecommender, "_ranking_loss", interrupted)
+        result = CliRunner().invoke(main, args)
+    assert result.exit_code == 130, (calls, result.output)
+    assert "--resume" in result.stderr and str(tmp_path / "ckpt") in result.stderr
+    assert not (tmp_path / "model").exists() and (tmp_path / "ckpt" / "latest.json").exists()
+    resumed = CliRunner().invoke(main, args + ["--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert RARecommender.load(tmp_path / "model").epochs == 2
+    assert CliRunner().invoke(main, args[:-6] + ["--resume", "-q"]).exit_code == 2  # --resume without a folder

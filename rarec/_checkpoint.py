@@ -1,0 +1,156 @@
+"""Checkpoints of a fit in progress, so that an interrupted alignment training resumes where it stopped.
+
+A checkpoint folder holds one subfolder per checkpoint (``step-000120/``:
+``state.json`` + ``tensors.safetensors``, no pickle) and ``latest.json``, which
+names the newest complete one. A checkpoint is written in full into a
+temporary folder, renamed into place, and only then named in ``latest.json``
+(itself replaced atomically); the previous one is deleted last. A crash at
+any moment therefore leaves ``latest.json`` naming a complete checkpoint.
+
+What a checkpoint holds is chosen by the estimator: the fitted CF backbone
+(so a resumed fit does not train it again), the alignment module, the
+optimizer's state, the epoch and step, the running loss, the validation log
+and best weights so far, the batches of the current epoch, and the NumPy and
+torch random states; plus a fingerprint of the parameters and data, checked
+before resuming.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ._errors import ModelFormatError
+
+LATEST = "latest.json"
+STATE_FILE = "state.json"
+TENSORS_FILE = "tensors.safetensors"
+FORMAT_VERSION = 1
+
+
+def write_checkpoint(directory: str | os.PathLike, name: str, state: dict[str, Any],
+                     tensors: dict[str, torch.Tensor]) -> Path:
+    """Write checkpoint ``name`` under ``directory`` atomically and make it the latest; returns its folder."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    previous = latest_name(directory)
+    tmp = directory / f".{name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / TENSORS_FILE))
+    _write_json(tmp / STATE_FILE, {"format_version": FORMAT_VERSION, **state})
+    final = directory / name
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _write_json(directory / f".{LATEST}.partial-{os.getpid()}", {"checkpoint": name})
+    os.replace(directory / f".{LATEST}.partial-{os.getpid()}", directory / LATEST)
+    if previous is not None and previous != name:
+        shutil.rmtree(directory / previous, ignore_errors=True)
+    return final
+
+
+def read_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    """``(state, tensors)`` of the latest complete checkpoint in ``directory``, or ``None`` when there is none."""
+    directory = Path(directory)
+    name = latest_name(directory)
+    if name is None:
+        return None
+    folder = directory / name
+    try:
+        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+        tensors = load_file(str(folder / TENSORS_FILE))
+    except (OSError, ValueError) as exc:
+        raise ModelFormatError(f"the checkpoint {folder} cannot be read ({exc}); delete {directory} to start "
+                               "afresh.") from None
+    except Exception as exc:  # safetensors' own error type for a damaged file
+        raise ModelFormatError(f"the checkpoint {folder} is damaged ({exc}); delete {directory} to start "
+                               "afresh.") from None
+    if state.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFormatError(f"the checkpoint {folder} was written by a newer rarec; upgrade rarec or delete it.")
+    return state, tensors
+
+
+def latest_name(directory: Path) -> str | None:
+    try:
+        name = json.loads((directory / LATEST).read_text(encoding="utf-8"))["checkpoint"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelFormatError(f"{directory / LATEST} cannot be read ({exc}); delete {directory} to start "
+                               "afresh.") from None
+    if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
+        raise ModelFormatError(f"{directory / LATEST} names an invalid checkpoint {name!r}.")
+    return name
+
+
+def _write_json(path: Path, value: Any) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=1, default=_json_default)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# ------------------------------------------------------------ state pieces
+def fingerprint(params: dict[str, Any], arrays: list[np.ndarray], llm_identity: dict[str, Any]) -> str:
+    """A digest of what must not change between an interrupted fit and its resumption."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(params, sort_keys=True, default=repr).encode())
+    digest.update(json.dumps({k: llm_identity.get(k) for k in ("config_sha256", "weights_sha256")}).encode())
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """An optimizer's state as JSON-safe metadata and tensors (for :func:`write_checkpoint`)."""
+    full = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in full["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                scalars[f"{index}.{key}"] = value
+    return {"param_groups": full["param_groups"], "scalars": scalars}, tensors
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for key, value in meta["scalars"].items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def pack_batches(batches: list[np.ndarray]) -> dict[str, torch.Tensor]:
+    flat = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
+    sizes = np.array([len(b) for b in batches], dtype=np.int64)
+    return {"batches.flat": torch.from_numpy(flat.astype(np.int64)), "batches.sizes": torch.from_numpy(sizes)}
+
+
+def unpack_batches(tensors: dict[str, torch.Tensor]) -> list[np.ndarray]:
+    flat, sizes = tensors["batches.flat"].numpy(), tensors["batches.sizes"].numpy()
+    return np.split(flat, np.cumsum(sizes)[:-1]) if len(sizes) else []

@@ -1,0 +1,115 @@
+"""Interruption: checkpoints of a fit in progress, resuming, and atomic writes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rarec import RARecommender
+from rarec._checkpoint import LATEST, read_checkpoint, write_checkpoint
+from rarec import ModelFormatError
+from rarec.testing import tiny_llm
+
+from .test_estimator import small, synthetic_split
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, _, text = synthetic_split()
+    return X, text, tiny_llm(text)
+
+
+def fitted(llm, **kw):
+    # 64 samples, batch 16: 4 steps per epoch, 3 epochs; patience 3 so that no epoch is skipped
+    return small(llm, **{"epochs": 3, "patience": 3, **kw})
+
+
+def interrupt_at_step(monkeypatch, step):
+    """Make the ranking loss raise KeyboardInterrupt at training step ``step`` (1-based, over all epochs)."""
+    original = RARecommender._ranking_loss
+    calls = {"n": 0}
+
+    def loss(self, *args):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(RARecommender, "_ranking_loss", loss)
+    return monkeypatch
+
+
+def weights(rec):
+    return {k: v.clone() for k, v in rec.aligner_.state_dict().items()}
+
+
+@pytest.mark.parametrize("stop_at", [3, 7])  # in the middle of epoch 1 (after a checkpoint at step 2); epoch 2
+def test_an_interrupted_and_resumed_fit_ends_with_the_same_weights(data, tmp_path, monkeypatch, stop_at):
+    X, text, llm = data
+    straight = fitted(llm).fit(X, item_text=text)
+
+    with monkeypatch.context() as patch:
+        interrupt_at_step(patch, stop_at)
+        with pytest.raises(KeyboardInterrupt):
+            fitted(llm, checkpoint_dir=tmp_path, checkpoint_every=2).fit(X, item_text=text)
+    state, _ = read_checkpoint(tmp_path)
+    assert state["global_step"] == (stop_at - 1) // 2 * 2 or state["step"] == 0  # the last checkpoint before the stop
+
+    resumed = fitted(llm, checkpoint_dir=tmp_path, checkpoint_every=2).fit(X, item_text=text, resume=True)
+    for name, value in weights(straight).items():
+        torch.testing.assert_close(weights(resumed)[name], value, rtol=0, atol=0)
+    assert [r["loss"] for r in resumed.training_log_] == pytest.approx([r["loss"] for r in straight.training_log_])
+    users = np.unique(X[:, 0])[:10]
+    np.testing.assert_array_equal(resumed.predict(users), straight.predict(users))
+
+
+def test_a_finished_fit_resumes_to_the_same_model_without_training(data, tmp_path, monkeypatch):
+    X, text, llm = data
+    first = fitted(llm, checkpoint_dir=tmp_path).fit(X, item_text=text)
+    with monkeypatch.context() as patch:
+        interrupt_at_step(patch, 1)  # any training step would raise
+        again = fitted(llm, checkpoint_dir=tmp_path).fit(X, item_text=text, resume=True)
+    for name, value in weights(first).items():
+        torch.testing.assert_close(weights(again)[name], value, rtol=0, atol=0)
+
+
+def test_resuming_with_other_parameters_or_data_is_refused(data, tmp_path):
+    X, text, llm = data
+    fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text)
+    with pytest.raises(ValueError, match="other parameters, seed or data"):
+        fitted(llm, checkpoint_dir=tmp_path, epochs=1, lr=0.5).fit(X, item_text=text, resume=True)
+    with pytest.raises(ValueError, match="other parameters, seed or data"):
+        fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X[:-5], item_text=text, resume=True)
+
+
+def test_resume_needs_a_checkpoint_dir_and_warns_when_it_is_empty(data, tmp_path):
+    X, text, llm = data
+    with pytest.raises(ValueError, match="needs checkpoint_dir"):
+        fitted(llm, epochs=1).fit(X, item_text=text, resume=True)
+    with pytest.warns(UserWarning, match="holds no checkpoint"):
+        fitted(llm, epochs=1, checkpoint_dir=tmp_path / "empty").fit(X, item_text=text, resume=True)
+
+
+def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+    write_checkpoint(tmp_path, "step-1", {"epoch": 1}, {"w": torch.ones(3)})
+    import rarec._checkpoint as module
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(module, "save_file", crash)
+    with pytest.raises(OSError):
+        write_checkpoint(tmp_path, "step-2", {"epoch": 2}, {"w": torch.zeros(3)})
+    state, tensors = read_checkpoint(tmp_path)
+    assert state["epoch"] == 1 and tensors["w"].sum() == 3
+
+
+def test_a_damaged_checkpoint_is_a_clear_error(tmp_path):
+    write_checkpoint(tmp_path, "step-1", {"epoch": 1}, {"w": torch.ones(3)})
+    (tmp_path / "step-1" / "tensors.safetensors").write_bytes(b"\x00" * 10)
+    with pytest.raises(ModelFormatError, match="damaged|cannot be read"):
+        read_checkpoint(tmp_path)
+    (tmp_path / LATEST).write_text(json.dumps({"checkpoint": "../elsewhere"}))
+    with pytest.raises(ModelFormatError, match="invalid checkpoint"):
+        read_checkpoint(tmp_path)
