@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
@@ -30,7 +31,7 @@ from .align._samples import AlignmentSamples, all_next_item_samples, select_rand
 from .align._selection import select_alignment_samples
 from .align._two_tower import TwoTowerAligner
 from .cf import BACKBONES, CFBackbone, TrainingConfig, make_backbone
-from .data import InteractionLog, ItemTextTable
+from .data import IdIndex, InteractionLog, ItemTextTable
 from .llm import FrozenLLM
 from .llm._prompts import DEFAULT_ITEM_TEMPLATE, DEFAULT_USER_TEMPLATE, PromptBuilder, check_template
 from .metrics import full_ranking_metrics
@@ -415,7 +416,7 @@ class RARecommender(BaseEstimator):
         self._prompts = None
         self._item_tokens_cache = None
         self._item_states = None  # lower-layer states of the item prompts, kept while fitting
-        self._item_cf = self.backbone_.item_embeddings()[:, None, :]  # (n_items, 1, d)
+        self._item_cf = _with_cold_items(self.backbone_.item_embeddings(), len(texts))[:, None, :]  # (n_items, 1, d)
 
     @property
     def llm_(self) -> FrozenLLM:
@@ -576,7 +577,19 @@ class RARecommender(BaseEstimator):
         return sequence[max(0, end - self.max_history):end]
 
     def _user_cf(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
-        return self.backbone_.user_embeddings(histories, users)  # (n, K, d)
+        """CF user vectors (n, K, d). Items added by :meth:`add_items` are unknown to the backbone and skipped;
+        a history of nothing else gets the mean CF vector of the users seen in fit."""
+        known = self.backbone_.n_items_
+        kept = [np.asarray(h)[np.asarray(h) < known] for h in histories]
+        empty = np.array([len(h) == 0 for h in kept], dtype=bool)
+        if not empty.any():
+            return self.backbone_.user_embeddings(kept, users)  # (n, K, d)
+        out = torch.zeros(len(kept), self.backbone_.n_interests, self._item_cf.shape[2])
+        if (~empty).any():
+            out[~empty] = self.backbone_.user_embeddings([h for h, e in zip(kept, empty) if not e],
+                                                         np.asarray(users)[~empty])
+        out[empty] = self._cf_user_vectors[self.seen_.getnnz(axis=1) > 0].mean(0)
+        return out
 
     def _cf_user_table(self, sequences: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
         """CF vectors (n_users, K, d) of ``users`` from their sequences; zeros for every other user."""
@@ -902,25 +915,101 @@ class RARecommender(BaseEstimator):
         k = self.k if k is None else k
         check_int(k, "k", type(self).__name__, 1, self.n_items_)
         single = histories is None and np.ndim(users) == 0
-        if histories is not None:
-            encoded = [self.items_.encode(list(h)) for h in histories]
-            if any(len(h) == 0 for h in encoded):
-                raise ValueError("a history is empty; users without any history get the popularity ranking elsewhere.")
-            unknown = np.full(len(encoded), -1)
-            vectors = self._encode_users(encoded, unknown)
-            cf_vectors = self._user_cf(encoded, unknown) if self.score_fusion_ else None
-            seen = encoded
-        else:
+        if histories is None:
             idx = self._user_indices(users)
             vectors, cf_vectors = self.user_vectors_[idx], self._cf_user_vectors[idx] if self.score_fusion_ else None
             seen = [self.seen_.indices[self.seen_.indptr[u]:self.seen_.indptr[u + 1]] for u in idx]
+            ids, values = self._top_k_ids(vectors, cf_vectors, seen if exclude_seen else None, k)
+            return (ids[0], values[0]) if single else (ids, values)
+        if isinstance(histories, str | bytes) or not isinstance(histories, Sequence | np.ndarray):
+            raise TypeError(f"histories must be a sequence of item-id sequences, one per user; got "
+                            f"{type(histories).__name__}.")
+        encoded = [self.items_.encode(list(h)) for h in histories]
+        ids = np.full((len(encoded), k), None, dtype=object)
+        values = np.full((len(encoded), k), -np.inf)
+        filled = np.array([len(h) > 0 for h in encoded], dtype=bool)
+        if filled.any():  # users with a history: the CF backbone and the user tower
+            rows = [h for h, f in zip(encoded, filled) if f]
+            unknown = np.full(len(rows), -1)
+            vectors = self._encode_users(rows, unknown)
+            cf_vectors = self._user_cf(rows, unknown) if self.score_fusion_ else None
+            ids[filled], values[filled] = self._top_k_ids(vectors, cf_vectors, rows if exclude_seen else None, k)
+        if not filled.all():  # users without a history: the most popular items of the fit data
+            top = torch.topk(self.item_popularity_, k)
+            ids[~filled] = self.items_.decode(top.indices.numpy()).astype(object)
+            values[~filled] = top.values.numpy()
+        return ids, values
+
+    def _top_k_ids(self, vectors: torch.Tensor, cf_vectors: torch.Tensor | None, seen: list[np.ndarray] | None,
+                   k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw ids and scores (n, k) of the best items; ``None`` / ``-inf`` where fewer than k are left."""
         block = self._score_block(vectors, cf_vectors)
-        values, indices = top_k(block, len(vectors), self.n_items_, k, seen if exclude_seen else None,
-                                self.ranking_memory_mb)
+        values, indices = top_k(block, len(vectors), self.n_items_, k, seen, self.ranking_memory_mb)
         values = values.numpy()
         ids = self.items_.decode(indices.numpy().reshape(-1)).reshape(indices.shape).astype(object)
         ids[np.isinf(values)] = None
-        return (ids[0], values[0]) if single else (ids, values)
+        return ids, values
+
+    @property
+    def item_popularity_(self) -> torch.Tensor:
+        """Interactions per item in the fit data (n_items,): the ranking of users without any history."""
+        check_is_fitted(self, "item_vectors_")
+        return torch.as_tensor(np.asarray(self.seen_.sum(axis=0)).ravel(), dtype=torch.float32)
+
+    # ------------------------------------------------------------ cold items
+    def add_items(self, item_text: Any) -> RARecommender:
+        """Add items that had no interactions in ``fit`` (cold start), described by their text.
+
+        Each new item goes through the item tower with its title and
+        categories; since the CF backbone has no embedding for it, its ID
+        prefix is built from the mean CF item embedding (the documented
+        fallback). Afterwards ``recommend``, ``predict`` and ``evaluate`` rank
+        the new items with the others, and histories may name them (the CF
+        backbone skips them; the user prompt shows their titles). Saved models
+        keep them.
+
+        Parameters
+        ----------
+        item_text : mapping, ItemTextTable or rows
+            ``{item_id: title | (title, categories) | ItemText}`` for the new
+            items. Ids already in the catalogue are skipped (a warning counts
+            them); items with no title (None or empty) cannot be described and
+            are left out with a warning.
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self, "item_vectors_")
+        from .data._item_text import _to_item_text
+
+        raw = dict(item_text) if isinstance(item_text, dict) else dict(ItemTextTable.from_any(item_text).items())
+        known = [i for i in raw if self.items_.encode([i], unknown="mask")[0] >= 0]
+        texts = {i: _to_item_text(v, i) for i, v in raw.items() if i not in known}
+        blank = [i for i, t in texts.items() if t is None]
+        new = {i: t for i, t in texts.items() if t is not None}
+        if known:
+            warnings.warn(f"add_items: {len(known)} item(s) are already in the catalogue and were left as they are "
+                          f"(first: {known[0]!r}).", UserWarning, stacklevel=2)
+        if blank:
+            warnings.warn(f"add_items: {len(blank)} item(s) have neither interactions nor a title and were left out "
+                          f"(first: {blank[0]!r}).", UserWarning, stacklevel=2)
+        if not new:
+            return self
+        try:
+            items = IdIndex(self.items_.to_list() + list(new), kind="item")
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"add_items: the new ids must be of the catalogue's id type ({self.items_.dtype_name}); "
+                            f"{exc}") from None
+        first, self.items_, self.n_items_ = self.n_items_, items, len(items)
+        self._texts = list(self._texts) + list(new.values())
+        self._prompts, self._item_tokens_cache = None, None
+        self._item_cf = _with_cold_items(self._item_cf[:, 0], self.n_items_)[:, None, :]
+        added = self._encode_items(np.arange(first, self.n_items_))
+        self.item_vectors_ = torch.cat([self.item_vectors_, added])
+        self.seen_ = sp.csr_matrix((self.seen_.data, self.seen_.indices, self.seen_.indptr),
+                                   shape=(self.n_users_, self.n_items_))
+        return self
 
     def predict(self, users: Any) -> np.ndarray:
         """Top-``k`` raw item ids for each user seen in ``fit``, shape (n_users, k); seen items excluded."""
@@ -993,6 +1082,14 @@ class _TrainingState:
     @classmethod
     def from_scalars(cls, state: dict) -> _TrainingState:
         return cls(**{name: state[name] for name in cls._SCALARS})
+
+
+def _with_cold_items(embeddings: torch.Tensor, n_items: int) -> torch.Tensor:
+    """CF item embeddings (n, d) padded to ``n_items`` rows with their mean: the fallback of items added later."""
+    missing = n_items - embeddings.shape[0]
+    if missing <= 0:
+        return embeddings
+    return torch.cat([embeddings, embeddings.mean(0, keepdim=True).expand(missing, -1)])
 
 
 def _pick(states: list[torch.Tensor] | None, rows: Any) -> list[torch.Tensor] | None:
