@@ -1012,8 +1012,13 @@ class RARecommender(BaseEstimator):
         return self
 
     def predict(self, users: Any) -> np.ndarray:
-        """Top-``k`` raw item ids for each user seen in ``fit``, shape (n_users, k); seen items excluded."""
-        ids, _ = self.recommend(np.atleast_1d(np.asarray(users, dtype=object)), self.k)
+        """Top-``k`` raw item ids for each user seen in ``fit``, shape (n_users, k); seen items excluded.
+
+        A catalogue smaller than ``k`` gives lists as long as the catalogue; a
+        user with fewer than ``k`` unseen items gets ``None`` after the last one.
+        """
+        check_is_fitted(self, "item_vectors_")
+        ids, _ = self.recommend(np.atleast_1d(np.asarray(users, dtype=object)), min(self.k, self.n_items_))
         return ids
 
     def evaluate(self, X: Any, ks: Sequence[int] = (10, 20, 100),

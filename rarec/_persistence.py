@@ -208,6 +208,7 @@ def load_recommender(cls: type[RARecommender], path: str | os.PathLike, llm: Any
         _check_digest(path, name, config)
     try:
         tensors = load_file(str(path / WEIGHTS_FILE))
+        _check_tensors(tensors, path / WEIGHTS_FILE)
         texts = json.loads((path / TEXT_FILE).read_text(encoding="utf-8"))
         params = _decode_params(config["params"], tensors)
         if llm is not None:
@@ -278,6 +279,30 @@ def load_recommender(cls: type[RARecommender], path: str | os.PathLike, llm: Any
     rec._attach(texts=[None if t is None else ItemText(t["title"], tuple(t.get("categories", ()))) for t in texts],
                 llm_identity=identity, device=target)
     return rec
+
+
+#: Tensors a model file holds: exact names with their dtype, and name prefixes with the kind of dtype allowed.
+_TENSORS = {"item_vectors": torch.float32, "user_vectors": torch.float32, "cf_user_vectors": torch.float32,
+            "seen.indptr": torch.int64, "seen.indices": torch.int64}
+_PREFIXES = {"aligner.": "float", "backbone.": "any", "params.backbone_params.": "any"}
+
+
+def _check_tensors(tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Refuse, before any use, tensors a rarec model does not write or of a dtype it never writes."""
+    for name, tensor in tensors.items():
+        if name in _TENSORS:
+            if tensor.dtype != _TENSORS[name]:
+                raise ModelFormatError(f"{source}: tensor {name!r} is {tensor.dtype}, expected {_TENSORS[name]}.")
+            continue
+        prefix = next((p for p in _PREFIXES if name.startswith(p)), None)
+        if prefix is None:
+            raise ModelFormatError(f"{source} holds a tensor {name!r} that no rarec model has; it was not written "
+                                   "by rarec.save.")
+        if _PREFIXES[prefix] == "float" and not tensor.dtype.is_floating_point:
+            raise ModelFormatError(f"{source}: tensor {name!r} is {tensor.dtype}, expected a floating-point type.")
+    missing = [name for name in ("item_vectors", "user_vectors", "seen.indptr", "seen.indices") if name not in tensors]
+    if missing:
+        raise ModelFormatError(f"{source} lacks the tensor(s) {', '.join(missing)}; the model folder is incomplete.")
 
 
 def _typed_ids(section: dict[str, Any]) -> list:

@@ -7,6 +7,7 @@ import pickle
 import joblib
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 
 from rarec import LLMMismatchError, ModelFormatError, RARecommender
@@ -198,3 +199,24 @@ def test_clone_is_unfitted_and_shares_the_llm_object(fitted):
     assert fresh.llm is fitted.llm
     assert not hasattr(fresh, "item_vectors_")
     assert fresh.get_params() == fitted.get_params()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: {**t, "evil": torch.zeros(1)}, "tensor 'evil' that no rarec model has"),
+    (lambda t: {**t, "item_vectors": t["item_vectors"].double()}, "'item_vectors' is torch.float64"),
+    (lambda t: {**t, "seen.indices": t["seen.indices"].int()}, "'seen.indices' is torch.int32"),
+    (lambda t: {k: v.long() if k.startswith("aligner.") else v for k, v in t.items()}, "expected a floating-point"),
+    (lambda t: {k: v for k, v in t.items() if k != "user_vectors"}, "lacks the tensor.*user_vectors"),
+])
+def test_tensor_names_and_dtypes_are_checked_even_when_the_digest_was_forged(saved, edit, message):
+    from safetensors.torch import load_file, save_file
+
+    from rarec._persistence import _sha256
+
+    weights = saved / "model.safetensors"
+    save_file(edit(load_file(str(weights))), str(weights))
+    config = json.loads((saved / "config.json").read_text())
+    config["sha256"]["model.safetensors"] = _sha256(weights)  # as an attacker who edits both files would
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match=message):
+        RARecommender.load(saved)
