@@ -607,11 +607,9 @@ class RARecommender(BaseEstimator):
         setup_start = time.perf_counter()
         align = self.align_weight > 0 and self.use_id
         start = self.aligner_.start(self.llm_)  # layers below it see no prefix
-        item_text_kv = self._text_kv(self._item_tokens, "item prompts", start) if align else None
-        user_text_kv = self._text_kv(user_tokens, "user prompts", start) if align else None
         budget = self.lower_cache_mb * 2**20 if start > 0 else 0
-        self._item_states, budget = self._cache_lower_states("item", self._item_tokens, start, budget)
-        user_states, _ = self._cache_lower_states("user", user_tokens, start, budget)
+        self._item_states, item_text_kv, budget = self._prepare_prompts("item", self._item_tokens, start, budget, align)
+        user_states, user_text_kv, _ = self._prepare_prompts("user", user_tokens, start, budget, align)
         setup_seconds = time.perf_counter() - setup_start  # text keys/values and lower-layer states, once per fit
         optimizer = torch.optim.AdamW(self.aligner_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         scale = self.llm_.spec.hidden_size ** -0.5  # a fixed temperature for final-norm dot products (not tuned)
@@ -774,35 +772,38 @@ class RARecommender(BaseEstimator):
             return scores.sum() * 0.0
         return -torch.nn.functional.logsigmoid(pos - scores)[negative].mean()
 
-    def _text_kv(self, tokens: list[list[int]], what: str, first_layer: int) -> torch.Tensor:
-        out = []
-        for start in tqdm(range(0, len(tokens), 32), desc=f"text keys/values of {what}", disable=not self.verbose,
-                          leave=False):
-            out.append(self.llm_.text_keys_values(tokens[start:start + 32])[:, first_layer:].cpu())
-        return torch.cat(out)  # (n, prefixed layers, 2, kv)
+    def _prepare_prompts(self, tower: str, tokens: list[list[int]], start: int, budget: float,
+                         keys_values: bool) -> tuple[list[torch.Tensor] | None, torch.Tensor | None, float]:
+        """What training needs of every prompt once per fit, in one pass of the frozen LLM per batch.
 
-    def _cache_lower_states(self, tower: str, tokens: list[list[int]], start: int,
-                            budget: float) -> tuple[list[torch.Tensor] | None, float]:
-        """Outputs of the un-prefixed lower layers for every prompt, if they fit ``budget`` bytes.
-
-        Returns the states (or ``None``: recomputed per batch) and the budget left.
+        Returns the outputs of the un-prefixed lower layers (``None`` when
+        ``start`` is 0 or they do not fit ``budget`` bytes: then they are
+        recomputed per batch), the mean text keys/values of the prefixed layers
+        for the alignment loss (``None`` unless ``keys_values``), and the budget left.
         """
-        if start == 0:
-            return None, budget
         width = self.llm_.spec.hidden_size * torch.finfo(self.llm_.dtype).bits // 8
         need = sum(len(t) for t in tokens) * width
-        if need > budget:
-            if budget > 0:
-                logger.info("lower-layer states of %d %s prompts need %.0f MiB, over the budget of %.0f MiB: "
-                            "recomputed per batch", len(tokens), tower, need / 2**20, budget / 2**20)
-            return None, budget
+        cache = start > 0 and need <= budget
+        if start > 0 and not cache and budget > 0:
+            logger.info("lower-layer states of %d %s prompts need %.0f MiB, over the budget of %.0f MiB: "
+                        "recomputed per batch", len(tokens), tower, need / 2**20, budget / 2**20)
+        if not (cache or keys_values):
+            return None, None, budget
         n_prefix = self.aligner_.tower(tower).config.length
-        states: list[torch.Tensor] = [torch.empty(0)] * len(tokens)
-        for rows in tqdm(_length_sorted_batches(tokens, 32), desc=f"lower layers of {tower} prompts",
+        states: list[torch.Tensor] | None = [torch.empty(0)] * len(tokens) if cache else None
+        text_kv = None
+        for rows in tqdm(_length_sorted_batches(tokens, 32), desc=f"{tower} prompts (once per fit)",
                          disable=not self.verbose, leave=False):
-            for row, state in zip(rows, self.llm_.lower_states([tokens[r] for r in rows], start, n_prefix)):
-                states[row] = state.cpu()
-        return states, budget - need
+            lower, kv = self.llm_.prompt_states([tokens[r] for r in rows], start, n_prefix, states=cache,
+                                                keys_values=keys_values)
+            if cache:
+                for row, state in zip(rows, lower):
+                    states[row] = state.cpu()
+            if keys_values:
+                if text_kv is None:
+                    text_kv = torch.empty(len(tokens), kv.shape[1] - start, *kv.shape[2:])
+                text_kv[torch.as_tensor(rows)] = kv[:, start:].cpu()
+        return states, text_kv, budget - need if cache else budget
 
     def _validation_ndcg(self, train: InteractionLog, valid: InteractionLog) -> dict[float, float]:
         """Validation NDCG@10 for each fusion weight to try (one weight unless ``score_fusion="auto"``)."""

@@ -198,20 +198,37 @@ class FrozenLLM:
         prefix of ``n_prefix`` tokens in the layers above, so the states can be
         cached and reused for every training step.
         """
+        return self.prompt_states(token_ids, start, n_prefix)[0]
+
+    @torch.no_grad()
+    def prompt_states(self, token_ids: Sequence[Sequence[int]], start: int, n_prefix: int, states: bool = True,
+                      keys_values: bool = False) -> tuple[list[torch.Tensor] | None, torch.Tensor | None]:
+        """One forward pass (no prefix, no gradient) for what training computes once per prompt.
+
+        Returns ``(lower, kv)``: ``lower`` as in :meth:`lower_states` (when
+        ``states``), and ``kv`` the mean keys and values of the real tokens per
+        layer, (B, L, 2, kv_dim) in fp32 (when ``keys_values``): the text-only
+        representation the alignment loss compares ID prefixes with, taken at
+        the positions the prompt has behind a prefix of ``n_prefix`` tokens.
+        """
         ids, real = self._pad(token_ids)
         positions = (n_prefix + real.long().cumsum(1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=real.long(), position_ids=positions, output_hidden_states=True)
-        hidden = out.hidden_states[start]  # (B, T, hidden): the input of layer `start`
-        lengths = real.sum(1).tolist()
-        return [hidden[row, hidden.shape[1] - n:] for row, n in enumerate(lengths)]
+        out = self.model(input_ids=ids, attention_mask=real.long(), position_ids=positions,
+                         output_hidden_states=states, use_cache=keys_values)
+        lower = kv = None
+        if states:
+            hidden = out.hidden_states[start]  # (B, T, hidden): the input of layer `start`
+            lower = [hidden[row, hidden.shape[1] - n:] for row, n in enumerate(real.sum(1).tolist())]
+        if keys_values:
+            kv = _mean_keys_values(output_cache(out), real.to(self.dtype))
+        return lower, kv
 
     @torch.no_grad()
     def text_keys_values(self, token_ids: Sequence[Sequence[int]]) -> torch.Tensor:
         """Mean keys and values of the real tokens, per layer: (B, L, 2, kv_dim), no gradient.
 
-        The text-only representation the alignment loss compares ID prefixes
-        with. Sequences are right-padded: under the causal mask a real token
-        never sees the padding after it, and the mean covers real tokens only.
+        Each prompt alone at positions ``0 .. T-1`` (right padding: under the
+        causal mask a real token never sees the padding after it).
         """
         device = self.device
         lengths = torch.tensor([len(t) for t in token_ids], device=device)
@@ -221,13 +238,18 @@ class FrozenLLM:
             ids[row, : len(tokens)] = torch.as_tensor(list(tokens), dtype=torch.long, device=device)
         real = (torch.arange(width, device=device)[None, :] < lengths[:, None]).to(self.dtype)  # (B, T)
         out = self.model(input_ids=ids, attention_mask=real.long(), use_cache=True)
-        weights = (real / lengths[:, None])[:, None, :, None]  # (B, 1, T, 1)
-        per_layer = []
-        for keys, values in cache_layers(output_cache(out)):  # each (B, H, T, D)
-            k = (keys * weights).sum(2).flatten(1)  # (B, H*D)
-            v = (values * weights).sum(2).flatten(1)
-            per_layer.append(torch.stack([k, v], 1))  # (B, 2, kv)
-        return torch.stack(per_layer, 1).float()  # (B, L, 2, kv)
+        return _mean_keys_values(output_cache(out), real)
+
+
+def _mean_keys_values(cache: Any, real: torch.Tensor) -> torch.Tensor:
+    """Per layer, the mean key and value over the real tokens (``real``: (B, T) of 0/1): (B, L, 2, kv) fp32."""
+    weights = (real / real.sum(1, keepdim=True))[:, None, :, None]  # (B, 1, T, 1)
+    per_layer = []
+    for keys, values in cache_layers(cache):  # each (B, H, T, D)
+        k = (keys * weights).sum(2).flatten(1)  # (B, H*D)
+        v = (values * weights).sum(2).flatten(1)
+        per_layer.append(torch.stack([k, v], 1))  # (B, 2, kv)
+    return torch.stack(per_layer, 1).float()  # (B, L, 2, kv)
 
 
 def config_fingerprint(config: Any) -> str:
