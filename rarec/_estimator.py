@@ -395,7 +395,7 @@ class RARecommender(BaseEstimator):
             # Known users are described by everything they did in X.
             histories = log.user_sequences()
             self.seen_ = log.to_csr()
-            self.item_vectors_ = self._encode_items(np.arange(self.n_items_))
+            self.item_vectors_ = self._encode_catalogue()
             known = np.flatnonzero(log.user_lengths() > 0)
             self.user_vectors_ = torch.zeros(self.n_users_, self.item_vectors_.shape[1])
             self.user_vectors_[known] = self._encode_users([histories[u] for u in known], known)
@@ -848,6 +848,29 @@ class RARecommender(BaseEstimator):
     def _encode_items(self, items: np.ndarray) -> torch.Tensor:
         return self._encode("item", self._item_cf[items], [self._item_tokens[i] for i in items],
                             states=_pick(self._item_states, items))
+
+    def _encode_catalogue(self) -> torch.Tensor:
+        """Every item's vector; with ``checkpoint_dir``, resumable: the vectors done so far are saved every
+        ``checkpoint_every`` batches (under ``checkpoint_dir/item_vectors``), and a resumed fit encodes the rest."""
+        items = np.arange(self.n_items_)
+        if self.checkpoint_dir is None:
+            return self._encode_items(items)
+        folder = Path(self.checkpoint_dir) / "item_vectors"
+        out = torch.zeros(self.n_items_, self.llm_.spec.hidden_size)
+        done = torch.zeros(self.n_items_, dtype=torch.bool)
+        saved = read_checkpoint(folder)
+        if saved is not None and saved[0].get("fingerprint") == self._fingerprint:
+            out, done = saved[1]["vectors"], saved[1]["done"]
+        todo = items[~done.numpy()]
+        todo = todo[np.argsort([len(self._item_tokens[i]) for i in todo], kind="stable")]  # little padding
+        chunk = ENCODE_BATCH * self.checkpoint_every
+        for begin in range(0, len(todo), chunk):
+            part = todo[begin:begin + chunk]
+            out[torch.as_tensor(part)] = self._encode_items(part)
+            done[torch.as_tensor(part)] = True
+            write_checkpoint(folder, f"items-{int(done.sum()):09d}", {"fingerprint": self._fingerprint},
+                             {"vectors": out, "done": done})
+        return out
 
     def _encode_users(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
         windows = [h[-self.max_history:] for h in histories]

@@ -113,3 +113,39 @@ def test_a_damaged_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / LATEST).write_text(json.dumps({"checkpoint": "../elsewhere"}))
     with pytest.raises(ModelFormatError, match="invalid checkpoint"):
         read_checkpoint(tmp_path)
+
+
+def test_item_encoding_resumes_where_it_stopped(data, tmp_path, monkeypatch):
+    import rarec._estimator as module
+
+    X, text, llm = data
+    monkeypatch.setattr(module, "ENCODE_BATCH", 8)  # 48 items, 16 per checkpoint: three parts
+    straight = fitted(llm, epochs=1).fit(X, item_text=text)
+    original, state = RARecommender._encode_items, {"parts": 0}
+
+    def encode_items(self, items):
+        if len(items) < self.n_items_:  # a part of the final encoding (validation encodes every item at once)
+            state["parts"] += 1
+            if state["parts"] == 2:
+                raise KeyboardInterrupt
+        return original(self, items)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RARecommender, "_encode_items", encode_items)
+        with pytest.raises(KeyboardInterrupt):
+            fitted(llm, epochs=1, checkpoint_dir=tmp_path, checkpoint_every=2).fit(X, item_text=text)
+    saved, tensors = read_checkpoint(tmp_path / "item_vectors")
+    assert int(tensors["done"].sum()) == 16  # the first part was kept
+
+    counted = {"items": 0}
+
+    def counting(self, items):
+        counted["items"] += len(items) if len(items) < self.n_items_ else 0
+        return original(self, items)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RARecommender, "_encode_items", counting)
+        resumed = fitted(llm, epochs=1, checkpoint_dir=tmp_path, checkpoint_every=2).fit(X, item_text=text,
+                                                                                           resume=True)
+    assert counted["items"] == resumed.n_items_ - 16  # only the rest was encoded again
+    torch.testing.assert_close(resumed.item_vectors_, straight.item_vectors_, rtol=0, atol=1e-6)
