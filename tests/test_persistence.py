@@ -220,3 +220,26 @@ def test_tensor_names_and_dtypes_are_checked_even_when_the_digest_was_forged(sav
     (saved / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelFormatError, match=message):
         RARecommender.load(saved)
+
+
+@pytest.mark.parametrize("crash_in", ["save_file", "_sha256"])
+def test_a_crash_in_the_middle_of_save_keeps_the_previous_model(fitted, tmp_path, monkeypatch, crash_in):
+    import rarec._persistence as persistence
+
+    target = tmp_path / "m"
+    fitted.save(target)
+    before = (target / "model.safetensors").read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(persistence, crash_in, crash)
+    with pytest.raises(OSError):
+        fitted.save(target)
+    with pytest.raises(OSError):
+        fitted.save(tmp_path / "new")
+    monkeypatch.undo()
+    assert (target / "model.safetensors").read_bytes() == before
+    assert RARecommender.load(target).n_items_ == fitted.n_items_  # the old model, whole
+    assert not (tmp_path / "new").exists()  # no half-written model where none was
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temporary folders removed
