@@ -281,8 +281,8 @@ def to_markdown(result: dict, tag: str) -> str:
     a = result["alignment"]
     cf = ("one CF model per backbone (seed 0) under every alignment seed" if result.get("cf_seed") is not None
           else "CF and alignment seed")
-    lines = [f"### {result['device']} ({tag} preset: sample_fraction={a['sample_fraction']}, "
-             f"epochs={a['epochs']}, llm_dtype={result['llm_dtype']})", "",
+    lines = [f"### {result['device']}: {result['preset']} preset, sample_fraction={a['sample_fraction']}, "
+             f"epochs={a['epochs']}, llm_dtype={result['llm_dtype']} (results/alignment_quality_{tag}.json)", "",
              f"Seeds {', '.join(map(str, result['seeds']))} for the rows marked ×{len(result['seeds'])} ({cf}; "
              f"mean ± std), the first seed for the others. Run time of the rows: "
              f"{result.get('elapsed_s', 0) / 60:.1f} min.", "",
@@ -319,7 +319,8 @@ def plot(results: dict[str, dict], path: Path) -> bool:
     except ImportError:
         print("matplotlib is not installed (pip install -e '.[bench]'): no plot written", file=sys.stderr)
         return False
-    fig, axes = plt.subplots(len(results), 2, figsize=(13, 0.45 * 14 * len(results) + 1), squeeze=False)
+    fig, axes = plt.subplots(len(results), 2, figsize=(15, 0.45 * 14 * len(results) + 1), squeeze=False,
+                             gridspec_kw={"left": 0.3})
     colours = {"baseline": "#999999", "backbone": "#4c72b0", "rarec": "#dd8452", "fused": "#55a868"}
     for row_axes, (tag, result) in zip(axes, results.items()):
         rows = summary(result)
