@@ -79,6 +79,7 @@ ATTEMPTS = [
     ("attempt: lr 3e-3", "sasrec", {"lr": 3e-3}, False),
     ("attempt: prefixes in every layer", "sasrec", {"prefix_layers": "all"}, False),
     ("attempt: 4 ID tokens per vector", "sasrec", {"n_id_tokens": 4}, False),
+    ("attempt: trainable output projection (output_head=True)", "sasrec", {"output_head": True}, False),
 ]
 
 

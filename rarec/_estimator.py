@@ -79,6 +79,10 @@ class RARecommender(BaseEstimator):
     rank : int, default 16
     use_id : bool, default True
         ``False`` gives plain prefix tuning on text alone (the text-only baseline).
+    output_head : bool, default False
+        Also train a linear map (hidden x hidden, starting as the identity) on
+        each tower's output vector. Not in the paper: an attempt to re-shape
+        the frozen LLM's anisotropic output space (docs/benchmarks.md).
     prefix_layers : "all" or int, default 8
         Layers that get a prefix: every layer (the paper), or only the top M
         (M at least the LLM's depth means every layer). The lower layers then
@@ -212,6 +216,7 @@ class RARecommender(BaseEstimator):
         reparameterization: str = "layer",
         rank: int = 16,
         use_id: bool = True,
+        output_head: bool = False,
         prefix_layers: int | str = 8,
         lower_cache_mb: float = 2048,
         loss: str = "softmax",
@@ -251,6 +256,7 @@ class RARecommender(BaseEstimator):
         self.reparameterization = reparameterization
         self.rank = rank
         self.use_id = use_id
+        self.output_head = output_head
         self.prefix_layers = prefix_layers
         self.lower_cache_mb = lower_cache_mb
         self.loss = loss
@@ -299,6 +305,7 @@ class RARecommender(BaseEstimator):
         if self.sample_fraction is not None:
             check_float(self.sample_fraction, "sample_fraction", name, 0.0, 1.0, low_open=True)
         check_option(self.use_id, "use_id", name, (True, False))
+        check_option(self.output_head, "output_head", name, (True, False))
         check_option(self.llm_dtype, "llm_dtype", name, tuple(LLM_DTYPES))
         if isinstance(self.score_fusion, str):
             check_option(self.score_fusion, "score_fusion", name, ("auto",))
@@ -567,7 +574,8 @@ class RARecommender(BaseEstimator):
             spec = dataclasses.replace(spec, n_layers=self.prefix_layers)  # prefixes for the top layers only
         dim = self._item_cf.shape[2]
         common = dict(id_dim=dim, n_id_tokens=self.n_id_tokens, n_ctx=self.n_ctx,
-                      reparameterization=self.reparameterization, rank=self.rank, use_id=self.use_id)
+                      reparameterization=self.reparameterization, rank=self.rank, use_id=self.use_id,
+                      output_head=self.output_head)
         user = PrefixProjector(spec, PrefixConfig(n_interests=self.backbone_.n_interests, **common))
         item = PrefixProjector(spec, PrefixConfig(n_interests=1, **common))
         return TwoTowerAligner(user, item)

@@ -238,3 +238,28 @@ def test_score_fusion_rejects_bad_values(data, bad):
     X, _, text = data
     with pytest.raises(ValueError, match="score_fusion"):
         small(tiny_llm(text), score_fusion=bad).fit(X, item_text=text)
+
+
+def test_output_head_starts_as_the_identity_trains_and_survives_save_and_load(data, tmp_path):
+    X, _, text = data
+    llm = tiny_llm(text)
+    rec = small(llm, output_head=True, epochs=2).fit(X, item_text=text)
+    for tower in (rec.aligner_.user_prefix, rec.aligner_.item_prefix):
+        assert tower.head.weight.requires_grad
+        assert not torch.allclose(tower.head.weight, torch.eye(tower.head.weight.shape[0]))  # it trained
+    plain = small(llm, epochs=2).fit(X, item_text=text)
+    extra = sum(p.numel() for t in (rec.aligner_.user_prefix, rec.aligner_.item_prefix) for p in t.head.parameters())
+    assert rec.n_trainable_parameters_ == plain.n_trainable_parameters_ + extra
+    # an untrained head is the identity: the same vectors as without one
+    with torch.no_grad():
+        for tower in (rec.aligner_.user_prefix, rec.aligner_.item_prefix):
+            tower.head.weight.copy_(torch.eye(tower.head.weight.shape[0]))
+            tower.head.bias.zero_()
+        vectors = rec.aligner_.encode(rec.llm_, "item", rec._item_cf[:5], rec._item_tokens[:5])
+        rec.aligner_.item_prefix.config.output_head = False
+        same = rec.aligner_.encode(rec.llm_, "item", rec._item_cf[:5], rec._item_tokens[:5])
+        rec.aligner_.item_prefix.config.output_head = True
+    torch.testing.assert_close(vectors, same.float())
+    users = np.unique(X[:, 0])[:5]
+    loaded = RARecommender.load(rec.save(tmp_path / "m"), llm=llm)
+    np.testing.assert_array_equal(loaded.predict(users), rec.predict(users))

@@ -39,6 +39,10 @@ class PrefixConfig:
     init_std : float
         Standard deviation of the initial key weights; value weights start at
         zero, so an untrained prefix adds nothing to any attention output.
+    output_head : bool
+        Also train a linear map (hidden x hidden, starting as the identity)
+        applied to the tower's output vector. Not in the paper (an option
+        tried for issue #7); off by default.
     """
 
     id_dim: int
@@ -49,6 +53,7 @@ class PrefixConfig:
     rank: int = 16
     use_id: bool = True
     init_std: float = 0.02
+    output_head: bool = False
 
     def __post_init__(self) -> None:
         for name in ("id_dim", "n_interests", "n_id_tokens", "rank"):
@@ -104,11 +109,20 @@ class PrefixProjector(nn.Module):
             else:
                 self.weight = nn.Parameter(self._init_weight(maps, config.id_dim, out))  # (L or 1, d, out)
             self.bias = nn.Parameter(torch.zeros(maps, out))  # (L or 1, out)
+        if config.output_head:
+            self.head = nn.Linear(spec.hidden_size, spec.hidden_size)
+            with torch.no_grad():  # the identity: an untrained head changes nothing
+                self.head.weight.copy_(torch.eye(spec.hidden_size))
+                self.head.bias.zero_()
 
     def _init_weight(self, maps: int, fan_in: int, out: int) -> torch.Tensor:
         weight = torch.zeros(maps, fan_in, self.config.n_id_tokens, 2, self.spec.kv_dim)
         nn.init.normal_(weight[:, :, :, 0], std=self.config.init_std)  # key part; the value part stays 0
         return weight.reshape(maps, fan_in, out)
+
+    def output(self, vectors: torch.Tensor) -> torch.Tensor:
+        """The tower's vectors (B, hidden) after the optional output head (fp32 when there is one)."""
+        return self.head(vectors.float()) if self.config.output_head else vectors
 
     def id_prefix(self, embeddings: torch.Tensor) -> torch.Tensor:
         """ID tokens of every layer: (B, L, K*n_id, 2, kv_dim) from embeddings (B, K, d)."""

@@ -41,7 +41,7 @@ class TwoTowerAligner(nn.Module):
         if projector.config.use_id:
             id_embeddings = id_embeddings.to(next(projector.parameters()).device)
         prefix = projector(id_embeddings if projector.config.use_id else None, batch_size=len(tokens))
-        return llm.forward(tokens, prefix, start=self.start(llm), lower_states=lower_states)
+        return projector.output(llm.forward(tokens, prefix, start=self.start(llm), lower_states=lower_states))
 
     def tower(self, name: str) -> PrefixProjector:
         """The prefix projector of ``"user"`` or ``"item"``."""
