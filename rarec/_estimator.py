@@ -1058,7 +1058,8 @@ class RARecommender(BaseEstimator):
         """Full-ranking metrics of held-out interactions ``X``, averaged over them.
 
         Every item is ranked for each held-out interaction's user, with the
-        user's items from ``fit`` excluded. Interactions whose user or item was
+        user's items from ``fit`` excluded; users are scored in blocks that
+        stay within ``ranking_memory_mb``. Interactions whose user or item was
         not seen in ``fit`` cannot be ranked: they are left out with a warning.
 
         Returns
@@ -1068,7 +1069,9 @@ class RARecommender(BaseEstimator):
         """
         check_is_fitted(self, "item_vectors_")
         test = self._known_interactions(X)
-        return full_ranking_metrics(self._scores, test, self.seen_, ks=list(ks), metrics=list(metrics))
+        users_per_block = max(1, min(256, int(self.ranking_memory_mb * 2**20 / 4 / self.n_items_)))
+        return full_ranking_metrics(self._scores, test, self.seen_, ks=list(ks), metrics=list(metrics),
+                                    batch_size=users_per_block)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean NDCG@k of held-out interactions ``X``; higher is better (scikit-learn's scorer convention).

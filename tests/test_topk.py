@@ -67,3 +67,24 @@ def test_recommend_in_small_chunks_equals_recommend_in_one_block(fusion):
     for row, u in enumerate(idx):
         dense[row, rec.seen_.indices[rec.seen_.indptr[u]:rec.seen_.indptr[u + 1]]] = -np.inf
     np.testing.assert_allclose(whole_scores, -np.sort(-dense, axis=1)[:, :7], rtol=1e-5, atol=1e-5)
+
+
+def test_evaluate_scores_users_in_blocks_within_the_memory_budget(monkeypatch):
+    import rarec._estimator as module
+
+    log, text = make_interactions(n_users=60, n_items=40, n_categories=4, random_state=1)
+    split = leave_last_out(log, n_valid=0)
+    rec = RARecommender(llm=tiny_llm(text), backbone_params=dict(dim=16, n_layers=1, max_len=10, inner_dim=32),
+                        cf_epochs=3, epochs=1, max_train_samples=16, batch_size=8, verbose=0,
+                        random_state=0).fit(split.train.to_array(), item_text=text)
+    whole = rec.evaluate(split.test.to_array())
+    sizes, original = [], module.full_ranking_metrics
+
+    def spy(*args, batch_size=256, **kwargs):
+        sizes.append(batch_size)
+        return original(*args, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(module, "full_ranking_metrics", spy)
+    rec.set_params(ranking_memory_mb=4 * 40 * 3 / 2**20)  # three users' scores at a time
+    assert rec.evaluate(split.test.to_array()) == pytest.approx(whole)
+    assert sizes == [3]
