@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from ._checkpoint import (fingerprint, optimizer_state, pack_batches, read_checkpoint, restore_optimizer,
                           unpack_batches, write_checkpoint)
 from ._device import resolve_device
+from ._distributed import Group, run_step
 from ._errors import LLMMismatchError
 from ._scoring import FUSION_WEIGHTS, cf_scores, fuse, standardise
 from ._topk import ScoreBlock, row_moments, top_k
@@ -361,7 +362,8 @@ class RARecommender(BaseEstimator):
         seed = self.random_state if self.random_state is not None else int(np.random.SeedSequence().entropy % 2**31)
         rng = np.random.default_rng(seed)
         device = resolve_device(self.device)
-        verbose = bool(self.verbose)
+        self._group = Group.from_environment(device)
+        verbose = bool(self.verbose) and self._group.is_main
         self._fingerprint = (None if self.checkpoint_dir is None
                              else fingerprint(self._fingerprint_params(seed, log), self._data_arrays(log), {}))
         checkpoint = self._read_checkpoint() if resume else None
@@ -378,6 +380,8 @@ class RARecommender(BaseEstimator):
                                           verbose=verbose)
                 self.backbone_ = make_backbone(self.backbone, training, **(self.backbone_params or {}))
                 self.backbone_.fit(train, valid)
+                if hasattr(self.backbone_, "module_"):  # every rank of a distributed fit aligns the same CF model
+                    self._group.broadcast_module(self.backbone_.module_)
 
             llm = FrozenLLM.load(self.llm, device=device, dtype=LLM_DTYPES[self.llm_dtype], verbose=verbose)
             self.users_, self.items_ = log.users, log.items
@@ -405,7 +409,8 @@ class RARecommender(BaseEstimator):
             self.item_vectors_ = self._encode_catalogue()
             known = np.flatnonzero(log.user_lengths() > 0)
             self.user_vectors_ = torch.zeros(self.n_users_, self.item_vectors_.shape[1])
-            self.user_vectors_[known] = self._encode_users([histories[u] for u in known], known)
+            self.user_vectors_[known] = self._sharded(
+                lambda part: self._encode_users([histories[u] for u in known[part]], known[part]), len(known))
             self._cf_user_vectors = self._cf_user_table(histories, known)
             self._item_states = None  # only needed while fitting
         self.n_trainable_parameters_ = self.aligner_.n_parameters
@@ -628,34 +633,50 @@ class RARecommender(BaseEstimator):
                           "using 0 (the LLM score alone).", UserWarning, stacklevel=3)
         if checkpoint is not None:
             run = self._restore_checkpoint(checkpoint, optimizer, rng)
+        group = self._group
+        wrapped = group.wrap(self.aligner_)  # DistributedDataParallel when several ranks train together
         for epoch in range(run.epoch, self.epochs + 1):
             if run.done:
                 break
             self.aligner_.train()
             if run.batches is None:  # a new epoch (else: resumed in the middle of one)
-                run.batches = length_bucketed_batches([len(t) for t in user_tokens], self.batch_size, rng)
+                # global batches: batch_size samples per rank, the same on every rank (same seed)
+                run.batches = length_bucketed_batches([len(t) for t in user_tokens], self.batch_size * group.size,
+                                                      rng)
                 run.total, run.step, run.seconds = 0.0, 0, 0.0
             t0 = time.perf_counter() - run.seconds
             bar = tqdm(run.batches[run.step:], desc=f"alignment epoch {epoch}/{self.epochs}", unit="batch",
-                       initial=run.step, total=len(run.batches), disable=not self.verbose, leave=False)
+                       initial=run.step, total=len(run.batches), disable=not self._progress, leave=False)
             for rows in bar:
                 steps = run.step
+                if len(rows) < group.size:  # a last global batch too small to give every rank a user: skipped
+                    run.step += 1
+                    continue
                 targets = samples.targets[rows]
                 extra = rng.integers(0, self.n_items_, self.n_random_negatives)
                 items, positive = np.unique(np.concatenate([targets, extra]), return_inverse=True)
-                positive = torch.as_tensor(positive[: len(rows)], device=device)
-                h_u = self.aligner_.encode(self.llm_, "user", user_cf[rows].to(device), [user_tokens[r] for r in rows],
-                                           _pick(user_states, rows))
-                h_i = self.aligner_.encode(self.llm_, "item", self._item_cf[items].to(device),
-                                           [self._item_tokens[i] for i in items], _pick(self._item_states, items))
-                scores = (h_u.float() @ h_i.float().T) * scale  # (B, M)
-                loss = self._ranking_loss(scores, positive, targets, items)
-                if align:
-                    loss = loss + self.align_weight * (
-                        alignment_loss(self.aligner_.user_prefix.id_prefix(user_cf[rows].to(device)),
-                                       user_text_kv[rows].to(device), self.temperature)
-                        + alignment_loss(self.aligner_.item_prefix.id_prefix(self._item_cf[items].to(device)),
-                                         item_text_kv[items].to(device), self.temperature))
+                mine = group.shard(np.arange(len(rows)))  # this rank's users of the global batch (all of them alone)
+                its = group.shard(np.arange(len(items))) if len(items) >= group.size else np.zeros(1, dtype=int)
+
+                def step(aligner, rows=rows, items=items, positive=positive, mine=mine, its=its, targets=targets):
+                    users = rows[mine]
+                    h_u = aligner.encode(self.llm_, "user", user_cf[users].to(device),
+                                         [user_tokens[r] for r in users], _pick(user_states, users))
+                    part = items[its]
+                    h_i = aligner.encode(self.llm_, "item", self._item_cf[part].to(device),
+                                         [self._item_tokens[i] for i in part], _pick(self._item_states, part))
+                    h_i = group.gather_rows(h_i.float(), len(items))  # every item of the global batch
+                    scores = (h_u.float() @ h_i.T) * scale  # (local B, M)
+                    loss = self._ranking_loss(scores, torch.as_tensor(positive[mine], device=device), targets, items)
+                    if align:  # cheap: every rank computes it for the whole global batch
+                        loss = loss + self.align_weight * (
+                            alignment_loss(aligner.user_prefix.id_prefix(user_cf[rows].to(device)),
+                                           user_text_kv[rows].to(device), self.temperature)
+                            + alignment_loss(aligner.item_prefix.id_prefix(self._item_cf[items].to(device)),
+                                             item_text_kv[items].to(device), self.temperature))
+                    return loss
+
+                loss = run_step(wrapped, step, self.aligner_)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"the alignment loss became {float(loss.detach())} at epoch {epoch}, step {steps + 1}; "
@@ -679,7 +700,8 @@ class RARecommender(BaseEstimator):
                 if self.checkpoint_dir is not None and run.global_step % self.checkpoint_every == 0:
                     run.seconds = time.perf_counter() - t0
                     self._write_checkpoint(run, epoch, optimizer, rng)
-            record = {"epoch": epoch, "loss": run.total / max(run.step, 1), "seconds": time.perf_counter() - t0,
+            record = {"epoch": epoch, "loss": group.mean(run.total / max(run.step, 1)),
+                      "seconds": time.perf_counter() - t0,
                       "samples": len(samples)}
             if epoch == 1:
                 record["setup_seconds"] = setup_seconds
@@ -735,6 +757,8 @@ class RARecommender(BaseEstimator):
 
     def _write_checkpoint(self, run: _TrainingState, epoch: int, optimizer: torch.optim.Optimizer,
                           rng: np.random.Generator) -> None:
+        if not self._group.is_main:  # one writer in a distributed fit; every rank holds the same state
+            return
         cf_meta, cf_tensors = self.backbone_.to_state()
         optimizer_meta, optimizer_tensors = optimizer_state(optimizer)
         tensors = {f"backbone.{k}": v for k, v in cf_tensors.items()}
@@ -801,7 +825,7 @@ class RARecommender(BaseEstimator):
         states: list[torch.Tensor] | None = [torch.empty(0)] * len(tokens) if cache else None
         text_kv = None
         for rows in tqdm(_length_sorted_batches(tokens, 32), desc=f"{tower} prompts (once per fit)",
-                         disable=not self.verbose, leave=False):
+                         disable=not self._progress, leave=False):
             lower, kv = self.llm_.prompt_states([tokens[r] for r in rows], start, n_prefix, states=cache,
                                                 keys_values=keys_values)
             if cache:
@@ -816,11 +840,12 @@ class RARecommender(BaseEstimator):
     def _validation_ndcg(self, train: InteractionLog, valid: InteractionLog) -> dict[float, float]:
         """Validation NDCG@10 for each fusion weight to try (one weight unless ``score_fusion="auto"``)."""
         self.aligner_.eval()
-        items = self._encode_items(np.arange(self.n_items_))
+        items = self._sharded(lambda part: self._encode_items(part), self.n_items_)
         users = np.unique(valid.user_codes)
         sequences = train.user_sequences()
         vectors = torch.zeros(self.n_users_, items.shape[1])
-        vectors[users] = self._encode_users([sequences[u] for u in users], users)
+        vectors[users] = self._sharded(lambda part: self._encode_users([sequences[u] for u in users[part]],
+                                                                       users[part]), len(users))
         weights = FUSION_WEIGHTS if self.score_fusion == "auto" else (float(self.score_fusion),)
         cf_users = self._cf_user_table(sequences, users) if any(weights) else None
 
@@ -846,7 +871,7 @@ class RARecommender(BaseEstimator):
         device = self.llm_.device
         batch = batch or ENCODE_BATCH
         out = torch.empty(len(tokens), self.llm_.spec.hidden_size)
-        for rows in tqdm(_length_sorted_batches(tokens, batch), desc=f"encoding {tower}s", disable=not self.verbose,
+        for rows in tqdm(_length_sorted_batches(tokens, batch), desc=f"encoding {tower}s", disable=not self._progress,
                          leave=False):
             vectors = self.aligner_.encode(self.llm_, tower, cf[rows].to(device), [tokens[r] for r in rows],
                                            _pick(states, rows))
@@ -861,8 +886,8 @@ class RARecommender(BaseEstimator):
         """Every item's vector; with ``checkpoint_dir``, resumable: the vectors done so far are saved every
         ``checkpoint_every`` batches (under ``checkpoint_dir/item_vectors``), and a resumed fit encodes the rest."""
         items = np.arange(self.n_items_)
-        if self.checkpoint_dir is None:
-            return self._encode_items(items)
+        if self.checkpoint_dir is None or self._distributed:
+            return self._sharded(lambda part: self._encode_items(items[part]), self.n_items_)
         folder = Path(self.checkpoint_dir) / "item_vectors"
         out = torch.zeros(self.n_items_, self.llm_.spec.hidden_size)
         done = torch.zeros(self.n_items_, dtype=torch.bool)
@@ -879,6 +904,23 @@ class RARecommender(BaseEstimator):
             write_checkpoint(folder, f"items-{int(done.sum()):09d}", {"fingerprint": self._fingerprint},
                              {"vectors": out, "done": done})
         return out
+
+    @property
+    def _progress(self) -> bool:
+        """Progress bars: when ``verbose``, and on rank 0 only in a distributed fit."""
+        return bool(self.verbose) and (getattr(self, "_group", None) is None or self._group.is_main)
+
+    @property
+    def _distributed(self) -> bool:
+        return getattr(self, "_group", None) is not None and self._group.active
+
+    def _sharded(self, encode, n: int) -> torch.Tensor:
+        """``encode(positions)`` for positions ``0..n-1``: split over the ranks of a distributed fit and gathered
+        in order, or all here."""
+        if not self._distributed:
+            return encode(np.arange(n))
+        with torch.no_grad():
+            return self._group.gather_rows(encode(self._group.shard(np.arange(n))), n)
 
     def _encode_users(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
         windows = [h[-self.max_history:] for h in histories]

@@ -126,6 +126,8 @@ def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone
                                          "--resume to continue." if where else
                                          "Nothing was saved; pass --checkpoint-dir to make a fit resumable."), err=True)
         raise SystemExit(130) from None
+    if not rec._group.is_main:  # launched with torchrun: one rank saves and reports
+        return
     rec.save(output)
     best = max((r.get("valid_ndcg@10", -1.0) for r in rec.training_log_), default=-1.0)
     click.echo(f"saved {output}: {rec.n_users_:,} users, {rec.n_items_:,} items, "

@@ -1,0 +1,69 @@
+"""Data-parallel alignment training with torchrun (gloo, 2 CPU processes) equals one process with the global batch."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rarec._distributed import Group
+
+SCRIPT = textwrap.dedent('''
+    import os, sys
+    from safetensors.torch import save_file
+    from rarec import RARecommender
+    from rarec.data import make_interactions
+    from rarec.model_selection import leave_last_out
+    from rarec.testing import tiny_llm
+
+    batch, out = int(sys.argv[1]), sys.argv[2]
+    log, text = make_interactions(n_users=120, n_items=48, n_categories=4, random_state=0)
+    X = leave_last_out(log, n_valid=0).train.to_array()
+    rec = RARecommender(llm=tiny_llm(text), backbone_params=dict(dim=32, n_layers=1, n_heads=2, inner_dim=64,
+                        dropout=0.1, max_len=20), cf_epochs=3, epochs=2, max_train_samples=32, sample_fraction=None,
+                        batch_size=batch, n_random_negatives=3, verbose=0, random_state=0, device="cpu")
+    rec.fit(X, item_text=text)
+    if int(os.environ.get("RANK", "0")) == 0:
+        tensors = {f"aligner.{k}": v.contiguous() for k, v in rec.aligner_.state_dict().items()}
+        tensors.update(item_vectors=rec.item_vectors_, user_vectors=rec.user_vectors_)
+        save_file(tensors, out)
+        print("losses", [r["loss"] for r in rec.training_log_])
+''')
+
+
+def run(args, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                            "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"
+    result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_with_batch_b_equal_one_process_with_batch_2b(tmp_path):
+    script = tmp_path / "fit.py"
+    script.write_text(SCRIPT)
+    single = run([sys.executable, str(script), "8", "single.safetensors"], tmp_path)
+    double = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                  str(script), "4", "double.safetensors"], tmp_path)
+    one, two = load_file(str(tmp_path / "single.safetensors")), load_file(str(tmp_path / "double.safetensors"))
+    assert one.keys() == two.keys()
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
+    assert single.split("losses")[1] and double.split("losses")[1]
+
+
+def test_shard_and_gather_rows_are_inverse_orders():
+    values = np.arange(11)
+    parts = [Group(rank, 3).shard(values) for rank in range(3)]
+    assert sorted(np.concatenate(parts).tolist()) == values.tolist()
+    assert [len(p) for p in parts] == [4, 4, 3]
+    # what gather_rows does with the gathered, padded parts: row j of rank r is element j * size + r
+    padded = torch.stack([torch.as_tensor(np.pad(p, (0, 4 - len(p)))) for p in parts], 1)
+    assert padded.reshape(-1)[:11].tolist() == values.tolist()
+    assert not Group().active and Group().gather_rows(torch.ones(2), 2).tolist() == [1.0, 1.0]
