@@ -62,6 +62,13 @@ class Group:
             dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
         return cls(dist.get_rank(), dist.get_world_size())
 
+    def local_device(self, device: torch.device) -> torch.device:
+        """A plain ``cuda`` becomes this rank's GPU, ``cuda:LOCAL_RANK`` (one GPU per process)."""
+        if self.active and device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank)))
+            torch.cuda.set_device(device)
+        return device
+
     def shard(self, values: np.ndarray) -> np.ndarray:
         """This rank's part of ``values``: every ``size``-th element from ``rank`` (parts differ by at most 1)."""
         return values[self.rank::self.size]
@@ -80,6 +87,14 @@ class Group:
         parts = torch.distributed.nn.functional.all_gather(padded)
         stacked = torch.stack(parts, 1)  # (width, size, ...): row j of rank r is element j * size + r
         return stacked.reshape(width * self.size, *local.shape[1:])[:n_total]
+
+    def same_value(self, value: int) -> int:
+        """Rank 0's ``value`` on every rank."""
+        if not self.active:
+            return value
+        tensor = torch.tensor([value], dtype=torch.int64)
+        dist.broadcast(tensor, 0)
+        return int(tensor)
 
     def mean(self, value: float) -> float:
         """The mean of a number over the ranks."""

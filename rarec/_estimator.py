@@ -183,6 +183,9 @@ class RARecommender(BaseEstimator):
         the best weight's, and every weight's under
         ``valid_ndcg@10_by_fusion_weight``); the first also ``setup_seconds``
         (the text keys/values and cached lower-layer states computed once per fit).
+    seed_ : int
+        The seed this fit used: ``random_state``, or the one drawn when it is
+        None (pass it as ``random_state`` to repeat the fit).
     score_fusion_ : float
         The CF-score weight in use (``score_fusion``, or the one "auto" chose).
     selection_report_ : dict
@@ -359,10 +362,13 @@ class RARecommender(BaseEstimator):
         log = InteractionLog.from_any(X)
         texts = self._item_texts(item_text, log)
         train, valid = self._train_valid(log, validation)
-        seed = self.random_state if self.random_state is not None else int(np.random.SeedSequence().entropy % 2**31)
-        rng = np.random.default_rng(seed)
         device = resolve_device(self.device)
         self._group = Group.from_environment(device)
+        device = self._group.local_device(device)
+        seed = self.random_state if self.random_state is not None else self._group.same_value(
+            int(np.random.SeedSequence().entropy % 2**31))  # ranks of a distributed fit share rank 0's draw
+        rng = np.random.default_rng(seed)
+        self.seed_ = seed
         verbose = bool(self.verbose) and self._group.is_main
         self._fingerprint = (None if self.checkpoint_dir is None
                              else fingerprint(self._fingerprint_params(seed, log), self._data_arrays(log), {}))

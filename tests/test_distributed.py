@@ -21,12 +21,15 @@ SCRIPT = textwrap.dedent('''
     from rarec.testing import tiny_llm
 
     batch, out = int(sys.argv[1]), sys.argv[2]
+    seed = None if len(sys.argv) > 3 else 0  # no seed: rank 0's draw is shared
     log, text = make_interactions(n_users=120, n_items=48, n_categories=4, random_state=0)
     X = leave_last_out(log, n_valid=0).train.to_array()
     rec = RARecommender(llm=tiny_llm(text), backbone_params=dict(dim=32, n_layers=1, n_heads=2, inner_dim=64,
                         dropout=0.1, max_len=20), cf_epochs=3, epochs=2, max_train_samples=32, sample_fraction=None,
-                        batch_size=batch, n_random_negatives=3, verbose=0, random_state=0, device="cpu")
+                        batch_size=batch, n_random_negatives=3, verbose=0, random_state=seed, device="cpu")
     rec.fit(X, item_text=text)
+    with open(f"seed-{os.environ.get('RANK', '0')}.txt", "w") as f:  # one file per rank: prints would interleave
+        f.write(str(rec.seed_))
     if int(os.environ.get("RANK", "0")) == 0:
         tensors = {f"aligner.{k}": v.contiguous() for k, v in rec.aligner_.state_dict().items()}
         tensors.update(item_vectors=rec.item_vectors_, user_vectors=rec.user_vectors_)
@@ -56,6 +59,16 @@ def test_two_gloo_processes_with_batch_b_equal_one_process_with_batch_2b(tmp_pat
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
     assert single.split("losses")[1] and double.split("losses")[1]
+
+
+@pytest.mark.slow
+def test_without_a_seed_every_rank_uses_rank_0s_draw(tmp_path):
+    script = tmp_path / "fit.py"
+    script.write_text(SCRIPT)
+    run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(script), "4", "unseeded.safetensors", "no-seed"], tmp_path)
+    seeds = [(tmp_path / f"seed-{rank}.txt").read_text() for rank in (0, 1)]
+    assert seeds[0] == seeds[1]
 
 
 def test_shard_and_gather_rows_are_inverse_orders():
