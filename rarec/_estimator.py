@@ -146,7 +146,9 @@ class RARecommender(BaseEstimator):
     ranking_memory_mb : float, default 1024
         Largest block of scores (users × items, float32) that ``recommend``
         and ``predict`` build at once; beyond it users and items are ranked
-        in chunks and the partial top-k lists merged (same result).
+        in chunks and the partial top-k lists merged (same result). The
+        process's memory grows by about 6x this budget while ranking (the
+        block and its temporaries; measured in docs/benchmarks.md).
     device : str, default "auto"
         CUDA, then MPS, then CPU.
     llm_dtype : {"auto", "float32", "bfloat16", "float16"}, default "auto"
