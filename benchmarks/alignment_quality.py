@@ -285,8 +285,8 @@ def to_markdown(result: dict, tag: str) -> str:
     lines = [f"### {result['device']}: {result['preset']} preset, sample_fraction={a['sample_fraction']}, "
              f"epochs={a['epochs']}, llm_dtype={result['llm_dtype']} (results/alignment_quality_{tag}.json)", "",
              f"Seeds {', '.join(map(str, result['seeds']))} for the rows marked ×{len(result['seeds'])} ({cf}; "
-             f"mean ± std), the first seed for the others. Run time of the rows: "
-             f"{result.get('elapsed_s', 0) / 60:.1f} min.", "",
+             f"mean ± std), the first seed for the others. {len(result['rows'])} fits in this file (a stopped run keeps "
+             f"the rows it finished); their run time: {result.get('elapsed_s', 0) / 60:.1f} min.", "",
              "| test | seeds | " + " | ".join(c.upper() for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
     for label, _, values in summary(result):
         n = len(values[COLUMNS[0]])
