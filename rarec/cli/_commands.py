@@ -110,10 +110,12 @@ def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone
     if quiet:
         params["verbose"] = 0
     if resume and params.get("checkpoint_dir") is None:
-        raise click.UsageError("--resume needs --checkpoint-dir: the folder the interrupted fit wrote its checkpoints to.")
+        raise click.UsageError("--resume needs --checkpoint-dir: the folder the interrupted fit wrote its "
+                               "checkpoints to.")
     if params.get("checkpoint_dir") is not None and params.get("random_state") is None:
         params["random_state"] = 0  # a resumed fit must draw the same random numbers as the interrupted one
-        click.echo("checkpointing without --seed: using seed 0, so that a resumed fit continues the same run", err=True)
+        click.echo("checkpointing without --seed: using seed 0, so that a resumed fit continues the same run",
+                   err=True)
     data = _load(interactions, fmt, items)
     log = data.interactions
     click.echo(f"{interactions}: {log.n_users:,} users, {log.n_items:,} items, {len(log):,} interactions, "
