@@ -15,15 +15,20 @@ Parts, each a script of its own (see its docstring), run in this order:
 - ``limits``: compute_limits.py (matmul peak, achieved FLOP/s, profile, the
   cost of a LoRA-style or full fine-tune step).
 
-With the default parts the run took the time recorded in docs/benchmarks.md
-("Running every benchmark") on the 2-core CPU: within an hour. Not in the
+Each part's minutes go to results/run_all.json and the docs section "Running
+every benchmark". The default parts are sized for about an hour on the 2-core
+CPU (estimated from the parts timed separately: 13 RA-Rec fits of about 3
+minutes each on a quiet machine, 9 minutes of CF training, a few minutes of
+efficiency and limits); a whole run has not been timed yet. Not in the
 default run, because they do not fit that hour on this CPU:
 
 - ``fractions``: the quality-vs-sample_fraction curve (efficient_tuning.py
   ``--parts fractions``; about 70 minutes here). Without it, the curve and
   its plot are rendered from the saved results;
 - ``cf``: cf_quality.py with every CF model's own seed and settings (about
-  11 minutes; the quality part already reports the backbones inside RA-Rec).
+  11 minutes; the quality part already reports the backbones inside RA-Rec);
+- ``diagnostics``: vector_diagnostics.py (one more fit, about 5 minutes);
+- ``scale``: ranking_scale.py (100,000 users x 1,000,000 items, about 16 minutes).
 
 Every part's docs section is rendered from its saved JSON at the end, so a
 part not run keeps its last figures. GPU rows come from the same scripts run
@@ -53,6 +58,8 @@ def commands(data: Path) -> dict[str, list[str]]:
         "limits": ["compute_limits.py", "--data", str(data)],
         "fractions": ["efficient_tuning.py", "--data", str(data), "--parts", "fractions"],
         "cf": ["cf_quality.py", "--data", str(data)],
+        "diagnostics": ["vector_diagnostics.py", "--data", str(data)],
+        "scale": ["ranking_scale.py"],
     }
 
 
@@ -60,6 +67,8 @@ RENDERS = [
     ["alignment_quality.py", "--render"],
     ["compute_limits.py", "--render"],
     ["efficient_tuning.py", "--render"],
+    ["vector_diagnostics.py", "--render"],
+    ["ranking_scale.py", "--render"],
 ]
 
 
