@@ -7,8 +7,7 @@ temporary folder, renamed into place, and only then named in ``latest.json``
 (itself replaced atomically); the previous one is deleted last. A crash at
 any moment therefore leaves ``latest.json`` naming a complete checkpoint.
 
-What a checkpoint holds is chosen by the estimator: the fitted CF backbone
-(so a resumed fit does not train it again), the alignment module, the
+What a checkpoint holds is chosen by the estimator: the alignment module, the
 optimizer's state, the epoch and step, the running loss, the validation log
 and best weights so far, the batches of the current epoch, and the NumPy and
 torch random states; plus a fingerprint of the parameters and data, checked
@@ -29,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ._errors import ModelFormatError
+from ._persistence import _json_default
 
 LATEST = "latest.json"
 STATE_FILE = "state.json"
@@ -43,16 +43,21 @@ def write_checkpoint(directory: str | os.PathLike, name: str, state: dict[str, A
     directory.mkdir(parents=True, exist_ok=True)
     previous = latest_name(directory)
     tmp = directory / f".{name}.partial-{os.getpid()}"
+    pointer = directory / f".{LATEST}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / TENSORS_FILE))
-    _write_json(tmp / STATE_FILE, {"format_version": FORMAT_VERSION, **state})
-    final = directory / name
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _write_json(directory / f".{LATEST}.partial-{os.getpid()}", {"checkpoint": name})
-    os.replace(directory / f".{LATEST}.partial-{os.getpid()}", directory / LATEST)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / TENSORS_FILE))
+        _write_json(tmp / STATE_FILE, {"format_version": FORMAT_VERSION, **state})
+        final = directory / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _write_json(pointer, {"checkpoint": name})
+        os.replace(pointer, directory / LATEST)
+    finally:  # a failed write leaves no temporary files behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        pointer.unlink(missing_ok=True)
     if previous is not None and previous != name:
         shutil.rmtree(directory / previous, ignore_errors=True)
     return final
@@ -99,22 +104,11 @@ def _write_json(path: Path, value: Any) -> None:
         os.fsync(f.fileno())
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 # ------------------------------------------------------------ state pieces
-def fingerprint(params: dict[str, Any], arrays: list[np.ndarray], llm_identity: dict[str, Any]) -> str:
+def fingerprint(params: dict[str, Any], arrays: list[np.ndarray]) -> str:
     """A digest of what must not change between an interrupted fit and its resumption."""
     digest = hashlib.sha256()
     digest.update(json.dumps(params, sort_keys=True, default=repr).encode())
-    digest.update(json.dumps({k: llm_identity.get(k) for k in ("config_sha256", "weights_sha256")}).encode())
     for array in arrays:
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()[:16]

@@ -23,7 +23,7 @@ from ._checkpoint import (fingerprint, optimizer_state, pack_batches, read_check
                           unpack_batches, write_checkpoint)
 from ._device import resolve_device
 from ._distributed import Group, run_step
-from ._errors import LLMMismatchError
+from ._errors import LLMMismatchError, ModelFormatError
 from ._scoring import FUSION_WEIGHTS, cf_scores, fuse, standardise
 from ._topk import ScoreBlock, row_moments, top_k
 from ._validation import check_float, check_int, check_option
@@ -371,18 +371,15 @@ class RARecommender(BaseEstimator):
             int(np.random.SeedSequence().entropy % 2**31))  # ranks of a distributed fit share rank 0's draw
         rng = np.random.default_rng(seed)
         self.seed_ = seed
-        verbose = bool(self.verbose) and self._group.is_main
+        verbose = self._progress
         self._fingerprint = (None if self.checkpoint_dir is None
-                             else fingerprint(self._fingerprint_params(seed, log), self._data_arrays(log), {}))
+                             else fingerprint(self._fingerprint_params(seed, log), self._data_arrays(log)))
         checkpoint = self._read_checkpoint() if resume else None
 
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             if checkpoint is not None:  # the CF stage finished before the interruption
-                state, tensors = checkpoint
-                cf_tensors = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
-                self.backbone_ = CFBackbone.from_state(state["backbone"], cf_tensors, str(device),
-                                                       source=f"the checkpoint in {self.checkpoint_dir}")
+                self.backbone_ = self._read_backbone_checkpoint(device)
             else:
                 training = TrainingConfig(epochs=self.cf_epochs, random_state=seed, device=str(device),
                                           verbose=verbose)
@@ -641,6 +638,8 @@ class RARecommender(BaseEstimator):
                           "using 0 (the LLM score alone).", UserWarning, stacklevel=3)
         if checkpoint is not None:
             run = self._restore_checkpoint(checkpoint, optimizer, rng)
+        elif self.checkpoint_dir is not None and self._group.is_main:
+            self._write_backbone_checkpoint()  # once: it does not change while the alignment module trains
         group = self._group
         wrapped = group.wrap(self.aligner_)  # DistributedDataParallel when several ranks train together
         for epoch in range(run.epoch, self.epochs + 1):
@@ -767,20 +766,32 @@ class RARecommender(BaseEstimator):
                           rng: np.random.Generator) -> None:
         if not self._group.is_main:  # one writer in a distributed fit; every rank holds the same state
             return
-        cf_meta, cf_tensors = self.backbone_.to_state()
         optimizer_meta, optimizer_tensors = optimizer_state(optimizer)
-        tensors = {f"backbone.{k}": v for k, v in cf_tensors.items()}
-        tensors.update({f"aligner.{k}": v for k, v in self.aligner_.state_dict().items()})
+        tensors = {f"aligner.{k}": v for k, v in self.aligner_.state_dict().items()}
         tensors.update(optimizer_tensors)
         if run.best_state is not None:
             tensors.update({f"best.{k}": v for k, v in run.best_state.items()})
         if run.batches is not None:
             tensors.update(pack_batches(run.batches))
         tensors["torch_rng"] = torch.get_rng_state()
-        state = {"fingerprint": self._fingerprint, "backbone": cf_meta, "optimizer": optimizer_meta,
+        state = {"fingerprint": self._fingerprint, "optimizer": optimizer_meta,
                  "numpy_rng": rng.bit_generator.state, "epoch": epoch, **run.scalars()}
         write_checkpoint(self.checkpoint_dir, f"step-{run.global_step:08d}" + ("-epoch" if run.batches is None else ""),
                          state, tensors)
+
+    def _write_backbone_checkpoint(self) -> None:
+        """The fitted CF backbone, under ``checkpoint_dir/backbone``, so that a resumed fit does not train it again."""
+        meta, tensors = self.backbone_.to_state()
+        write_checkpoint(Path(self.checkpoint_dir) / "backbone", "cf", {"fingerprint": self._fingerprint,
+                                                                          "backbone": meta}, tensors)
+
+    def _read_backbone_checkpoint(self, device: torch.device) -> CFBackbone:
+        folder = Path(self.checkpoint_dir) / "backbone"
+        saved = read_checkpoint(folder)
+        if saved is None or saved[0].get("fingerprint") != self._fingerprint:
+            raise ModelFormatError(f"{folder} holds no CF backbone of this fit; delete {self.checkpoint_dir} to start "
+                                   "afresh.")
+        return CFBackbone.from_state(saved[0]["backbone"], saved[1], str(device), source=f"the checkpoint in {folder}")
 
     def _restore_checkpoint(self, checkpoint: tuple[dict, dict], optimizer: torch.optim.Optimizer,
                             rng: np.random.Generator) -> _TrainingState:

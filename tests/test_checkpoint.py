@@ -103,6 +103,7 @@ def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, mon
         write_checkpoint(tmp_path, "step-2", {"epoch": 2}, {"w": torch.zeros(3)})
     state, tensors = read_checkpoint(tmp_path)
     assert state["epoch"] == 1 and tensors["w"].sum() == 3
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left behind
 
 
 def test_a_damaged_checkpoint_is_a_clear_error(tmp_path):
