@@ -80,6 +80,8 @@ ATTEMPTS = [
     ("attempt: prefixes in every layer", "sasrec", {"prefix_layers": "all"}, False),
     ("attempt: 4 ID tokens per vector", "sasrec", {"n_id_tokens": 4}, False),
     ("attempt: trainable output projection (output_head=True)", "sasrec", {"output_head": True}, False),
+    ("attempt: residual training on the CF score (cf_residual=1, fused)", "sasrec",
+     {"cf_residual": 1.0, "score_fusion": "auto"}, False),
 ]
 
 
@@ -254,7 +256,7 @@ def summary(result: dict) -> list[tuple[str, str, dict[str, list[float]]]]:
     for label, rows in grouped(result["rows"]).items():
         out.append((label, "rarec", {c: [r["test"][c] for r in rows] for c in COLUMNS}))
     for label, rows in grouped(result["rows"]).items():
-        if label.startswith("RA-Rec on"):
+        if label.startswith("RA-Rec on") or rows[0]["params"].get("cf_residual"):  # residual: meant to be fused
             out.append((f"{label} + its backbone's score (fused)", "fused",
                         {c: [r["fusion"]["test"][c] for r in rows] for c in COLUMNS}))
     return out

@@ -28,7 +28,10 @@ default run, because they do not fit that hour on this CPU:
 - ``cf``: cf_quality.py with every CF model's own seed and settings (about
   11 minutes; the quality part already reports the backbones inside RA-Rec);
 - ``diagnostics``: vector_diagnostics.py (one more fit, about 5 minutes);
-- ``scale``: ranking_scale.py (100,000 users x 1,000,000 items, about 16 minutes).
+- ``scale``: ranking_scale.py (100,000 users x 1,000,000 items, about 16 minutes);
+- ``ann``: ann_recall.py (the approximate index against exact top-k on
+  1,000,000 synthetic vectors, with faiss for comparison when installed;
+  about 10 minutes).
 
 Every part's docs section is rendered from its saved JSON at the end, so a
 part not run keeps its last figures. GPU rows come from the same scripts run
@@ -39,6 +42,7 @@ cuda``, ``device_speed.py``); their JSON files are rendered here too.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -60,6 +64,7 @@ def commands(data: Path) -> dict[str, list[str]]:
         "cf": ["cf_quality.py", "--data", str(data)],
         "diagnostics": ["vector_diagnostics.py", "--data", str(data)],
         "scale": ["ranking_scale.py"],
+        "ann": ["ann_recall.py"] + (["--faiss"] if importlib.util.find_spec("faiss") else []),
     }
 
 
@@ -69,6 +74,7 @@ RENDERS = [
     ["efficient_tuning.py", "--render"],
     ["vector_diagnostics.py", "--render"],
     ["ranking_scale.py", "--render"],
+    ["ann_recall.py", "--render"],
 ]
 
 

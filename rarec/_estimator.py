@@ -25,6 +25,7 @@ from ._device import resolve_device
 from ._distributed import Group, run_step
 from ._errors import LLMMismatchError, ModelFormatError
 from ._scoring import FUSION_WEIGHTS, cf_scores, fuse, standardise
+from ._ann import IVFIndex
 from ._topk import ScoreBlock, row_moments, top_k
 from ._validation import check_float, check_int, check_option
 from .align import PrefixConfig, PrefixProjector, alignment_loss
@@ -113,6 +114,14 @@ class RARecommender(BaseEstimator):
         "auto" picks w from ``(0, 0.25, 0.5, 1, 2, 4)`` on the validation
         items (fitted as ``score_fusion_``). Not part of the paper; see
         docs/method.md.
+    cf_residual : float >= 0, default 0.0
+        Weight of the CF backbone's standardised score added to the training
+        logits: ``logit = h_u · h_i / sqrt(d) + cf_residual · z(cf(u, i))``.
+        The CF score is then a fixed offset, so the LLM learns what the
+        backbone misses instead of relearning it. 0 is the paper's
+        training. Needs ``score_fusion`` (a weight or "auto"): the LLM score
+        of such a model complements the CF score and is not meant to rank
+        alone. Not part of the paper; see docs/method.md.
     user_template, item_template : str
         Prompts with ``{history}`` and ``{item}`` placeholders.
     n_history_titles : int, default 5
@@ -149,6 +158,20 @@ class RARecommender(BaseEstimator):
         in chunks and the partial top-k lists merged (same result). The
         process's memory grows by about 6x this budget while ranking (the
         block and its temporaries; measured in docs/benchmarks.md).
+    retrieval : {"exact", "ivf"}, default "exact"
+        How ``recommend`` and ``predict`` find each user's top-k. "exact"
+        scores the whole catalogue. "ivf" (for very large catalogues) searches
+        an approximate inverted-file index (k-means lists, inner product),
+        built from ``item_vectors_`` on first use and not saved. It may miss
+        an item, never reorders the ones it finds, and needs
+        ``score_fusion_ == 0``. ``evaluate`` and ``score`` always rank
+        exactly. Recall and speed-up: docs/scaling.md.
+        Can be changed after fitting with ``set_params``.
+    ivf_lists : int or None, default None
+        Number of k-means lists of the "ivf" index; None: 4·sqrt(n_items).
+    ivf_probe : int, default 64
+        Lists searched per user by the "ivf" index: higher is slower and
+        closer to exact.
     device : str, default "auto"
         CUDA, then MPS, then CPU.
     llm_dtype : {"auto", "float32", "bfloat16", "float16"}, default "auto"
@@ -230,6 +253,7 @@ class RARecommender(BaseEstimator):
         temperature: float = 0.1,
         n_random_negatives: int = 0,
         score_fusion: float | str = 0.0,
+        cf_residual: float = 0.0,
         user_template: str = DEFAULT_USER_TEMPLATE,
         item_template: str = DEFAULT_ITEM_TEMPLATE,
         n_history_titles: int = 5,
@@ -246,6 +270,9 @@ class RARecommender(BaseEstimator):
         patience: int = 2,
         k: int = 10,
         ranking_memory_mb: float = 1024,
+        retrieval: str = "exact",
+        ivf_lists: int | None = None,
+        ivf_probe: int = 64,
         device: str = "auto",
         llm_dtype: str = "auto",
         checkpoint_dir: str | os.PathLike | None = None,
@@ -270,6 +297,7 @@ class RARecommender(BaseEstimator):
         self.temperature = temperature
         self.n_random_negatives = n_random_negatives
         self.score_fusion = score_fusion
+        self.cf_residual = cf_residual
         self.user_template = user_template
         self.item_template = item_template
         self.n_history_titles = n_history_titles
@@ -286,6 +314,9 @@ class RARecommender(BaseEstimator):
         self.patience = patience
         self.k = k
         self.ranking_memory_mb = ranking_memory_mb
+        self.retrieval = retrieval
+        self.ivf_lists = ivf_lists
+        self.ivf_probe = ivf_probe
         self.device = device
         self.llm_dtype = llm_dtype
         self.checkpoint_dir = checkpoint_dir
@@ -317,10 +348,15 @@ class RARecommender(BaseEstimator):
             check_option(self.score_fusion, "score_fusion", name, ("auto",))
         else:
             check_float(self.score_fusion, "score_fusion", name, 0.0)
+        check_float(self.cf_residual, "cf_residual", name, 0.0)
+        if self.cf_residual and self.score_fusion == 0:
+            raise ValueError(f"{name}: cf_residual={self.cf_residual} trains the LLM score to complement the CF score, "
+                             "so it needs score_fusion (a weight > 0, or 'auto') to rank with both.")
         if self.prefix_layers != "all":
             check_int(self.prefix_layers, "prefix_layers", name, 1)
         check_float(self.lower_cache_mb, "lower_cache_mb", name, 0.0)
         check_float(self.ranking_memory_mb, "ranking_memory_mb", name, 0.0, low_open=True)
+        self._check_retrieval_params()
         check_float(self.align_weight, "align_weight", name, 0.0)
         check_float(self.temperature, "temperature", name, 0.0, low_open=True)
         check_float(self.lr, "lr", name, 0.0, low_open=True)
@@ -527,18 +563,22 @@ class RARecommender(BaseEstimator):
     def __getstate__(self) -> dict:
         # Pickles and deep copies never carry the frozen LLM: it is reloaded (and checked) on first use.
         state = dict(super().__getstate__())
-        for key in ("_llm", "_prompts", "_item_tokens_cache"):
+        for key in ("_llm", "_prompts", "_item_tokens_cache", "_ivf"):
             if key in state:
                 state[key] = None
         return state
 
     def __deepcopy__(self, memo: dict) -> RARecommender:
         # The LLM is frozen, so copies share it (and an LLM object given as a parameter) instead of duplicating it.
+        # Pickles (__getstate__) carry neither the LLM nor the retrieval index.
         for shared in (self.llm, self.__dict__.get("_llm")):
             if shared is not None and not isinstance(shared, str | os.PathLike):
                 memo[id(shared)] = shared
                 for part in (shared if isinstance(shared, tuple | list) else (shared.model, shared.tokenizer)):
                     memo[id(part)] = part
+        ivf = self.__dict__.get("_ivf")  # read-only once built (add_items builds a new one): shared too
+        if ivf is not None:
+            memo[id(ivf)] = ivf
         new = type(self).__new__(type(self))
         memo[id(self)] = new
         new.__dict__.update(copy.deepcopy(self.__dict__, memo))
@@ -631,6 +671,7 @@ class RARecommender(BaseEstimator):
         setup_seconds = time.perf_counter() - setup_start  # text keys/values and lower-layer states, once per fit
         optimizer = torch.optim.AdamW(self.aligner_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         scale = self.llm_.spec.hidden_size ** -0.5  # a fixed temperature for final-norm dot products (not tuned)
+        cf_moments = self._cf_moments(user_cf) if self.cf_residual else None
         run = _TrainingState()
         self.score_fusion_ = 0.0 if self.score_fusion == "auto" else float(self.score_fusion)
         if valid is None and self.score_fusion == "auto":
@@ -674,6 +715,10 @@ class RARecommender(BaseEstimator):
                                          [self._item_tokens[i] for i in part], _pick(self._item_states, part))
                     h_i = group.gather_rows(h_i.float(), len(items))  # every item of the global batch
                     scores = (h_u.float() @ h_i.T) * scale  # (local B, M)
+                    if cf_moments is not None:  # the CF score as a fixed offset (cf_residual)
+                        cf = cf_scores(user_cf[users], self._item_cf[items, 0])
+                        scores = scores + self.cf_residual * standardise(cf, (cf_moments[0][users],
+                                                                              cf_moments[1][users])).to(device)
                     loss = self._ranking_loss(scores, torch.as_tensor(positive[mine], device=device), targets, items)
                     if align:  # cheap: every rank computes it for the whole global batch
                         loss = loss + self.align_weight * (
@@ -739,7 +784,8 @@ class RARecommender(BaseEstimator):
     # ------------------------------------------------------------ checkpoints
     def _fingerprint_params(self, seed: int, log: InteractionLog) -> dict:
         """What a resumed fit must share with the interrupted one (besides the data arrays)."""
-        ignored = ("verbose", "device", "checkpoint_dir", "checkpoint_every", "llm")
+        ignored = ("verbose", "device", "checkpoint_dir", "checkpoint_every", "llm", "retrieval", "ivf_lists",
+                   "ivf_probe")
         params = {k: v for k, v in self.get_params(deep=False).items() if k not in ignored}
         llm = self.llm if self.llm is None or isinstance(self.llm, str | os.PathLike) else type(self.llm).__name__
         return {**params, "llm": str(llm), "seed": seed, "users": log.users.to_list(), "items": log.items.to_list()}
@@ -855,6 +901,12 @@ class RARecommender(BaseEstimator):
                     text_kv = torch.empty(len(tokens), kv.shape[1] - start, *kv.shape[2:])
                 text_kv[torch.as_tensor(rows)] = kv[:, start:].cpu()
         return states, text_kv, budget - need if cache else budget
+
+    def _cf_moments(self, user_cf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and spread of each training sample's CF scores over the catalogue (standardises them)."""
+        item_cf = self._item_cf[:, 0]
+        return row_moments(lambda rows, items: cf_scores(user_cf[rows], item_cf[items]), len(user_cf), self.n_items_,
+                           self.ranking_memory_mb)
 
     def _validation_ndcg(self, train: InteractionLog, valid: InteractionLog) -> dict[float, float]:
         """Validation NDCG@10 for each fusion weight to try (one weight unless ``score_fusion="auto"``)."""
@@ -1036,12 +1088,37 @@ class RARecommender(BaseEstimator):
     def _top_k_ids(self, vectors: torch.Tensor, cf_vectors: torch.Tensor | None, seen: list[np.ndarray] | None,
                    k: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw ids and scores (n, k) of the best items; ``None`` / ``-inf`` where fewer than k are left."""
-        block = self._score_block(vectors, cf_vectors)
-        values, indices = top_k(block, len(vectors), self.n_items_, k, seen, self.ranking_memory_mb)
+        self._check_retrieval_params()
+        if self.retrieval == "ivf":
+            if self.score_fusion_:
+                raise ValueError(f"retrieval='ivf' ranks by the LLM score alone, but this model fuses in the CF score "
+                                 f"(score_fusion_={self.score_fusion_}); use retrieval='exact'.")
+            values, indices = self._ivf_index().search(vectors, k, self.ivf_probe, seen, self.ranking_memory_mb)
+        else:
+            block = self._score_block(vectors, cf_vectors)
+            values, indices = top_k(block, len(vectors), self.n_items_, k, seen, self.ranking_memory_mb)
         values = values.numpy()
-        ids = self.items_.decode(indices.numpy().reshape(-1)).reshape(indices.shape).astype(object)
+        ids = self.items_.decode(indices.clamp_min(0).numpy().reshape(-1)).reshape(indices.shape).astype(object)
         ids[np.isinf(values)] = None
         return ids, values
+
+    def _check_retrieval_params(self) -> None:
+        """Checked by fit and again by every ranking call: they may change after fitting (``set_params``)."""
+        name = type(self).__name__
+        check_option(self.retrieval, "retrieval", name, ("exact", "ivf"))
+        if self.ivf_lists is not None:
+            check_int(self.ivf_lists, "ivf_lists", name, 1)
+        check_int(self.ivf_probe, "ivf_probe", name, 1)
+
+    def _ivf_index(self) -> IVFIndex:
+        """The approximate index over ``item_vectors_``, built on first use (again after ``add_items``)."""
+        ivf = self.__dict__.get("_ivf")
+        stale = ivf is None or ivf.n_items != self.n_items_ or (
+            self.ivf_lists is not None and min(self.ivf_lists, self.n_items_) != ivf.n_lists)
+        if stale:
+            logger.info("building the IVF index over %d item vectors", self.n_items_)
+            ivf = self._ivf = IVFIndex(self.item_vectors_, self.ivf_lists, seed=getattr(self, "seed_", 0) or 0)
+        return ivf
 
     @property
     def item_popularity_(self) -> torch.Tensor:
@@ -1096,7 +1173,7 @@ class RARecommender(BaseEstimator):
                             f"{exc}") from None
         first, self.items_, self.n_items_ = self.n_items_, items, len(items)
         self._texts = list(self._texts) + list(new.values())
-        self._prompts, self._item_tokens_cache = None, None
+        self._prompts, self._item_tokens_cache, self._ivf = None, None, None
         self._item_cf = _with_cold_items(self._item_cf[:, 0], self.n_items_)[:, None, :]
         added = self._encode_items(np.arange(first, self.n_items_))
         self.item_vectors_ = torch.cat([self.item_vectors_, added])

@@ -240,6 +240,47 @@ def test_score_fusion_rejects_bad_values(data, bad):
         small(tiny_llm(text), score_fusion=bad).fit(X, item_text=text)
 
 
+def test_cf_residual_adds_the_standardised_cf_score_to_the_training_logits(data, monkeypatch):
+    import rarec._estimator as module
+
+    X, _, text = data
+    llm = tiny_llm(text)
+    seen = []
+    original = module.RARecommender._ranking_loss
+
+    def spy(self, scores, positive, targets, items):
+        seen.append(scores.detach().clone())
+        return original(self, scores, positive, targets, items)
+
+    standardised = []
+    original_standardise = module.standardise
+
+    def spy_standardise(scores, moments=None):
+        out = original_standardise(scores, moments)
+        standardised.append(out)
+        return out
+
+    monkeypatch.setattr(module.RARecommender, "_ranking_loss", spy)
+    plain = small(llm, score_fusion=1.0).fit(X, item_text=text)
+    first_plain = seen[0]
+    seen.clear()
+    monkeypatch.setattr(module, "standardise", spy_standardise)
+    residual = small(llm, score_fusion=1.0, cf_residual=3.0).fit(X, item_text=text)
+    # the first step sees the same aligner (same seed, no update yet): the logits differ by exactly 3 z(cf),
+    # the standardised CF scores of the batch's users and items
+    z = standardised[0]
+    assert z.shape == first_plain.shape and z.abs().max() > 0.1
+    torch.testing.assert_close(seen[0] - first_plain, 3.0 * z, rtol=1e-4, atol=1e-4)
+    assert residual.training_log_[0]["loss"] != plain.training_log_[0]["loss"]
+
+
+@pytest.mark.parametrize("params", [dict(cf_residual=1.0), dict(cf_residual=-1.0, score_fusion=1.0)])
+def test_cf_residual_needs_score_fusion_and_a_non_negative_weight(data, params):
+    X, _, text = data
+    with pytest.raises(ValueError, match="cf_residual"):
+        small(tiny_llm(text), **params).fit(X, item_text=text)
+
+
 def test_output_head_starts_as_the_identity_trains_and_survives_save_and_load(data, tmp_path):
     X, _, text = data
     llm = tiny_llm(text)

@@ -166,8 +166,12 @@ def _read_user_file(path: Path) -> list[str]:
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1), help="Items per user.")
 @click.option("--include-seen", is_flag=True, help="Also recommend items the user already interacted with.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="CSV file (default: stdout).")
+@click.option("--retrieval", type=click.Choice(["exact", "ivf"]),
+              help="exact: score every item; ivf: an approximate index for huge catalogues "
+                   "[default: the model's, exact].")
+@click.option("--ivf-probe", type=click.IntRange(1), help="Lists the ivf index searches per user [default: 64].")
 def recommend(model_dir: Path, user_ids: tuple[str, ...], users_file: Path | None, k: int, include_seen: bool,
-              output: Path | None) -> None:
+              output: Path | None, retrieval: str | None, ivf_probe: int | None) -> None:
     """Write top-k recommendations of a saved model as CSV: user_id,rank,item_id,score.
 
     Without --user or --users, every user the model was fitted on is listed.
@@ -177,12 +181,15 @@ def recommend(model_dir: Path, user_ids: tuple[str, ...], users_file: Path | Non
     Examples:
       rarec recommend model/ --user 42 --user 7 -k 5
       rarec recommend model/ --users users.txt -k 20 --output recs.csv
+      rarec recommend model/ --retrieval ivf --ivf-probe 32 -o recs.csv
     """
     from .. import RARecommender
 
     if user_ids and users_file:
         raise click.UsageError("give --user or --users, not both.")
     rec = RARecommender.load(model_dir)
+    serving = {"retrieval": retrieval, "ivf_probe": ivf_probe}
+    rec.set_params(**{name: value for name, value in serving.items() if value is not None})
     raw = list(user_ids) if user_ids else _read_user_file(users_file) if users_file else None
     users = rec.users_.ids.tolist() if raw is None else _parse_ids(raw, rec.users_.dtype_name)
     k = min(k, rec.n_items_)
