@@ -80,7 +80,7 @@ ATTEMPTS = [
     ("attempt: prefixes in every layer", "sasrec", {"prefix_layers": "all"}, False),
     ("attempt: 4 ID tokens per vector", "sasrec", {"n_id_tokens": 4}, False),
     ("attempt: trainable output projection (output_head=True)", "sasrec", {"output_head": True}, False),
-    ("attempt: residual training on the CF score (cf_residual=1, fused)", "sasrec",
+    ("attempt: residual training on the CF score (cf_residual=1)", "sasrec",
      {"cf_residual": 1.0, "score_fusion": "auto"}, False),
 ]
 
@@ -127,7 +127,7 @@ def metrics_of(scores, held_out, seen) -> dict[str, float]:
 
 
 def dense(scorer, n_users: int) -> torch.Tensor:
-    return torch.cat([torch.as_tensor(scorer(np.arange(s, min(s + 256, n_users)))).float()
+    return torch.cat([torch.from_numpy(np.array(scorer(np.arange(s, min(s + 256, n_users))), dtype=np.float32))
                       for s in range(0, n_users, 256)])
 
 
