@@ -44,7 +44,7 @@ from cf_quality import SETTINGS, write_section
 
 import rarec._estimator as estimator_module
 from rarec import RARecommender
-from rarec._scoring import fuse
+from rarec._scoring import FUSION_WEIGHTS, fuse
 from rarec.cf import PopularityRecommender, TrainingConfig, make_backbone
 from rarec.data import read_recbole
 from rarec.metrics import full_ranking_metrics
@@ -53,7 +53,7 @@ from rarec.model_selection import leave_last_out
 HERE = Path(__file__).resolve().parent
 KS, METRICS = (10, 20, 100), ("hr", "ndcg", "mrr")
 COLUMNS = ["hr@10", "ndcg@10", "hr@20", "ndcg@20", "hr@100", "ndcg@100", "mrr@10"]
-FUSION_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+FUSION_GRID = FUSION_WEIGHTS  # the grid of score_fusion="auto"
 
 #: Alignment budget per preset: the CPU one finishes the whole run_all within an hour on 2 cores.
 PRESETS = {

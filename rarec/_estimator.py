@@ -111,8 +111,8 @@ class RARecommender(BaseEstimator):
         Weight w of the CF backbone's own score in the ranking score:
         ``z(h_u · h_i) + w · z(cf(u, i))``, each standardised per user over
         the catalogue. 0 is the paper's RA-Rec (the LLM score alone);
-        "auto" picks w from ``(0, 0.25, 0.5, 1, 2, 4)`` on the validation
-        items (fitted as ``score_fusion_``). Not part of the paper; see
+        "auto" picks w from ``(0, 0.25, 0.5, 1, 2, 4, 8, 16)`` on the
+        validation items (fitted as ``score_fusion_``). Not part of the paper; see
         docs/method.md.
     cf_residual : float >= 0, default 0.0
         Weight of the CF backbone's standardised score added to the training

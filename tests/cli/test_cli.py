@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from rarec import __version__
 from rarec.cli import main
+from rarec._scoring import FUSION_WEIGHTS
 
 from rarec.testing import tiny_llm
 
@@ -89,7 +90,7 @@ def test_fit_saves_a_loadable_model(workspace):
     assert rec.backbone_params["dim"] == 16 and rec.epochs == 1 and rec.random_state == 0
     assert rec.prefix_layers == 1 and rec.aligner_.user_prefix.spec.n_layers == 1
     assert rec.llm_dtype == "float32" and rec.llm_.dtype == torch.float32
-    assert rec.score_fusion == "auto" and rec.score_fusion_ in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+    assert rec.score_fusion == "auto" and rec.score_fusion_ in FUSION_WEIGHTS
     assert rec.prompts_.titles[0] != "an item without a description"  # the titles were used
 
 
