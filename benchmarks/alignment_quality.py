@@ -82,6 +82,8 @@ ATTEMPTS = [
     ("attempt: trainable output projection (output_head=True)", "sasrec", {"output_head": True}, False),
     ("attempt: residual training on the CF score (cf_residual=1)", "sasrec",
      {"cf_residual": 1.0, "score_fusion": "auto"}, False),
+    ("attempt: residual training on the CF score (cf_residual=4)", "sasrec",
+     {"cf_residual": 4.0, "score_fusion": "auto"}, False),
 ]
 
 
