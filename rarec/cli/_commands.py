@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -112,14 +113,17 @@ def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone
     if resume and params.get("checkpoint_dir") is None:
         raise click.UsageError("--resume needs --checkpoint-dir: the folder the interrupted fit wrote its "
                                "checkpoints to.")
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, only rank 0 reports
     if params.get("checkpoint_dir") is not None and params.get("random_state") is None:
         params["random_state"] = 0  # a resumed fit must draw the same random numbers as the interrupted one
-        click.echo("checkpointing without --seed: using seed 0, so that a resumed fit continues the same run",
-                   err=True)
+        if main_rank:
+            click.echo("checkpointing without --seed: using seed 0, so that a resumed fit continues the same run",
+                       err=True)
     data = _load(interactions, fmt, items)
     log = data.interactions
-    click.echo(f"{interactions}: {log.n_users:,} users, {log.n_items:,} items, {len(log):,} interactions, "
-               f"{0 if data.item_text is None else len(data.item_text):,} item texts", err=True)
+    if main_rank:
+        click.echo(f"{interactions}: {log.n_users:,} users, {log.n_items:,} items, {len(log):,} interactions, "
+                   f"{0 if data.item_text is None else len(data.item_text):,} item texts", err=True)
     try:
         rec = RARecommender(**params).fit(log, item_text=data.item_text, resume=resume)
     except KeyboardInterrupt:

@@ -83,6 +83,20 @@ def workspace(tmp_path_factory):
     return root
 
 
+@pytest.mark.parametrize("rank", [None, "1"])
+def test_fit_reports_the_data_on_rank_zero_only(workspace, tmp_path, monkeypatch, rank):
+    if rank is not None:  # as torchrun sets it for the second process (a one-process group here)
+        monkeypatch.setenv("RANK", rank)
+    else:
+        monkeypatch.delenv("RANK", raising=False)
+    result = CliRunner().invoke(main, [
+        "fit", str(workspace / "train.csv"), "--items", str(workspace / "items.csv"), "-o", str(tmp_path / "m"),
+        "--llm", str(workspace / "llm"), "--epochs", "1", "--cf-epochs", "1", "--samples", "8", "--seed", "0",
+        "--device", "cpu", "--config", str(workspace / "params.json"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert ("40 users, 30 items" in result.stderr) == (rank is None)
+
+
 def test_fit_saves_a_loadable_model(workspace):
     from rarec import RARecommender
 
