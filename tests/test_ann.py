@@ -56,7 +56,7 @@ def test_few_probes_find_most_neighbours_and_recall_grows_with_probes():
         return np.mean([len(set(f.tolist()) & set(e.tolist())) / 20 for f, e in zip(found, exact)])
 
     one, four, sixteen = recall(1), recall(4), recall(16)
-    assert 0.2 < one < four < sixteen and sixteen > 0.95  # measured: 0.29, 0.73, 0.99
+    assert 0.2 < one < four < sixteen and sixteen > 0.95  # measured: 0.39, 0.76, 0.98
     assert recall(index.n_lists) == 1.0
 
 
@@ -137,12 +137,13 @@ def test_cli_recommend_with_the_index(fitted, tmp_path):
     assert [r[2] for r in rows] == [r[2] for r in csv.reader(io.StringIO(exact.stdout))]
 
 
-def test_kmeans_finds_planted_centres_and_reseeds_empty_clusters():
+def test_spherical_kmeans_finds_planted_directions_and_reseeds_empty_clusters():
     gen = torch.Generator().manual_seed(0)
     centres = torch.eye(4) * 10
     x = centres.repeat_interleave(50, 0) + 0.1 * torch.randn(200, 4, generator=gen)
     found = kmeans(x, 4, 10, torch.Generator().manual_seed(1))
-    nearest = torch.cdist(centres, found).min(1).values
-    assert (nearest < 0.5).all()  # every planted centre has a centroid next to it (a failed split would miss one)
+    torch.testing.assert_close(found.norm(dim=1), torch.ones(4))  # spherical: unit centroids
+    closest = (torch.nn.functional.normalize(centres, dim=1) @ found.T).max(1).values
+    assert (closest > 0.99).all()  # every planted direction has a centroid on it (a failed split would miss one)
     duplicated = torch.cat([x[:1].repeat(10, 1), x[1:3]])  # 3 distinct points, 5 clusters: some stay empty
     assert torch.isfinite(kmeans(duplicated, 5, 3, torch.Generator().manual_seed(0))).all()
