@@ -161,12 +161,12 @@ class RARecommender(BaseEstimator):
     retrieval : {"exact", "ivf"}, default "exact"
         How ``recommend`` and ``predict`` find each user's top-k. "exact"
         scores the whole catalogue. "ivf" (for very large catalogues) searches
-        an approximate inverted-file index (k-means lists, inner product),
-        built from ``item_vectors_`` on first use and not saved. It may miss
-        an item, never reorders the ones it finds, and needs
-        ``score_fusion_ == 0``. ``evaluate`` and ``score`` always rank
-        exactly. Recall and speed-up: docs/scaling.md.
-        Can be changed after fitting with ``set_params``.
+        an approximate inverted-file index (spherical k-means lists, inner
+        product), built from ``item_vectors_`` on first use (again after a
+        refit, ``load`` or ``add_items``) and not saved. It may miss an item,
+        never reorders the ones it finds, and needs ``score_fusion_ == 0``.
+        ``evaluate`` and ``score`` always rank exactly. Recall and speed-up:
+        docs/scaling.md. Can be changed after fitting with ``set_params``.
     ivf_lists : int or None, default None
         Number of k-means lists of the "ivf" index; None: 4·sqrt(n_items).
     ivf_probe : int, default 64
@@ -468,6 +468,7 @@ class RARecommender(BaseEstimator):
         self._llm = llm
         self._prompts = None
         self._item_tokens_cache = None
+        self._ivf = None  # the retrieval index of an earlier fit's vectors, if any
         self._item_states = None  # lower-layer states of the item prompts, kept while fitting
         self._item_cf = _with_cold_items(self.backbone_.item_embeddings(), len(texts))[:, None, :]  # (n_items, 1, d)
 
@@ -1112,10 +1113,8 @@ class RARecommender(BaseEstimator):
 
     def _ivf_index(self) -> IVFIndex:
         """The approximate index over ``item_vectors_``, built on first use (again after ``add_items``)."""
-        ivf = self.__dict__.get("_ivf")
-        stale = ivf is None or ivf.n_items != self.n_items_ or (
-            self.ivf_lists is not None and min(self.ivf_lists, self.n_items_) != ivf.n_lists)
-        if stale:
+        ivf = self.__dict__.get("_ivf")  # reset by fit, load and add_items
+        if ivf is None or (self.ivf_lists is not None and min(self.ivf_lists, self.n_items_) != ivf.n_lists):
             logger.info("building the IVF index over %d item vectors", self.n_items_)
             ivf = self._ivf = IVFIndex(self.item_vectors_, self.ivf_lists, seed=getattr(self, "seed_", 0) or 0)
         return ivf

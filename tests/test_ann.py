@@ -147,3 +147,14 @@ def test_spherical_kmeans_finds_planted_directions_and_reseeds_empty_clusters():
     assert (closest > 0.99).all()  # every planted direction has a centroid on it (a failed split would miss one)
     duplicated = torch.cat([x[:1].repeat(10, 1), x[1:3]])  # 3 distinct points, 5 clusters: some stay empty
     assert torch.isfinite(kmeans(duplicated, 5, 3, torch.Generator().manual_seed(0))).all()
+
+
+def test_a_refit_does_not_keep_the_previous_fits_index(fitted):
+    rec, X, text = fitted
+    rec = copy.deepcopy(rec).set_params(retrieval="ivf", ivf_lists=4, ivf_probe=4)  # every list: exact
+    users = np.unique(X[:, 0])
+    rec.recommend(users, k=5)  # builds the index over this fit's vectors
+    rec.set_params(random_state=1).fit(X, item_text=text)  # same catalogue, other vectors
+    ids, scores = rec.recommend(users, k=5)
+    exact_ids, exact_scores = copy.deepcopy(rec).set_params(retrieval="exact").recommend(users, k=5)
+    np.testing.assert_allclose(scores, exact_scores, rtol=1e-5, atol=1e-5)
