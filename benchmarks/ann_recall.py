@@ -75,6 +75,21 @@ def _recall(found: np.ndarray, exact: np.ndarray, k: int) -> float:
     return float(np.mean([np.intersect1d(f[f >= 0], e).size / k for f, e in zip(found, exact)]))
 
 
+def probe_rows(search, probes: list[int], exact: np.ndarray, k: int, exact_seconds: float, label: str) -> list[dict]:
+    """Recall, wall time and speed-up of ``search(n_probe) -> found ids (n_users, k)`` for each probe count."""
+    rows = []
+    for n_probe in probes:
+        start = time.perf_counter()
+        found = search(n_probe)
+        seconds = time.perf_counter() - start
+        recall = _recall(found, exact, k)
+        rows.append({"ivf_probe": n_probe, "recall": recall, "seconds": seconds,
+                     "users_per_s": len(exact) / seconds, "speed_up": exact_seconds / seconds})
+        print(f"{label}: probe {n_probe}: recall@{k} {recall:.4f}, {seconds:.2f} s "
+              f"({exact_seconds / seconds:.1f}x exact)", file=sys.stderr)
+    return rows
+
+
 def faiss_rows(items: torch.Tensor, users: torch.Tensor, exact: np.ndarray, exclude: list, k: int, n_lists: int,
                probes: list[int], exact_seconds: float) -> dict:
     """The same search with faiss' IndexIVFFlat (inner product), for comparison; exclusions by over-fetching."""
@@ -88,16 +103,14 @@ def faiss_rows(items: torch.Tensor, users: torch.Tensor, exact: np.ndarray, excl
     index.train(x)
     index.add(x)
     build = time.perf_counter() - start
-    rows = []
     fetch = k + max(len(e) for e in exclude)
-    for n_probe in probes:
+
+    def search(n_probe):
         index.nprobe = n_probe
-        start = time.perf_counter()
         _, ids = index.search(users.numpy(), fetch)
-        found = np.stack([row[~np.isin(row, seen)][:k] for row, seen in zip(ids, exclude)])
-        seconds = time.perf_counter() - start
-        rows.append({"ivf_probe": n_probe, "recall": _recall(found, exact, k), "seconds": seconds,
-                     "users_per_s": len(users) / seconds, "speed_up": exact_seconds / seconds})
+        return np.stack([row[~np.isin(row, seen)][:k] for row, seen in zip(ids, exclude)])
+
+    rows = probe_rows(search, probes, exact, k, exact_seconds, "faiss")
     return {"version": faiss.__version__, "build_seconds": build, "probes": rows}
 
 
@@ -132,16 +145,8 @@ def compare(items: torch.Tensor, users: torch.Tensor, exclude: list, k: int, pro
     start = time.perf_counter()
     index = IVFIndex(items, n_lists, seed=seed)
     build_seconds = time.perf_counter() - start
-    rows = []
-    for n_probe in probes:
-        start = time.perf_counter()
-        _, found = index.search(users, k, n_probe, exclude)
-        seconds = time.perf_counter() - start
-        recall = _recall(found.numpy(), exact.numpy(), k)
-        rows.append({"ivf_probe": n_probe, "recall": recall, "seconds": seconds,
-                     "users_per_s": n_users / seconds, "speed_up": exact_seconds / seconds})
-        print(f"{layout}: probe {n_probe}: recall@{k} {recall:.4f}, {seconds:.2f} s "
-              f"({exact_seconds / seconds:.1f}x exact)", file=sys.stderr)
+    rows = probe_rows(lambda n_probe: index.search(users, k, n_probe, exclude)[1].numpy(), probes, exact.numpy(), k,
+                      exact_seconds, layout)
     result = {"items": n_items, "users": n_users, "dim": dim, "k": k, "n_lists": index.n_lists,
               "build_seconds": build_seconds, "exact_seconds": exact_seconds,
               "exact_users_per_s": n_users / exact_seconds, "probes": rows}
@@ -155,7 +160,8 @@ def to_markdown(result: dict) -> str:
     lines = ["## Approximate retrieval: recall@100 and speed-up on 1,000,000 item vectors", "",
              "Reproduce: `python benchmarks/ann_recall.py` (then `--render`). What `recommend` runs once the user "
              "vectors are known: exact top-k (`retrieval=\"exact\"`, the default, `ranking_memory_mb=1024`) and the "
-             "IVF index (`retrieval=\"ivf\"`: rarec's own, in torch; spherical k-means lists, inner product), both excluding "
+             "IVF index (`retrieval=\"ivf\"`: rarec's own, in torch; spherical k-means lists, inner product), "
+             "both excluding "
              f"{result['runs'][0]['seen_per_user']} seen items per user. Synthetic fp32 vectors of width "
              f"{result['runs'][0]['dim']}; {result['machine']}. Recall@100 is the share of the exact top 100 that "
              "the index returns; the index never reorders what it finds (same inner products). The estimator's default "
