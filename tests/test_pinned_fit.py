@@ -20,7 +20,7 @@ from rarec import RARecommender
 from rarec.data import make_interactions
 from rarec.testing import tiny_llm
 
-REFERENCE = Path(__file__).parent / "data" / "pinned_fit.safetensors"
+REFERENCE = Path(__file__).parent / "fixtures" / "pinned_fit.safetensors"
 SASREC = dict(dim=32, n_layers=1, n_heads=2, inner_dim=64, dropout=0.1, max_len=20)
 #: Two settings: the defaults (every layer of the 2-layer LLM prefixed), and the cached-lower-layers path
 #: with score fusion chosen on validation.
