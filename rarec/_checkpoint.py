@@ -7,10 +7,9 @@ temporary folder, renamed into place, and only then named in ``latest.json``
 (itself replaced atomically); the previous one is deleted last. A crash at
 any moment therefore leaves ``latest.json`` naming a complete checkpoint.
 
-What a checkpoint holds is chosen by the estimator: the alignment module, the
-optimizer's state, the epoch and step, the running loss, the validation log
-and best weights so far, the batches of the current epoch, and the NumPy and
-torch random states; plus a fingerprint of the parameters and data, checked
+What a checkpoint holds is chosen by its writer (:mod:`rarec._fit_checkpoint`):
+the alignment trainer's state, the fitted CF backbone, or the item vectors
+encoded so far; each with a fingerprint of the parameters and data, checked
 before resuming.
 """
 
@@ -28,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ._errors import ModelFormatError
-from ._persistence import _json_default
+from ._json import json_default
 
 LATEST = "latest.json"
 STATE_FILE = "state.json"
@@ -99,7 +98,7 @@ def latest_name(directory: Path) -> str | None:
 
 def _write_json(path: Path, value: Any) -> None:
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=1, default=_json_default)
+        json.dump(value, f, indent=1, default=json_default)
         f.flush()
         os.fsync(f.fileno())
 
@@ -112,39 +111,3 @@ def fingerprint(params: dict[str, Any], arrays: list[np.ndarray]) -> str:
     for array in arrays:
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()[:16]
-
-
-def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """An optimizer's state as JSON-safe metadata and tensors (for :func:`write_checkpoint`)."""
-    full = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for index, values in full["state"].items():
-        for key, value in values.items():
-            if torch.is_tensor(value):
-                tensors[f"optimizer.{index}.{key}"] = value
-            else:
-                scalars[f"{index}.{key}"] = value
-    return {"param_groups": full["param_groups"], "scalars": scalars}, tensors
-
-
-def restore_optimizer(optimizer: torch.optim.Optimizer, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    for key, value in meta["scalars"].items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
-def pack_batches(batches: list[np.ndarray]) -> dict[str, torch.Tensor]:
-    flat = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
-    sizes = np.array([len(b) for b in batches], dtype=np.int64)
-    return {"batches.flat": torch.from_numpy(flat.astype(np.int64)), "batches.sizes": torch.from_numpy(sizes)}
-
-
-def unpack_batches(tensors: dict[str, torch.Tensor]) -> list[np.ndarray]:
-    flat, sizes = tensors["batches.flat"].numpy(), tensors["batches.sizes"].numpy()
-    return np.split(flat, np.cumsum(sizes)[:-1]) if len(sizes) else []

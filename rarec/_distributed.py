@@ -17,6 +17,9 @@ work of the alignment stage:
 - the final catalogue encoding is split across ranks and gathered in item order;
 - only rank 0 writes checkpoints (and ``rarec fit`` saves on rank 0 only).
 
+:func:`is_main_process` tells a caller (the CLI) whether this process
+reports and saves.
+
 Without those environment variables (or with ``WORLD_SIZE=1``) nothing here
 does anything: a single process runs as before.
 """
@@ -88,6 +91,14 @@ class Group:
         stacked = torch.stack(parts, 1)  # (width, size, ...): row j of rank r is element j * size + r
         return stacked.reshape(width * self.size, *local.shape[1:])[:n_total]
 
+    def sharded(self, encode: Callable[[np.ndarray], torch.Tensor], n: int) -> torch.Tensor:
+        """``encode(positions)`` for positions ``0..n-1``: split over the ranks and gathered in order (no
+        gradients), or all in this process when not distributed."""
+        if not self.active:
+            return encode(np.arange(n))
+        with torch.no_grad():
+            return self.gather_rows(encode(self.shard(np.arange(n))), n)
+
     def same_value(self, value: int) -> int:
         """Rank 0's ``value`` on every rank."""
         if not self.active:
@@ -137,3 +148,8 @@ class _Step(nn.Module):
 def run_step(wrapped: nn.Module, step: Callable[[nn.Module], torch.Tensor], module: nn.Module) -> torch.Tensor:
     """The loss of ``step`` on ``module``, through ``wrapped`` (DDP) when distributed."""
     return wrapped(step) if isinstance(wrapped, nn.parallel.DistributedDataParallel) else step(module)
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of a launched distributed job, or not part of one."""
+    return int(os.environ.get("RANK", "0")) == 0

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,19 +31,21 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ._errors import ModelFormatError
+from ._json import json_default
 from ._version import __version__
-from .align import PrefixConfig, PrefixProjector
-from .align._two_tower import TwoTowerAligner
+from ._params import llm_source, prompt_settings, validate_params
+from .align import Towers
 from .cf import CFBackbone
-from .data import IdIndex, ItemText
-from .llm import LLMSpec
+from .data import IdIndex
 
 if TYPE_CHECKING:
     from ._estimator import RARecommender
 
 FORMAT = "rarec-recommender"
 #: Bumped whenever a file's layout changes; a reader refuses folders from a newer format.
-FORMAT_VERSION = 1
+#: 2: ``llm_spec`` describes the whole LLM and each tower's config holds its prefix ``depth``
+#: (format 1 wrote the prefix depth into ``llm_spec.n_layers``); both are read.
+FORMAT_VERSION = 2
 CONFIG_FILE, WEIGHTS_FILE, TEXT_FILE = "config.json", "model.safetensors", "item_text.json"
 
 
@@ -85,8 +86,17 @@ def _encode_params(params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> 
     return out
 
 
+#: Parameters of older rarec versions that were removed, with the value that means "off".
+REMOVED_PARAMS = {"output_head": False, "cf_residual": 0.0}
+
+
 def _decode_params(params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
     out = dict(params)
+    for name, off in REMOVED_PARAMS.items():  # a model that used one cannot be served by this rarec
+        if out.pop(name, off) != off:
+            raise ModelFormatError(f"this model was fitted with {name}={params[name]!r}, an option since removed "
+                                   "from rarec (it did not rank better); load it with the rarec version that "
+                                   "wrote it (config.json names it under 'versions').")
     if out.get("backbone_params"):
         out["backbone_params"] = {
             key: tensors[value["tensor"]].numpy() if isinstance(value, dict) and "tensor" in value else value
@@ -107,14 +117,13 @@ def save_recommender(rec: RARecommender, path: str | os.PathLike) -> Path:
     params = _encode_params(rec.get_params(deep=False), tensors)
     cf_meta, cf_tensors = rec.backbone_.to_state()
     tensors.update({f"backbone.{k}": v for k, v in cf_tensors.items()})
-    tensors.update({f"aligner.{k}": v.detach().cpu().contiguous() for k, v in rec.aligner_.state_dict().items()})
+    towers_config, towers_tensors, texts = rec.towers_.to_state()
+    tensors.update(towers_tensors)
     tensors["item_vectors"] = rec.item_vectors_.contiguous()
     tensors["user_vectors"] = rec.user_vectors_.contiguous()
-    tensors["cf_user_vectors"] = rec._cf_user_vectors.contiguous()
     seen = rec.seen_.tocsr()
     tensors["seen.indptr"] = torch.from_numpy(seen.indptr.astype(np.int64))
     tensors["seen.indices"] = torch.from_numpy(seen.indices.astype(np.int64))
-    texts = [None if t is None else {"title": t.title, "categories": list(t.categories)} for t in rec._texts]
 
     tmp = path.parent / f".{path.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -127,9 +136,7 @@ def save_recommender(rec: RARecommender, path: str | os.PathLike) -> Path:
             "format_version": FORMAT_VERSION,
             "versions": _versions(),
             "params": params,
-            "llm": rec._llm_identity,
-            "llm_spec": asdict(rec.aligner_.user_prefix.spec),
-            "aligner": {"user": asdict(rec.aligner_.user_prefix.config), "item": asdict(rec.aligner_.item_prefix.config)},
+            **towers_config,  # "llm" (identity), "llm_spec", "aligner"
             "backbone": cf_meta,
             "users": {"type": rec.users_.dtype_name, "ids": rec.users_.to_list()},
             "items": {"type": rec.items_.dtype_name, "ids": rec.items_.to_list()},
@@ -140,10 +147,11 @@ def save_recommender(rec: RARecommender, path: str | os.PathLike) -> Path:
                 "n_llm_parameters": rec.n_llm_parameters_,
                 "fit_seconds": rec.fit_seconds_,
                 "score_fusion": rec.score_fusion_,
+                "seed": rec.seed_,
             },
             "sha256": {WEIGHTS_FILE: _sha256(tmp / WEIGHTS_FILE), TEXT_FILE: _sha256(tmp / TEXT_FILE)},
         }
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=_json_default),
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=json_default),
                                        encoding="utf-8")
         old = path.parent / f".{path.name}.old-{os.getpid()}"
         if path.exists():
@@ -153,14 +161,6 @@ def save_recommender(rec: RARecommender, path: str | os.PathLike) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 # ----------------------------------------------------------------------- load
@@ -216,14 +216,10 @@ def load_recommender(cls: type[RARecommender], path: str | os.PathLike, llm: Any
         if device is not None:
             params["device"] = device
         rec = cls(**params)
-        rec._validate_params()
+        validate_params(rec)
         users = IdIndex(_typed_ids(config["users"]), kind="user")
         items = IdIndex(_typed_ids(config["items"]), kind="item")
-        spec = LLMSpec(**config["llm_spec"])
-        aligner = TwoTowerAligner(PrefixProjector(spec, PrefixConfig(**config["aligner"]["user"])),
-                                  PrefixProjector(spec, PrefixConfig(**config["aligner"]["item"])))
         fitted = config["fitted"]
-        identity = dict(config["llm"])
     except ModelFormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -241,9 +237,13 @@ def load_recommender(cls: type[RARecommender], path: str | os.PathLike, llm: Any
     except ValueError as exc:
         raise ModelFormatError(str(exc)) from None
     try:
-        aligner.load_state_dict({k.removeprefix("aligner."): v for k, v in tensors.items() if k.startswith("aligner.")})
-    except (RuntimeError, ValueError) as exc:
-        raise ModelFormatError(f"{path / WEIGHTS_FILE}: the alignment weights do not fit {CONFIG_FILE} ({exc}).") from None
+        towers = Towers.from_state(config, tensors, texts, backbone, prompt_settings(rec), llm_source(rec, target))
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFormatError(f"{path / CONFIG_FILE} is incomplete or holds invalid values "
+                               f"({type(exc).__name__}: {exc}).") from None
+    spec = towers.aligner.user_prefix.spec
     n_users, n_items = len(users), len(items)
     item_vectors, user_vectors = tensors["item_vectors"], tensors["user_vectors"]
     if item_vectors.shape != (n_items, spec.hidden_size) or user_vectors.shape != (n_users, spec.hidden_size):
@@ -263,21 +263,22 @@ def load_recommender(cls: type[RARecommender], path: str | os.PathLike, llm: Any
     if len(indptr) != n_users + 1 or (len(indices) and (indices.min() < 0 or indices.max() >= n_items)):
         raise ModelFormatError(f"{path / WEIGHTS_FILE}: the seen-items table does not fit the id maps.")
 
-    rec.backbone_ = backbone
-    rec.aligner_ = aligner.to(target).eval()
+    seen = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(n_users, n_items))
+    if cf_user_vectors is not None:
+        towers.set_user_table(cf_user_vectors, seen.getnnz(axis=1) > 0)
+    rec.backbone_, rec.towers_ = backbone, towers
     rec.users_, rec.items_ = users, items
     rec.n_users_, rec.n_items_ = n_users, n_items
     rec.item_vectors_, rec.user_vectors_ = item_vectors, user_vectors
-    rec.seen_ = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(n_users, n_items))
+    rec.seen_ = seen
     rec.training_log_ = fitted.get("training_log", [])
     rec.selection_report_ = fitted.get("selection_report", {})
-    rec.n_trainable_parameters_ = int(fitted.get("n_trainable_parameters", aligner.n_parameters))
+    rec.n_trainable_parameters_ = int(fitted.get("n_trainable_parameters", towers.aligner.n_parameters))
     rec.n_llm_parameters_ = int(fitted.get("n_llm_parameters", 0))
     rec.fit_seconds_ = float(fitted.get("fit_seconds", 0.0))
     rec.score_fusion_ = float(fitted.get("score_fusion", 0.0))
-    rec._cf_user_vectors = cf_user_vectors
-    rec._attach(texts=[None if t is None else ItemText(t["title"], tuple(t.get("categories", ()))) for t in texts],
-                llm_identity=identity, device=target)
+    rec.seed_ = fitted.get("seed")
+    rec._ivf = None
     return rec
 
 

@@ -132,7 +132,7 @@ def test_timestamps_out_of_order_or_negative_only_order_events():
 def test_very_long_and_non_utf8_item_text_is_cut_to_the_token_budget(world):
     X, text, make, _ = world
     rec = make(max_prompt_tokens=24).fit(X, item_text={**titles(text, "word " * 5000), next(iter(text)): b"caf\xe9"})
-    assert max(len(t) for t in rec._item_tokens) <= 24
+    assert max(len(t) for t in rec.towers_.item_tokens) <= 24
     assert "caf\ufffd" in rec.prompts_.titles[rec.items_.encode([next(iter(text))])[0]]
 
 

@@ -27,16 +27,18 @@ def fitted(llm, **kw):
 
 def interrupt_at_step(monkeypatch, step):
     """Make the ranking loss raise KeyboardInterrupt at training step ``step`` (1-based, over all epochs)."""
-    original = RARecommender._ranking_loss
+    import rarec.align._trainer as trainer
+
+    original = trainer.ranking_loss
     calls = {"n": 0}
 
-    def loss(self, *args):
+    def loss(*args):
         calls["n"] += 1
         if calls["n"] == step:
             raise KeyboardInterrupt
-        return original(self, *args)
+        return original(*args)
 
-    monkeypatch.setattr(RARecommender, "_ranking_loss", loss)
+    monkeypatch.setattr(trainer, "ranking_loss", loss)
     return monkeypatch
 
 
@@ -117,22 +119,22 @@ def test_a_damaged_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_item_encoding_resumes_where_it_stopped(data, tmp_path, monkeypatch):
-    import rarec._estimator as module
+    from rarec.align import Towers
 
     X, text, llm = data
-    monkeypatch.setattr(module, "ENCODE_BATCH", 8)  # 48 items, 16 per checkpoint: three parts
+    monkeypatch.setattr(Towers, "encode_batch", 8)  # 48 items, 16 per checkpoint: three parts
     straight = fitted(llm, epochs=1).fit(X, item_text=text)
-    original, state = RARecommender._encode_items, {"parts": 0}
+    original, state = Towers.encode_items, {"parts": 0}
 
-    def encode_items(self, items):
-        if len(items) < self.n_items_:  # a part of the final encoding (validation encodes every item at once)
+    def encode_items(self, items, progress=False):
+        if len(items) < self.n_items:  # a part of the final encoding (validation encodes every item at once)
             state["parts"] += 1
             if state["parts"] == 2:
                 raise KeyboardInterrupt
-        return original(self, items)
+        return original(self, items, progress)
 
     with monkeypatch.context() as patch:
-        patch.setattr(RARecommender, "_encode_items", encode_items)
+        patch.setattr(Towers, "encode_items", encode_items)
         with pytest.raises(KeyboardInterrupt):
             fitted(llm, epochs=1, checkpoint_dir=tmp_path, checkpoint_every=2).fit(X, item_text=text)
     saved, tensors = read_checkpoint(tmp_path / "item_vectors")
@@ -140,12 +142,12 @@ def test_item_encoding_resumes_where_it_stopped(data, tmp_path, monkeypatch):
 
     counted = {"items": 0}
 
-    def counting(self, items):
-        counted["items"] += len(items) if len(items) < self.n_items_ else 0
-        return original(self, items)
+    def counting(self, items, progress=False):
+        counted["items"] += len(items) if len(items) < self.n_items else 0
+        return original(self, items, progress)
 
     with monkeypatch.context() as patch:
-        patch.setattr(RARecommender, "_encode_items", counting)
+        patch.setattr(Towers, "encode_items", counting)
         resumed = fitted(llm, epochs=1, checkpoint_dir=tmp_path, checkpoint_every=2).fit(X, item_text=text,
                                                                                            resume=True)
     assert counted["items"] == resumed.n_items_ - 16  # only the rest was encoded again

@@ -1,5 +1,7 @@
 """Cold start: users with a new history, users without one, items with text but no interactions."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -43,9 +45,7 @@ def test_histories_must_be_a_sequence_of_sequences(fitted):
 @pytest.fixture()
 def with_new_items(fitted):
     X, text, rec = fitted
-    clone = RARecommender.__new__(RARecommender)
-    clone.__dict__.update({k: (v.clone() if torch.is_tensor(v) else v) for k, v in rec.__dict__.items()})
-    return X, rec, clone
+    return X, rec, copy.deepcopy(rec)  # the copy shares the frozen LLM
 
 
 def test_new_items_with_text_join_the_catalogue_with_the_mean_cf_embedding(with_new_items):
@@ -56,8 +56,8 @@ def test_new_items_with_text_join_the_catalogue_with_the_mean_cf_embedding(with_
     rec.add_items({1001: ("A brand new film", ["Drama"]), 1002: "Another new film"})
     assert rec.n_items_ == n + 2 and rec.item_vectors_.shape[0] == n + 2
     torch.testing.assert_close(rec.item_vectors_[:n], before.item_vectors_)  # nothing else moves
-    mean = before._item_cf[:, 0].mean(0)
-    torch.testing.assert_close(rec._item_cf[n:, 0], torch.stack([mean, mean]))
+    mean = before.towers_.item_cf[:, 0].mean(0)
+    torch.testing.assert_close(rec.towers_.item_cf[n:, 0], torch.stack([mean, mean]))
     assert not torch.allclose(rec.item_vectors_[n], rec.item_vectors_[n + 1])  # their texts differ
     ids, scores = rec.recommend(users, k=n + 2)
     for row in range(len(users)):

@@ -130,22 +130,26 @@ def test_bad_input(data):
 
 def test_nan_loss_stops_with_a_named_error(data, monkeypatch):
     X, _, text = data
-    monkeypatch.setattr(RARecommender, "_ranking_loss", lambda self, *a: torch.tensor(float("nan")))
+    import rarec.align._trainer as trainer
+
+    monkeypatch.setattr(trainer, "ranking_loss", lambda *a: torch.tensor(float("nan")))
     with pytest.raises(FloatingPointError, match="alignment loss became nan at epoch 1, step 1"):
         small(tiny_llm(text)).fit(X, item_text=text)
 
 
 def test_non_finite_gradient_stops_with_the_parameter_and_step(data, monkeypatch):
     X, _, text = data
-    build = RARecommender._build_aligner
+    from rarec.align import Towers
 
-    def poisoned(self):
-        aligner = build(self)
-        weight = aligner.item_prefix.context  # one named tensor gets a NaN gradient
+    build = Towers.build
+
+    def poisoned(cls, *args, **kwargs):
+        towers = build(*args, **kwargs)
+        weight = towers.aligner.item_prefix.context  # one named tensor gets a NaN gradient
         weight.register_hook(lambda grad: grad * float("nan"))
-        return aligner
+        return towers
 
-    monkeypatch.setattr(RARecommender, "_build_aligner", poisoned)
+    monkeypatch.setattr(Towers, "build", classmethod(poisoned))
     with pytest.raises(FloatingPointError, match=r"gradient of item_prefix.context became non-finite at epoch 1, "
                                                  r"step 1"):
         small(tiny_llm(text)).fit(X, item_text=text)
@@ -181,9 +185,9 @@ def test_length_bucketed_encoding_equals_one_at_a_time(data):
     X, _, text = data
     rec = small(tiny_llm(text)).fit(X, item_text=text)
     items = np.array([5, 0, 17, 3, 9])
-    together = rec._encode_items(items)
+    together = rec.towers_.encode_items(items)
     for row, item in enumerate(items):
-        torch.testing.assert_close(together[row], rec._encode_items(np.array([item]))[0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(together[row], rec.towers_.encode_items(np.array([item]))[0], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(together, rec.item_vectors_[items], rtol=1e-4, atol=1e-5)
 
 
@@ -240,67 +244,3 @@ def test_score_fusion_rejects_bad_values(data, bad):
         small(tiny_llm(text), score_fusion=bad).fit(X, item_text=text)
 
 
-def test_cf_residual_adds_the_standardised_cf_score_to_the_training_logits(data, monkeypatch):
-    import rarec._estimator as module
-
-    X, _, text = data
-    llm = tiny_llm(text)
-    seen = []
-    original = module.RARecommender._ranking_loss
-
-    def spy(self, scores, positive, targets, items):
-        seen.append(scores.detach().clone())
-        return original(self, scores, positive, targets, items)
-
-    standardised = []
-    original_standardise = module.standardise
-
-    def spy_standardise(scores, moments=None):
-        out = original_standardise(scores, moments)
-        standardised.append(out)
-        return out
-
-    monkeypatch.setattr(module.RARecommender, "_ranking_loss", spy)
-    plain = small(llm, score_fusion=1.0).fit(X, item_text=text)
-    first_plain = seen[0]
-    seen.clear()
-    monkeypatch.setattr(module, "standardise", spy_standardise)
-    residual = small(llm, score_fusion=1.0, cf_residual=3.0).fit(X, item_text=text)
-    # the first step sees the same aligner (same seed, no update yet): the logits differ by exactly 3 z(cf),
-    # the standardised CF scores of the batch's users and items
-    z = standardised[0]
-    assert z.shape == first_plain.shape and z.abs().max() > 0.1
-    torch.testing.assert_close(seen[0] - first_plain, 3.0 * z, rtol=1e-4, atol=1e-4)
-    assert residual.training_log_[0]["loss"] != plain.training_log_[0]["loss"]
-
-
-@pytest.mark.parametrize("params", [dict(cf_residual=1.0), dict(cf_residual=-1.0, score_fusion=1.0)])
-def test_cf_residual_needs_score_fusion_and_a_non_negative_weight(data, params):
-    X, _, text = data
-    with pytest.raises(ValueError, match="cf_residual"):
-        small(tiny_llm(text), **params).fit(X, item_text=text)
-
-
-def test_output_head_starts_as_the_identity_trains_and_survives_save_and_load(data, tmp_path):
-    X, _, text = data
-    llm = tiny_llm(text)
-    rec = small(llm, output_head=True, epochs=2).fit(X, item_text=text)
-    for tower in (rec.aligner_.user_prefix, rec.aligner_.item_prefix):
-        assert tower.head.weight.requires_grad
-        assert not torch.allclose(tower.head.weight, torch.eye(tower.head.weight.shape[0]))  # it trained
-    plain = small(llm, epochs=2).fit(X, item_text=text)
-    extra = sum(p.numel() for t in (rec.aligner_.user_prefix, rec.aligner_.item_prefix) for p in t.head.parameters())
-    assert rec.n_trainable_parameters_ == plain.n_trainable_parameters_ + extra
-    # an untrained head is the identity: the same vectors as without one
-    with torch.no_grad():
-        for tower in (rec.aligner_.user_prefix, rec.aligner_.item_prefix):
-            tower.head.weight.copy_(torch.eye(tower.head.weight.shape[0]))
-            tower.head.bias.zero_()
-        vectors = rec.aligner_.encode(rec.llm_, "item", rec._item_cf[:5], rec._item_tokens[:5])
-        rec.aligner_.item_prefix.config.output_head = False
-        same = rec.aligner_.encode(rec.llm_, "item", rec._item_cf[:5], rec._item_tokens[:5])
-        rec.aligner_.item_prefix.config.output_head = True
-    torch.testing.assert_close(vectors, same.float())
-    users = np.unique(X[:, 0])[:5]
-    loaded = RARecommender.load(rec.save(tmp_path / "m"), llm=llm)
-    np.testing.assert_array_equal(loaded.predict(users), rec.predict(users))

@@ -82,15 +82,15 @@ def test_the_folder_is_json_and_safetensors(saved, fitted):
 def test_predict_for_known_users_needs_no_llm(saved, fitted):
     back = RARecommender.load(saved)  # no llm given, and the default is never loaded for known users
     assert np.array_equal(back.predict(fitted.users_.ids[:3]), fitted.predict(fitted.users_.ids[:3]))
-    assert back._llm is None
+    assert back.towers_._llm is None
 
 
 def test_new_histories_load_the_llm_lazily_with_the_same_result(saved, fitted, llm, data):
     back = RARecommender.load(saved, llm=llm)
     history = [list(fitted.items_.ids[:4])]
-    assert back._llm is None
+    assert back.towers_._llm is None
     ids, scores = back.recommend(histories=history, k=5)
-    assert back._llm is not None
+    assert back.towers_._llm is not None
     expected_ids, expected_scores = fitted.recommend(histories=history, k=5)
     assert np.array_equal(ids, expected_ids) and np.allclose(scores, expected_scores)
 
@@ -187,7 +187,7 @@ def test_deepcopy_pickle_and_joblib_keep_predictions_and_drop_the_llm(fitted, tm
     copied = copy.deepcopy(fitted)
     assert copied.llm_ is fitted.llm_  # the frozen LLM is shared, not duplicated
     assert np.array_equal(copied.predict(users), fitted.predict(users))
-    assert fitted.__getstate__()["_llm"] is None
+    assert fitted.towers_.__getstate__()["_llm"] is None
     unpickled = pickle.loads(pickle.dumps(fitted))
     assert np.array_equal(unpickled.predict(users), fitted.predict(users))
     joblib.dump(fitted, tmp_path / "rec.joblib")
@@ -243,3 +243,24 @@ def test_a_crash_in_the_middle_of_save_keeps_the_previous_model(fitted, tmp_path
     assert RARecommender.load(target).n_items_ == fitted.n_items_  # the old model, whole
     assert not (tmp_path / "new").exists()  # no half-written model where none was
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temporary folders removed
+
+
+def test_a_format_1_model_still_loads_and_ranks_as_it_did(tmp_path):
+    # Written by rarec before format 2 (prefix_layers=2 of a 3-layer LLM, score_fusion=0.5), with the rankings it gave.
+    from pathlib import Path
+
+    from rarec.data import make_interactions
+
+    fixtures = Path(__file__).parent / "fixtures"
+    expected = np.load(fixtures / "format1_expected.npz")
+    _, titles = make_interactions(n_users=30, n_items=30, n_categories=3, random_state=5)
+    rec = RARecommender.load(fixtures / "format1_model", llm=tiny_llm(titles, layers=3))
+    assert rec.aligner_.user_prefix.n_layers == 2
+    ids, scores = rec.recommend(np.arange(5), k=4)
+    np.testing.assert_array_equal(ids.astype(np.int64), expected["ids"])
+    np.testing.assert_allclose(scores, expected["scores"], rtol=1e-5)
+    ids, scores = rec.recommend(histories=[[0, 1, 2]], k=4)  # through the LLM: the prefixes sit in the top 2 layers
+    np.testing.assert_array_equal(ids.astype(np.int64), expected["hist_ids"])
+    np.testing.assert_allclose(scores, expected["hist_scores"], rtol=1e-4)
+    back = RARecommender.load(rec.save(tmp_path / "m"), llm=tiny_llm(titles, layers=3))  # re-saved as format 2
+    np.testing.assert_array_equal(back.predict(np.arange(5)), rec.predict(np.arange(5)))

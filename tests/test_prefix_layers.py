@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rarec import RARecommender
-from rarec._estimator import length_bucketed_batches
+from rarec.align import length_bucketed_batches
 from rarec.data import make_interactions
 from rarec.llm import FrozenLLM
 from rarec.testing import FAMILIES, tiny_llm
@@ -86,19 +86,19 @@ def test_top_layer_prefixes_train_fewer_parameters_and_cache_changes_nothing(dat
     full = _fit(data)
     top = _fit(data, prefix_layers=1)
     uncached = _fit(data, prefix_layers=1, lower_cache_mb=0)
-    assert top.aligner_.user_prefix.spec.n_layers == 1
+    assert top.aligner_.user_prefix.n_layers == 1
     assert top.n_trainable_parameters_ * 3 == full.n_trainable_parameters_
     users = top.users_.ids
     assert np.array_equal(top.predict(users), uncached.predict(users))
     torch.testing.assert_close(top.item_vectors_, uncached.item_vectors_, atol=1e-5, rtol=1e-5)
-    assert top._item_states is None  # the cache is dropped after fit
+    assert top.towers_.item_states is None  # the cache is dropped after fit
     history = [list(top.items_.ids[:3])]
     assert top.recommend(histories=history, k=3)[0].shape == (1, 3)  # new users: lower layers run on the fly
 
 
 def test_prefix_layers_is_checked_and_capped_at_the_llm_depth(data):
     deep = _fit(data, prefix_layers=5)  # more than the LLM's 3 layers: every layer
-    assert deep.aligner_.user_prefix.spec.n_layers == deep.llm_.spec.n_layers == 3
+    assert deep.aligner_.user_prefix.n_layers == deep.llm_.spec.n_layers == 3
     assert deep.aligner_.start(deep.llm_) == 0
     with pytest.raises(ValueError, match="prefix_layers"):
         _fit(data, prefix_layers=0)

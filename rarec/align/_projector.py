@@ -39,10 +39,9 @@ class PrefixConfig:
     init_std : float
         Standard deviation of the initial key weights; value weights start at
         zero, so an untrained prefix adds nothing to any attention output.
-    output_head : bool
-        Also train a linear map (hidden x hidden, starting as the identity)
-        applied to the tower's output vector. Not in the paper (an option
-        tried for issue #7); off by default.
+    depth : int or None
+        Top LLM layers that get a prefix (``None``: every layer). The layers
+        below see the plain prompt (their output can be cached).
     """
 
     id_dim: int
@@ -53,12 +52,14 @@ class PrefixConfig:
     rank: int = 16
     use_id: bool = True
     init_std: float = 0.02
-    output_head: bool = False
+    depth: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("id_dim", "n_interests", "n_id_tokens", "rank"):
             check_int(getattr(self, name), name, "PrefixConfig", 1)
         check_int(self.n_ctx, "n_ctx", "PrefixConfig", 0)
+        if self.depth is not None:
+            check_int(self.depth, "depth", "PrefixConfig", 1)
         if self.reparameterization not in REPARAMETERIZATIONS:
             raise ValueError(
                 f"The 'reparameterization' parameter must be one of {REPARAMETERIZATIONS}. "
@@ -90,42 +91,41 @@ class PrefixProjector(nn.Module):
     spec : LLMSpec
         Layers, KV heads and head size of the frozen LLM.
     config : PrefixConfig
+    generator : torch.Generator, optional
+        Draws the initial weights (the global generator when absent).
     """
 
-    def __init__(self, spec: LLMSpec, config: PrefixConfig) -> None:
+    def __init__(self, spec: LLMSpec, config: PrefixConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.spec, self.config = spec, config
-        n_layers, kv = spec.n_layers, spec.kv_dim
+        self.n_layers = n_layers = spec.n_layers if config.depth is None else min(config.depth, spec.n_layers)
+        kv = spec.kv_dim
         out = config.n_id_tokens * 2 * kv  # one vector -> n_id_tokens x (key, value)
         if config.n_ctx:
             ctx = torch.zeros(n_layers, config.n_ctx, 2, kv)  # (L, C, 2, kv)
-            nn.init.normal_(ctx[:, :, 0], std=config.init_std)  # keys small, values zero
+            ctx[:, :, 0].normal_(0.0, config.init_std, generator=generator)  # keys small, values zero
             self.context = nn.Parameter(ctx)
         if config.use_id:
             maps = 1 if config.reparameterization == "shared" else n_layers
             if config.reparameterization == "low_rank":
                 self.down = nn.Linear(config.id_dim, config.rank)
-                self.weight = nn.Parameter(self._init_weight(maps, config.rank, out))  # (L, r, out)
+                if generator is not None:  # nn.Linear's own initialisation, drawn from the generator
+                    bound = config.id_dim ** -0.5
+                    with torch.no_grad():
+                        self.down.weight.uniform_(-bound, bound, generator=generator)
+                        self.down.bias.uniform_(-bound, bound, generator=generator)
+                self.weight = nn.Parameter(self._init_weight(maps, config.rank, out, generator))  # (L, r, out)
             else:
-                self.weight = nn.Parameter(self._init_weight(maps, config.id_dim, out))  # (L or 1, d, out)
+                self.weight = nn.Parameter(self._init_weight(maps, config.id_dim, out, generator))  # (L or 1, d, out)
             self.bias = nn.Parameter(torch.zeros(maps, out))  # (L or 1, out)
-        if config.output_head:
-            self.head = nn.Linear(spec.hidden_size, spec.hidden_size)
-            with torch.no_grad():  # the identity: an untrained head changes nothing
-                self.head.weight.copy_(torch.eye(spec.hidden_size))
-                self.head.bias.zero_()
 
-    def _init_weight(self, maps: int, fan_in: int, out: int) -> torch.Tensor:
+    def _init_weight(self, maps: int, fan_in: int, out: int, generator: torch.Generator | None) -> torch.Tensor:
         weight = torch.zeros(maps, fan_in, self.config.n_id_tokens, 2, self.spec.kv_dim)
-        nn.init.normal_(weight[:, :, :, 0], std=self.config.init_std)  # key part; the value part stays 0
+        weight[:, :, :, 0].normal_(0.0, self.config.init_std, generator=generator)  # key part; the value part stays 0
         return weight.reshape(maps, fan_in, out)
 
-    def output(self, vectors: torch.Tensor) -> torch.Tensor:
-        """The tower's vectors (B, hidden) after the optional output head (fp32 when there is one)."""
-        return self.head(vectors.float()) if self.config.output_head else vectors
-
     def id_prefix(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """ID tokens of every layer: (B, L, K*n_id, 2, kv_dim) from embeddings (B, K, d)."""
+        """ID tokens of every prefixed layer: (B, L, K*n_id, 2, kv_dim) from embeddings (B, K, d)."""
         cfg, spec = self.config, self.spec
         if embeddings.ndim != 3 or embeddings.shape[1:] != (cfg.n_interests, cfg.id_dim):
             raise ValueError(
@@ -133,9 +133,9 @@ class PrefixProjector(nn.Module):
             )
         x = self.down(embeddings) if cfg.reparameterization == "low_rank" else embeddings  # (B, K, d')
         out = torch.einsum("bkd,ldo->blko", x, self.weight) + self.bias[None, :, None, :]  # (B, L|1, K, out)
-        out = out.expand(-1, spec.n_layers, -1, -1) if out.shape[1] == 1 else out  # shared map: same for all layers
+        out = out.expand(-1, self.n_layers, -1, -1) if out.shape[1] == 1 else out  # shared map: same for all layers
         batch = embeddings.shape[0]
-        return out.reshape(batch, spec.n_layers, cfg.n_interests * cfg.n_id_tokens, 2, spec.kv_dim)
+        return out.reshape(batch, self.n_layers, cfg.n_interests * cfg.n_id_tokens, 2, spec.kv_dim)
 
     def forward(self, embeddings: torch.Tensor | None, batch_size: int | None = None) -> KV:
         """Per-layer (keys, values), each (B, H_kv, P, D).
@@ -155,7 +155,7 @@ class PrefixProjector(nn.Module):
                 raise ValueError("this prefix uses ID embeddings; got None.")
             parts.append(self.id_prefix(embeddings))  # (B, L, K*n_id, 2, kv)
         prefix = torch.cat(parts, dim=2)  # (B, L, P, 2, kv)
-        prefix = prefix.view(batch, spec.n_layers, cfg.length, 2, spec.n_kv_heads, spec.head_dim)  # (B, L, P, 2, H, D)
+        prefix = prefix.view(batch, self.n_layers, cfg.length, 2, spec.n_kv_heads, spec.head_dim)  # (B, L, P, 2, H, D)
         prefix = prefix.permute(1, 3, 0, 4, 2, 5)  # (L, 2, B, H, P, D)
         return [(layer[0], layer[1]) for layer in prefix]
 

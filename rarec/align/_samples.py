@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cf._histories import next_item_positions
+from ..cf import next_item_positions
 
 
 @dataclass
@@ -45,9 +45,12 @@ def all_next_item_samples(sequences: list[np.ndarray]) -> AlignmentSamples:
 
 def select_random_samples(samples: AlignmentSamples, max_samples: int | None, rng: np.random.Generator) -> AlignmentSamples:
     """At most ``max_samples`` samples drawn uniformly without replacement (all when ``None``).
-
-    This is the seam where the paper's tailored selection plugs in.
     """
     if max_samples is None or len(samples) <= max_samples:
         return samples
-    return samples.subset(np.sort(rng.choice(len(samples), size=max_samples, replace=False)))
+    return uniform_subset(samples, max_samples, rng)
+
+
+def uniform_subset(samples: AlignmentSamples, size: int, rng: np.random.Generator) -> AlignmentSamples:
+    """``size`` samples drawn uniformly without replacement, kept in their original order."""
+    return samples.subset(np.sort(rng.choice(len(samples), size=size, replace=False)))

@@ -25,7 +25,7 @@ import numpy as np
 
 from .._validation import check_float, check_int, check_option
 from ..data import ItemText
-from ._samples import AlignmentSamples
+from ._samples import AlignmentSamples, uniform_subset
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +119,8 @@ def select_alignment_samples(
     budget = max(1, int(round(fraction * n)))
     report = {"candidates": n, "removed_by_denoise": 0, "removed_by_budget": 0, "selected": 0, "cells": 1}
     if selection == "random":
-        keep = np.sort(rng.choice(n, size=budget, replace=False))
         report.update(removed_by_budget=n - budget, selected=budget)
-        return samples.subset(keep), report
+        return uniform_subset(samples, budget, rng), report
 
     candidates = np.arange(n)
     if item_texts is None or all(t is None for t in item_texts):

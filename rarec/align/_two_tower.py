@@ -41,7 +41,7 @@ class TwoTowerAligner(nn.Module):
         if projector.config.use_id:
             id_embeddings = id_embeddings.to(next(projector.parameters()).device)
         prefix = projector(id_embeddings if projector.config.use_id else None, batch_size=len(tokens))
-        return projector.output(llm.forward(tokens, prefix, start=self.start(llm), lower_states=lower_states))
+        return llm.forward(tokens, prefix, start=self.start(llm), lower_states=lower_states)
 
     def tower(self, name: str) -> PrefixProjector:
         """The prefix projector of ``"user"`` or ``"item"``."""
@@ -49,9 +49,9 @@ class TwoTowerAligner(nn.Module):
 
     def start(self, llm: FrozenLLM) -> int:
         """The first LLM layer that gets a prefix: the prefixes cover the top layers."""
-        start = llm.spec.n_layers - self.user_prefix.spec.n_layers
+        start = llm.spec.n_layers - self.user_prefix.n_layers
         if start < 0:
-            raise ValueError(f"the alignment module has prefixes for {self.user_prefix.spec.n_layers} layers, "
+            raise ValueError(f"the alignment module has prefixes for {self.user_prefix.n_layers} layers, "
                              f"but the LLM has only {llm.spec.n_layers}; load it with the LLM it was trained with.")
         return start
 
@@ -63,7 +63,7 @@ class TwoTowerAligner(nn.Module):
             if name in own and tuple(own[name].shape) != tuple(tensor.shape):
                 raise ValueError(
                     f"alignment tensor {name!r} has shape {tuple(tensor.shape)}, but the loaded LLM "
-                    f"({spec.n_layers} layers, {spec.n_kv_heads} KV heads x {spec.head_dim}, hidden {spec.hidden_size}) "
+                    f"({self.user_prefix.n_layers} prefixed layers, {spec.n_kv_heads} KV heads x {spec.head_dim}, hidden {spec.hidden_size}) "
                     f"and these settings need {tuple(own[name].shape)}: the module was trained with a different "
                     "LLM or prefix configuration. Load it with the LLM it was trained with."
                 )

@@ -7,6 +7,7 @@ saves to safetensors + JSON.
 
 from ._base import CFBackbone
 from ._bpr import BPR, BPRConfig
+from ._histories import next_item_positions
 from ._comirec import ComiRec, ComiRecConfig
 from ._popularity import PopularityRecommender
 from ._precomputed import Precomputed, PrecomputedConfig
@@ -15,6 +16,7 @@ from ._sasrec import SASRec, SASRecConfig
 from ._training import TrainingConfig
 
 __all__ = [
+    "next_item_positions",
     "BACKBONES",
     "BPR",
     "BPRConfig",

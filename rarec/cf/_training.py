@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -12,6 +11,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .._early_stopping import EarlyStopping
 from .._validation import check_float, check_int
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def train_with_early_stopping(
         [p for p in module.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
     )
     history: list[dict[str, float]] = []
-    best_score, best_state, best_epoch, waited = -1.0, None, 0, 0
+    stopping, best_epoch = EarlyStopping(config.patience), 0
     bar = tqdm(range(1, config.epochs + 1), desc=desc, unit="epoch", disable=not config.verbose, leave=False)
     for epoch in bar:
         module.train()
@@ -97,18 +97,15 @@ def train_with_early_stopping(
             with torch.no_grad():
                 score = validate()
             record["valid_ndcg@10"] = score
-            if score > best_score:
-                best_score, best_epoch, waited = score, epoch, 0
-                best_state = copy.deepcopy(module.state_dict())
-            else:
-                waited += 1
+            if stopping.update(score, module):
+                best_epoch = epoch
         history.append(record)
-        bar.set_postfix(loss=f"{record['loss']:.4f}", ndcg10=f"{best_score:.4f}" if best_state is not None else "-")
-        if best_state is not None and waited >= config.patience:
+        bar.set_postfix(loss=f"{record['loss']:.4f}",
+                        ndcg10=f"{stopping.best:.4f}" if stopping.best_state is not None else "-")
+        if stopping.should_stop:
             logger.info("%s: early stop at epoch %d; best validation NDCG@10 %.4f at epoch %d",
-                        desc, epoch, best_score, best_epoch)
+                        desc, epoch, stopping.best, best_epoch)
             break
-    if best_state is not None:
-        module.load_state_dict(best_state)
+    stopping.restore_best(module)
     module.eval()
     return history

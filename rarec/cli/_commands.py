@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from .._distributed import is_main_process
 from ._app import format_table, main
 
 FORMATS = ["auto", "csv", "tsv", "recbole", "movielens", "amazon"]
@@ -113,7 +113,7 @@ def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone
     if resume and params.get("checkpoint_dir") is None:
         raise click.UsageError("--resume needs --checkpoint-dir: the folder the interrupted fit wrote its "
                                "checkpoints to.")
-    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, only rank 0 reports
+    main_rank = is_main_process()  # under torchrun, only rank 0 reports
     if params.get("checkpoint_dir") is not None and params.get("random_state") is None:
         params["random_state"] = 0  # a resumed fit must draw the same random numbers as the interrupted one
         if main_rank:
@@ -132,7 +132,7 @@ def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone
                                          "--resume to continue." if where else
                                          "Nothing was saved; pass --checkpoint-dir to make a fit resumable."), err=True)
         raise SystemExit(130) from None
-    if not rec._group.is_main:  # launched with torchrun: one rank saves and reports
+    if not main_rank:  # launched with torchrun: one rank saves and reports
         return
     rec.save(output)
     best = max((r.get("valid_ndcg@10", -1.0) for r in rec.training_log_), default=-1.0)

@@ -36,6 +36,12 @@ class ItemText:
             return self.title
         return f"{self.title} ({', '.join(self.categories)})"
 
+    @classmethod
+    def coerce(cls, value: Any, item_id: Any = None) -> ItemText | None:
+        """An ItemText from a str, an ItemText, a mapping with ``title`` (and ``categories``) or a
+        ``(title, categories)`` pair; ``None`` for a missing or empty title."""
+        return _to_item_text(value, item_id)
+
 
 def _clean(text: Any) -> str:
     if isinstance(text, bytes):

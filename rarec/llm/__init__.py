@@ -2,9 +2,15 @@
 
 from ._frozen import FrozenLLM, LLMSpec, config_fingerprint
 from ._loading import DEFAULT_HUB_ID, LLMLoadError, cache_dir, convert_gguf, default_gguf_path
+from ._prompts import DEFAULT_ITEM_TEMPLATE, DEFAULT_USER_TEMPLATE, NO_TEXT, PromptBuilder, check_template
 
 __all__ = [
     "DEFAULT_HUB_ID",
+    "DEFAULT_ITEM_TEMPLATE",
+    "DEFAULT_USER_TEMPLATE",
+    "NO_TEXT",
+    "PromptBuilder",
+    "check_template",
     "FrozenLLM",
     "LLMLoadError",
     "LLMSpec",

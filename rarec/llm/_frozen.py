@@ -223,23 +223,6 @@ class FrozenLLM:
             kv = _mean_keys_values(output_cache(out), real.to(self.dtype))
         return lower, kv
 
-    @torch.no_grad()
-    def text_keys_values(self, token_ids: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Mean keys and values of the real tokens, per layer: (B, L, 2, kv_dim), no gradient.
-
-        Each prompt alone at positions ``0 .. T-1`` (right padding: under the
-        causal mask a real token never sees the padding after it).
-        """
-        device = self.device
-        lengths = torch.tensor([len(t) for t in token_ids], device=device)
-        width = int(lengths.max())
-        ids = torch.full((len(token_ids), width), self.pad_id(), dtype=torch.long, device=device)
-        for row, tokens in enumerate(token_ids):
-            ids[row, : len(tokens)] = torch.as_tensor(list(tokens), dtype=torch.long, device=device)
-        real = (torch.arange(width, device=device)[None, :] < lengths[:, None]).to(self.dtype)  # (B, T)
-        out = self.model(input_ids=ids, attention_mask=real.long(), use_cache=True)
-        return _mean_keys_values(output_cache(out), real)
-
 
 def _mean_keys_values(cache: Any, real: torch.Tensor) -> torch.Tensor:
     """Per layer, the mean key and value over the real tokens (``real``: (B, T) of 0/1): (B, L, 2, kv) fp32."""

@@ -102,7 +102,7 @@ def test_fit_saves_a_loadable_model(workspace):
 
     rec = RARecommender.load(workspace / "model")
     assert rec.backbone_params["dim"] == 16 and rec.epochs == 1 and rec.random_state == 0
-    assert rec.prefix_layers == 1 and rec.aligner_.user_prefix.spec.n_layers == 1
+    assert rec.prefix_layers == 1 and rec.aligner_.user_prefix.n_layers == 1
     assert rec.llm_dtype == "float32" and rec.llm_.dtype == torch.float32
     assert rec.score_fusion == "auto" and rec.score_fusion_ in FUSION_WEIGHTS
     assert rec.prompts_.titles[0] != "an item without a description"  # the titles were used
@@ -190,16 +190,18 @@ def test_an_interrupted_fit_says_how_to_resume_and_resume_finishes_it(workspace,
             str(tmp_path / "model"), "--llm", str(workspace / "llm"), "--epochs", "2", "--cf-epochs", "2",
             "--samples", "32", "--seed", "0", "--config", str(workspace / "params.json"),
             "--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoint-every", "2", "-q"]
-    original, calls = RARecommender._ranking_loss, {"n": 0}
+    import rarec.align._trainer as trainer
 
-    def interrupted(self, *a):
+    original, calls = trainer.ranking_loss, {"n": 0}
+
+    def interrupted(*a):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return original(self, *a)
+        return original(*a)
 
     with monkeypatch.context() as patch:
-        patch.setattr(RARecommender, "_ranking_loss", interrupted)
+        patch.setattr(trainer, "ranking_loss", interrupted)
         result = CliRunner().invoke(main, args)
     assert result.exit_code == 130, (calls, result.output)
     assert "--resume" in result.stderr and str(tmp_path / "ckpt") in result.stderr

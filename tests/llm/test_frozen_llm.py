@@ -54,14 +54,6 @@ def test_left_padding_gives_the_same_vector_as_no_padding(llm):
     torch.testing.assert_close(batched[0], alone[0], rtol=1e-4, atol=1e-5)
 
 
-def test_text_keys_values_ignore_padding(llm):
-    a, b = [5, 6, 7], [8, 9, 10, 11, 12]
-    both = llm.text_keys_values([a, b])
-    alone = llm.text_keys_values([a])
-    assert both.shape == (2, llm.spec.n_layers, 2, llm.spec.kv_dim)
-    torch.testing.assert_close(both[:1], alone, rtol=1e-4, atol=1e-5)
-
-
 def test_missing_paths_give_clear_errors(tmp_path):
     with pytest.raises(LLMLoadError, match="no such GGUF file"):
         FrozenLLM.load(str(tmp_path / "model.gguf"))
@@ -85,3 +77,11 @@ def test_loads_a_saved_folder(tmp_path):
     ids = [[4, 5, 6]]
     torch.testing.assert_close(llm.forward(ids), FrozenLLM(model, tokenizer).forward(ids))
     assert np.isfinite(llm.n_parameters)
+
+
+def test_prompt_keys_values_ignore_padding(llm):
+    a, b = [5, 6, 7], [8, 9, 10, 11, 12]
+    both = llm.prompt_states([a, b], 0, 0, states=False, keys_values=True)[1]
+    alone = llm.prompt_states([a], 0, 0, states=False, keys_values=True)[1]
+    assert both.shape == (2, llm.spec.n_layers, 2, llm.spec.kv_dim)
+    torch.testing.assert_close(both[:1], alone, rtol=1e-4, atol=1e-5)

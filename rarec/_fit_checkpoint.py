@@ -1,0 +1,130 @@
+"""Checkpoints of one fit: the fitted CF backbone, the alignment trainer's state, the item vectors so far.
+
+A :class:`FitCheckpointer` owns ``checkpoint_dir`` for one fit. It stamps
+everything it writes with the fit's fingerprint (parameters, seed and data)
+and hands back only what carries the same stamp, so a resumed fit never
+mixes in the state of another. Layout::
+
+    checkpoint_dir/
+        latest.json, step-00000120/     the alignment trainer's latest state
+        backbone/                       the fitted CF backbone (written once)
+        item_vectors/                   the catalogue encoded so far (resumable)
+
+Only the main process of a distributed fit writes.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._checkpoint import fingerprint, read_checkpoint, write_checkpoint
+from ._errors import ModelFormatError
+from .cf import CFBackbone
+from .data import InteractionLog
+
+
+class FitCheckpointer:
+    """Checkpoints of the fit whose fingerprint is ``stamp``, under ``directory``.
+
+    Parameters
+    ----------
+    directory : path
+    stamp : str
+        The fit's fingerprint (:meth:`stamp_of`).
+    every : int
+        Training steps (and, when encoding the catalogue, encoding batches) between checkpoints.
+    writer : bool
+        Whether this process writes (the main rank of a distributed fit).
+    """
+
+    def __init__(self, directory: str | os.PathLike, stamp: str, every: int, writer: bool = True) -> None:
+        self.directory, self.stamp, self.every, self.writer = Path(directory), stamp, every, writer
+        self.resuming = False
+
+    def begin(self, resume: bool) -> bool:
+        """Start the fit: with ``resume``, continue from this fit's latest state when there is one (a warning
+        when there is none; an error when it is another fit's). Returns whether the fit resumes."""
+        if resume:
+            if read_checkpoint(self.directory) is None:
+                warnings.warn(f"resume=True, but {self.directory} holds no checkpoint: fitting from the start.",
+                              UserWarning, stacklevel=4)
+            else:
+                self.resuming = True
+                self.read_training()  # refuses another fit's state before any work is done
+        return self.resuming
+
+    @staticmethod
+    def stamp_of(params: dict[str, Any], seed: int, log: InteractionLog) -> str:
+        """The fingerprint of a fit: what a resumed fit must share with the interrupted one."""
+        llm = params.get("llm")
+        llm = llm if llm is None or isinstance(llm, str | os.PathLike) else type(llm).__name__
+        described = {**params, "llm": str(llm), "seed": seed, "users": log.users.to_list(),
+                     "items": log.items.to_list()}
+        arrays = [log.user_codes, log.item_codes] + ([] if log.timestamps is None else [log.timestamps])
+        return fingerprint(described, arrays)
+
+    # ------------------------------------------------------ training state
+    def read_training(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+        """The latest alignment state of this fit when resuming, else ``None``; another fit's state is refused."""
+        saved = read_checkpoint(self.directory) if self.resuming else None
+        if saved is None:
+            return None
+        if saved[0].get("fingerprint") != self.stamp:
+            raise ValueError(f"the checkpoint in {self.directory} was written by a fit with other parameters, "
+                             "seed or data; resume with the same ones, or use another checkpoint_dir (or delete "
+                             "it) to start afresh.")
+        return saved
+
+    def write_training(self, name: str, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        if self.writer:
+            write_checkpoint(self.directory, name, {"fingerprint": self.stamp, **meta}, tensors)
+
+    # ------------------------------------------------------------- backbone
+    def write_backbone(self, backbone: CFBackbone) -> None:
+        """The fitted CF backbone, so that a resumed fit does not train it again."""
+        if self.writer:
+            meta, tensors = backbone.to_state()
+            write_checkpoint(self.directory / "backbone", "cf", {"fingerprint": self.stamp, "backbone": meta},
+                             tensors)
+
+    def read_backbone(self, device: torch.device) -> CFBackbone:
+        folder = self.directory / "backbone"
+        saved = read_checkpoint(folder)
+        if saved is None or saved[0].get("fingerprint") != self.stamp:
+            raise ModelFormatError(f"{folder} holds no CF backbone of this fit; delete {self.directory} to start "
+                                   "afresh.")
+        return CFBackbone.from_state(saved[0]["backbone"], saved[1], str(device), source=f"the checkpoint in {folder}")
+
+    # -------------------------------------------------- catalogue encoding
+    def encode_catalogue(self, encode_items: Callable[[np.ndarray], torch.Tensor], lengths: np.ndarray,
+                         hidden: int, batch: int) -> torch.Tensor:
+        """Every item's vector (n_items, hidden), resumable: the vectors done so far are saved every
+        ``every`` encoding batches of ``batch`` items, and a resumed fit encodes only the rest.
+
+        ``lengths`` (each item prompt's token count) orders the work shortest first (little padding).
+        """
+        n_items = len(lengths)
+        folder = self.directory / "item_vectors"
+        out = torch.zeros(n_items, hidden)
+        done = torch.zeros(n_items, dtype=torch.bool)
+        saved = read_checkpoint(folder)
+        if self.resuming and saved is not None and saved[0].get("fingerprint") == self.stamp:
+            out, done = saved[1]["vectors"], saved[1]["done"]
+        todo = np.flatnonzero(~done.numpy())
+        todo = todo[np.argsort(lengths[todo], kind="stable")]
+        chunk = batch * self.every
+        for begin in range(0, len(todo), chunk):
+            part = todo[begin:begin + chunk]
+            out[torch.as_tensor(part)] = encode_items(part)
+            done[torch.as_tensor(part)] = True
+            if self.writer:
+                write_checkpoint(folder, f"items-{int(done.sum()):09d}", {"fingerprint": self.stamp},
+                                 {"vectors": out, "done": done})
+        return out

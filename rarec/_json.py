@@ -1,0 +1,16 @@
+"""JSON for the files rarec writes (model configs, checkpoint states): NumPy scalars become Python numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def json_default(value: Any) -> Any:
+    """``json.dump(..., default=json_default)``: NumPy integers and floats as Python numbers."""
+    import numpy as np
+
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,307 @@
+"""The two towers: a frozen LLM, the prompts, the CF tables and the alignment module that joins them.
+
+:class:`Towers` is what turns a user's history or an item into a vector. It
+holds everything that vector depends on — the frozen LLM (loaded lazily and
+checked against the one the module was trained with), the prompt builder and
+the item prompts' tokens, the CF item table (padded for items added after
+fit), the CF user table of the known users, and the trained
+:class:`TwoTowerAligner` — and nothing about training or ranking.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .._errors import LLMMismatchError, ModelFormatError
+from ..cf import CFBackbone
+from ..data import ItemText
+from ..llm import FrozenLLM, LLMSpec, PromptBuilder
+from ._projector import PrefixConfig, PrefixProjector
+from ._two_tower import TwoTowerAligner
+
+@dataclasses.dataclass
+class PromptSettings:
+    """How users and items are put into words, and how much history the CF backbone sees."""
+
+    user_template: str
+    item_template: str
+    n_history_titles: int  # most recent titles spelled out in the user prompt
+    max_prompt_tokens: int  # token budget of one prompt
+    max_history: int  # most recent items given to the CF backbone
+
+
+@dataclasses.dataclass
+class LLMSource:
+    """Where the frozen LLM comes from, so that it can be (re)loaded on first use."""
+
+    llm: Any  # None (the default LLM), a hub id, a folder, a .gguf file, or a (model, tokenizer) pair
+    device: torch.device
+    dtype: torch.dtype | None
+    verbose: bool = False
+
+    def load(self) -> FrozenLLM:
+        return FrozenLLM.load(self.llm, device=self.device, dtype=self.dtype, verbose=self.verbose)
+
+
+class Towers:
+    """User and item towers over one frozen LLM.
+
+    Parameters
+    ----------
+    backbone : CFBackbone
+        The fitted (frozen) CF model of stage 1.
+    texts : list of ItemText or None
+        Item texts in item-index order.
+    prompts : PromptSettings
+    source : LLMSource
+    aligner : TwoTowerAligner
+    llm : FrozenLLM, optional
+        The LLM, already loaded; else loaded from ``source`` on first use.
+    llm_identity : dict, optional
+        Fingerprints of the LLM the aligner was trained with; a lazily loaded
+        LLM must match them. Defaults to ``llm``'s.
+    """
+
+    #: Prompts per forward when encoding users and items (no gradients; prompts sorted by length, so little
+    #: padding). Measured against 32 with SmolLM2-135M: 5.6x the items/s on an H200 (fp32), 1.14x on a 2-core
+    #: CPU (docs/benchmarks.md, "Alignment speed by device").
+    encode_batch = 256
+
+    def __init__(self, backbone: CFBackbone, texts: Sequence[ItemText | None], prompts: PromptSettings,
+                 source: LLMSource, aligner: TwoTowerAligner, llm: FrozenLLM | None = None,
+                 llm_identity: dict | None = None) -> None:
+        if llm is None and llm_identity is None:
+            raise ValueError("Towers needs the LLM or the identity of the one it was trained with.")
+        self.backbone = backbone
+        self.texts = list(texts)
+        self.settings = prompts
+        self.source = source
+        self.aligner = aligner
+        self.llm_identity = dict(llm.identity if llm_identity is None else llm_identity)
+        self._llm = llm
+        self._prompts: PromptBuilder | None = None
+        self._item_tokens: list[list[int]] | None = None
+        self.item_cf = _with_cold_items(backbone.item_embeddings(), len(self.texts))[:, None, :]  # (n_items, 1, d)
+        self.cf_user_vectors: torch.Tensor | None = None  # (n_users, K, d), set by set_user_table
+        self._fallback_cf: torch.Tensor | None = None
+        #: Lower-layer states of the item prompts (prefixes in the top layers only), kept while fitting.
+        self.item_states: list[torch.Tensor] | None = None
+
+    @classmethod
+    def build(cls, backbone: CFBackbone, texts: Sequence[ItemText | None], prompts: PromptSettings,
+              source: LLMSource, llm: FrozenLLM, config: PrefixConfig,
+              generator: torch.Generator | None = None) -> Towers:
+        """New towers with an untrained alignment module (initial weights drawn from ``generator``);
+        ``config`` is shared by both towers, except the user tower's K interests."""
+        user = PrefixProjector(llm.spec, dataclasses.replace(config, n_interests=backbone.n_interests), generator)
+        item = PrefixProjector(llm.spec, dataclasses.replace(config, n_interests=1), generator)
+        return cls(backbone, texts, prompts, source, TwoTowerAligner(user, item).to(llm.device), llm=llm)
+
+    # ------------------------------------------------------------------ LLM
+    @property
+    def llm(self) -> FrozenLLM:
+        """The frozen LLM, loaded on first use and checked against the one the aligner was trained with."""
+        if self._llm is None:
+            self._llm = self._checked(self.source.load())
+        return self._llm
+
+    def _checked(self, llm: FrozenLLM) -> FrozenLLM:
+        saved, found = self.llm_identity, llm.identity
+        for key in ("config_sha256", "weights_sha256"):
+            if saved.get(key) is not None and saved.get(key) != found.get(key):
+                origin = saved.get("source", "an unknown LLM")
+                origin = "an in-memory (model, tokenizer) pair" if origin == "object" else repr(origin)
+                given = "the default LLM" if self.source.llm is None else repr(found.get("source"))
+                raise LLMMismatchError(
+                    f"this recommender was aligned with {origin} ({key[:-7]} {saved[key]}), but {given} "
+                    f"has {key[:-7]} {found.get(key)}. Load it with the LLM it was trained with: "
+                    "RARecommender.load(path, llm=...)."
+                )
+        return llm
+
+    @property
+    def prompts(self) -> PromptBuilder:
+        """Builds the token ids of user and item prompts."""
+        if self._prompts is None:
+            s = self.settings
+            self._prompts = PromptBuilder(self.llm.tokenizer, self.texts, s.user_template, s.item_template,
+                                          s.n_history_titles, s.max_prompt_tokens)
+        return self._prompts
+
+    @property
+    def item_tokens(self) -> list[list[int]]:
+        """Prompt tokens of every item, in item-index order (built once)."""
+        if self._item_tokens is None:
+            self._item_tokens = [self.prompts.item_tokens(i) for i in range(self.n_items)]
+        return self._item_tokens
+
+    @property
+    def n_items(self) -> int:
+        return len(self.texts)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.aligner.user_prefix.spec.hidden_size
+
+    def drop_llm(self) -> None:
+        """Forget the LLM and what was built from it (pickles and copies reload it on first use)."""
+        self._llm, self._prompts, self._item_tokens = None, None, None
+
+    # ----------------------------------------------------------- CF vectors
+    def window(self, history: np.ndarray) -> np.ndarray:
+        """The most recent ``max_history`` items of a history (what the CF backbone and prompts see)."""
+        return history[-self.settings.max_history:]
+
+    def user_cf(self, histories: Sequence[np.ndarray], users: np.ndarray) -> torch.Tensor:
+        """CF user vectors (n, K, d). Items added after fit are unknown to the backbone and skipped; a history
+        of nothing else gets the mean CF vector of the known users."""
+        known = self.backbone.n_items_
+        kept = [np.asarray(h)[np.asarray(h) < known] for h in histories]
+        empty = np.array([len(h) == 0 for h in kept], dtype=bool)
+        if not empty.any():
+            return self.backbone.user_embeddings(kept, users)  # (n, K, d)
+        if self._fallback_cf is None:
+            raise ValueError("a history made only of items added after fit needs the known users' CF table.")
+        out = torch.zeros(len(kept), self.backbone.n_interests, self.item_cf.shape[2])
+        if (~empty).any():
+            out[~empty] = self.backbone.user_embeddings([h for h, e in zip(kept, empty) if not e],
+                                                        np.asarray(users)[~empty])
+        out[empty] = self._fallback_cf
+        return out
+
+    def user_cf_table(self, sequences: Sequence[np.ndarray], users: np.ndarray, n_users: int) -> torch.Tensor:
+        """CF vectors (n_users, K, d) of ``users`` from their sequences; zeros for every other user."""
+        table = torch.zeros(n_users, self.backbone.n_interests, self.item_cf.shape[2])
+        table[users] = self.user_cf([sequences[u] for u in users], users)
+        return table
+
+    def set_user_table(self, table: torch.Tensor, known: np.ndarray) -> None:
+        """Keep the known users' CF vectors (score fusion, and the fallback of histories the backbone cannot read)."""
+        self.cf_user_vectors = table
+        self._fallback_cf = table[torch.as_tensor(known)].mean(0) if known.any() else None
+
+    # -------------------------------------------------------------- encoding
+    @torch.no_grad()
+    def encode(self, tower: str, cf: torch.Tensor, tokens: Sequence[Sequence[int]],
+               states: Sequence[torch.Tensor] | None = None, batch: int | None = None,
+               progress: bool = False) -> torch.Tensor:
+        """Vectors (n, hidden) of one tower, in the order given.
+
+        Prompts are batched by length (less padding, so less compute); left
+        padding with explicit positions makes a vector independent of its
+        batch, so the order of encoding does not change any result.
+        """
+        device = self.llm.device
+        out = torch.empty(len(tokens), self.llm.spec.hidden_size)
+        for rows in tqdm(length_sorted_batches(tokens, batch or self.encode_batch), desc=f"encoding {tower}s",
+                         disable=not progress, leave=False):
+            vectors = self.aligner.encode(self.llm, tower, cf[rows].to(device), [tokens[r] for r in rows],
+                                          pick(states, rows))
+            out[torch.as_tensor(rows)] = vectors.float().cpu()
+        return out
+
+    def encode_items(self, items: np.ndarray, progress: bool = False) -> torch.Tensor:
+        """Item vectors (len(items), hidden), from the cached lower-layer states while fitting."""
+        return self.encode("item", self.item_cf[items], [self.item_tokens[i] for i in items],
+                           states=pick(self.item_states, items), progress=progress)
+
+    def encode_users(self, histories: Sequence[np.ndarray], users: np.ndarray, progress: bool = False) -> torch.Tensor:
+        """User vectors (n, hidden) from histories (item indices); ``users`` are their indices (-1: unknown)."""
+        windows = [self.window(np.asarray(h)) for h in histories]
+        tokens = [self.prompts.user_tokens(h) for h in windows]
+        return self.encode("user", self.user_cf(windows, users), tokens, progress=progress)
+
+    def add_items(self, texts: Sequence[ItemText]) -> np.ndarray:
+        """Append items unknown to the CF backbone (their ID prefix uses the mean CF item); returns their indices."""
+        first = self.n_items
+        self.texts += list(texts)
+        self._prompts, self._item_tokens = None, None
+        self.item_cf = _with_cold_items(self.item_cf[:, 0], self.n_items)[:, None, :]
+        return np.arange(first, self.n_items)
+
+    # ------------------------------------------------------------ persistence
+    def to_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor], list[dict | None]]:
+        """``(config, tensors, texts)``: JSON-safe description, the trained tensors, the item texts."""
+        aligner = self.aligner
+        config = {"llm": self.llm_identity, "llm_spec": dataclasses.asdict(aligner.user_prefix.spec),
+                  "aligner": {"user": dataclasses.asdict(aligner.user_prefix.config),
+                              "item": dataclasses.asdict(aligner.item_prefix.config)}}
+        tensors = {f"aligner.{k}": v.detach().cpu().contiguous() for k, v in aligner.state_dict().items()}
+        if self.cf_user_vectors is not None:
+            tensors["cf_user_vectors"] = self.cf_user_vectors.contiguous()
+        texts = [None if t is None else {"title": t.title, "categories": list(t.categories)} for t in self.texts]
+        return config, tensors, texts
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor], texts: list[dict | None],
+                   backbone: CFBackbone, prompts: PromptSettings, source: LLMSource) -> Towers:
+        """Towers from :meth:`to_state`'s output (the LLM is loaded on first use).
+
+        Reads both layouts: format 2 (``llm_spec`` is the LLM's, each tower
+        config has its prefix ``depth``) and format 1 (``llm_spec.n_layers``
+        was the prefix depth). Raises ``KeyError``/``TypeError``/``ValueError``
+        on a malformed config, :class:`ModelFormatError` on weights that do not fit it.
+        """
+        spec = LLMSpec(**config["llm_spec"])
+        towers = {}
+        for name in ("user", "item"):
+            fields = dict(config["aligner"][name])
+            if fields.pop("output_head", False):
+                raise ModelFormatError("this model was fitted with output_head=True, an option since removed from "
+                                       "rarec; load it with the rarec version that wrote it.")
+            fields.setdefault("depth", spec.n_layers)  # format 1
+            towers[name] = PrefixProjector(spec, PrefixConfig(**fields))
+        aligner = TwoTowerAligner(towers["user"], towers["item"])
+        try:
+            aligner.load_state_dict({k.removeprefix("aligner."): v for k, v in tensors.items()
+                                     if k.startswith("aligner.")})
+        except (RuntimeError, ValueError) as exc:
+            raise ModelFormatError(f"the alignment weights do not fit the saved configuration ({exc}).") from None
+        item_texts = [None if t is None else ItemText(t["title"], tuple(t.get("categories", ()))) for t in texts]
+        return cls(backbone, item_texts, prompts, source, aligner.to(source.device).eval(),
+                   llm_identity=config["llm"])
+
+    def __getstate__(self) -> dict:
+        # Pickles never carry the frozen LLM: it is reloaded (and checked) on first use.
+        state = dict(self.__dict__)
+        state.update(_llm=None, _prompts=None, _item_tokens=None, item_states=None)
+        return state
+
+    def __deepcopy__(self, memo: dict) -> Towers:
+        # The LLM is frozen: copies share it (and an in-memory model given as the source) instead of duplicating it.
+        for shared in (self._llm, self.source.llm):
+            if shared is not None and not isinstance(shared, str | os.PathLike):
+                memo[id(shared)] = shared
+                for part in (shared if isinstance(shared, tuple | list) else (shared.model, shared.tokenizer)):
+                    memo[id(part)] = part
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
+
+
+def _with_cold_items(embeddings: torch.Tensor, n_items: int) -> torch.Tensor:
+    """CF item embeddings (n, d) padded to ``n_items`` rows with their mean: the fallback of items added later."""
+    missing = n_items - embeddings.shape[0]
+    if missing <= 0:
+        return embeddings
+    return torch.cat([embeddings, embeddings.mean(0, keepdim=True).expand(missing, -1)])
+
+
+def pick(states: Sequence[torch.Tensor] | None, rows: Any) -> list[torch.Tensor] | None:
+    """``states[r]`` for each row, or ``None`` when nothing is cached."""
+    return None if states is None else [states[int(r)] for r in rows]
+
+
+def length_sorted_batches(tokens: Sequence[Sequence[int]], size: int) -> list[np.ndarray]:
+    """Indices of ``tokens`` in batches of ``size``, shortest prompts first (least padding)."""
+    order = np.argsort([len(t) for t in tokens], kind="stable")
+    return [order[begin:begin + size] for begin in range(0, len(order), size)]

@@ -1,0 +1,273 @@
+"""The alignment trainer: batches, losses, the lower-layer cache, NaN guards, the distributed step,
+validation and early stopping. Only the alignment module's weights change."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .._distributed import Group, run_step
+from .._early_stopping import EarlyStopping
+from ._projector import alignment_loss
+from ._samples import AlignmentSamples
+from ._towers import Towers, length_sorted_batches, pick
+from ._training_state import TrainingState
+
+logger = logging.getLogger(__name__)
+LOSSES = ("bpr", "softmax")
+
+
+@dataclasses.dataclass
+class AlignmentConfig:
+    """How the alignment module is trained (the estimator's parameters of the same names)."""
+
+    loss: str = "softmax"  # ranking loss over the batch's items: "softmax" or "bpr"
+    align_weight: float = 0.1  # weight of the InfoNCE alignment loss (0 disables it)
+    temperature: float = 0.1  # of the alignment loss
+    n_random_negatives: int = 0  # uniformly drawn extra items per batch
+    epochs: int = 3
+    batch_size: int = 16  # samples per rank and step
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    patience: int = 2  # epochs without a better validation score before stopping
+    lower_cache_mb: float = 2048  # budget for cached lower-layer states (items first, then samples)
+    progress: bool = False
+
+
+@dataclasses.dataclass
+class AlignmentResult:
+    """What training gives besides the trained weights (left in ``towers.aligner``)."""
+
+    log: list[dict]  # one record per epoch
+    best_fusion: float | None  # the score-fusion weight of the best validation round (None: no validation)
+
+
+class Checkpointer(Protocol):
+    """Where the trainer saves and finds its state; the trainer never touches files itself."""
+
+    every: int  # training steps between checkpoints
+
+    def read_training(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None: ...
+
+    def write_training(self, name: str, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None: ...
+
+
+def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequence[np.ndarray],
+                    config: AlignmentConfig, rng: np.random.Generator, group: Group | None = None,
+                    validate: Callable[[], dict[float, float]] | None = None,
+                    checkpointer: Checkpointer | None = None) -> AlignmentResult:
+    """Train ``towers.aligner`` on (history, next item) samples; keep the weights of the best validation round.
+
+    Parameters
+    ----------
+    towers : Towers
+    samples : AlignmentSamples
+    sequences : list of int arrays
+        Training sequences by user (the histories of the samples).
+    config : AlignmentConfig
+    rng : numpy Generator
+        Batches and random negatives.
+    group : Group, optional
+        The ranks of a data-parallel fit (one process when absent).
+    validate : callable, optional
+        ``validate()`` -> ``{fusion weight: validation NDCG@10}`` with the
+        aligner in eval mode; the best value drives early stopping.
+    checkpointer : Checkpointer, optional
+        Resumes from its latest state and saves every ``checkpointer.every`` steps and every epoch.
+    """
+    group = group or Group()
+    llm, aligner = towers.llm, towers.aligner
+    device = llm.device
+    histories = [towers.window(sequences[u][:e]) for u, e in zip(samples.users, samples.ends)]
+    user_cf = towers.user_cf(histories, samples.users)  # (S, K, d): the CF stage is frozen
+    user_tokens = [towers.prompts.user_tokens(h) for h in histories]
+    item_tokens, item_cf = towers.item_tokens, towers.item_cf
+    setup_start = time.perf_counter()
+    align = config.align_weight > 0 and aligner.user_prefix.config.use_id
+    start = aligner.start(llm)  # layers below it see no prefix
+    budget = config.lower_cache_mb * 2**20 if start > 0 else 0
+    towers.item_states, item_text_kv, budget = _prepare_prompts(towers, "item", item_tokens, start, budget, align,
+                                                         config.progress)
+    user_states, user_text_kv, _ = _prepare_prompts(towers, "user", user_tokens, start, budget, align,
+                                                    config.progress)
+    setup_seconds = time.perf_counter() - setup_start  # text keys/values and lower-layer states, once per fit
+    optimizer = torch.optim.AdamW(aligner.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scale = llm.spec.hidden_size ** -0.5  # a fixed temperature for final-norm dot products (not tuned)
+    saved = checkpointer.read_training() if checkpointer is not None else None
+    if saved is not None:
+        run = TrainingState.from_checkpoint(*saved, aligner, optimizer, rng, config.patience)
+        logger.info("resuming alignment training at epoch %d, step %d", run.epoch, run.step)
+    else:
+        run = TrainingState(EarlyStopping(config.patience))
+
+    def save(epoch_done: bool) -> None:
+        if checkpointer is not None and group.is_main:  # one writer; every rank holds the same state
+            meta, tensors = run.to_checkpoint(aligner, optimizer, rng)
+            checkpointer.write_training(f"step-{run.global_step:08d}" + ("-epoch" if epoch_done else ""), meta,
+                                        tensors)
+
+    wrapped = group.wrap(aligner)  # DistributedDataParallel when several ranks train together
+    for epoch in range(run.epoch, config.epochs + 1):
+        if run.done:
+            break
+        run.epoch = epoch
+        aligner.train()
+        if run.batches is None:  # a new epoch (else: resumed in the middle of one)
+            # global batches: batch_size samples per rank, the same on every rank (same seed)
+            run.batches = length_bucketed_batches([len(t) for t in user_tokens], config.batch_size * group.size, rng)
+            run.total, run.step, run.seconds = 0.0, 0, 0.0
+        t0 = time.perf_counter() - run.seconds
+        bar = tqdm(run.batches[run.step:], desc=f"alignment epoch {epoch}/{config.epochs}", unit="batch",
+                   initial=run.step, total=len(run.batches), disable=not config.progress, leave=False)
+        for rows in bar:
+            if len(rows) < group.size:  # a last global batch too small to give every rank a user: skipped
+                run.step += 1
+                continue
+            extra = rng.integers(0, towers.n_items, config.n_random_negatives)
+            items, positive = np.unique(np.concatenate([samples.targets[rows], extra]), return_inverse=True)
+            mine = group.shard(np.arange(len(rows)))  # this rank's users of the global batch (all of them alone)
+            its = group.shard(np.arange(len(items))) if len(items) >= group.size else np.zeros(1, dtype=int)
+
+            def step(module, rows=rows, items=items, positive=positive, mine=mine, its=its):
+                users = rows[mine]
+                h_u = module.encode(llm, "user", user_cf[users].to(device), [user_tokens[r] for r in users],
+                                    pick(user_states, users))
+                part = items[its]
+                h_i = module.encode(llm, "item", item_cf[part].to(device), [item_tokens[i] for i in part],
+                                    pick(towers.item_states, part))
+                h_i = group.gather_rows(h_i.float(), len(items))  # every item of the global batch
+                scores = (h_u.float() @ h_i.T) * scale  # (local B, M)
+                loss = ranking_loss(scores, torch.as_tensor(positive[mine], device=device), config.loss)
+                if align:  # cheap: every rank computes it for the whole global batch
+                    loss = loss + config.align_weight * (
+                        alignment_loss(module.user_prefix.id_prefix(user_cf[rows].to(device)),
+                                       user_text_kv[rows].to(device), config.temperature)
+                        + alignment_loss(module.item_prefix.id_prefix(item_cf[items].to(device)),
+                                         item_text_kv[items].to(device), config.temperature))
+                return loss
+
+            loss = run_step(wrapped, step, aligner)
+            _optimizer_step(aligner, optimizer, loss, config, epoch, run.step + 1)
+            run.total += float(loss.detach())
+            run.step += 1
+            run.global_step += 1
+            bar.set_postfix(loss=f"{run.total / run.step:.4f}")
+            if checkpointer is not None and run.global_step % checkpointer.every == 0:
+                run.seconds = time.perf_counter() - t0
+                save(epoch_done=False)
+        record = {"epoch": epoch, "loss": group.mean(run.total / max(run.step, 1)),
+                  "seconds": time.perf_counter() - t0, "samples": len(samples)}
+        if epoch == 1:
+            record["setup_seconds"] = setup_seconds
+        if validate is not None:
+            aligner.eval()
+            by_weight = validate()
+            weight = max(by_weight, key=by_weight.get)
+            record["valid_ndcg@10"] = by_weight[weight]
+            if len(by_weight) > 1:
+                record["valid_ndcg@10_by_fusion_weight"] = by_weight
+            if run.stopping.update(by_weight[weight], aligner):
+                run.best_fusion = weight
+        run.log.append(record)
+        logger.info("alignment epoch %d: %s", epoch, record)
+        run.batches = None  # the next epoch draws its own
+        run.done = epoch == config.epochs or run.stopping.should_stop
+        run.epoch = epoch + 1
+        save(epoch_done=True)
+    run.stopping.restore_best(aligner)
+    aligner.eval()
+    return AlignmentResult(run.log, run.best_fusion if run.stopping.best_state is not None else None)
+
+
+def _optimizer_step(aligner: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+                    config: AlignmentConfig, epoch: int, step: int) -> None:
+    """Backward, NaN guards, clipping and the update; a non-finite loss or gradient stops with a clear error."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"the alignment loss became {float(loss.detach())} at epoch {epoch}, step {step}; "
+                                 f"lower lr (now {config.lr}) or max_grad_norm.")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    bad = [name for name, p in aligner.named_parameters()  # before clipping spreads a NaN
+           if p.grad is not None and not torch.isfinite(p.grad).all()]
+    if bad:
+        raise FloatingPointError(
+            f"the gradient of {', '.join(bad)} became non-finite at epoch {epoch}, step {step} (the loss was "
+            f"{float(loss.detach()):.4g}); lower lr (now {config.lr}) or check the inputs."
+        )
+    torch.nn.utils.clip_grad_norm_(aligner.parameters(), config.max_grad_norm)
+    optimizer.step()
+
+
+def ranking_loss(scores: torch.Tensor, positive: torch.Tensor, loss: str) -> torch.Tensor:
+    """Softmax cross-entropy, or BPR against every other item of the batch, for scores (B, M)."""
+    if loss == "softmax":
+        return torch.nn.functional.cross_entropy(scores, positive)
+    rows = torch.arange(len(positive), device=scores.device)
+    pos = scores[rows, positive][:, None]  # (B, 1)
+    negative = torch.ones_like(scores, dtype=torch.bool)
+    negative[rows, positive] = False
+    if not negative.any():  # a batch whose samples share one target item: nothing to rank against
+        return scores.sum() * 0.0
+    return -torch.nn.functional.logsigmoid(pos - scores)[negative].mean()
+
+
+def _prepare_prompts(towers: Towers, tower: str, tokens: list[list[int]], start: int, budget: float,
+                     keys_values: bool, progress: bool) -> tuple[list[torch.Tensor] | None, torch.Tensor | None, float]:
+    """What training needs of every prompt once per fit, in one pass of the frozen LLM per batch.
+
+    Returns the outputs of the un-prefixed lower layers (``None`` when
+    ``start`` is 0 or they do not fit ``budget`` bytes: then they are
+    recomputed per batch), the mean text keys/values of the prefixed layers
+    for the alignment loss (``None`` unless ``keys_values``), and the budget left.
+    """
+    llm = towers.llm
+    width = llm.spec.hidden_size * torch.finfo(llm.dtype).bits // 8
+    need = sum(len(t) for t in tokens) * width
+    cache = start > 0 and need <= budget
+    if start > 0 and not cache and budget > 0:
+        logger.info("lower-layer states of %d %s prompts need %.0f MiB, over the budget of %.0f MiB: "
+                    "recomputed per batch", len(tokens), tower, need / 2**20, budget / 2**20)
+    if not (cache or keys_values):
+        return None, None, budget
+    n_prefix = towers.aligner.tower(tower).config.length
+    states: list[torch.Tensor] | None = [torch.empty(0)] * len(tokens) if cache else None
+    text_kv = None
+    for rows in tqdm(length_sorted_batches(tokens, 32), desc=f"{tower} prompts (once per fit)",
+                     disable=not progress, leave=False):
+        lower, kv = llm.prompt_states([tokens[r] for r in rows], start, n_prefix, states=cache,
+                                      keys_values=keys_values)
+        if cache:
+            for row, state in zip(rows, lower):
+                states[row] = state.cpu()
+        if keys_values:
+            if text_kv is None:
+                text_kv = torch.empty(len(tokens), kv.shape[1] - start, *kv.shape[2:])
+            text_kv[torch.as_tensor(rows)] = kv[:, start:].cpu()
+    return states, text_kv, budget - need if cache else budget
+
+
+def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator,
+                            bucket_batches: int = 32) -> list[np.ndarray]:
+    """Shuffled batches of sample indices whose prompts have similar lengths (less padding).
+
+    Samples are shuffled, cut into chunks of ``bucket_batches`` batches, sorted
+    by length within each chunk and cut into batches; the batch order is
+    shuffled again. Every sample is in exactly one batch per epoch.
+    """
+    order = rng.permutation(len(lengths))
+    lengths = np.asarray(lengths)
+    batches = []
+    chunk = batch_size * bucket_batches
+    for begin in range(0, len(order), chunk):
+        part = order[begin:begin + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
