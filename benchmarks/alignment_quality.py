@@ -29,7 +29,6 @@ device; rows are written as they finish, so a stopped run keeps its rows).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import platform
 import statistics
@@ -40,9 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cf_quality import SETTINGS, write_section
+from common import SETTINGS, write_section
 
-import rarec._estimator as estimator_module
 from rarec import RARecommender
 from rarec._scoring import FUSION_WEIGHTS, fuse
 from rarec.cf import PopularityRecommender, TrainingConfig, make_backbone
@@ -113,15 +111,7 @@ class SharedBackbones:
             self.seconds[(name, seed)] = time.perf_counter() - start
             print(f"{name} seed {seed}: {self.seconds[(name, seed)]:.0f} s", file=sys.stderr)
             self.fitted[(name, seed)] = model
-        model = self.fitted[(name, seed)]
-
-        def shared(*args, **kwargs):
-            twin = copy.deepcopy(model)
-            twin.fit = lambda *a, **k: twin
-            return twin
-
-        estimator_module.make_backbone = shared
-        return model
+        return self.fitted[(name, seed)]
 
 
 def metrics_of(scores, held_out, seen) -> dict[str, float]:
@@ -194,7 +184,7 @@ def run(args) -> dict:
         for seed in (seeds if every_seed else seeds[:1]):
             cf_key = (name, seed if cf_seed is None else cf_seed)
             backbone = backbones.get(*cf_key)
-            rec = RARecommender(backbone=name, llm=llm, device=args.device, llm_dtype=args.llm_dtype,
+            rec = RARecommender(backbone=backbone, llm=llm, device=args.device, llm_dtype=args.llm_dtype,
                                 random_state=seed, verbose=0, **{**preset, **params})
             start = time.perf_counter()
             rec.fit(split.train, item_text=text)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cf_quality import write_section
+from common import write_section
 
 from rarec._ann import IVFIndex
 from rarec._topk import top_k

@@ -24,19 +24,11 @@ from rarec.data import read_recbole
 from rarec.metrics import full_ranking_metrics
 from rarec.model_selection import leave_last_out
 
+from common import SETTINGS, write_section  # noqa: E402
+
 KS = (10, 20, 100)
 ORDER = ["pop", "bpr", "sasrec", "comirec"]
 COLUMNS = ["hr@10", "ndcg@10", "hr@20", "ndcg@20", "hr@100", "ndcg@100", "mrr@10"]
-
-# Training settings per backbone (RecBole's defaults where they exist; see docs/benchmarks.md).
-SETTINGS = {
-    "bpr": (dict(dim=64), dict(batch_size=2048, lr=1e-3, patience=30, epochs=500)),
-    "sasrec": (dict(dim=64, n_layers=2, n_heads=2, inner_dim=256, dropout=0.5, max_len=50),
-               dict(batch_size=128, lr=1e-3, patience=20, epochs=500)),
-    # Full softmax and lr 1e-2: chosen on validation NDCG@10 over the runs listed in docs/benchmarks.md.
-    "comirec": (dict(dim=64, n_interests=4, max_len=50, n_negatives=None),
-                dict(batch_size=256, lr=1e-2, patience=20, epochs=500)),
-}
 
 RECBOLE = """| RecBole 1.2.1 (reference, test) | HR@10 | NDCG@10 | HR@100 | NDCG@100 | MRR@10 | epochs (best) | wall time |
 |---|---|---|---|---|---|---|---|
@@ -108,17 +100,6 @@ def to_markdown(rows: list[dict], command: str, seed: int) -> str:
         RECBOLE,
         "",
     ])
-
-
-def write_section(path: Path, section: str, marker: str = "cf-quality") -> None:
-    begin, end = f"<!-- begin {marker} -->", f"<!-- end {marker} -->"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEvery table here is written by a script in `benchmarks/`.\n"
-    block = f"{begin}\n{section}{end}\n"
-    if begin in text and end in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) + 1:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
 
 
 def main() -> None:

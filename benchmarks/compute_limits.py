@@ -35,13 +35,13 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cf_quality import write_section
+from common import write_section
 
 from rarec.align import PrefixConfig, PrefixProjector
 from rarec.align._two_tower import TwoTowerAligner
 from rarec.data import read_recbole
 from rarec.llm import FrozenLLM
-from rarec.llm._prompts import DEFAULT_ITEM_TEMPLATE, DEFAULT_USER_TEMPLATE, PromptBuilder
+from rarec.llm import DEFAULT_ITEM_TEMPLATE, DEFAULT_USER_TEMPLATE, PromptBuilder
 
 HERE = Path(__file__).resolve().parent
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cf_quality import write_section
+from common import write_section
 
 from rarec import RARecommender
 from rarec._device import resolve_device
@@ -74,18 +74,19 @@ def measure(split, text, llm, device, samples: int) -> dict:
         row[f"setup_s[{layers}]"] = epoch.get("setup_seconds", 0.0)
         row[f"fit_s[{layers}]"] = time.perf_counter() - start
     items = np.arange(rec.n_items_)
-    tokens = [rec._item_tokens[i] for i in items]
+    towers = rec.towers_
+    tokens = [towers.item_tokens[i] for i in items]
     for batch in (32, 256):
-        rec._encode("item", rec._item_cf, tokens[:batch], batch=batch)  # warm-up
+        towers.encode("item", towers.item_cf, tokens[:batch], batch=batch)  # warm-up
         sync(device)
         start = time.perf_counter()
-        rec._encode("item", rec._item_cf, tokens, batch=batch)
+        towers.encode("item", towers.item_cf, tokens, batch=batch)
         sync(device)
         row[f"item_tower_items_per_s[batch {batch}]"] = len(items) / (time.perf_counter() - start)
     users = np.arange(rec.n_users_)
     start = time.perf_counter()
     for _ in range(5):
-        torch.topk(rec._scores(users), 10, dim=1)
+        torch.topk(rec.ranker_.scores(rec.user_vectors_[users]), 10, dim=1)
     row["ranking_users_per_s"] = 5 * len(users) / (time.perf_counter() - start)
     return row
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cf_quality import write_section
+from common import write_section
 
 from rarec import RARecommender
 from rarec.data import read_recbole
@@ -48,6 +48,13 @@ def parameter_rows(llm: FrozenLLM) -> list[tuple[str, int]]:
     return rows
 
 
+
+def id_translation_tokens(prompts, history) -> int:
+    """Tokens of a user prompt that spells out *every* history title (ID translation), for comparison."""
+    text = prompts.user_template.format(history="; ".join(prompts.titles[i] for i in history))
+    return len(prompts.tokenizer(text)["input_ids"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/ml-100k")
@@ -72,7 +79,7 @@ def main() -> None:
     # prompt tokens: RA-Rec's user prompt vs every history title spelled out
     rec = RARecommender(backbone="bpr", backbone_params={"dim": 64}, cf_epochs=1, epochs=1, max_train_samples=args.samples,
                         batch_size=16, align_weight=0.1, device="cpu", random_state=0, verbose=0)
-    from rarec.llm._prompts import PromptBuilder
+    from rarec.llm import PromptBuilder
 
     prompts = PromptBuilder(llm.tokenizer, text.align(log.items), rec.user_template, rec.item_template,
                             rec.n_history_titles, rec.max_prompt_tokens)
@@ -82,7 +89,7 @@ def main() -> None:
               "|---|---|---|"]
     for n in (10, 50, 200):
         ours = np.mean([len(prompts.user_tokens(s[-n:])) for s in long_users])
-        spelled = np.mean([prompts.history_text_tokens(s[-n:]) for s in long_users])
+        spelled = np.mean([id_translation_tokens(prompts, s[-n:]) for s in long_users])
         lines.append(f"| {n} | {ours:.1f} (+ {1 + 4} prefix positions per layer) | {spelled:.1f} |")
 
     # training time: a real fit on a small sample budget, timing only the alignment epoch
@@ -93,12 +100,12 @@ def main() -> None:
     # items/s through the item tower, users/s of ranking from cached vectors
     items = np.arange(256)
     t0 = time.perf_counter()
-    rec._encode_items(items)
+    rec.towers_.encode_items(items)
     items_per_s = len(items) / (time.perf_counter() - t0)
     users = np.arange(rec.n_users_)
     t0 = time.perf_counter()
     for _ in range(5):
-        torch.topk(rec._scores(users), 10, dim=1)
+        torch.topk(rec.ranker_.scores(rec.user_vectors_[users]), 10, dim=1)
     users_per_s = 5 * len(users) / (time.perf_counter() - t0)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     lines += ["", "### Speed and memory", "",

@@ -24,7 +24,6 @@ batch 16:
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import platform
 import sys
@@ -33,9 +32,8 @@ from pathlib import Path
 
 import torch
 
-from cf_quality import SETTINGS, write_section
+from common import SETTINGS, write_section
 
-import rarec._estimator as estimator_module
 from rarec import RARecommender
 from rarec.cf import TrainingConfig, make_backbone
 from rarec.data import read_recbole
@@ -53,15 +51,14 @@ def shared_backbone(train, seed: int):
     start = time.perf_counter()
     backbone.fit(inner.train, inner.test)
     print(f"shared SASRec: {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    # Benchmark-only shim: every RARecommender below gets a copy of this fitted backbone instead of training its own.
-    # (fit() still calls backbone.fit; the copy's fit is replaced by a no-op.)
-    backbone.fit = lambda *a, **k: backbone
-    estimator_module.make_backbone = lambda *a, **k: copy.deepcopy(backbone)
-    return backbone
+    return backbone  # every RARecommender below is given it (backbone=...) instead of training its own
+
+
+SHARED: dict = {}
 
 
 def run(split, text, seed: int, save_dir: Path | None = None, **params) -> dict:
-    rec = RARecommender(backbone="sasrec", device="cpu", random_state=seed, verbose=0, batch_size=16, **params)
+    rec = RARecommender(backbone=SHARED["sasrec"], device="cpu", random_state=seed, verbose=0, batch_size=16, **params)
     start = time.perf_counter()
     rec.fit(split.train, item_text=text)
     log = rec.training_log_
@@ -120,7 +117,7 @@ def main() -> None:
 
     log, text = read_recbole(args.data).k_core(5)
     split = leave_last_out(log, n_valid=0)
-    shared_backbone(split.train, args.seed)
+    SHARED["sasrec"] = shared_backbone(split.train, args.seed)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if "layers" in parts:
         results["layers"] = [run(split, text, args.seed, prefix_layers=m, max_train_samples=args.samples, epochs=2,

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cf_quality import write_section
+from common import write_section
 
 from rarec._topk import chunk_sizes, top_k
 

@@ -48,7 +48,7 @@ import sys
 import time
 from pathlib import Path
 
-from cf_quality import write_section
+from common import write_section
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PARTS = ("quality", "efficiency", "limits")

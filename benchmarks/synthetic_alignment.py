@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cf_quality import write_section  # noqa: E402
+from common import write_section  # noqa: E402
 
 from rarec import RARecommender  # noqa: E402
 from rarec.cf import PopularityRecommender  # noqa: E402
@@ -41,7 +41,8 @@ def main() -> None:
     for label, params in SETTINGS:
         rec = RARecommender(llm=tiny_llm(text), random_state=0, **BASE, **params)
         rec.fit(split.train, item_text=text)
-        ra = full_ranking_metrics(rec._scores, split.test, split.train, ks=[10])
+        ra = full_ranking_metrics(lambda u, rec=rec: rec.ranker_.scores(rec.user_vectors_[u]), split.test, split.train,
+                                  ks=[10])
         if len(rows) == 1:
             cf = rec.backbone_.scorer(split.train)
             rows.append(("SASRec (CF only)", full_ranking_metrics(cf, split.test, split.train, ks=[10])))

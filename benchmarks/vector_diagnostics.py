@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from alignment_quality import PRESETS, SharedBackbones
-from cf_quality import write_section
+from common import write_section
 
 from rarec import RARecommender
 from rarec.data import read_recbole

@@ -7,36 +7,32 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from . import _params
-from ._ann import IVFIndex
 from ._device import resolve_device
 from ._distributed import Group
 from ._fit_checkpoint import FitCheckpointer
-from ._ranker import Ranker, validation_ndcg
+from ._ranker import validation_ndcg
+from ._serving import RankingMixin
 from ._scoring import FUSION_WEIGHTS
-from ._validation import check_int
 from .align import (AlignmentSamples, Towers, all_next_item_samples, select_alignment_samples, select_random_samples,
                     train_alignment)
 from .cf import CFBackbone, TrainingConfig, make_backbone
-from .data import IdIndex, InteractionLog, ItemText, ItemTextTable
+from .data import InteractionLog, ItemTextTable
 from .llm import DEFAULT_ITEM_TEMPLATE, DEFAULT_USER_TEMPLATE, FrozenLLM
-from .metrics import full_ranking_metrics
 from .model_selection import leave_last_out
 
 logger = logging.getLogger(__name__)
 
 
-class RARecommender(BaseEstimator):
+class RARecommender(RankingMixin, BaseEstimator):
     """RA-Rec: a frozen LLM ranks items from CF embeddings turned into soft prompts.
 
     A CF backbone is trained on the interactions; its user and item embeddings
@@ -48,8 +44,10 @@ class RARecommender(BaseEstimator):
 
     Parameters
     ----------
-    backbone : {"sasrec", "comirec", "bpr", "precomputed"}, default "sasrec"
-        The CF model of stage 1.
+    backbone : {"sasrec", "comirec", "bpr", "precomputed"} or CFBackbone, default "sasrec"
+        The CF model of stage 1, by name; or a backbone already fitted on
+        the same interactions (same item index), used as it is: the CF stage
+        is skipped, so several alignment settings can share one backbone.
     backbone_params : dict, optional
         Fields of the backbone's config (e.g. ``{"dim": 64}``; for
         ``"precomputed"``: ``item_embeddings``, ``user_embeddings`` or ``path``).
@@ -402,6 +400,11 @@ class RARecommender(BaseEstimator):
 
     def _fit_backbone(self, train: InteractionLog, valid: InteractionLog | None, seed: int, device: torch.device,
                       group: Group, progress: bool) -> CFBackbone:
+        if isinstance(self.backbone, CFBackbone):  # fitted already: the CF stage is skipped
+            if self.backbone.n_items_ != train.n_items:
+                raise ValueError(f"the fitted backbone knows {self.backbone.n_items_} items, but X has "
+                                 f"{train.n_items}; fit it on the same interactions (same item index).")
+            return self.backbone
         training = TrainingConfig(epochs=self.cf_epochs, random_state=seed, device=str(device), verbose=progress)
         backbone = make_backbone(self.backbone, training, **(self.backbone_params or {}))
         backbone.fit(train, valid)
@@ -453,39 +456,6 @@ class RARecommender(BaseEstimator):
             return log, InteractionLog.from_any(validation, user_index=log.users, item_index=log.items)
         except KeyError as exc:
             raise KeyError(f"validation names an id that X does not: {exc.args[0]}") from None
-
-    # ------------------------------------------------------- fitted views
-    def _fitted(self, name: str) -> Towers:
-        if "towers_" not in self.__dict__:
-            raise AttributeError(f"{name} exists once the recommender is fitted")
-        return self.towers_
-
-    @property
-    def llm_(self) -> FrozenLLM:
-        """The frozen LLM; after :meth:`load` or unpickling it is loaded on first use."""
-        return self._fitted("llm_").llm
-
-    @property
-    def aligner_(self):
-        """The trained alignment module (``towers_.aligner``)."""
-        return self._fitted("aligner_").aligner
-
-    @property
-    def prompts_(self):
-        """Builds the token ids of user and item prompts (``towers_.prompts``)."""
-        return self._fitted("prompts_").prompts
-
-    @property
-    def ranker_(self) -> Ranker:
-        """Scores users against the catalogue, as every ranking method does."""
-        towers = self._fitted("ranker_")
-        return Ranker(self.item_vectors_, towers.item_cf[:, 0], self.score_fusion_, self.ranking_memory_mb)
-
-    @property
-    def item_popularity_(self) -> torch.Tensor:
-        """Interactions per item in the fit data (n_items,): the ranking of users without any history."""
-        check_is_fitted(self, "item_vectors_")
-        return torch.as_tensor(np.asarray(self.seen_.sum(axis=0)).ravel(), dtype=torch.float32)
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
@@ -569,194 +539,3 @@ class RARecommender(BaseEstimator):
         tags.target_tags.required = False  # y is ignored: the interactions are the data
         tags.non_deterministic = self.random_state is None
         return tags
-
-    # -------------------------------------------------------------- inference
-    def _user_indices(self, users: Any) -> np.ndarray:
-        raw = np.atleast_1d(np.asarray(users, dtype=object if not isinstance(users, np.ndarray) else None))
-        try:
-            return self.users_.encode(raw.tolist())
-        except KeyError as exc:
-            raise KeyError(f"{exc.args[0]}; pass histories= to recommend for a user not seen in fit.") from None
-
-    def _cf_users(self, users: np.ndarray) -> torch.Tensor | None:
-        """CF vectors of known users, when the ranking fuses in the CF score."""
-        return self.towers_.cf_user_vectors[users] if self.score_fusion_ else None
-
-    def _scores(self, users: np.ndarray) -> torch.Tensor:
-        """Ranking scores (n, n_items) of known users, from cached vectors."""
-        return self.ranker_.scores(self.user_vectors_[users], self._cf_users(users))
-
-    def recommend(self, users: Any = None, k: int | None = None, exclude_seen: bool = True,
-                  histories: Sequence[Sequence[Any]] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` items and their scores.
-
-        Parameters
-        ----------
-        users : raw user id or sequence of them
-            Users seen in ``fit``: a matrix product with cached vectors, no LLM call.
-        k : int, optional
-            Defaults to ``self.k``; at most the catalogue size.
-        exclude_seen : bool, default True
-            Leave out the items the user interacted with (in ``X``, or in the history).
-        histories : sequence of raw item-id sequences, optional
-            Instead of ``users``: histories of users not seen in ``fit`` (cold
-            start), encoded through the CF backbone and the user tower.
-
-        Returns
-        -------
-        ids, scores : ndarray
-            Raw item ids and scores, shape (k,) for one user, (n, k) for several.
-            A user who has seen nearly everything gets fewer than ``k`` real
-            items; the rest is padded with ``None`` ids and ``-inf`` scores.
-        """
-        check_is_fitted(self, "item_vectors_")
-        k = self.k if k is None else k
-        check_int(k, "k", type(self).__name__, 1, self.n_items_)
-        single = histories is None and np.ndim(users) == 0
-        if histories is None:
-            idx = self._user_indices(users)
-            vectors, cf_vectors = self.user_vectors_[idx], self._cf_users(idx)
-            seen = [self.seen_.indices[self.seen_.indptr[u]:self.seen_.indptr[u + 1]] for u in idx]
-            ids, values = self._top_k_ids(vectors, cf_vectors, seen if exclude_seen else None, k)
-            return (ids[0], values[0]) if single else (ids, values)
-        if isinstance(histories, str | bytes) or not isinstance(histories, Sequence | np.ndarray):
-            raise TypeError(f"histories must be a sequence of item-id sequences, one per user; got "
-                            f"{type(histories).__name__}.")
-        encoded = [self.items_.encode(list(h)) for h in histories]
-        ids = np.full((len(encoded), k), None, dtype=object)
-        values = np.full((len(encoded), k), -np.inf)
-        filled = np.array([len(h) > 0 for h in encoded], dtype=bool)
-        if filled.any():  # users with a history: the CF backbone and the user tower
-            rows = [h for h, f in zip(encoded, filled) if f]
-            unknown = np.full(len(rows), -1)
-            vectors = self.towers_.encode_users(rows, unknown, progress=bool(self.verbose))
-            windows = [self.towers_.window(np.asarray(h)) for h in rows]
-            cf_vectors = self.towers_.user_cf(windows, unknown) if self.score_fusion_ else None
-            ids[filled], values[filled] = self._top_k_ids(vectors, cf_vectors, rows if exclude_seen else None, k)
-        if not filled.all():  # users without a history: the most popular items of the fit data
-            top = torch.topk(self.item_popularity_, k)
-            ids[~filled] = self.items_.decode(top.indices.numpy()).astype(object)
-            values[~filled] = top.values.numpy()
-        return ids, values
-
-    def _top_k_ids(self, vectors: torch.Tensor, cf_vectors: torch.Tensor | None, seen: list[np.ndarray] | None,
-                   k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Raw ids and scores (n, k) of the best items; ``None`` / ``-inf`` where fewer than k are left."""
-        _params.validate_retrieval_params(self)
-        index = self._ivf_index if self.retrieval == "ivf" else None
-        values, indices = self.ranker_.top_k(vectors, cf_vectors, k, seen, index, self.ivf_probe)
-        values = values.numpy()
-        ids = self.items_.decode(indices.clamp_min(0).numpy().reshape(-1)).reshape(indices.shape).astype(object)
-        ids[np.isinf(values)] = None
-        return ids, values
-
-    def _ivf_index(self) -> IVFIndex:
-        """The approximate index over ``item_vectors_``, built on first use (again after ``add_items``)."""
-        ivf = self.__dict__.get("_ivf")  # reset by fit, load and add_items
-        if ivf is None or (self.ivf_lists is not None and min(self.ivf_lists, self.n_items_) != ivf.n_lists):
-            logger.info("building the IVF index over %d item vectors", self.n_items_)
-            ivf = self._ivf = IVFIndex(self.item_vectors_, self.ivf_lists, seed=getattr(self, "seed_", 0) or 0)
-        return ivf
-
-    # ------------------------------------------------------------ cold items
-    def add_items(self, item_text: Any) -> RARecommender:
-        """Add items that had no interactions in ``fit`` (cold start), described by their text.
-
-        Each new item goes through the item tower with its title and
-        categories; since the CF backbone has no embedding for it, its ID
-        prefix is built from the mean CF item embedding (the documented
-        fallback). Afterwards ``recommend``, ``predict`` and ``evaluate`` rank
-        the new items with the others, and histories may name them (the CF
-        backbone skips them; the user prompt shows their titles). Saved models
-        keep them.
-
-        Parameters
-        ----------
-        item_text : mapping, ItemTextTable or rows
-            ``{item_id: title | (title, categories) | ItemText}`` for the new
-            items. Ids already in the catalogue are skipped (a warning counts
-            them); items with no title (None or empty) cannot be described and
-            are left out with a warning.
-
-        Returns
-        -------
-        self
-        """
-        check_is_fitted(self, "item_vectors_")
-        raw = dict(item_text) if isinstance(item_text, dict) else dict(ItemTextTable.from_any(item_text).items())
-        known = [i for i in raw if self.items_.encode([i], unknown="mask")[0] >= 0]
-        texts = {i: ItemText.coerce(v, i) for i, v in raw.items() if i not in known}
-        blank = [i for i, t in texts.items() if t is None]
-        new = {i: t for i, t in texts.items() if t is not None}
-        if known:
-            warnings.warn(f"add_items: {len(known)} item(s) are already in the catalogue and were left as they are "
-                          f"(first: {known[0]!r}).", UserWarning, stacklevel=2)
-        if blank:
-            warnings.warn(f"add_items: {len(blank)} item(s) have neither interactions nor a title and were left out "
-                          f"(first: {blank[0]!r}).", UserWarning, stacklevel=2)
-        if not new:
-            return self
-        try:
-            items = IdIndex(self.items_.to_list() + list(new), kind="item")
-        except (ValueError, TypeError) as exc:
-            raise type(exc)(f"add_items: the new ids must be of the catalogue's id type ({self.items_.dtype_name}); "
-                            f"{exc}") from None
-        self.items_, self.n_items_, self._ivf = items, len(items), None
-        added = self.towers_.encode_items(self.towers_.add_items(list(new.values())), progress=bool(self.verbose))
-        self.item_vectors_ = torch.cat([self.item_vectors_, added])
-        self.seen_ = sp.csr_matrix((self.seen_.data, self.seen_.indices, self.seen_.indptr),
-                                   shape=(self.n_users_, self.n_items_))
-        return self
-
-    def predict(self, users: Any) -> np.ndarray:
-        """Top-``k`` raw item ids for each user seen in ``fit``, shape (n_users, k); seen items excluded.
-
-        A catalogue smaller than ``k`` gives lists as long as the catalogue; a
-        user with fewer than ``k`` unseen items gets ``None`` after the last one.
-        """
-        check_is_fitted(self, "item_vectors_")
-        ids, _ = self.recommend(np.atleast_1d(np.asarray(users, dtype=object)), min(self.k, self.n_items_))
-        return ids
-
-    def evaluate(self, X: Any, ks: Sequence[int] = (10, 20, 100),
-                 metrics: Sequence[str] = ("hr", "ndcg", "mrr")) -> dict[str, float]:
-        """Full-ranking metrics of held-out interactions ``X``, averaged over them.
-
-        Every item is ranked for each held-out interaction's user, with the
-        user's items from ``fit`` excluded; users are scored in blocks that
-        stay within ``ranking_memory_mb``. Interactions whose user or item was
-        not seen in ``fit`` cannot be ranked: they are left out with a warning.
-
-        Returns
-        -------
-        dict
-            ``{"hr@10": ..., "ndcg@10": ..., ...}`` for every metric and cut-off.
-        """
-        check_is_fitted(self, "item_vectors_")
-        test = self._known_interactions(X)
-        users_per_block = max(1, min(256, int(self.ranking_memory_mb * 2**20 / 4 / self.n_items_)))
-        return full_ranking_metrics(self._scores, test, self.seen_, ks=list(ks), metrics=list(metrics),
-                                    batch_size=users_per_block)
-
-    def score(self, X: Any, y: Any = None) -> float:
-        """Mean NDCG@k of held-out interactions ``X``; higher is better (scikit-learn's scorer convention).
-
-        As in :meth:`evaluate`: the user's items from ``fit`` are excluded from
-        the ranking, and interactions with users or items unseen in ``fit`` are
-        left out with a warning.
-        """
-        return self.evaluate(X, ks=[self.k], metrics=["ndcg"])[f"ndcg@{self.k}"]
-
-    def _known_interactions(self, X: Any) -> InteractionLog:
-        raw = InteractionLog.from_any(X, source="held-out interactions")
-        users = self.users_.encode(raw.users.ids, unknown="mask")[raw.user_codes]
-        items = self.items_.encode(raw.items.ids, unknown="mask")[raw.item_codes]
-        keep = (users >= 0) & (items >= 0)
-        if not keep.any():
-            raise ValueError(f"none of the {len(raw)} held-out interactions has a user and an item seen in fit; "
-                             "nothing can be ranked.")
-        if not keep.all():
-            warnings.warn(f"{int((~keep).sum())} of {len(raw)} held-out interactions name a user or item not seen "
-                          "in fit and are left out of the evaluation.", stacklevel=3)
-        times = None if raw.timestamps is None else raw.timestamps[keep]
-        return InteractionLog(users[keep], items[keep], self.users_, self.items_, times)

@@ -9,7 +9,7 @@ import torch
 
 from ._validation import check_float, check_int, check_option
 from .align import LOSSES, REPARAMETERIZATIONS, AlignmentConfig, LLMSource, PrefixConfig, PromptSettings
-from .cf import BACKBONES
+from .cf import BACKBONES, CFBackbone
 from .llm import check_template
 
 if TYPE_CHECKING:
@@ -22,7 +22,11 @@ LLM_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16
 def validate_params(rec: RARecommender) -> None:
     """Raise ``ValueError`` naming the parameter, what it must be and what it got, for the first invalid one."""
     name = type(rec).__name__
-    check_option(rec.backbone, "backbone", name, sorted(BACKBONES))
+    if not isinstance(rec.backbone, CFBackbone):
+        check_option(rec.backbone, "backbone", name, sorted(BACKBONES))
+    elif not hasattr(rec.backbone, "module_"):
+        raise ValueError(f"The 'backbone' parameter of {name} is a CFBackbone that is not fitted; fit it first, "
+                         "or pass its name.")
     if rec.backbone_params is not None and not isinstance(rec.backbone_params, dict):
         raise ValueError(f"The 'backbone_params' parameter of {name} must be a dict or None. "
                          f"Got {rec.backbone_params!r} instead.")

@@ -67,6 +67,8 @@ def _versions() -> dict[str, str]:
 def _encode_params(params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
     """JSON-safe parameters; arrays inside ``backbone_params`` go to ``tensors``."""
     out = dict(params)
+    if isinstance(out["backbone"], CFBackbone):  # a backbone fitted outside: saved as backbone_, named here
+        out["backbone"] = out["backbone"].name
     if not (out["llm"] is None or isinstance(out["llm"], str | os.PathLike)):
         out["llm"] = None  # an in-memory (model, tokenizer) pair: its identity is recorded under "llm"
     elif out["llm"] is not None:

@@ -244,3 +244,20 @@ def test_score_fusion_rejects_bad_values(data, bad):
         small(tiny_llm(text), score_fusion=bad).fit(X, item_text=text)
 
 
+
+
+def test_a_fitted_backbone_is_used_as_it_is_and_an_unfitted_one_is_refused(data, tmp_path):
+    from rarec.cf import SASRec, SASRecConfig
+
+    X, _, text = data
+    llm = tiny_llm(text)
+    first = small(llm).fit(X, item_text=text)
+    shared = small(llm, backbone=first.backbone_).fit(X, item_text=text)
+    assert shared.backbone_ is first.backbone_  # not trained again
+    users = np.unique(X[:, 0])[:5]
+    np.testing.assert_array_equal(shared.predict(users), first.predict(users))  # same seed: the same fit
+    back = RARecommender.load(shared.save(tmp_path / "m"), llm=llm)
+    assert back.backbone == "sasrec"
+    np.testing.assert_array_equal(back.predict(users), shared.predict(users))
+    with pytest.raises(ValueError, match="not fitted"):
+        small(llm, backbone=SASRec(SASRecConfig())).fit(X, item_text=text)

@@ -68,7 +68,3 @@ class PromptBuilder:
             if len(tokens) <= self.max_prompt_tokens:
                 return tokens
         return tokens[-self.max_prompt_tokens:]  # keep the end: the most recent title and the instruction
-
-    def history_text_tokens(self, history: Sequence[int]) -> int:
-        """Tokens needed to spell out *every* history title (ID translation), for comparison."""
-        return len(self._encode(self.user_template.format(history="; ".join(self.titles[i] for i in history))))
