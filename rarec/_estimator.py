@@ -87,7 +87,26 @@ class RARecommender(RankingMixin, BaseEstimator):
     temperature : float, default 0.1
         Temperature of the alignment loss.
     n_random_negatives : int, default 0
-        Uniformly drawn extra negative items per batch.
+        Uniformly drawn extra negative items per batch (``negatives="in_batch"``).
+    negatives : {"in_batch", "catalogue"}, default "in_batch"
+        Candidates of the ranking loss. "in_batch": the batch's target items
+        (plus ``n_random_negatives``), drawn by popularity, so corrected by
+        ``logq``. "catalogue": a softmax over every item, with the batch's
+        items encoded live and the others taken from a bank of item vectors
+        re-encoded every ``bank_refresh`` steps (no sampling bias; the bank
+        takes 4 bytes x hidden size per item: 2.3 GB per million items with
+        SmolLM2-135M).
+    logq : bool, default True
+        With in-batch candidates, subtract the log of each candidate's
+        expected draws per batch from its logit (the sampled-softmax
+        correction). Without it the loss learns to demote popular items.
+    bank_refresh : int, default 50
+        Training steps between re-encodings of the catalogue bank.
+    similarity : {"dot", "cosine"}, default "dot"
+        "dot": the score is the raw dot product of the towers' vectors
+        (scaled by 1/sqrt(hidden) while training). "cosine": the vectors
+        are L2-normalised and training scales the cosine by a learned
+        temperature.
     score_fusion : float >= 0 or "auto", default 0.0
         Weight w of the CF backbone's own score in the ranking score:
         ``z(h_u · h_i) + w · z(cf(u, i))``, each standardised per user over
@@ -241,6 +260,10 @@ class RARecommender(RankingMixin, BaseEstimator):
         align_weight: float = 0.1,
         temperature: float = 0.1,
         n_random_negatives: int = 0,
+        negatives: str = "in_batch",
+        logq: bool = True,
+        bank_refresh: int = 50,
+        similarity: str = "dot",
         score_fusion: float | str = 0.0,
         user_template: str = DEFAULT_USER_TEMPLATE,
         item_template: str = DEFAULT_ITEM_TEMPLATE,
@@ -283,6 +306,10 @@ class RARecommender(RankingMixin, BaseEstimator):
         self.align_weight = align_weight
         self.temperature = temperature
         self.n_random_negatives = n_random_negatives
+        self.negatives = negatives
+        self.logq = logq
+        self.bank_refresh = bank_refresh
+        self.similarity = similarity
         self.score_fusion = score_fusion
         self.user_template = user_template
         self.item_template = item_template

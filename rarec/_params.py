@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ._validation import check_float, check_int, check_option
-from .align import LOSSES, REPARAMETERIZATIONS, AlignmentConfig, LLMSource, PrefixConfig, PromptSettings
+from .align import LOSSES, NEGATIVES, REPARAMETERIZATIONS, AlignmentConfig, LLMSource, PrefixConfig, PromptSettings
 from .cf import BACKBONES, CFBackbone
 from .llm import check_template
 
@@ -32,12 +32,16 @@ def validate_params(rec: RARecommender) -> None:
                          f"Got {rec.backbone_params!r} instead.")
     for param, low in (("cf_epochs", 1), ("n_ctx", 0), ("n_id_tokens", 1), ("rank", 1), ("n_random_negatives", 0),
                        ("n_history_titles", 1), ("max_prompt_tokens", 4), ("max_history", 1), ("epochs", 1),
-                       ("batch_size", 2), ("patience", 1), ("k", 1), ("verbose", 0), ("checkpoint_every", 1)):
+                       ("batch_size", 2), ("patience", 1), ("k", 1), ("verbose", 0), ("checkpoint_every", 1),
+                       ("bank_refresh", 1)):
         check_int(getattr(rec, param), param, name, low)
     if rec.max_train_samples is not None:
         check_int(rec.max_train_samples, "max_train_samples", name, 1)
     check_option(rec.reparameterization, "reparameterization", name, REPARAMETERIZATIONS)
     check_option(rec.loss, "loss", name, LOSSES)
+    check_option(rec.negatives, "negatives", name, NEGATIVES)
+    check_option(rec.logq, "logq", name, (True, False))
+    check_option(rec.similarity, "similarity", name, ("dot", "cosine"))
     check_option(rec.selection, "selection", name, ("tailored", "random"))
     if rec.sample_fraction is not None:
         check_float(rec.sample_fraction, "sample_fraction", name, 0.0, 1.0, low_open=True)
@@ -88,12 +92,14 @@ def prefix_config(rec: RARecommender, id_dim: int) -> PrefixConfig:
     """Both towers' prefix shape (the user tower's number of interests is set from the backbone)."""
     return PrefixConfig(id_dim=id_dim, n_id_tokens=rec.n_id_tokens, n_ctx=rec.n_ctx,
                         reparameterization=rec.reparameterization, rank=rec.rank, use_id=rec.use_id,
-                        depth=None if rec.prefix_layers == "all" else rec.prefix_layers)
+                        depth=None if rec.prefix_layers == "all" else rec.prefix_layers,
+                        normalize=rec.similarity == "cosine")
 
 
 def alignment_config(rec: RARecommender, progress: bool) -> AlignmentConfig:
     return AlignmentConfig(loss=rec.loss, align_weight=rec.align_weight, temperature=rec.temperature,
-                           n_random_negatives=rec.n_random_negatives, epochs=rec.epochs, batch_size=rec.batch_size,
+                           n_random_negatives=rec.n_random_negatives, negatives=rec.negatives, logq=rec.logq,
+                           bank_refresh=rec.bank_refresh, epochs=rec.epochs, batch_size=rec.batch_size,
                            lr=rec.lr, weight_decay=rec.weight_decay, max_grad_norm=rec.max_grad_norm,
                            patience=rec.patience, lower_cache_mb=rec.lower_cache_mb, progress=progress)
 

@@ -4,11 +4,12 @@ from ._projector import REPARAMETERIZATIONS, PrefixConfig, PrefixProjector, alig
 from ._samples import AlignmentSamples, all_next_item_samples, select_random_samples
 from ._selection import select_alignment_samples
 from ._towers import LLMSource, PromptSettings, Towers
-from ._trainer import LOSSES, AlignmentConfig, AlignmentResult, length_bucketed_batches, train_alignment
+from ._trainer import LOSSES, NEGATIVES, AlignmentConfig, AlignmentResult, length_bucketed_batches, train_alignment
 from ._two_tower import TwoTowerAligner
 
 __all__ = [
     "LOSSES",
+    "NEGATIVES",
     "REPARAMETERIZATIONS",
     "AlignmentConfig",
     "AlignmentResult",

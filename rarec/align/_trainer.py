@@ -22,6 +22,7 @@ from ._training_state import TrainingState
 
 logger = logging.getLogger(__name__)
 LOSSES = ("bpr", "softmax")
+NEGATIVES = ("in_batch", "catalogue")
 
 
 @dataclasses.dataclass
@@ -32,6 +33,12 @@ class AlignmentConfig:
     align_weight: float = 0.1  # weight of the InfoNCE alignment loss (0 disables it)
     temperature: float = 0.1  # of the alignment loss
     n_random_negatives: int = 0  # uniformly drawn extra items per batch
+    #: "in_batch": the batch's target items (plus random extras) are the candidates, with the logQ correction
+    #: when ``logq``; "catalogue": a softmax over every item, the batch's items live and the rest from a bank of
+    #: item vectors (no gradient) re-encoded every ``bank_refresh`` steps.
+    negatives: str = "in_batch"
+    logq: bool = True  # subtract log(expected draws) of each in-batch candidate from its logit
+    bank_refresh: int = 50
     epochs: int = 3
     batch_size: int = 16  # samples per rank and step
     lr: float = 1e-2
@@ -100,7 +107,13 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                                                     config.progress)
     setup_seconds = time.perf_counter() - setup_start  # text keys/values and lower-layer states, once per fit
     optimizer = torch.optim.AdamW(aligner.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scale = llm.spec.hidden_size ** -0.5  # a fixed temperature for final-norm dot products (not tuned)
+    catalogue = config.negatives == "catalogue"
+    # logQ: how often each item is drawn as an in-batch candidate per batch (targets by their frequency among the
+    # samples, random extras uniformly); a candidate's logit minus its log gives an unbiased softmax estimate.
+    draws = (config.batch_size * group.size * np.bincount(samples.targets, minlength=towers.n_items) / len(samples)
+             + config.n_random_negatives / towers.n_items)
+    log_q = torch.as_tensor(np.log(np.maximum(draws, 1e-12)), dtype=torch.float32, device=device)
+    bank = BankOfItems(towers, group, config.bank_refresh, config.progress) if catalogue else None
     saved = checkpointer.read_training() if checkpointer is not None else None
     if saved is not None:
         run = TrainingState.from_checkpoint(*saved, aligner, optimizer, rng, config.patience)
@@ -131,12 +144,14 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
             if len(rows) < group.size:  # a last global batch too small to give every rank a user: skipped
                 run.step += 1
                 continue
-            extra = rng.integers(0, towers.n_items, config.n_random_negatives)
+            extra = rng.integers(0, towers.n_items, 0 if catalogue else config.n_random_negatives)
+            # unique: an item drawn twice (two users' target, or a target drawn again at random) is one candidate
             items, positive = np.unique(np.concatenate([samples.targets[rows], extra]), return_inverse=True)
+            vectors = bank.vectors(run.global_step, aligner) if catalogue else None
             mine = group.shard(np.arange(len(rows)))  # this rank's users of the global batch (all of them alone)
             its = group.shard(np.arange(len(items))) if len(items) >= group.size else np.zeros(1, dtype=int)
 
-            def step(module, rows=rows, items=items, positive=positive, mine=mine, its=its):
+            def step(module, rows=rows, items=items, positive=positive, mine=mine, its=its, vectors=vectors):
                 users = rows[mine]
                 h_u = module.encode(llm, "user", user_cf[users].to(device), [user_tokens[r] for r in users],
                                     pick(user_states, users))
@@ -144,8 +159,15 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                 h_i = module.encode(llm, "item", item_cf[part].to(device), [item_tokens[i] for i in part],
                                     pick(towers.item_states, part))
                 h_i = group.gather_rows(h_i.float(), len(items))  # every item of the global batch
-                scores = (h_u.float() @ h_i.T) * scale  # (local B, M)
-                loss = ranking_loss(scores, torch.as_tensor(positive[mine], device=device), config.loss)
+                if vectors is not None:  # the whole catalogue: the batch's items live, the others from the bank
+                    h_i = vectors.to(device).index_copy(0, torch.as_tensor(items, device=device), h_i)  # (N, hidden)
+                    target = torch.as_tensor(items[positive[mine]], device=device)
+                else:
+                    target = torch.as_tensor(positive[mine], device=device)
+                scores = (h_u.float() @ h_i.T) * module.logit_scale(llm.spec.hidden_size)  # (local B, M)
+                if config.logq and vectors is None:
+                    scores = scores - log_q[torch.as_tensor(items, device=device)]
+                loss = ranking_loss(scores, target, config.loss)
                 if align:  # cheap: every rank computes it for the whole global batch
                     loss = loss + config.align_weight * (
                         alignment_loss(module.user_prefix.id_prefix(user_cf[rows].to(device)),
@@ -271,3 +293,27 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.ran
         part = part[np.argsort(lengths[part], kind="stable")]
         batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class BankOfItems:
+    """Vectors of every item under the current alignment module (no gradient), re-encoded every ``refresh`` steps.
+
+    The full-catalogue softmax scores each user against all of them; the
+    batch's own items are encoded live with gradients and replace their rows.
+    Between refreshes the other rows are up to ``refresh`` steps stale.
+    """
+
+    def __init__(self, towers: Towers, group: Group, refresh: int, progress: bool = False) -> None:
+        self.towers, self.group, self.refresh, self.progress = towers, group, refresh, progress
+        self._vectors: torch.Tensor | None = None
+        self._step = -1
+
+    def vectors(self, step: int, aligner: torch.nn.Module) -> torch.Tensor:
+        """(n_items, hidden) on the CPU, refreshed when ``refresh`` steps have passed since the last encoding."""
+        if self._vectors is None or step - self._step >= self.refresh:
+            was_training = aligner.training
+            aligner.eval()
+            self._vectors = self.group.sharded(lambda part: self.towers.encode_items(part), self.towers.n_items)
+            aligner.train(was_training)
+            self._step = step
+        return self._vectors

@@ -1,0 +1,151 @@
+"""Which training objective lets the LLM score catch up with its backbone? Negatives, logQ, geometry, budget.
+
+    python benchmarks/objective_study.py --data ../shared/data/ml-100k --variants baseline,logq,catalogue
+    python benchmarks/objective_study.py --render        # docs section from the saved JSON
+
+One SASRec backbone (seed 0) is fitted on the split RARecommender makes
+internally (each user's last training item held out for validation) and
+cached under benchmarks/output/, then shared by every RA-Rec fit
+(``backbone=``), so the rows differ only in the alignment stage. Each
+variant runs for each seed; a row reports the LLM score alone (the paper's
+ranking): validation NDCG@10 (the best epoch, as early stopping sees it)
+and test NDCG@10 / HR@100 over the full catalogue, with popularity and the
+backbone beside it.
+
+Results: benchmarks/results/objective_study.json (rows are appended as they
+finish; a variant already there for a seed is skipped unless --again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from common import SETTINGS, write_section
+
+from rarec import RARecommender
+from rarec.cf import CFBackbone, PopularityRecommender, TrainingConfig, make_backbone
+from rarec.data import read_recbole
+from rarec.metrics import full_ranking_metrics
+from rarec.model_selection import leave_last_out
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "objective_study.json"
+#: The CPU preset of alignment_quality.py: 1% of the training samples, one epoch.
+BASE = dict(sample_fraction=0.01, epochs=1)
+#: (name, what changes from BASE). "baseline" is the objective before this study (in-batch softmax, no logQ).
+VARIANTS = {
+    "baseline": dict(negatives="in_batch", logq=False),
+    "logq": dict(negatives="in_batch", logq=True),
+    "catalogue": dict(negatives="catalogue"),
+    "cosine": dict(negatives="in_batch", logq=True, similarity="cosine"),
+    "catalogue+cosine": dict(negatives="catalogue", similarity="cosine"),
+    "catalogue+cosine, 5% x 3 epochs": dict(negatives="catalogue", similarity="cosine", sample_fraction=0.05,
+                                            epochs=3),
+}
+
+
+def shared_sasrec(train, cache: Path) -> CFBackbone:
+    """SASRec (seed 0) on RARecommender's own inner split, fitted once and cached as safetensors + JSON."""
+    if (cache / "meta.json").exists():
+        return CFBackbone.from_state(json.loads((cache / "meta.json").read_text()),
+                                     load_file(str(cache / "tensors.safetensors")), "cpu", source=str(cache))
+    config, training = SETTINGS["sasrec"]
+    inner = leave_last_out(train, n_valid=0)
+    backbone = make_backbone("sasrec", TrainingConfig(**training, random_state=0, device="cpu", verbose=False),
+                             **config)
+    start = time.perf_counter()
+    backbone.fit(inner.train, inner.test)
+    print(f"SASRec: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    meta, tensors = backbone.to_state()
+    cache.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(cache / "tensors.safetensors"))
+    (cache / "meta.json").write_text(json.dumps(meta))
+    return backbone
+
+
+def reference_rows(backbone: CFBackbone, split) -> dict:
+    def metrics(scorer):
+        return full_ranking_metrics(scorer, split.test, split.train, ks=[10, 100], metrics=["ndcg", "hr"])
+
+    return {"popularity": metrics(PopularityRecommender().fit(split.train).score_users),
+            "SASRec backbone": metrics(backbone.scorer(split.train))}
+
+
+def run_variant(name: str, seed: int, backbone: CFBackbone, split, text) -> dict:
+    params = {**BASE, **VARIANTS[name]}
+    rec = RARecommender(backbone=backbone, device="cpu", random_state=seed, verbose=0, **params)
+    start = time.perf_counter()
+    rec.fit(split.train, item_text=text)
+    fit_s = time.perf_counter() - start
+    test = rec.evaluate(split.test, ks=[10, 100], metrics=["ndcg", "hr"])
+    log = rec.training_log_
+    return {"variant": name, "seed": seed, "params": params, "fit_s": fit_s,
+            "train_s": sum(r["seconds"] for r in log), "setup_s": log[0].get("setup_seconds", 0.0),
+            "samples": log[0]["samples"], "epochs_run": len(log),
+            "valid_ndcg@10": max(r.get("valid_ndcg@10", -1.0) for r in log), **test}
+
+
+def render(result: dict) -> str:
+    def cell(values):
+        return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 \
+            else f"{values[0]:.4f}"
+
+    lines = ["## Training objective study (ML-100K, SmolLM2-135M, CPU)", "",
+             f"Written by `benchmarks/objective_study.py` on {result['machine']}. One SASRec backbone (seed 0) "
+             "shared by every fit; each RA-Rec row is the LLM score alone (the paper's ranking), mean ± std over "
+             "the seeds run. Base: the CPU preset (`sample_fraction=0.01`, one epoch, prefixes in the top 8 "
+             "layers); \"baseline\" is the objective before this study (in-batch softmax without logQ).", "",
+             "| row | seeds | valid NDCG@10 | test NDCG@10 | test HR@100 | fit (s) |", "|---|---|---|---|---|---|"]
+    for label, m in result["reference"].items():
+        lines.append(f"| {label} | – | – | {m['ndcg@10']:.4f} | {m['hr@100']:.4f} | – |")
+    for name in VARIANTS:
+        rows = [r for r in result["rows"] if r["variant"] == name]
+        if rows:
+            lines.append(f"| RA-Rec: {name} | {len(rows)} | {cell([r['valid_ndcg@10'] for r in rows])} | "
+                         f"{cell([r['ndcg@10'] for r in rows])} | {cell([r['hr@100'] for r in rows])} | "
+                         f"{statistics.mean(r['fit_s'] for r in rows):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/ml-100k")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--again", action="store_true", help="rerun variants already in the results")
+    parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
+    parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
+    args = parser.parse_args()
+    result = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
+    if not args.render:
+        log, text = read_recbole(args.data).k_core(5)
+        split = leave_last_out(log, n_valid=0)
+        backbone = shared_sasrec(split.train, HERE / "output" / "objective_study_sasrec")
+        result["reference"] = reference_rows(backbone, split)
+        result["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        for name in args.variants.split(","):
+            for seed in map(int, args.seeds.split(",")):
+                done = [r for r in result["rows"] if r["variant"] == name and r["seed"] == seed]
+                if done and not args.again:
+                    continue
+                row = run_variant(name, seed, backbone, split, text)
+                print(json.dumps(row), file=sys.stderr)
+                result["rows"] = [r for r in result["rows"] if r not in done] + [row]
+                RESULTS.parent.mkdir(parents=True, exist_ok=True)
+                RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    write_section(args.output, render(result), marker="objective-study")
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main()
