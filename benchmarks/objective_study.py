@@ -49,7 +49,11 @@ VARIANTS = {
     "catalogue": dict(negatives="catalogue"),
     "cosine": dict(negatives="in_batch", logq=True, similarity="cosine"),
     "catalogue+cosine": dict(negatives="catalogue", similarity="cosine"),
-    "catalogue+cosine, 5% x 3 epochs": dict(negatives="catalogue", similarity="cosine", sample_fraction=0.05,
+    "catalogue (bank refreshed every 10 steps)": dict(negatives="catalogue", bank_refresh=10),
+    "catalogue (bank never refreshed)": dict(negatives="catalogue", bank_refresh=10**6),
+    "catalogue (random selection)": dict(negatives="catalogue", selection="random"),
+    "catalogue (5% x 3 epochs)": dict(negatives="catalogue", sample_fraction=0.05, epochs=3),
+    "catalogue+cosine (5% x 3 epochs)": dict(negatives="catalogue", similarity="cosine", sample_fraction=0.05,
                                             epochs=3),
 }
 
@@ -120,7 +124,7 @@ def render(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/ml-100k")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--again", action="store_true", help="rerun variants already in the results")
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")

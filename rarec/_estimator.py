@@ -88,14 +88,16 @@ class RARecommender(RankingMixin, BaseEstimator):
         Temperature of the alignment loss.
     n_random_negatives : int, default 0
         Uniformly drawn extra negative items per batch (``negatives="in_batch"``).
-    negatives : {"in_batch", "catalogue"}, default "in_batch"
-        Candidates of the ranking loss. "in_batch": the batch's target items
-        (plus ``n_random_negatives``), drawn by popularity, so corrected by
-        ``logq``. "catalogue": a softmax over every item, with the batch's
-        items encoded live and the others taken from a bank of item vectors
-        re-encoded every ``bank_refresh`` steps (no sampling bias; the bank
-        takes 4 bytes x hidden size per item: 2.3 GB per million items with
-        SmolLM2-135M).
+    negatives : {"auto", "catalogue", "in_batch"}, default "auto"
+        Candidates of the ranking loss. "catalogue": a softmax over every
+        item, with the batch's items encoded live and the others taken from
+        a bank of item vectors re-encoded every ``bank_refresh`` steps (no
+        sampling bias; the bank takes 4 bytes x hidden size per item, 2.3 GB
+        per million items with SmolLM2-135M, and each refresh encodes the
+        whole catalogue). "in_batch": the batch's target items (plus
+        ``n_random_negatives``), drawn by popularity, so corrected by
+        ``logq``. "auto": "catalogue" up to 50,000 items, else "in_batch".
+        On ML-100K the catalogue softmax ranked best (docs/benchmarks.md).
     logq : bool, default True
         With in-batch candidates, subtract the log of each candidate's
         expected draws per batch from its logit (the sampled-softmax
@@ -179,7 +181,9 @@ class RARecommender(RankingMixin, BaseEstimator):
         a fit that was never interrupted (same seed, CPU).
     checkpoint_every : int, default 100
         Alignment training steps between checkpoints (one is also written at
-        the end of every epoch).
+        the end of every epoch); when the final catalogue is encoded, the
+        vectors done so far are saved every ``checkpoint_every`` encoding
+        batches of 256 items.
     random_state : int or None, default None
     verbose : int, default 1
         0 silences progress bars.
@@ -260,7 +264,7 @@ class RARecommender(RankingMixin, BaseEstimator):
         align_weight: float = 0.1,
         temperature: float = 0.1,
         n_random_negatives: int = 0,
-        negatives: str = "in_batch",
+        negatives: str = "auto",
         logq: bool = True,
         bank_refresh: int = 50,
         similarity: str = "dot",
@@ -394,7 +398,7 @@ class RARecommender(RankingMixin, BaseEstimator):
                           "using 0 (the LLM score alone).", UserWarning, stacklevel=2)
         try:
             result = train_alignment(
-                towers, samples, sequences, _params.alignment_config(self, progress), rng, group,
+                towers, samples, sequences, _params.alignment_config(self, progress, log.n_items), rng, group,
                 None if valid is None else lambda: validation_ndcg(towers, train, valid, weights, group, progress),
                 checkpointer)
         except KeyboardInterrupt:
@@ -446,6 +450,9 @@ class RARecommender(RankingMixin, BaseEstimator):
         if self.sample_fraction is not None:
             samples, report = select_alignment_samples(samples, sequences, texts, self.sample_fraction, rng,
                                                        selection=self.selection)
+        if len(samples) == 0:
+            raise ValueError(f"the sample selection left no training samples ({report}); use selection='random' "
+                             "or a larger sample_fraction.")
         return select_random_samples(samples, self.max_train_samples, rng), report
 
     def _checkpointer(self, seed: int, log: InteractionLog, group: Group) -> FitCheckpointer | None:

@@ -39,8 +39,9 @@ def validate_params(rec: RARecommender) -> None:
         check_int(rec.max_train_samples, "max_train_samples", name, 1)
     check_option(rec.reparameterization, "reparameterization", name, REPARAMETERIZATIONS)
     check_option(rec.loss, "loss", name, LOSSES)
-    check_option(rec.negatives, "negatives", name, NEGATIVES)
-    check_option(rec.logq, "logq", name, (True, False))
+    check_option(rec.negatives, "negatives", name, ("auto",) + NEGATIVES)
+    if not isinstance(rec.logq, bool):
+        raise ValueError(f"The 'logq' parameter of {name} must be True or False. Got {rec.logq!r} instead.")
     check_option(rec.similarity, "similarity", name, ("dot", "cosine"))
     check_option(rec.selection, "selection", name, ("tailored", "random"))
     if rec.sample_fraction is not None:
@@ -96,9 +97,17 @@ def prefix_config(rec: RARecommender, id_dim: int) -> PrefixConfig:
                         normalize=rec.similarity == "cosine")
 
 
-def alignment_config(rec: RARecommender, progress: bool) -> AlignmentConfig:
+#: negatives="auto" uses the catalogue softmax up to this many items: beyond it, re-encoding the bank every
+#: ``bank_refresh`` steps costs more than the training steps themselves on a CPU.
+AUTO_CATALOGUE_MAX_ITEMS = 50_000
+
+
+def alignment_config(rec: RARecommender, progress: bool, n_items: int) -> AlignmentConfig:
+    negatives = rec.negatives
+    if negatives == "auto":
+        negatives = "catalogue" if n_items <= AUTO_CATALOGUE_MAX_ITEMS else "in_batch"
     return AlignmentConfig(loss=rec.loss, align_weight=rec.align_weight, temperature=rec.temperature,
-                           n_random_negatives=rec.n_random_negatives, negatives=rec.negatives, logq=rec.logq,
+                           n_random_negatives=rec.n_random_negatives, negatives=negatives, logq=rec.logq,
                            bank_refresh=rec.bank_refresh, epochs=rec.epochs, batch_size=rec.batch_size,
                            lr=rec.lr, weight_decay=rec.weight_decay, max_grad_norm=rec.max_grad_norm,
                            patience=rec.patience, lower_cache_mb=rec.lower_cache_mb, progress=progress)

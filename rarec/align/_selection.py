@@ -80,6 +80,7 @@ def select_alignment_samples(
     history_window: int = 10,
     n_user_buckets: int = 4,
     n_item_buckets: int = 4,
+    max_denoised_share: float = 0.5,
 ) -> tuple[AlignmentSamples, dict[str, int]]:
     """Choose ``round(fraction * len(samples))`` training samples.
 
@@ -102,6 +103,11 @@ def select_alignment_samples(
         Most recent history items whose words count for denoising.
     n_user_buckets, n_item_buckets : int
         Quantile buckets of user history length and of target popularity.
+    max_denoised_share : float, default 0.5
+        When denoising would remove more than this share of the candidates
+        (titles that share few words, such as artist names), it is skipped
+        with a warning that gives the counts: it would judge the titles,
+        not the transitions.
 
     Returns
     -------
@@ -115,6 +121,7 @@ def select_alignment_samples(
     check_int(history_window, "history_window", "select_alignment_samples", 1)
     check_int(n_user_buckets, "n_user_buckets", "select_alignment_samples", 1)
     check_int(n_item_buckets, "n_item_buckets", "select_alignment_samples", 1)
+    check_float(max_denoised_share, "max_denoised_share", "select_alignment_samples", 0.0, 1.0)
     n = len(samples)
     budget = max(1, int(round(fraction * n)))
     report = {"candidates": n, "removed_by_denoise": 0, "removed_by_budget": 0, "selected": 0, "cells": 1}
@@ -134,8 +141,19 @@ def select_alignment_samples(
             history_words = frozenset().union(*(words[i] for i in window))
             # Only judge samples where both sides have words: a missing title is no evidence of noise.
             noisy[row] = bool(target_words) and bool(history_words) and not (target_words & history_words)
-        candidates = candidates[~noisy]
-        report["removed_by_denoise"] = int(noisy.sum())
+        if noisy.sum() > max_denoised_share * n:
+            warnings.warn(f"denoising would remove {int(noisy.sum()):,} of {n:,} candidate samples "
+                          f"({noisy.mean():.0%}): the titles share too few words for it to judge transitions, "
+                          "so the denoise step is skipped.", UserWarning, stacklevel=2)
+        else:
+            candidates = candidates[~noisy]
+            report["removed_by_denoise"] = int(noisy.sum())
+            if len(candidates) < budget:
+                warnings.warn(f"denoising removed {int(noisy.sum()):,} of {n:,} candidate samples; "
+                              f"{len(candidates):,} are left for a budget of {budget:,}.", UserWarning, stacklevel=2)
+    if len(candidates) == 0:
+        report.update(removed_by_budget=0, selected=0, cells=0)
+        return samples.subset(candidates), report
     lengths = np.array([len(sequences[u]) for u in samples.users[candidates]])
     popularity = np.bincount(samples.targets, minlength=int(samples.targets.max()) + 1)[samples.targets[candidates]]
     user_bucket = quantile_buckets(lengths, n_user_buckets)

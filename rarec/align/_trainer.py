@@ -36,7 +36,7 @@ class AlignmentConfig:
     #: "in_batch": the batch's target items (plus random extras) are the candidates, with the logQ correction
     #: when ``logq``; "catalogue": a softmax over every item, the batch's items live and the rest from a bank of
     #: item vectors (no gradient) re-encoded every ``bank_refresh`` steps.
-    negatives: str = "in_batch"
+    negatives: str = "catalogue"
     logq: bool = True  # subtract log(expected draws) of each in-batch candidate from its logit
     bank_refresh: int = 50
     epochs: int = 3
@@ -120,9 +120,13 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
         logger.info("resuming alignment training at epoch %d, step %d", run.epoch, run.step)
     else:
         run = TrainingState(EarlyStopping(config.patience))
+    if bank is not None and run.bank is not None:  # resumed: the bank as the interrupted fit had it
+        bank.restore(run.bank, run.bank_step)
 
     def save(epoch_done: bool) -> None:
         if checkpointer is not None and group.is_main:  # one writer; every rank holds the same state
+            if bank is not None:
+                run.bank, run.bank_step = bank.state()
             meta, tensors = run.to_checkpoint(aligner, optimizer, rng)
             checkpointer.write_training(f"step-{run.global_step:08d}" + ("-epoch" if epoch_done else ""), meta,
                                         tensors)
@@ -307,6 +311,13 @@ class BankOfItems:
         self.towers, self.group, self.refresh, self.progress = towers, group, refresh, progress
         self._vectors: torch.Tensor | None = None
         self._step = -1
+
+    def state(self) -> tuple[torch.Tensor | None, int]:
+        """The vectors and the step they were encoded at (for a checkpoint)."""
+        return self._vectors, self._step
+
+    def restore(self, vectors: torch.Tensor, step: int) -> None:
+        self._vectors, self._step = vectors, step
 
     def vectors(self, step: int, aligner: torch.nn.Module) -> torch.Tensor:
         """(n_items, hidden) on the CPU, refreshed when ``refresh`` steps have passed since the last encoding."""

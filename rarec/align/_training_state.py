@@ -25,8 +25,10 @@ class TrainingState:
     done: bool = False
     log: list = dataclasses.field(default_factory=list)
     batches: list[np.ndarray] | None = None  # the current epoch's batches (None between epochs)
+    bank: torch.Tensor | None = None  # the catalogue bank's item vectors (negatives="catalogue")
+    bank_step: int = -1  # the global step at which the bank was encoded
 
-    _SCALARS = ("epoch", "step", "global_step", "total", "seconds", "best_fusion", "done", "log")
+    _SCALARS = ("epoch", "step", "global_step", "total", "seconds", "best_fusion", "done", "log", "bank_step")
 
     def to_checkpoint(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
                       rng: np.random.Generator) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -37,6 +39,8 @@ class TrainingState:
             tensors.update({f"best.{k}": v for k, v in self.stopping.best_state.items()})
         if self.batches is not None:
             tensors.update(_pack_batches(self.batches))
+        if self.bank is not None:  # saved so that a resumed fit scores against the same stale bank
+            tensors["bank"] = self.bank
         meta = {name: getattr(self, name) for name in self._SCALARS}
         meta.update(best=self.stopping.best, waited=self.stopping.waited, optimizer=optimizer_meta,
                     numpy_rng=rng.bit_generator.state)
@@ -53,6 +57,7 @@ class TrainingState:
         stopping = EarlyStopping(patience, best=meta["best"], waited=meta["waited"], best_state=best or None)
         state = cls(stopping, **{name: meta[name] for name in cls._SCALARS})
         state.batches = _unpack_batches(tensors) if "batches.flat" in tensors else None
+        state.bank = tensors.get("bank")
         return state
 
 

@@ -22,7 +22,7 @@ from ._histories import SequenceStore, check_histories
 from ._training import TrainingConfig, train_with_early_stopping
 
 #: Histories encoded per forward pass when scoring or embedding users.
-ENCODE_BATCH = 512
+HISTORY_BATCH = 512
 FORMAT_VERSION = 1
 
 
@@ -146,8 +146,8 @@ class CFBackbone(ABC):
         out = []
         self.module_.eval()
         with torch.no_grad():
-            for start in range(0, len(hist), ENCODE_BATCH):
-                stop = start + ENCODE_BATCH
+            for start in range(0, len(hist), HISTORY_BATCH):
+                stop = start + HISTORY_BATCH
                 out.append(self._encode(hist[start:stop], user_idx[start:stop]).float().cpu())
         return torch.cat(out) if out else torch.zeros(0, self.n_interests, self._item_table().shape[1])
 

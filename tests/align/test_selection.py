@@ -74,3 +74,24 @@ def test_bad_parameters():
         select_alignment_samples(samples, [np.array([0, 1])], None, 0.0, rng())
     with pytest.raises(ValueError, match="The 'selection' parameter"):
         select_alignment_samples(samples, [np.array([0, 1])], None, 0.5, rng(), selection="best")
+
+
+def test_denoising_that_would_remove_most_samples_is_skipped_with_the_counts():
+    # Titles that share no words (artist names): every transition looks like noise to the word test.
+    names = "Abba Beatles Coldplay Doors Eagles Fugees Genesis Heart Incubus Journey".split()
+    texts = [ItemText(name) for name in names]
+    sequences = [np.arange(10), np.arange(9, -1, -1)]
+    samples = all_next_item_samples(sequences)
+    with pytest.warns(UserWarning, match=r"would remove 18 of 18 candidate samples \(100%\).*skipped"):
+        chosen, report = select_alignment_samples(samples, sequences, texts, 0.5, rng())
+    assert report["removed_by_denoise"] == 0 and len(chosen) == 9  # the budget is met
+    chosen, report = select_alignment_samples(samples, sequences, texts, 0.5, rng(), max_denoised_share=1.0)
+    assert report["removed_by_denoise"] == 18 and len(chosen) == 0  # allowed to remove everything, it does
+
+
+def test_denoising_that_leaves_less_than_the_budget_says_so():
+    texts = [ItemText("Space Rocket"), ItemText("Rocket Garden"), ItemText("Jazz Trumpet"), None]
+    sequences = [np.array([0, 1, 2, 3])]
+    samples = all_next_item_samples(sequences)
+    with pytest.warns(UserWarning, match="removed 1 of 3 candidate samples; 2 are left for a budget of 3"):
+        select_alignment_samples(samples, sequences, texts, 1.0, rng())
