@@ -104,11 +104,6 @@ class RARecommender(RankingMixin, BaseEstimator):
         correction). Without it the loss learns to demote popular items.
     bank_refresh : int, default 50
         Training steps between re-encodings of the catalogue bank.
-    similarity : {"dot", "cosine"}, default "dot"
-        "dot": the score is the raw dot product of the towers' vectors
-        (scaled by 1/sqrt(hidden) while training). "cosine": the vectors
-        are L2-normalised and training scales the cosine by a learned
-        temperature.
     score_fusion : float >= 0 or "auto", default 0.0
         Weight w of the CF backbone's own score in the ranking score:
         ``z(h_u · h_i) + w · z(cf(u, i))``, each standardised per user over
@@ -267,7 +262,6 @@ class RARecommender(RankingMixin, BaseEstimator):
         negatives: str = "auto",
         logq: bool = True,
         bank_refresh: int = 50,
-        similarity: str = "dot",
         score_fusion: float | str = 0.0,
         user_template: str = DEFAULT_USER_TEMPLATE,
         item_template: str = DEFAULT_ITEM_TEMPLATE,
@@ -313,7 +307,6 @@ class RARecommender(RankingMixin, BaseEstimator):
         self.negatives = negatives
         self.logq = logq
         self.bank_refresh = bank_refresh
-        self.similarity = similarity
         self.score_fusion = score_fusion
         self.user_template = user_template
         self.item_template = item_template

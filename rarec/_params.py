@@ -42,7 +42,6 @@ def validate_params(rec: RARecommender) -> None:
     check_option(rec.negatives, "negatives", name, ("auto",) + NEGATIVES)
     if not isinstance(rec.logq, bool):
         raise ValueError(f"The 'logq' parameter of {name} must be True or False. Got {rec.logq!r} instead.")
-    check_option(rec.similarity, "similarity", name, ("dot", "cosine"))
     check_option(rec.selection, "selection", name, ("tailored", "random"))
     if rec.sample_fraction is not None:
         check_float(rec.sample_fraction, "sample_fraction", name, 0.0, 1.0, low_open=True)
@@ -93,8 +92,7 @@ def prefix_config(rec: RARecommender, id_dim: int) -> PrefixConfig:
     """Both towers' prefix shape (the user tower's number of interests is set from the backbone)."""
     return PrefixConfig(id_dim=id_dim, n_id_tokens=rec.n_id_tokens, n_ctx=rec.n_ctx,
                         reparameterization=rec.reparameterization, rank=rec.rank, use_id=rec.use_id,
-                        depth=None if rec.prefix_layers == "all" else rec.prefix_layers,
-                        normalize=rec.similarity == "cosine")
+                        depth=None if rec.prefix_layers == "all" else rec.prefix_layers)
 
 
 #: negatives="auto" uses the catalogue softmax up to this many items: beyond it, re-encoding the bank every

@@ -42,9 +42,6 @@ class PrefixConfig:
     depth : int or None
         Top LLM layers that get a prefix (``None``: every layer). The layers
         below see the plain prompt (their output can be cached).
-    normalize : bool
-        The tower's vectors are L2-normalised (scores are cosines, scaled
-        by a learned temperature while training).
     """
 
     id_dim: int
@@ -56,7 +53,6 @@ class PrefixConfig:
     use_id: bool = True
     init_std: float = 0.02
     depth: int | None = None
-    normalize: bool = False
 
     def __post_init__(self) -> None:
         for name in ("id_dim", "n_interests", "n_id_tokens", "rank"):

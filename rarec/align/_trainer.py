@@ -107,6 +107,7 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                                                     config.progress)
     setup_seconds = time.perf_counter() - setup_start  # text keys/values and lower-layer states, once per fit
     optimizer = torch.optim.AdamW(aligner.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scale = llm.spec.hidden_size ** -0.5  # a fixed temperature for final-norm dot products
     catalogue = config.negatives == "catalogue"
     # logQ: how often each item is drawn as an in-batch candidate per batch (targets by their frequency among the
     # samples, random extras uniformly); a candidate's logit minus its log gives an unbiased softmax estimate.
@@ -168,7 +169,7 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                     target = torch.as_tensor(items[positive[mine]], device=device)
                 else:
                     target = torch.as_tensor(positive[mine], device=device)
-                scores = (h_u.float() @ h_i.T) * module.logit_scale(llm.spec.hidden_size)  # (local B, M)
+                scores = (h_u.float() @ h_i.T) * scale  # (local B, M)
                 if config.logq and vectors is None:
                     scores = scores - log_q[torch.as_tensor(items, device=device)]
                 loss = ranking_loss(scores, target, config.loss)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -27,17 +26,6 @@ class TwoTowerAligner(nn.Module):
         super().__init__()
         self.user_prefix = user_prefix
         self.item_prefix = item_prefix
-        if self.normalize:  # cosine scores: a learned temperature sets how sharp the training softmax is
-            self.log_scale = nn.Parameter(torch.tensor(math.log(20.0)))
-
-    @property
-    def normalize(self) -> bool:
-        """Whether vectors are L2-normalised (cosine scores)."""
-        return self.user_prefix.config.normalize
-
-    def logit_scale(self, hidden_size: int) -> torch.Tensor | float:
-        """What training multiplies scores by: the learned temperature, or 1/sqrt(hidden) for raw dot products."""
-        return self.log_scale.exp() if self.normalize else hidden_size ** -0.5
 
     def encode(self, llm: FrozenLLM, tower: str, id_embeddings: torch.Tensor, tokens: Sequence[Sequence[int]],
                lower_states: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
@@ -53,8 +41,7 @@ class TwoTowerAligner(nn.Module):
         if projector.config.use_id:
             id_embeddings = id_embeddings.to(next(projector.parameters()).device)
         prefix = projector(id_embeddings if projector.config.use_id else None, batch_size=len(tokens))
-        vectors = llm.forward(tokens, prefix, start=self.start(llm), lower_states=lower_states)
-        return nn.functional.normalize(vectors.float(), dim=-1) if self.normalize else vectors
+        return llm.forward(tokens, prefix, start=self.start(llm), lower_states=lower_states)
 
     def tower(self, name: str) -> PrefixProjector:
         """The prefix projector of ``"user"`` or ``"item"``."""

@@ -1,4 +1,4 @@
-"""The alignment trainer's objectives: logQ-corrected in-batch candidates, the catalogue softmax, cosine towers."""
+"""The alignment trainer's objectives: logQ-corrected in-batch candidates and the catalogue softmax."""
 
 import numpy as np
 import pytest
@@ -61,19 +61,7 @@ def test_the_catalogue_softmax_scores_every_item_and_refreshes_its_bank(data, mo
     assert calls["full"] == 2 + 1 + 1
 
 
-def test_cosine_towers_give_unit_vectors_train_a_temperature_and_survive_save_and_load(data, tmp_path):
-    X, text, llm = data
-    rec = small(llm, similarity="cosine", epochs=2).fit(X, item_text=text)
-    torch.testing.assert_close(rec.item_vectors_.norm(dim=1), torch.ones(rec.n_items_))
-    assert rec.aligner_.log_scale.item() != pytest.approx(np.log(20.0))  # the temperature trained
-    users = np.unique(X[:, 0])[:5]
-    back = RARecommender.load(rec.save(tmp_path / "m"), llm=llm)
-    np.testing.assert_array_equal(back.predict(users), rec.predict(users))
-    ids, _ = back.recommend(histories=[list(X[:3, 1])], k=3)  # through the LLM: still normalised
-    assert ids.shape == (1, 3)
-
-
-@pytest.mark.parametrize("bad", [dict(negatives="sampled"), dict(logq=1), dict(similarity="l2"),
+@pytest.mark.parametrize("bad", [dict(negatives="sampled"), dict(logq=1),
                                  dict(bank_refresh=0)])
 def test_objective_parameters_are_checked(data, bad):
     X, text, llm = data
