@@ -368,8 +368,7 @@ class RARecommender(RankingMixin, BaseEstimator):
         train, valid = self._train_valid(log, validation)
         group = Group.from_environment(resolve_device(self.device))
         device = group.local_device(resolve_device(self.device))
-        seed = self.random_state if self.random_state is not None else group.same_value(
-            int(np.random.SeedSequence().entropy % 2**31))  # ranks of a distributed fit share rank 0's draw
+        seed = self._seed(resume, group)
         rng = np.random.default_rng(seed)
         progress = bool(self.verbose) and group.is_main  # progress bars on rank 0 only
         checkpointer = self._checkpointer(seed, log, group)
@@ -382,7 +381,7 @@ class RARecommender(RankingMixin, BaseEstimator):
                               _params.prefix_config(self, backbone.item_embeddings().shape[1]),
                               generator=torch.Generator().manual_seed(seed))
         sequences = train.user_sequences()
-        samples, self.selection_report_ = self._training_samples(sequences, texts, rng)
+        samples, self.selection_report_ = self._training_samples(sequences, texts, rng, held_out=validation is None)
         if checkpointer is not None and not resuming:
             checkpointer.write_backbone(backbone)  # once: it does not change while the alignment module trains
         weights = FUSION_WEIGHTS if self.score_fusion == "auto" else (float(self.score_fusion),)
@@ -422,6 +421,15 @@ class RARecommender(RankingMixin, BaseEstimator):
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
+    def _seed(self, resume: bool, group: Group) -> int:
+        """``random_state``; else, when resuming, the seed the interrupted fit drew; else a fresh draw."""
+        if self.random_state is not None:
+            return self.random_state
+        saved = FitCheckpointer.saved_seed(self.checkpoint_dir) if resume else None
+        if saved is not None:
+            return saved
+        return group.same_value(int(np.random.SeedSequence().entropy % 2**31))  # ranks share rank 0's draw
+
     def _fit_backbone(self, train: InteractionLog, valid: InteractionLog | None, seed: int, device: torch.device,
                       group: Group, progress: bool) -> CFBackbone:
         if isinstance(self.backbone, CFBackbone):  # fitted already: the CF stage is skipped
@@ -436,9 +444,17 @@ class RARecommender(RankingMixin, BaseEstimator):
             group.broadcast_module(backbone.module_)
         return backbone
 
-    def _training_samples(self, sequences: list[np.ndarray], texts: list,
-                          rng: np.random.Generator) -> tuple[AlignmentSamples, dict]:
-        samples = all_next_item_samples(sequences)
+    def _training_samples(self, sequences: list[np.ndarray], texts: list, rng: np.random.Generator,
+                          held_out: bool) -> tuple[AlignmentSamples, dict]:
+        try:
+            samples = all_next_item_samples(sequences)
+        except ValueError as exc:
+            if not held_out:
+                raise
+            raise ValueError("no user has two or more training interactions once each user's last interaction is "
+                             "held out for validation (users with a single one keep it for training); alignment "
+                             "needs (history, next item) pairs: give users with at least three interactions, or "
+                             "pass validation= yourself.") from None
         report = {"candidates": len(samples)}
         if self.sample_fraction is not None:
             samples, report = select_alignment_samples(samples, sequences, texts, self.sample_fraction, rng,
@@ -453,7 +469,7 @@ class RARecommender(RankingMixin, BaseEstimator):
             return None
         params = {k: v for k, v in self.get_params(deep=False).items() if k not in _params.NOT_FINGERPRINTED}
         return FitCheckpointer(self.checkpoint_dir, FitCheckpointer.stamp_of(params, seed, log),
-                               self.checkpoint_every, writer=group.is_main)
+                               self.checkpoint_every, writer=group.is_main, seed=seed)
 
     @staticmethod
     def _encode_catalogue(towers: Towers, checkpointer: FitCheckpointer | None, group: Group,

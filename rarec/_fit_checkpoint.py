@@ -44,9 +44,21 @@ class FitCheckpointer:
         Whether this process writes (the main rank of a distributed fit).
     """
 
-    def __init__(self, directory: str | os.PathLike, stamp: str, every: int, writer: bool = True) -> None:
+    def __init__(self, directory: str | os.PathLike, stamp: str, every: int, writer: bool = True,
+                 seed: int | None = None) -> None:
         self.directory, self.stamp, self.every, self.writer = Path(directory), stamp, every, writer
+        self.seed = seed  # written with every checkpoint: a fit without random_state resumes with the seed it drew
         self.resuming = False
+
+    @staticmethod
+    def saved_seed(directory: str | os.PathLike) -> int | None:
+        """The seed of the fit whose checkpoints are in ``directory`` (``None`` when there are none)."""
+        directory = Path(directory)
+        for folder in (directory, directory / "backbone"):
+            saved = read_checkpoint(folder) if folder.is_dir() else None
+            if saved is not None and isinstance(saved[0].get("seed"), int):
+                return saved[0]["seed"]
+        return None
 
     def begin(self, resume: bool) -> bool:
         """Start the fit: with ``resume``, continue from this fit's latest state when there is one (a warning
@@ -84,15 +96,15 @@ class FitCheckpointer:
 
     def write_training(self, name: str, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         if self.writer:
-            write_checkpoint(self.directory, name, {"fingerprint": self.stamp, **meta}, tensors)
+            write_checkpoint(self.directory, name, {"fingerprint": self.stamp, "seed": self.seed, **meta}, tensors)
 
     # ------------------------------------------------------------- backbone
     def write_backbone(self, backbone: CFBackbone) -> None:
         """The fitted CF backbone, so that a resumed fit does not train it again."""
         if self.writer:
             meta, tensors = backbone.to_state()
-            write_checkpoint(self.directory / "backbone", "cf", {"fingerprint": self.stamp, "backbone": meta},
-                             tensors)
+            write_checkpoint(self.directory / "backbone", "cf", {"fingerprint": self.stamp, "seed": self.seed,
+                                                                 "backbone": meta}, tensors)
 
     def read_backbone(self, device: torch.device) -> CFBackbone:
         folder = self.directory / "backbone"

@@ -74,7 +74,8 @@ class RankingMixin:
         try:
             return self.users_.encode(raw.tolist())
         except KeyError as exc:
-            raise KeyError(f"{exc.args[0]}; pass histories= to recommend for a user not seen in fit.") from None
+            raise KeyError(f"{exc.args[0]}; this model's user ids are {self.users_.dtype_name}s (booleans are not ids). "
+                           "For a user not seen in fit, pass their history instead: recommend(histories=[...]).") from None
 
     def _cf_users(self, users: np.ndarray) -> torch.Tensor | None:
         """CF vectors of known users, when the ranking fuses in the CF score."""

@@ -43,7 +43,7 @@ RAISES = [
     ("empty log", lambda X, t, make, rec, tmp: make().fit(np.empty((0, 2))), DataFormatError,
      "interaction log is empty"),
     ("a single item", lambda X, t, make, rec, tmp: make().fit([(u, 1) for u in range(5)]), ValueError,
-     "no user has two or more interactions"),
+     "no user has two or more training interactions once each user's last interaction is held out"),
     ("ids mixing ints and strings", lambda X, t, make, rec, tmp: make().fit([(1, 1), ("a", 2)]), DataFormatError,
      "user ids mix integers .*row 1.* and strings .*row 2"),
     ("None ids", lambda X, t, make, rec, tmp: make().fit([(1, 1), (None, 2)]), DataFormatError,
@@ -152,3 +152,47 @@ def test_every_case_is_documented():
                                       "new items with neither text nor interactions"]
     missing = [c for c in cases if not re.search(re.escape(c), page, re.I)]
     assert not missing, f"docs/bad-input.md does not mention: {missing}"
+
+
+def test_ids_written_two_ways_are_one_id_in_files_and_an_error_in_python(tmp_path):
+    from rarec.data import InteractionLog, read_csv
+
+    path = tmp_path / "ratings.csv"
+    path.write_text("user_id,item_id\n12,1\n12.0,2\n3,1\n3.0,2\n")
+    assert read_csv(path).interactions.n_users == 2
+    with pytest.raises(DataFormatError, match="'12' and '12.0' are one number written two ways"):
+        InteractionLog.from_any([("12", "a"), ("12.0", "b")])
+    assert InteractionLog.from_any([("007", "a"), ("7", "b")]).n_users == 2  # codes keep their zeros
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_field(tmp_path):
+    from rarec.data import read_csv
+
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffuser_id,item_id\n1,1\n2,2\n".encode("utf-8"))
+    assert read_csv(path).interactions.users.ids.tolist() == [1, 2]
+    bare = tmp_path / "bare.csv"
+    bare.write_bytes("\ufeff0,1\n1,2\n".encode("utf-8"))
+    assert read_csv(bare, header=False, user_col=0, item_col=1, time_col=None).interactions.users.ids.tolist() == [0, 1]
+
+
+def test_two_titles_for_one_item_warn_and_keep_the_first(tmp_path):
+    from rarec.data import read_item_text_csv
+
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,title\n1,First\n2,Other\n1,Second\n")
+    with pytest.warns(UserWarning, match=r"1 row\(s\) repeat an item id .*first: 1.* row 4"):
+        table = read_item_text_csv(path)
+    assert len(table) == 2 and dict(table.items())[1].title == "First"
+
+
+def test_a_boolean_is_not_a_user_id(world):
+    with pytest.raises(KeyError, match="unknown user id True.*booleans are not ids"):
+        world[3].predict([True])
+
+
+def test_one_user_with_two_interactions_is_told_that_the_last_is_held_out():
+    from rarec.testing import tiny_llm
+
+    with pytest.raises(ValueError, match="once each user's last interaction is held out for validation"):
+        RARecommender(llm=tiny_llm(None), cf_epochs=1, verbose=0).fit([(1, 1), (1, 2), (2, 3)])

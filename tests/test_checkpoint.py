@@ -76,6 +76,19 @@ def test_a_finished_fit_resumes_to_the_same_model_without_training(data, tmp_pat
         torch.testing.assert_close(weights(again)[name], value, rtol=0, atol=0)
 
 
+def test_a_fit_without_a_seed_resumes_with_the_seed_it_drew(data, tmp_path, monkeypatch):
+    X, text, llm = data
+    with monkeypatch.context() as patch:
+        interrupt_at_step(patch, 3)
+        with pytest.raises(KeyboardInterrupt):
+            fitted(llm, random_state=None, checkpoint_dir=tmp_path, checkpoint_every=2).fit(X, item_text=text)
+    resumed = fitted(llm, random_state=None, checkpoint_dir=tmp_path, checkpoint_every=2).fit(X, item_text=text,
+                                                                                             resume=True)
+    straight = fitted(llm, random_state=resumed.seed_).fit(X, item_text=text)
+    for name, value in weights(straight).items():
+        torch.testing.assert_close(weights(resumed)[name], value, rtol=0, atol=0)
+
+
 def test_resuming_with_other_parameters_or_data_is_refused(data, tmp_path):
     X, text, llm = data
     fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text)

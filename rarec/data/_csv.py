@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -150,9 +151,16 @@ def read_item_text_csv(
     ti = _resolve(title_col, names, path, "title")
     ci = _resolve(categories_col, names, path, "categories")
     ids = coerce_ids([field_at(f, i, path, n, "item id") for n, f in rows], id_type)
-    texts = {}
+    texts, repeated = {}, []
     for raw, (n, fields) in zip(ids.tolist(), rows):
+        if raw in texts:  # the first row of an id is kept
+            repeated.append((raw, n))
+            continue
         cats = () if ci is None or ci >= len(fields) else tuple(c for c in fields[ci].split(categories_sep))
         texts[raw] = ItemText(field_at(fields, ti, path, n, "title"), cats)
+    if repeated:
+        raw, n = repeated[0]
+        warnings.warn(f"{path}: {len(repeated)} row(s) repeat an item id already given a text (first: {raw!r} "
+                      f"again at row {n + 1}); the first text of each item is kept.", UserWarning, stacklevel=2)
     return ItemTextTable(texts)
 

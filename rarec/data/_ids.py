@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +20,12 @@ def _is_missing(value: Any) -> bool:
         return True
     # pandas.NA / NaT compare oddly; detect them without importing pandas.
     return type(value).__name__ in {"NAType", "NaTType"}
+
+
+#: A number written as text: an integer literal, or an integral float ("12.0").
+_NUMBER_RE = re.compile(r"^\s*[+-]?\d+(\.0*)?\s*$")
+#: Never equal to an id: what a boolean is looked up as.
+_NOT_AN_ID = object()
 
 
 def normalize_ids(
@@ -84,8 +91,27 @@ def normalize_ids(
                 f"(for example all to str) before passing them in."
             )
     if first_str is not None:
+        _refuse_numbers_written_two_ways(arr, name, source)
         return arr
     return out_int
+
+
+def _refuse_numbers_written_two_ways(ids: np.ndarray, name: str, source: str | None) -> None:
+    """String ids such as ``"12"`` and ``"12.0"`` name one number: two users or items would be worse than an error.
+
+    Only a sign, surrounding blanks or a ``.0`` suffix count as another way of
+    writing a number; ``"007"`` and ``"7"`` stay two ids (codes keep their zeros).
+    """
+    seen: dict[str, str] = {}
+    for value in dict.fromkeys(ids.tolist()):  # unique, in order of appearance
+        if _NUMBER_RE.match(value):
+            number = value.strip().lstrip("+").split(".")[0]
+            if seen.setdefault(number, value) != value:
+                raise DataFormatError(
+                    f"{where(source, None, name) if source else name}: {seen[number]!r} and {value!r} are one number "
+                    "written two ways, which would make them two different ids; write the ids one way (for example "
+                    "convert them to int) before passing them in."
+                )
 
 
 class IdIndex:
@@ -159,7 +185,9 @@ class IdIndex:
         return f"IdIndex(kind={self.kind!r}, n={len(self)}, type={self.dtype_name})"
 
     def _key(self, raw_id: Any) -> Any:
-        if isinstance(raw_id, numbers.Integral) and not isinstance(raw_id, bool):
+        if isinstance(raw_id, bool | np.bool_):
+            return _NOT_AN_ID  # True would otherwise find the id 1
+        if isinstance(raw_id, numbers.Integral):
             return int(raw_id)
         return raw_id
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from .._errors import DataFormatError
 
-_INT_RE = re.compile(r"^[+-]?\d+$")
+#: An integer literal, also as an integral float ("12.0": spreadsheets and pandas write ids so).
+_INT_RE = re.compile(r"^[+-]?\d+(\.0*)?$")
 
 
 def iter_lines(path: str | os.PathLike, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
@@ -35,6 +36,8 @@ def iter_lines(path: str | os.PathLike, encoding: str = "utf-8") -> Iterator[tup
             for n, raw in enumerate(handle):
                 try:
                     line = raw.decode(encoding)
+                    if n == 0:  # a UTF-8 byte-order mark (Excel writes one) is not part of the first field
+                        line = line.removeprefix("\ufeff")
                 except UnicodeDecodeError as exc:
                     raise DataFormatError(
                         f"{path}, row {n + 1}: bytes that are not valid {encoding} text ({exc.reason} at "
@@ -53,14 +56,16 @@ def iter_lines(path: str | os.PathLike, encoding: str = "utf-8") -> Iterator[tup
 def coerce_ids(values: list[str], id_type: str) -> np.ndarray:
     """Turn id strings read from a file into ``int64`` or ``object`` (str) arrays.
 
-    ``id_type="auto"`` gives integers when every id is an integer literal.
+    ``id_type="auto"`` gives integers when every id is an integer literal,
+    written plainly or as an integral float (``12`` and ``12.0`` are one id).
     """
     if id_type not in ("auto", "int", "str"):
         raise ValueError(f"id_type must be 'auto', 'int' or 'str'; got {id_type!r}.")
     if id_type == "str" or (id_type == "auto" and not all(_INT_RE.match(v) for v in values)):
         return np.asarray(values, dtype=object)
     try:
-        return np.asarray([int(v) for v in values], dtype=np.int64)
+        return np.asarray([int(v.split(".")[0]) for v in values] if any("." in v for v in values)
+                          else [int(v) for v in values], dtype=np.int64)
     except ValueError as exc:
         raise DataFormatError(f"id_type='int' but an id is not an integer: {exc}.") from None
 
