@@ -26,7 +26,7 @@ from .align import (AlignmentSamples, Towers, all_next_item_samples, select_alig
                     train_alignment)
 from .cf import CFBackbone, TrainingConfig, make_backbone
 from .data import InteractionLog, ItemTextTable
-from .llm import DEFAULT_ITEM_TEMPLATE, DEFAULT_USER_TEMPLATE, FrozenLLM
+from .llm import DEFAULT_ITEM_TEMPLATE, DEFAULT_USER_TEMPLATE, FrozenLLM, check_llm_source
 from .model_selection import leave_last_out
 
 logger = logging.getLogger(__name__)
@@ -360,6 +360,7 @@ class RARecommender(RankingMixin, BaseEstimator):
         self
         """
         _params.validate_params(self)
+        check_llm_source(self.llm)  # before the data is read and the CF stage trained
         if resume and self.checkpoint_dir is None:
             raise ValueError("fit(..., resume=True) needs checkpoint_dir: the folder the interrupted fit wrote to.")
         start = time.perf_counter()
@@ -448,7 +449,7 @@ class RARecommender(RankingMixin, BaseEstimator):
                           held_out: bool) -> tuple[AlignmentSamples, dict]:
         try:
             samples = all_next_item_samples(sequences)
-        except ValueError as exc:
+        except ValueError:
             if not held_out:
                 raise
             raise ValueError("no user has two or more training interactions once each user's last interaction is "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -142,14 +143,26 @@ def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone
 
 
 def _parse_ids(values: list[str], kind: str) -> list:
-    """Raw ids typed as the model's: ints when the model's ids are ints."""
+    """Raw ids typed as the model's: ints when the model's ids are ints (``12.0`` is 12)."""
     if kind == "str":
         return values
     try:
-        return [int(v) for v in values]
+        return [int(v.split(".")[0]) if re.fullmatch(r"[+-]?\d+\.0*", v) else int(v) for v in values]
     except ValueError:
-        bad = next(v for v in values if not v.lstrip("-").isdigit())
+        bad = next(v for v in values if not re.fullmatch(r"[+-]?\d+(\.0*)?", v))
         raise KeyError(f"unknown user id {bad!r}: this model's user ids are integers") from None
+
+
+def _known_users(rec, users: list) -> list:
+    """The users the model knows; unknown ones are skipped with one counted line on stderr (an error if none)."""
+    known = rec.users_.encode(users, unknown="mask") >= 0
+    if not known.any():
+        raise KeyError(f"none of the {len(users)} user id(s) is known to this model (first: {users[0]!r}); "
+                       "it recommends for the users it was fitted on.")
+    if not known.all():
+        first = next(u for u, k in zip(users, known) if not k)
+        click.echo(f"skipped {int((~known).sum()):,} user id(s) unknown to this model (first: {first!r}).", err=True)
+    return [u for u, k in zip(users, known) if k]
 
 
 def _read_user_file(path: Path) -> list[str]:
@@ -195,7 +208,7 @@ def recommend(model_dir: Path, user_ids: tuple[str, ...], users_file: Path | Non
     serving = {"retrieval": retrieval, "ivf_probe": ivf_probe}
     rec.set_params(**{name: value for name, value in serving.items() if value is not None})
     raw = list(user_ids) if user_ids else _read_user_file(users_file) if users_file else None
-    users = rec.users_.ids.tolist() if raw is None else _parse_ids(raw, rec.users_.dtype_name)
+    users = rec.users_.ids.tolist() if raw is None else _known_users(rec, _parse_ids(raw, rec.users_.dtype_name))
     k = min(k, rec.n_items_)
     ids, scores = rec.recommend(users, k=k, exclude_seen=not include_seen) if users else ([], [])
     handle = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout

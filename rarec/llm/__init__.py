@@ -1,7 +1,7 @@
 """Stage 3 of RA-Rec: the frozen LLM that encodes users and items."""
 
 from ._frozen import FrozenLLM, LLMSpec, config_fingerprint
-from ._loading import DEFAULT_HUB_ID, LLMLoadError, cache_dir, convert_gguf, default_gguf_path
+from ._loading import DEFAULT_HUB_ID, LLMLoadError, cache_dir, check_llm_source, convert_gguf, default_gguf_path
 from ._prompts import DEFAULT_ITEM_TEMPLATE, DEFAULT_USER_TEMPLATE, NO_TEXT, PromptBuilder, check_template
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "LLMLoadError",
     "LLMSpec",
     "cache_dir",
+    "check_llm_source",
     "config_fingerprint",
     "convert_gguf",
     "default_gguf_path",

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -105,28 +106,78 @@ def convert_gguf(path: Path) -> Path:
     return target
 
 
-def resolve_llm_source(llm: Any) -> tuple[str, str]:
-    """Turn ``llm`` into ``(kind, location)``: kind is "folder" or "hub"; GGUF files are converted first."""
+def check_llm_source(llm: Any) -> str:
+    """Check, without loading anything, that ``llm`` names something loadable; return its kind.
+
+    Kinds: "default", "pair", "gguf", "folder" or "hub". A hub id that is not
+    in the local Hugging Face cache needs the network: when the hub cannot be
+    reached (or ``HF_HUB_OFFLINE`` is set) this fails at once instead of after
+    transformers' retries.
+    """
     if llm is None:
-        gguf = default_gguf_path()
-        if gguf is not None:
-            return "folder", str(convert_gguf(gguf))
-        return "hub", DEFAULT_HUB_ID
+        return "default"
+    if isinstance(llm, tuple | list):
+        return "pair"
     if not isinstance(llm, str | os.PathLike):
         raise TypeError(f"llm must be None, a hub id, a path or a (model, tokenizer) pair; got {type(llm).__name__}.")
     text = str(llm)
     path = Path(text).expanduser()
     if text.endswith(".gguf"):
+        if path.is_dir():
+            raise LLMLoadError(f"{path} is a folder, not a GGUF file; give the .gguf file inside it, or the folder "
+                               "of a transformers model (with config.json).")
         if not path.exists():
             raise LLMLoadError(f"no such GGUF file: {path}")
-        return "folder", str(convert_gguf(path))
+        return "gguf"
     if path.exists():
         if not (path / "config.json").exists():
             raise LLMLoadError(f"{path} exists but holds no config.json; it is not a transformers model folder.")
-        return "folder", str(path)
+        return "folder"
     if text.startswith((".", "/", "~")) or text.count("/") > 1:
         raise LLMLoadError(f"no such model folder: {path}")
-    return "hub", text
+    if not _in_hub_cache(text) and not _hub_reachable():
+        raise LLMLoadError(f"{text!r} is neither a local folder nor in the local Hugging Face cache, and the hub "
+                           "could not be reached (no network, or HF_HUB_OFFLINE is set); give a local folder or "
+                           ".gguf file, or download the model first where there is a network.")
+    return "hub"
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an id the hub library refuses is not cached either
+        return False
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub (``HF_ENDPOINT``, default huggingface.co) opens within ``timeout``."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_llm_source(llm: Any) -> tuple[str, str]:
+    """Turn ``llm`` into ``(kind, location)``: kind is "folder" or "hub"; GGUF files are converted first."""
+    kind = check_llm_source(llm)
+    if kind == "default":
+        gguf = default_gguf_path()
+        if gguf is not None:
+            return "folder", str(convert_gguf(gguf))
+        return "hub", DEFAULT_HUB_ID
+    if kind == "gguf":
+        return "folder", str(convert_gguf(Path(str(llm)).expanduser()))
+    if kind == "folder":
+        return "folder", str(Path(str(llm)).expanduser())
+    return "hub", str(llm)
 
 
 def load_pretrained(llm: Any, dtype: torch.dtype, trust_remote_code: bool = False,
@@ -145,10 +196,11 @@ def load_pretrained(llm: Any, dtype: torch.dtype, trust_remote_code: bool = Fals
     try:
         model = AutoModel.from_pretrained(location, trust_remote_code=trust_remote_code, **dtype_kwargs(dtype))
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
-    except OSError as exc:
+    except Exception as exc:  # transformers raises many types for a missing, broken or unsafe checkpoint
         if llm is None:
             raise LLMLoadError(f"the default LLM is not installed and {DEFAULT_HUB_ID} could not be loaded; {INSTALL_HINT}") from None
-        raise LLMLoadError(f"could not load the LLM {location!r} ({exc}). {INSTALL_HINT}") from None
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise LLMLoadError(f"could not load the LLM {location!r}: {type(exc).__name__}: {first_line}") from None
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()

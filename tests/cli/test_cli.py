@@ -158,9 +158,19 @@ def _fails_with(args, pattern, code=1):
     return result
 
 
+def test_unknown_users_are_skipped_and_counted_and_ids_may_be_written_as_floats(workspace):
+    model = str(workspace / "model")
+    result = CliRunner().invoke(main, ["recommend", model, "--user", "1", "--user", "999", "--user", "2.0", "-k", "3"])
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 user id(s) unknown to this model (first: 999)" in result.stderr
+    assert sorted({line.split(",")[0] for line in result.stdout.splitlines()[1:]}) == ["1", "2"]
+    assert "histories=" not in result.stderr
+
+
 def test_main_failure_paths(workspace, tmp_path):
     model = str(workspace / "model")
-    _fails_with(["recommend", model, "--user", "999"], r"^error: unknown user id 999")
+    _fails_with(["recommend", model, "--user", "999"], r"^error: none of the 1 user id\(s\) is known to this model "
+                                                       r"\(first: 999\)")
     _fails_with(["recommend", model, "--user", "alice"], r"unknown user id 'alice'")
     _fails_with(["recommend", str(tmp_path), "--user", "1"], r"holds no config.json: it is not a rarec model")
     _fails_with(["info", str(tmp_path)], r"not a rarec model")
