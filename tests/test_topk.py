@@ -70,7 +70,7 @@ def test_recommend_in_small_chunks_equals_recommend_in_one_block(fusion):
 
 
 def test_evaluate_scores_users_in_blocks_within_the_memory_budget(monkeypatch):
-    import rarec._estimator as module
+    import rarec._serving as module
 
     log, text = make_interactions(n_users=60, n_items=40, n_categories=4, random_state=1)
     split = leave_last_out(log, n_valid=0)
