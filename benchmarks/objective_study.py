@@ -100,7 +100,8 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text) -> dict
     return {"variant": name, "seed": seed, "params": params, "fit_s": fit_s,
             "train_s": sum(r["seconds"] for r in log), "setup_s": log[0].get("setup_seconds", 0.0),
             "samples": log[0]["samples"], "epochs_run": len(log),
-            "valid_ndcg@10": max(r.get("valid_ndcg@10", -1.0) for r in log), **test}
+            "valid_ndcg@10": max(r.get("valid_ndcg@10", -1.0) for r in log),
+            "valid_ndcg@10_by_epoch": [r.get("valid_ndcg@10") for r in log], **test}
 
 
 def render(result: dict) -> str:

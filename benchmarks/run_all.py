@@ -64,6 +64,7 @@ def commands(data: Path) -> dict[str, list[str]]:
         "diagnostics": ["vector_diagnostics.py", "--data", str(data)],
         "scale": ["ranking_scale.py"],
         "ann": ["ann_recall.py"] + (["--faiss"] if importlib.util.find_spec("faiss") else []),
+        "objectives": ["objective_study.py", "--data", str(data)],
     }
 
 
