@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from common import write_section
 
 from rarec.align import PrefixConfig, PrefixProjector
-from rarec.align._two_tower import TwoTowerAligner
+from rarec.align import TwoTowerAligner
 from rarec.data import read_recbole
 from rarec.llm import FrozenLLM
 from rarec.llm import DEFAULT_ITEM_TEMPLATE, DEFAULT_USER_TEMPLATE, PromptBuilder

@@ -44,10 +44,10 @@ def load_llm(random_weights: Path | None, dtype: torch.dtype):
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     if random_weights is None:
-        from rarec.llm._loading import resolve_llm_source
+        from rarec.llm import FrozenLLM
 
-        _, location = resolve_llm_source(None)
-        return AutoModel.from_pretrained(location, dtype=dtype).eval(), AutoTokenizer.from_pretrained(location)
+        llm = FrozenLLM.load(None, device="cpu", dtype=dtype, verbose=False)
+        return llm.model, llm.tokenizer
     config = AutoConfig.from_pretrained(random_weights)
     torch.manual_seed(0)
     model = AutoModel.from_config(config).to(dtype).eval()

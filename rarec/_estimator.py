@@ -15,19 +15,16 @@ import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
+from . import _fit_steps as fit_steps
 from . import _params
 from ._device import resolve_device
 from ._distributed import Group
-from ._fit_checkpoint import FitCheckpointer
 from ._ranker import validation_ndcg
 from ._serving import RankingMixin
 from ._scoring import FUSION_WEIGHTS
-from .align import (AlignmentSamples, Towers, all_next_item_samples, select_alignment_samples, select_random_samples,
-                    train_alignment)
-from .cf import CFBackbone, TrainingConfig, make_backbone
-from .data import InteractionLog, ItemTextTable
+from .align import Towers, train_alignment
+from .data import InteractionLog
 from .llm import DEFAULT_ITEM_TEMPLATE, DEFAULT_USER_TEMPLATE, FrozenLLM, check_llm_source
-from .model_selection import leave_last_out
 
 logger = logging.getLogger(__name__)
 
@@ -365,24 +362,25 @@ class RARecommender(RankingMixin, BaseEstimator):
             raise ValueError("fit(..., resume=True) needs checkpoint_dir: the folder the interrupted fit wrote to.")
         start = time.perf_counter()
         log = InteractionLog.from_any(X)
-        texts = self._item_texts(item_text, log)
-        train, valid = self._train_valid(log, validation)
+        texts = fit_steps.item_texts(item_text, log)
+        train, valid = fit_steps.train_valid(log, validation)
         group = Group.from_environment(resolve_device(self.device))
         device = group.local_device(resolve_device(self.device))
-        seed = self._seed(resume, group)
+        seed = fit_steps.choose_seed(self, resume, group)
         rng = np.random.default_rng(seed)
         progress = bool(self.verbose) and group.is_main  # progress bars on rank 0 only
-        checkpointer = self._checkpointer(seed, log, group)
+        checkpointer = fit_steps.make_checkpointer(self, seed, log, group)
         resuming = checkpointer is not None and checkpointer.begin(resume)
 
-        backbone = checkpointer.read_backbone(device) if resuming else self._fit_backbone(train, valid, seed, device,
-                                                                                           group, progress)
+        backbone = (checkpointer.read_backbone(device) if resuming
+                    else fit_steps.fit_backbone(self, train, valid, seed, device, group, progress))
         llm = FrozenLLM.load(self.llm, device=device, dtype=_params.LLM_DTYPES[self.llm_dtype], verbose=progress)
         towers = Towers.build(backbone, texts, _params.prompt_settings(self), _params.llm_source(self, device), llm,
                               _params.prefix_config(self, backbone.item_embeddings().shape[1]),
                               generator=torch.Generator().manual_seed(seed))
         sequences = train.user_sequences()
-        samples, self.selection_report_ = self._training_samples(sequences, texts, rng, held_out=validation is None)
+        samples, self.selection_report_ = fit_steps.training_samples(self, sequences, texts, rng,
+                                                                     held_out=validation is None)
         if checkpointer is not None and not resuming:
             checkpointer.write_backbone(backbone)  # once: it does not change while the alignment module trains
         weights = FUSION_WEIGHTS if self.score_fusion == "auto" else (float(self.score_fusion),)
@@ -402,7 +400,7 @@ class RARecommender(RankingMixin, BaseEstimator):
 
         # Known users are described by everything they did in X.
         histories, known = log.user_sequences(), log.user_lengths() > 0
-        item_vectors = self._encode_catalogue(towers, checkpointer, group, progress)
+        item_vectors = fit_steps.encode_catalogue(towers, checkpointer, group, progress)
         users = np.flatnonzero(known)
         user_vectors = torch.zeros(log.n_users, item_vectors.shape[1])
         user_vectors[users] = group.sharded(lambda part: towers.encode_users(
@@ -421,85 +419,6 @@ class RARecommender(RankingMixin, BaseEstimator):
         self._ivf = None  # the retrieval index of an earlier fit's vectors, if any
         self.fit_seconds_ = time.perf_counter() - start
         return self
-
-    def _seed(self, resume: bool, group: Group) -> int:
-        """``random_state``; else, when resuming, the seed the interrupted fit drew; else a fresh draw."""
-        if self.random_state is not None:
-            return self.random_state
-        saved = FitCheckpointer.saved_seed(self.checkpoint_dir) if resume else None
-        if saved is not None:
-            return saved
-        return group.same_value(int(np.random.SeedSequence().entropy % 2**31))  # ranks share rank 0's draw
-
-    def _fit_backbone(self, train: InteractionLog, valid: InteractionLog | None, seed: int, device: torch.device,
-                      group: Group, progress: bool) -> CFBackbone:
-        if isinstance(self.backbone, CFBackbone):  # fitted already: the CF stage is skipped
-            if self.backbone.n_items_ != train.n_items:
-                raise ValueError(f"the fitted backbone knows {self.backbone.n_items_} items, but X has "
-                                 f"{train.n_items}; fit it on the same interactions (same item index).")
-            return self.backbone
-        training = TrainingConfig(epochs=self.cf_epochs, random_state=seed, device=str(device), verbose=progress)
-        backbone = make_backbone(self.backbone, training, **(self.backbone_params or {}))
-        backbone.fit(train, valid)
-        if hasattr(backbone, "module_"):  # every rank of a distributed fit aligns the same CF model
-            group.broadcast_module(backbone.module_)
-        return backbone
-
-    def _training_samples(self, sequences: list[np.ndarray], texts: list, rng: np.random.Generator,
-                          held_out: bool) -> tuple[AlignmentSamples, dict]:
-        try:
-            samples = all_next_item_samples(sequences)
-        except ValueError:
-            if not held_out:
-                raise
-            raise ValueError("no user has two or more training interactions once each user's last interaction is "
-                             "held out for validation (users with a single one keep it for training); alignment "
-                             "needs (history, next item) pairs: give users with at least three interactions, or "
-                             "pass validation= yourself.") from None
-        report = {"candidates": len(samples)}
-        if self.sample_fraction is not None:
-            samples, report = select_alignment_samples(samples, sequences, texts, self.sample_fraction, rng,
-                                                       selection=self.selection)
-        if len(samples) == 0:
-            raise ValueError(f"the sample selection left no training samples ({report}); use selection='random' "
-                             "or a larger sample_fraction.")
-        return select_random_samples(samples, self.max_train_samples, rng), report
-
-    def _checkpointer(self, seed: int, log: InteractionLog, group: Group) -> FitCheckpointer | None:
-        if self.checkpoint_dir is None:
-            return None
-        params = {k: v for k, v in self.get_params(deep=False).items() if k not in _params.NOT_FINGERPRINTED}
-        return FitCheckpointer(self.checkpoint_dir, FitCheckpointer.stamp_of(params, seed, log),
-                               self.checkpoint_every, writer=group.is_main, seed=seed)
-
-    @staticmethod
-    def _encode_catalogue(towers: Towers, checkpointer: FitCheckpointer | None, group: Group,
-                          progress: bool) -> torch.Tensor:
-        """Every item's vector; resumable with a checkpointer (``checkpoint_every`` encoding batches apart)."""
-        if checkpointer is None or group.active:
-            return group.sharded(lambda part: towers.encode_items(part, progress), towers.n_items)
-        lengths = np.array([len(t) for t in towers.item_tokens])
-        return checkpointer.encode_catalogue(lambda part: towers.encode_items(part, progress), lengths,
-                                             towers.hidden_size, towers.encode_batch)
-
-    def _item_texts(self, item_text: Any, log: InteractionLog) -> list:
-        if item_text is None:
-            warnings.warn("no item_text given: every item prompt is a placeholder, so the LLM sees no titles.",
-                          stacklevel=3)
-            return [None] * log.n_items
-        table = ItemTextTable.from_any(item_text)
-        if len(table) == 0:
-            raise ValueError("item_text holds no titles; pass titles by item id, or item_text=None to run without text.")
-        return table.align(log.items, on_unknown="raise")
-
-    def _train_valid(self, log: InteractionLog, validation: Any) -> tuple[InteractionLog, InteractionLog | None]:
-        if validation is None:
-            split = leave_last_out(log, n_test=1, n_valid=0)
-            return split.train, (split.test if len(split.test) else None)
-        try:
-            return log, InteractionLog.from_any(validation, user_index=log.users, item_index=log.items)
-        except KeyError as exc:
-            raise KeyError(f"validation names an id that X does not: {exc.args[0]}") from None
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:

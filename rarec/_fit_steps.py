@@ -1,0 +1,110 @@
+"""The steps of ``RARecommender.fit`` besides training: inputs, seed, CF stage, samples, checkpoints, encoding.
+
+Each function reads the estimator's parameters and returns what ``fit``
+needs; none of them sets a fitted attribute.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from . import _params
+from ._distributed import Group
+from ._fit_checkpoint import FitCheckpointer
+from .align import (AlignmentSamples, Towers, all_next_item_samples, select_alignment_samples,
+                    select_random_samples)
+from .cf import CFBackbone, TrainingConfig, make_backbone
+from .data import InteractionLog, ItemTextTable
+from .model_selection import leave_last_out
+
+if TYPE_CHECKING:
+    from ._estimator import RARecommender
+
+
+def choose_seed(rec: RARecommender, resume: bool, group: Group) -> int:
+    """``random_state``; else, when resuming, the seed the interrupted fit drew; else a fresh draw."""
+    if rec.random_state is not None:
+        return rec.random_state
+    saved = FitCheckpointer.saved_seed(rec.checkpoint_dir) if resume else None
+    if saved is not None:
+        return saved
+    return group.same_value(int(np.random.SeedSequence().entropy % 2**31))  # ranks share rank 0's draw
+
+
+def fit_backbone(rec: RARecommender, train: InteractionLog, valid: InteractionLog | None, seed: int,
+                 device: torch.device, group: Group, progress: bool) -> CFBackbone:
+    if isinstance(rec.backbone, CFBackbone):  # fitted already: the CF stage is skipped
+        if rec.backbone.n_items_ != train.n_items:
+            raise ValueError(f"the fitted backbone knows {rec.backbone.n_items_} items, but X has "
+                             f"{train.n_items}; fit it on the same interactions (same item index).")
+        return rec.backbone
+    training = TrainingConfig(epochs=rec.cf_epochs, random_state=seed, device=str(device), verbose=progress)
+    backbone = make_backbone(rec.backbone, training, **(rec.backbone_params or {}))
+    backbone.fit(train, valid)
+    if hasattr(backbone, "module_"):  # every rank of a distributed fit aligns the same CF model
+        group.broadcast_module(backbone.module_)
+    return backbone
+
+
+def training_samples(rec: RARecommender, sequences: list[np.ndarray], texts: list, rng: np.random.Generator,
+                     held_out: bool) -> tuple[AlignmentSamples, dict]:
+    try:
+        samples = all_next_item_samples(sequences)
+    except ValueError:
+        if not held_out:
+            raise
+        raise ValueError("no user has two or more training interactions once each user's last interaction is "
+                         "held out for validation (users with a single one keep it for training); alignment "
+                         "needs (history, next item) pairs: give users with at least three interactions, or "
+                         "pass validation= yourrec.") from None
+    report = {"candidates": len(samples)}
+    if rec.sample_fraction is not None:
+        samples, report = select_alignment_samples(samples, sequences, texts, rec.sample_fraction, rng,
+                                                   selection=rec.selection)
+    if len(samples) == 0:
+        raise ValueError(f"the sample selection left no training samples ({report}); use selection='random' "
+                         "or a larger sample_fraction.")
+    return select_random_samples(samples, rec.max_train_samples, rng), report
+
+
+def make_checkpointer(rec: RARecommender, seed: int, log: InteractionLog, group: Group) -> FitCheckpointer | None:
+    if rec.checkpoint_dir is None:
+        return None
+    params = {k: v for k, v in rec.get_params(deep=False).items() if k not in _params.NOT_FINGERPRINTED}
+    return FitCheckpointer(rec.checkpoint_dir, FitCheckpointer.stamp_of(params, seed, log),
+                           rec.checkpoint_every, writer=group.is_main, seed=seed)
+
+
+def encode_catalogue(towers: Towers, checkpointer: FitCheckpointer | None, group: Group,
+                      progress: bool) -> torch.Tensor:
+    """Every item's vector; resumable with a checkpointer (``checkpoint_every`` encoding batches apart)."""
+    if checkpointer is None or group.active:
+        return group.sharded(lambda part: towers.encode_items(part, progress), towers.n_items)
+    lengths = np.array([len(t) for t in towers.item_tokens])
+    return checkpointer.encode_catalogue(lambda part: towers.encode_items(part, progress), lengths,
+                                         towers.hidden_size, towers.encode_batch)
+
+
+def item_texts(item_text: Any, log: InteractionLog) -> list:
+    if item_text is None:
+        warnings.warn("no item_text given: every item prompt is a placeholder, so the LLM sees no titles.",
+                      stacklevel=3)
+        return [None] * log.n_items
+    table = ItemTextTable.from_any(item_text)
+    if len(table) == 0:
+        raise ValueError("item_text holds no titles; pass titles by item id, or item_text=None to run without text.")
+    return table.align(log.items, on_unknown="raise")
+
+
+def train_valid(log: InteractionLog, validation: Any) -> tuple[InteractionLog, InteractionLog | None]:
+    if validation is None:
+        split = leave_last_out(log, n_test=1, n_valid=0)
+        return split.train, (split.test if len(split.test) else None)
+    try:
+        return log, InteractionLog.from_any(validation, user_index=log.users, item_index=log.items)
+    except KeyError as exc:
+        raise KeyError(f"validation names an id that X does not: {exc.args[0]}") from None
