@@ -62,8 +62,12 @@ def write_checkpoint(directory: str | os.PathLike, name: str, state: dict[str, A
     return final
 
 
-def read_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
-    """``(state, tensors)`` of the latest complete checkpoint in ``directory``, or ``None`` when there is none."""
+def read_checkpoint(directory: str | os.PathLike,
+                    tensors: bool = True) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    """``(state, tensors)`` of the latest complete checkpoint in ``directory``, or ``None`` when there is none.
+
+    ``tensors=False`` reads the state alone (the tensors come back empty).
+    """
     directory = Path(directory)
     name = latest_name(directory)
     if name is None:
@@ -71,7 +75,7 @@ def read_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[
     folder = directory / name
     try:
         state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
-        tensors = load_file(str(folder / TENSORS_FILE))
+        arrays = load_file(str(folder / TENSORS_FILE)) if tensors else {}
     except (OSError, ValueError) as exc:
         raise ModelFormatError(f"the checkpoint {folder} cannot be read ({exc}); delete {directory} to start "
                                "afresh.") from None
@@ -80,7 +84,7 @@ def read_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[
                                "afresh.") from None
     if state.get("format_version", 0) > FORMAT_VERSION:
         raise ModelFormatError(f"the checkpoint {folder} was written by a newer rarec; upgrade rarec or delete it.")
-    return state, tensors
+    return state, arrays
 
 
 def latest_name(directory: Path) -> str | None:

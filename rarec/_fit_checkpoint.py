@@ -49,13 +49,14 @@ class FitCheckpointer:
         self.directory, self.stamp, self.every, self.writer = Path(directory), stamp, every, writer
         self.seed = seed  # written with every checkpoint: a fit without random_state resumes with the seed it drew
         self.resuming = False
+        self._training: tuple[dict[str, Any], dict[str, torch.Tensor]] | None = None  # read once, by begin()
 
     @staticmethod
     def saved_seed(directory: str | os.PathLike) -> int | None:
         """The seed of the fit whose checkpoints are in ``directory`` (``None`` when there are none)."""
         directory = Path(directory)
         for folder in (directory, directory / "backbone"):
-            saved = read_checkpoint(folder) if folder.is_dir() else None
+            saved = read_checkpoint(folder, tensors=False) if folder.is_dir() else None
             if saved is not None and isinstance(saved[0].get("seed"), int):
                 return saved[0]["seed"]
         return None
@@ -64,12 +65,16 @@ class FitCheckpointer:
         """Start the fit: with ``resume``, continue from this fit's latest state when there is one (a warning
         when there is none; an error when it is another fit's). Returns whether the fit resumes."""
         if resume:
-            if read_checkpoint(self.directory) is None:
+            saved = read_checkpoint(self.directory)
+            if saved is None:
                 warnings.warn(f"resume=True, but {self.directory} holds no checkpoint: fitting from the start.",
                               UserWarning, stacklevel=4)
+            elif saved[0].get("fingerprint") != self.stamp:  # refused before any work is done
+                raise ValueError(f"the checkpoint in {self.directory} was written by a fit with other parameters, "
+                                 "seed or data; resume with the same ones, or use another checkpoint_dir (or delete "
+                                 "it) to start afresh.")
             else:
-                self.resuming = True
-                self.read_training()  # refuses another fit's state before any work is done
+                self.resuming, self._training = True, saved
         return self.resuming
 
     @staticmethod
@@ -84,15 +89,8 @@ class FitCheckpointer:
 
     # ------------------------------------------------------ training state
     def read_training(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
-        """The latest alignment state of this fit when resuming, else ``None``; another fit's state is refused."""
-        saved = read_checkpoint(self.directory) if self.resuming else None
-        if saved is None:
-            return None
-        if saved[0].get("fingerprint") != self.stamp:
-            raise ValueError(f"the checkpoint in {self.directory} was written by a fit with other parameters, "
-                             "seed or data; resume with the same ones, or use another checkpoint_dir (or delete "
-                             "it) to start afresh.")
-        return saved
+        """The alignment state this fit resumes from (checked by :meth:`begin`), else ``None``."""
+        return self._training
 
     def write_training(self, name: str, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         if self.writer:

@@ -67,7 +67,6 @@ class RankingMixin:
         check_is_fitted(self, "item_vectors_")
         return torch.as_tensor(np.asarray(self.seen_.sum(axis=0)).ravel(), dtype=torch.float32)
 
-
     # -------------------------------------------------------------- inference
     def _user_indices(self, users: Any) -> np.ndarray:
         raw = np.atleast_1d(np.asarray(users, dtype=object if not isinstance(users, np.ndarray) else None))
@@ -129,8 +128,8 @@ class RankingMixin:
             rows = [h for h, f in zip(encoded, filled) if f]
             unknown = np.full(len(rows), -1)
             vectors = self.towers_.encode_users(rows, unknown, progress=bool(self.verbose))
-            windows = [self.towers_.window(np.asarray(h)) for h in rows]
-            cf_vectors = self.towers_.user_cf(windows, unknown) if self.score_fusion_ else None
+            # the CF score of a history as for a known user: from the whole history (as in towers_.cf_user_vectors)
+            cf_vectors = self.towers_.user_cf(rows, unknown) if self.score_fusion_ else None
             ids[filled], values[filled] = self._top_k_ids(vectors, cf_vectors, rows if exclude_seen else None, k)
         if not filled.all():  # users without a history: the most popular items of the fit data
             top = torch.topk(self.item_popularity_, k)

@@ -102,7 +102,7 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
     start = aligner.start(llm)  # layers below it see no prefix
     budget = config.lower_cache_mb * 2**20 if start > 0 else 0
     towers.item_states, item_text_kv, budget = _prepare_prompts(towers, "item", item_tokens, start, budget, align,
-                                                         config.progress)
+                                                                config.progress)
     user_states, user_text_kv, _ = _prepare_prompts(towers, "user", user_tokens, start, budget, align,
                                                     config.progress)
     setup_seconds = time.perf_counter() - setup_start  # text keys/values and lower-layer states, once per fit
@@ -114,20 +114,17 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
     draws = (config.batch_size * group.size * np.bincount(samples.targets, minlength=towers.n_items) / len(samples)
              + config.n_random_negatives / towers.n_items)
     log_q = torch.as_tensor(np.log(np.maximum(draws, 1e-12)), dtype=torch.float32, device=device)
-    bank = BankOfItems(towers, group, config.bank_refresh, config.progress) if catalogue else None
     saved = checkpointer.read_training() if checkpointer is not None else None
     if saved is not None:
         run = TrainingState.from_checkpoint(*saved, aligner, optimizer, rng, config.patience)
         logger.info("resuming alignment training at epoch %d, step %d", run.epoch, run.step)
     else:
         run = TrainingState(EarlyStopping(config.patience))
-    if bank is not None and run.bank is not None:  # resumed: the bank as the interrupted fit had it
-        bank.restore(run.bank, run.bank_step)
+    if run.bank is not None:  # resumed: the bank as the interrupted fit had it, kept on the device
+        run.bank = run.bank.to(device)
 
     def save(epoch_done: bool) -> None:
         if checkpointer is not None and group.is_main:  # one writer; every rank holds the same state
-            if bank is not None:
-                run.bank, run.bank_step = bank.state()
             meta, tensors = run.to_checkpoint(aligner, optimizer, rng)
             checkpointer.write_training(f"step-{run.global_step:08d}" + ("-epoch" if epoch_done else ""), meta,
                                         tensors)
@@ -152,7 +149,7 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
             extra = rng.integers(0, towers.n_items, 0 if catalogue else config.n_random_negatives)
             # unique: an item drawn twice (two users' target, or a target drawn again at random) is one candidate
             items, positive = np.unique(np.concatenate([samples.targets[rows], extra]), return_inverse=True)
-            vectors = bank.vectors(run.global_step, aligner) if catalogue else None
+            vectors = _catalogue_bank(run, towers, group, config.bank_refresh, device) if catalogue else None
             mine = group.shard(np.arange(len(rows)))  # this rank's users of the global batch (all of them alone)
             its = group.shard(np.arange(len(items))) if len(items) >= group.size else np.zeros(1, dtype=int)
 
@@ -165,7 +162,7 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                                     pick(towers.item_states, part))
                 h_i = group.gather_rows(h_i.float(), len(items))  # every item of the global batch
                 if vectors is not None:  # the whole catalogue: the batch's items live, the others from the bank
-                    h_i = vectors.to(device).index_copy(0, torch.as_tensor(items, device=device), h_i)  # (N, hidden)
+                    h_i = vectors.index_copy(0, torch.as_tensor(items, device=device), h_i)  # (N, hidden)
                     target = torch.as_tensor(items[positive[mine]], device=device)
                 else:
                     target = torch.as_tensor(positive[mine], device=device)
@@ -300,32 +297,22 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.ran
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-class BankOfItems:
-    """Vectors of every item under the current alignment module (no gradient), re-encoded every ``refresh`` steps.
 
-    The full-catalogue softmax scores each user against all of them; the
-    batch's own items are encoded live with gradients and replace their rows.
-    Between refreshes the other rows are up to ``refresh`` steps stale.
+def _catalogue_bank(run: TrainingState, towers: Towers, group: Group, refresh: int,
+                    device: torch.device) -> torch.Tensor:
+    """Every item's vector (n_items, hidden) under the current alignment module, no gradient, on ``device``.
+
+    Re-encoded when ``refresh`` steps have passed since the last encoding
+    (kept in ``run``, so a checkpoint holds the bank a resumed fit must use).
+    The catalogue softmax scores each user against these; the batch's own
+    items are encoded live and replace their rows. Between refreshes the
+    other rows are up to ``refresh`` steps stale.
     """
-
-    def __init__(self, towers: Towers, group: Group, refresh: int, progress: bool = False) -> None:
-        self.towers, self.group, self.refresh, self.progress = towers, group, refresh, progress
-        self._vectors: torch.Tensor | None = None
-        self._step = -1
-
-    def state(self) -> tuple[torch.Tensor | None, int]:
-        """The vectors and the step they were encoded at (for a checkpoint)."""
-        return self._vectors, self._step
-
-    def restore(self, vectors: torch.Tensor, step: int) -> None:
-        self._vectors, self._step = vectors, step
-
-    def vectors(self, step: int, aligner: torch.nn.Module) -> torch.Tensor:
-        """(n_items, hidden) on the CPU, refreshed when ``refresh`` steps have passed since the last encoding."""
-        if self._vectors is None or step - self._step >= self.refresh:
-            was_training = aligner.training
-            aligner.eval()
-            self._vectors = self.group.sharded(lambda part: self.towers.encode_items(part), self.towers.n_items)
-            aligner.train(was_training)
-            self._step = step
-        return self._vectors
+    if run.bank is None or run.global_step - run.bank_step >= refresh:
+        aligner = towers.aligner
+        was_training = aligner.training
+        aligner.eval()
+        run.bank = group.sharded(lambda part: towers.encode_items(part), towers.n_items).to(device)
+        aligner.train(was_training)
+        run.bank_step = run.global_step
+    return run.bank

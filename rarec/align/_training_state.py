@@ -25,7 +25,7 @@ class TrainingState:
     done: bool = False
     log: list = dataclasses.field(default_factory=list)
     batches: list[np.ndarray] | None = None  # the current epoch's batches (None between epochs)
-    bank: torch.Tensor | None = None  # the catalogue bank's item vectors (negatives="catalogue")
+    bank: torch.Tensor | None = None  # the catalogue bank's item vectors (negatives="catalogue"), on the device
     bank_step: int = -1  # the global step at which the bank was encoded
 
     _SCALARS = ("epoch", "step", "global_step", "total", "seconds", "best_fusion", "done", "log", "bank_step")
