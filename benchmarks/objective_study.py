@@ -40,8 +40,9 @@ from rarec.model_selection import leave_last_out
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "objective_study.json"
-#: The CPU preset of alignment_quality.py: 1% of the training samples, one epoch.
-BASE = dict(sample_fraction=0.01, epochs=1)
+#: The CPU preset of alignment_quality.py (1% of the training samples, one epoch) with the objective this study
+#: started from (no random extras, no distillation); each variant says what it changes.
+BASE = dict(sample_fraction=0.01, epochs=1, n_random_negatives=0, distill=0.0)
 #: (name, what changes from BASE). "baseline" is the objective before this study (in-batch softmax, no logQ).
 VARIANTS = {
     "baseline": dict(negatives="in_batch", logq=False),
@@ -51,6 +52,18 @@ VARIANTS = {
     "catalogue (bank never refreshed)": dict(negatives="catalogue", bank_refresh=10**6),
     "catalogue (random selection)": dict(negatives="catalogue", selection="random"),
     "catalogue (5% x 3 epochs)": dict(negatives="catalogue", sample_fraction=0.05, epochs=3),
+    "catalogue + distill 1.0": dict(negatives="catalogue", distill=1.0),
+    "catalogue + distill 0.9": dict(negatives="catalogue", distill=0.9),
+    "catalogue + distill 0.5": dict(negatives="catalogue", distill=0.5),
+    "logq + distill 0.9": dict(negatives="in_batch", logq=True, distill=0.9),
+    "logq + 64 random + distill 0.9": dict(negatives="in_batch", logq=True, n_random_negatives=64, distill=0.9),
+    "logq + 64 random": dict(negatives="in_batch", logq=True, n_random_negatives=64),
+    # the estimator's objective (in-batch + logQ + 64 random + distill 0.9) at the CPU default budget (one epoch)
+    # and at the GPU preset's (three)
+    "default (5% x 1 epoch)": dict(sample_fraction=0.05, epochs=1, negatives="in_batch", logq=True,
+                                   n_random_negatives=64, distill=0.9),
+    "default objective, 5% x 3 epochs": dict(sample_fraction=0.05, epochs=3, negatives="in_batch", logq=True,
+                                             n_random_negatives=64, distill=0.9),
 }
 
 

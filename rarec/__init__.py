@@ -6,7 +6,7 @@ The package is organised by stage, data flowing one way:
 and :mod:`rarec.metrics` (ranking metrics) beside them.
 """
 
-from ._errors import DataFormatError, LLMMismatchError, ModelFormatError
+from ._errors import DataFormatError, LLMMismatchError, ModelFormatError, SaveInProgressError
 from ._estimator import RARecommender
 from ._version import __version__
 from .model_selection import LeaveLastOut
@@ -16,6 +16,7 @@ __all__ = [
     "LLMMismatchError",
     "LeaveLastOut",
     "ModelFormatError",
+    "SaveInProgressError",
     "RARecommender",
     "__version__",
 ]

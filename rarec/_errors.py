@@ -39,3 +39,7 @@ class LLMMismatchError(ValueError):
 
     Subclasses :class:`ValueError`.
     """
+
+
+class SaveInProgressError(RuntimeError):
+    """Another process is saving a model into the same folder, and did not finish in time."""

@@ -77,30 +77,41 @@ class RARecommender(RankingMixin, BaseEstimator):
         first, then training samples; what does not fit is recomputed per
         batch. 0 turns the cache off. Only used when ``prefix_layers`` < all.
     loss : {"softmax", "bpr"}, default "softmax"
-        Ranking loss over in-batch negatives (plus ``n_random_negatives`` items);
+        Ranking loss over the candidates (see ``negatives``);
         softmax trained better in the measurements of ``docs/benchmarks.md``.
     align_weight : float, default 0.1
         Weight λ of the InfoNCE alignment loss (0 disables it).
     temperature : float, default 0.1
         Temperature of the alignment loss.
-    n_random_negatives : int, default 0
-        Uniformly drawn extra negative items per batch (``negatives="in_batch"``).
-    negatives : {"auto", "catalogue", "in_batch"}, default "auto"
-        Candidates of the ranking loss. "catalogue": a softmax over every
-        item, with the batch's items encoded live and the others taken from
-        a bank of item vectors re-encoded every ``bank_refresh`` steps (no
-        sampling bias; the bank takes 4 bytes x hidden size per item, 2.3 GB
-        per million items with SmolLM2-135M, and each refresh encodes the
-        whole catalogue). "in_batch": the batch's target items (plus
-        ``n_random_negatives``), drawn by popularity, so corrected by
-        ``logq``. "auto": "catalogue" up to 50,000 items, else "in_batch".
-        On ML-100K the catalogue softmax ranked best (docs/benchmarks.md).
+    n_random_negatives : int, default 64
+        Uniformly drawn extra candidate items per batch
+        (``negatives="in_batch"``), encoded live like the batch's targets:
+        they give rare items the push-down that popularity-drawn candidates
+        rarely give them.
+    negatives : {"in_batch", "catalogue"}, default "in_batch"
+        Candidates of the ranking loss. "in_batch": the batch's target items
+        plus ``n_random_negatives`` random ones, all encoded live with
+        gradients, each logit corrected by ``logq``. "catalogue": a softmax
+        over every item, the batch's items encoded live and the others
+        taken from a bank of item vectors re-encoded every ``bank_refresh``
+        steps; only the batch's items get a gradient, so the item tower
+        learns from popularity-drawn items only, and it ranked worse
+        (docs/benchmarks.md, "objectives without an LLM").
     logq : bool, default True
         With in-batch candidates, subtract the log of each candidate's
         expected draws per batch from its logit (the sampled-softmax
         correction). Without it the loss learns to demote popular items.
     bank_refresh : int, default 50
         Training steps between re-encodings of the catalogue bank.
+    distill : float in [0, 1], default 0.9
+        Weight of the CF backbone's own ranking in the ranking loss: the
+        loss is ``(1 - distill) * CE(next item) + distill * CE(softmax(CF
+        scores / distill_temperature))`` over the same candidates. The
+        backbone's ranking of the whole catalogue tells each training sample
+        far more than its one next item (docs/benchmarks.md).
+    distill_temperature : float, default 1.0
+        Temperature of the backbone's softmax in the distillation term (1
+        suits backbones trained with a softmax, such as SASRec).
     score_fusion : float >= 0 or "auto", default 0.0
         Weight w of the CF backbone's own score in the ranking score:
         ``z(h_u · h_i) + w · z(cf(u, i))``, each standardised per user over
@@ -125,8 +136,11 @@ class RARecommender(RankingMixin, BaseEstimator):
     selection : {"tailored", "random"}, default "tailored"
         How ``sample_fraction`` chooses: denoise + user/item buckets
         (:func:`rarec.align.select_alignment_samples`), or uniformly.
-    epochs : int, default 3
-        Most alignment epochs.
+    epochs : int, default 1
+        Most alignment epochs. One epoch of the default 5% keeps a default
+        fit on ML-100K inside 30 minutes on a 2-core CPU; three epochs
+        raised validation NDCG@10 from 0.107 to 0.111 there (one seed) and
+        are the GPU preset (docs/benchmarks.md).
     batch_size : int, default 16
     lr : float, default 1e-2
         AdamW learning rate of the alignment module (prefix tuning needs a
@@ -255,10 +269,12 @@ class RARecommender(RankingMixin, BaseEstimator):
         loss: str = "softmax",
         align_weight: float = 0.1,
         temperature: float = 0.1,
-        n_random_negatives: int = 0,
-        negatives: str = "auto",
+        n_random_negatives: int = 64,
+        negatives: str = "in_batch",
         logq: bool = True,
         bank_refresh: int = 50,
+        distill: float = 0.9,
+        distill_temperature: float = 1.0,
         score_fusion: float | str = 0.0,
         user_template: str = DEFAULT_USER_TEMPLATE,
         item_template: str = DEFAULT_ITEM_TEMPLATE,
@@ -268,7 +284,7 @@ class RARecommender(RankingMixin, BaseEstimator):
         max_train_samples: int | None = 5000,
         sample_fraction: float | None = 0.05,
         selection: str = "tailored",
-        epochs: int = 3,
+        epochs: int = 1,
         batch_size: int = 16,
         lr: float = 1e-2,
         weight_decay: float = 0.0,
@@ -304,6 +320,8 @@ class RARecommender(RankingMixin, BaseEstimator):
         self.negatives = negatives
         self.logq = logq
         self.bank_refresh = bank_refresh
+        self.distill = distill
+        self.distill_temperature = distill_temperature
         self.score_fusion = score_fusion
         self.user_template = user_template
         self.item_template = item_template
@@ -389,7 +407,7 @@ class RARecommender(RankingMixin, BaseEstimator):
                           "using 0 (the LLM score alone).", UserWarning, stacklevel=2)
         try:
             result = train_alignment(
-                towers, samples, sequences, _params.alignment_config(self, progress, log.n_items), rng, group,
+                towers, samples, sequences, _params.alignment_config(self, progress), rng, group,
                 None if valid is None else lambda: validation_ndcg(towers, train, valid, weights, group, progress),
                 checkpointer)
         except KeyboardInterrupt:

@@ -39,7 +39,7 @@ def validate_params(rec: RARecommender) -> None:
         check_int(rec.max_train_samples, "max_train_samples", name, 1)
     check_option(rec.reparameterization, "reparameterization", name, REPARAMETERIZATIONS)
     check_option(rec.loss, "loss", name, LOSSES)
-    check_option(rec.negatives, "negatives", name, ("auto",) + NEGATIVES)
+    check_option(rec.negatives, "negatives", name, NEGATIVES)
     if not isinstance(rec.logq, bool):
         raise ValueError(f"The 'logq' parameter of {name} must be True or False. Got {rec.logq!r} instead.")
     check_option(rec.selection, "selection", name, ("tailored", "random"))
@@ -58,6 +58,8 @@ def validate_params(rec: RARecommender) -> None:
     validate_retrieval_params(rec)
     check_float(rec.align_weight, "align_weight", name, 0.0)
     check_float(rec.temperature, "temperature", name, 0.0, low_open=True)
+    check_float(rec.distill, "distill", name, 0.0, 1.0)
+    check_float(rec.distill_temperature, "distill_temperature", name, 0.0, low_open=True)
     check_float(rec.lr, "lr", name, 0.0, low_open=True)
     check_float(rec.weight_decay, "weight_decay", name, 0.0)
     check_float(rec.max_grad_norm, "max_grad_norm", name, 0.0, low_open=True)
@@ -95,18 +97,11 @@ def prefix_config(rec: RARecommender, id_dim: int) -> PrefixConfig:
                         depth=None if rec.prefix_layers == "all" else rec.prefix_layers)
 
 
-#: negatives="auto" uses the catalogue softmax up to this many items: beyond it, re-encoding the bank every
-#: ``bank_refresh`` steps costs more than the training steps themselves on a CPU.
-AUTO_CATALOGUE_MAX_ITEMS = 50_000
-
-
-def alignment_config(rec: RARecommender, progress: bool, n_items: int) -> AlignmentConfig:
-    negatives = rec.negatives
-    if negatives == "auto":
-        negatives = "catalogue" if n_items <= AUTO_CATALOGUE_MAX_ITEMS else "in_batch"
+def alignment_config(rec: RARecommender, progress: bool) -> AlignmentConfig:
     return AlignmentConfig(loss=rec.loss, align_weight=rec.align_weight, temperature=rec.temperature,
-                           n_random_negatives=rec.n_random_negatives, negatives=negatives, logq=rec.logq,
-                           bank_refresh=rec.bank_refresh, epochs=rec.epochs, batch_size=rec.batch_size,
+                           n_random_negatives=rec.n_random_negatives, negatives=rec.negatives, logq=rec.logq,
+                           bank_refresh=rec.bank_refresh, distill=rec.distill,
+                           distill_temperature=rec.distill_temperature, epochs=rec.epochs, batch_size=rec.batch_size,
                            lr=rec.lr, weight_decay=rec.weight_decay, max_grad_norm=rec.max_grad_norm,
                            patience=rec.patience, lower_cache_mb=rec.lower_cache_mb, progress=progress)
 

@@ -34,6 +34,7 @@ from ._errors import ModelFormatError
 from ._json import json_default
 from ._version import __version__
 from ._params import llm_source, prompt_settings, validate_params
+from ._save_lock import exclusive_save
 from .align import Towers
 from .cf import CFBackbone
 from .data import IdIndex
@@ -127,9 +128,17 @@ def save_recommender(rec: RARecommender, path: str | os.PathLike) -> Path:
     tensors["seen.indptr"] = torch.from_numpy(seen.indptr.astype(np.int64))
     tensors["seen.indices"] = torch.from_numpy(seen.indices.astype(np.int64))
 
-    tmp = path.parent / f".{path.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_save(path) as token:
+        _write_folder(rec, path, tensors, params, cf_meta, towers_config, texts, token)
+    return path
+
+
+def _write_folder(rec: RARecommender, path: Path, tensors: dict[str, torch.Tensor], params: dict, cf_meta: dict,
+                  towers_config: dict, texts: list, token: str) -> None:
+    """Write the three files into a temporary sibling, then swap it in for ``path`` (the save lock held)."""
+    tmp = path.parent / f".{path.name}.partial-{token}"
+    tmp.mkdir()
     try:
         save_file(tensors, str(tmp / WEIGHTS_FILE))
         (tmp / TEXT_FILE).write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
@@ -155,14 +164,13 @@ def save_recommender(rec: RARecommender, path: str | os.PathLike) -> Path:
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=json_default),
                                        encoding="utf-8")
-        old = path.parent / f".{path.name}.old-{os.getpid()}"
+        old = path.parent / f".{path.name}.old-{token}"
         if path.exists():
             os.replace(path, old)
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return path
 
 
 # ----------------------------------------------------------------------- load

@@ -46,19 +46,22 @@ def weights(rec):
     return {k: v.clone() for k, v in rec.aligner_.state_dict().items()}
 
 
-@pytest.mark.parametrize("stop_at", [3, 7])  # in the middle of epoch 1 (after a checkpoint at step 2); epoch 2
-def test_an_interrupted_and_resumed_fit_ends_with_the_same_weights(data, tmp_path, monkeypatch, stop_at):
+@pytest.mark.parametrize("stop_at, negatives", [(3, "in_batch"), (7, "in_batch"),  # mid epoch 1; epoch 2
+                                                (3, "catalogue")])  # the bank, refreshed at step 2, must resume too
+def test_an_interrupted_and_resumed_fit_ends_with_the_same_weights(data, tmp_path, monkeypatch, stop_at, negatives):
     X, text, llm = data
-    straight = fitted(llm).fit(X, item_text=text)
+    straight = fitted(llm, negatives=negatives, bank_refresh=2).fit(X, item_text=text)
 
     with monkeypatch.context() as patch:
         interrupt_at_step(patch, stop_at)
         with pytest.raises(KeyboardInterrupt):
-            fitted(llm, checkpoint_dir=tmp_path, checkpoint_every=2).fit(X, item_text=text)
+            fitted(llm, negatives=negatives, bank_refresh=2, checkpoint_dir=tmp_path,
+                   checkpoint_every=2).fit(X, item_text=text)
     state, _ = read_checkpoint(tmp_path)
     assert state["global_step"] == (stop_at - 1) // 2 * 2 or state["step"] == 0  # the last checkpoint before the stop
 
-    resumed = fitted(llm, checkpoint_dir=tmp_path, checkpoint_every=2).fit(X, item_text=text, resume=True)
+    resumed = fitted(llm, negatives=negatives, bank_refresh=2, checkpoint_dir=tmp_path,
+                     checkpoint_every=2).fit(X, item_text=text, resume=True)
     for name, value in weights(straight).items():
         torch.testing.assert_close(weights(resumed)[name], value, rtol=0, atol=0)
     assert [r["loss"] for r in resumed.training_log_] == pytest.approx([r["loss"] for r in straight.training_log_])

@@ -4,7 +4,8 @@ from ._projector import REPARAMETERIZATIONS, PrefixConfig, PrefixProjector, alig
 from ._samples import AlignmentSamples, all_next_item_samples, select_random_samples
 from ._selection import select_alignment_samples
 from ._towers import LLMSource, PromptSettings, Towers
-from ._trainer import LOSSES, NEGATIVES, AlignmentConfig, AlignmentResult, length_bucketed_batches, train_alignment
+from ._trainer import (LOSSES, NEGATIVES, AlignmentConfig, AlignmentResult, distillation_loss, length_bucketed_batches,
+                       train_alignment)
 from ._two_tower import TwoTowerAligner
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "PrefixConfig",
     "PrefixProjector",
     "alignment_loss",
+    "distillation_loss",
     "all_next_item_samples",
     "select_alignment_samples",
 ]

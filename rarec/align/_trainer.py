@@ -32,14 +32,18 @@ class AlignmentConfig:
     loss: str = "softmax"  # ranking loss over the batch's items: "softmax" or "bpr"
     align_weight: float = 0.1  # weight of the InfoNCE alignment loss (0 disables it)
     temperature: float = 0.1  # of the alignment loss
-    n_random_negatives: int = 0  # uniformly drawn extra items per batch
+    n_random_negatives: int = 64  # uniformly drawn extra items per batch (in_batch)
     #: "in_batch": the batch's target items (plus random extras) are the candidates, with the logQ correction
     #: when ``logq``; "catalogue": a softmax over every item, the batch's items live and the rest from a bank of
     #: item vectors (no gradient) re-encoded every ``bank_refresh`` steps.
-    negatives: str = "catalogue"
+    negatives: str = "in_batch"
     logq: bool = True  # subtract log(expected draws) of each in-batch candidate from its logit
     bank_refresh: int = 50
-    epochs: int = 3
+    #: weight of the backbone's own ranking in the ranking loss: ``(1 - distill) * CE(target) + distill *
+    #: CE(softmax(CF scores / distill_temperature))`` over the same candidates (0: the next item alone)
+    distill: float = 0.9
+    distill_temperature: float = 1.0
+    epochs: int = 1
     batch_size: int = 16  # samples per rank and step
     lr: float = 1e-2
     weight_decay: float = 0.0
@@ -170,6 +174,13 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                 if config.logq and vectors is None:
                     scores = scores - log_q[torch.as_tensor(items, device=device)]
                 loss = ranking_loss(scores, target, config.loss)
+                if config.distill > 0:
+                    candidates = None if vectors is not None else torch.as_tensor(items, device=device)
+                    teacher = _teacher_scores(user_cf[users].to(device), item_cf, candidates, device)
+                    if config.logq and vectors is None:
+                        teacher = teacher - log_q[candidates]  # the same sampled candidates, the same correction
+                    loss = (1 - config.distill) * loss + config.distill * distillation_loss(
+                        scores, teacher, config.distill_temperature)
                 if align:  # cheap: every rank computes it for the whole global batch
                     loss = loss + config.align_weight * (
                         alignment_loss(module.user_prefix.id_prefix(user_cf[rows].to(device)),
@@ -241,6 +252,25 @@ def ranking_loss(scores: torch.Tensor, positive: torch.Tensor, loss: str) -> tor
     if not negative.any():  # a batch whose samples share one target item: nothing to rank against
         return scores.sum() * 0.0
     return -torch.nn.functional.logsigmoid(pos - scores)[negative].mean()
+
+
+def _teacher_scores(user_cf: torch.Tensor, item_cf: torch.Tensor, candidates: torch.Tensor | None,
+                    device: torch.device) -> torch.Tensor:
+    """The CF backbone's scores (B, M) of the candidates (every item when ``None``): the best dot product
+    over each user's K interests, as the backbone itself ranks."""
+    items = item_cf[:, 0].to(device) if candidates is None else item_cf[candidates.cpu(), 0].to(device)  # (M, d)
+    return torch.einsum("bkd,md->bkm", user_cf.float(), items.float()).amax(1)
+
+
+def distillation_loss(scores: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Cross-entropy of the student's softmax against the teacher's (scores and teacher both (B, M)).
+
+    The backbone's whole ranking of the candidates is a far richer signal per
+    sample than the one next item: it lets a few thousand samples carry the
+    backbone's geometry into the towers.
+    """
+    target = torch.softmax(teacher.float() / temperature, dim=-1)
+    return -(target * torch.log_softmax(scores, dim=-1)).sum(-1).mean()
 
 
 def _prepare_prompts(towers: Towers, tower: str, tokens: list[list[int]], start: int, budget: float,

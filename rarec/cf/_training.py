@@ -81,16 +81,19 @@ def train_with_early_stopping(
     history: list[dict[str, float]] = []
     stopping, best_epoch = EarlyStopping(config.patience), 0
     bar = tqdm(range(1, config.epochs + 1), desc=desc, unit="epoch", disable=not config.verbose, leave=False)
+    batches_per_epoch = None  # known after the first epoch: the per-batch bar then shows an estimate
     for epoch in bar:
         module.train()
         start, total, n_batches = time.perf_counter(), 0.0, 0
-        for batch in epoch_batches():
+        for batch in tqdm(epoch_batches(), desc=f"epoch {epoch}", unit="batch", total=batches_per_epoch,
+                          disable=not config.verbose, leave=False, mininterval=1.0):
             optimizer.zero_grad(set_to_none=True)
             loss = batch_loss(batch)
             loss.backward()
             optimizer.step()
             total += float(loss.detach())
             n_batches += 1
+        batches_per_epoch = n_batches
         record = {"epoch": epoch, "loss": total / max(n_batches, 1), "seconds": time.perf_counter() - start}
         if validate is not None and epoch % config.eval_every == 0:
             module.eval()

@@ -10,8 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .._errors import DataFormatError
+
+#: Files at least this large show a progress bar (in bytes read) while they are read, on a terminal.
+PROGRESS_MIN_BYTES = 32 * 2**20
 
 #: An integer literal, also as an integral float ("12.0": spreadsheets and pandas write ids so).
 _INT_RE = re.compile(r"^[+-]?\d+(\.0*)?$")
@@ -30,10 +34,15 @@ def iter_lines(path: str | os.PathLike, encoding: str = "utf-8") -> Iterator[tup
     if path.is_dir():
         raise DataFormatError(f"{path} is a directory; expected a file.")
     opener = gzip.open if path.suffix == ".gz" else open
+    size = path.stat().st_size
     n = -1
     try:
-        with opener(path, "rb") as handle:
+        with opener(path, "rb") as handle, tqdm(total=size, unit="B", unit_scale=True, desc=f"reading {path.name}",
+                                               leave=False, disable=True if size < PROGRESS_MIN_BYTES else None) as bar:
+            raw_file = getattr(handle, "fileobj", handle)  # gzip: progress in compressed bytes, as the size is
             for n, raw in enumerate(handle):
+                if n % 65536 == 65535:
+                    bar.update(raw_file.tell() - bar.n)
                 try:
                     line = raw.decode(encoding)
                     if n == 0:  # a UTF-8 byte-order mark (Excel writes one) is not part of the first field

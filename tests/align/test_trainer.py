@@ -61,8 +61,69 @@ def test_the_catalogue_softmax_scores_every_item_and_refreshes_its_bank(data, mo
     assert calls["full"] == 2 + 1 + 1
 
 
+def captured_teachers(monkeypatch, rec, X, text):
+    """(student scores, teacher scores) the distillation term sees at every step of ``rec.fit``."""
+    seen, original = [], trainer.distillation_loss
+
+    def spy(scores, teacher, temperature):
+        seen.append((scores.detach().clone(), teacher.clone()))
+        return original(scores, teacher, temperature)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "distillation_loss", spy)
+        rec.fit(X, item_text=text)
+    return seen
+
+
+def test_distillation_is_smallest_where_the_student_ranks_like_the_teacher():
+    teacher = torch.tensor([[2.0, 0.5, -1.0, 0.0]])
+    student = teacher.clone().requires_grad_(True)
+    loss = trainer.distillation_loss(student, teacher, 1.0)
+    loss.backward()
+    torch.testing.assert_close(student.grad, torch.zeros_like(student.grad), atol=1e-6, rtol=0)
+    entropy = -(torch.softmax(teacher, -1) * torch.log_softmax(teacher, -1)).sum()
+    torch.testing.assert_close(loss.detach(), entropy)
+    assert float(trainer.distillation_loss(-teacher, teacher, 1.0)) > float(loss)
+    # a cold teacher is the plain cross-entropy on its best item
+    sharp = trainer.distillation_loss(student.detach(), teacher, 1e-3)
+    torch.testing.assert_close(sharp, torch.nn.functional.cross_entropy(teacher, torch.tensor([0])))
+
+
+def test_the_catalogue_teacher_is_the_backbones_own_ranking_of_each_sample(data, monkeypatch):
+    X, text, llm = data
+    rec = small(llm, negatives="catalogue", distill=1.0)
+    steps = captured_teachers(monkeypatch, rec, X, text)
+    assert len(steps) == 4 and all(t.shape == (16, rec.n_items_) for _, t in steps)
+    # every teacher row is the backbone's score of one training history (a prefix of a user's sequence)
+    sequences = rec.backbone_.train_sequences_
+    histories = [seq[:end] for seq in (sequences.sequences(np.arange(rec.n_users_))) for end in range(1, len(seq))]
+    reference = rec.backbone_.score_histories(histories)  # (all samples, n_items)
+    for _, teacher in steps:
+        distance = torch.cdist(teacher, reference).min(dim=1).values
+        assert float(distance.max()) < 1e-3
+
+
+def test_distillation_over_in_batch_candidates_takes_the_same_logq_correction(data, monkeypatch):
+    X, text, llm = data
+    plain = captured_teachers(monkeypatch, small(llm, negatives="in_batch", logq=False, distill=0.5), X, text)
+    corrected = captured_teachers(monkeypatch, small(llm, negatives="in_batch", logq=True, distill=0.5), X, text)
+    student_shift = plain[0][0] - corrected[0][0]
+    teacher_shift = plain[0][1] - corrected[0][1]
+    torch.testing.assert_close(teacher_shift, student_shift)
+    assert plain[0][1].shape[1] < len(np.unique(X[:, 1]))  # the candidates only, not the catalogue
+
+
+def test_distillation_changes_what_is_learned(data):
+    X, text, llm = data
+    plain, distilled = small(llm), small(llm, distill=1.0)
+    plain.fit(X, item_text=text)
+    distilled.fit(X, item_text=text)
+    a, b = plain.towers_.aligner.state_dict(), distilled.towers_.aligner.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.parametrize("bad", [dict(negatives="sampled"), dict(logq=1),
-                                 dict(bank_refresh=0)])
+                                 dict(bank_refresh=0), dict(distill=1.5), dict(distill_temperature=0.0)])
 def test_objective_parameters_are_checked(data, bad):
     X, text, llm = data
     with pytest.raises(ValueError, match=next(iter(bad))):

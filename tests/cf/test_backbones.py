@@ -169,3 +169,14 @@ def test_comirec_config_rejects_bad_values():
         ComiRecConfig(selection="mean")
     with pytest.raises(ValueError, match="n_negatives"):
         ComiRecConfig(n_negatives=0)
+
+
+def test_training_shows_progress_per_batch_with_an_estimate_after_the_first_epoch(cf_split, capsys):
+    from rarec.cf import TrainingConfig, make_backbone
+
+    training = TrainingConfig(epochs=2, batch_size=16, patience=5, random_state=0, device="cpu", verbose=True)
+    make_backbone("bpr", training, dim=8).fit(cf_split.train, cf_split.test)
+    err = capsys.readouterr().err
+    assert "epoch 1" in err and "batch" in err
+    n_batches = int(np.ceil(len(cf_split.train) / 16))
+    assert f"/{n_batches} " in err.split("epoch 2")[1]  # the second epoch's bar knows its total: an estimate

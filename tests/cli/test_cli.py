@@ -97,6 +97,23 @@ def test_fit_reports_the_data_on_rank_zero_only(workspace, tmp_path, monkeypatch
     assert ("40 users, 30 items" in result.stderr) == (rank is None)
 
 
+def test_fit_into_a_folder_another_save_holds_is_one_error_line(workspace, tmp_path, monkeypatch):
+    import os
+    import socket
+
+    import rarec._save_lock as save_lock
+
+    monkeypatch.setattr(save_lock, "WAIT_SECONDS", 0.2)
+    (tmp_path / ".m.lock").write_text(f"{os.getpid()} {socket.gethostname()}\n")  # a live holder: this process
+    result = CliRunner().invoke(main, [
+        "fit", str(workspace / "train.csv"), "--items", str(workspace / "items.csv"), "-o", str(tmp_path / "m"),
+        "--llm", str(workspace / "llm"), "--epochs", "1", "--cf-epochs", "1", "--samples", "8", "--seed", "0",
+        "--device", "cpu", "--config", str(workspace / "params.json"), "-q"])
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "another save into" in errors[0] and "Traceback" not in result.output
+
+
 def test_fit_saves_a_loadable_model(workspace):
     from rarec import RARecommender
 

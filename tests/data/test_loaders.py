@@ -239,3 +239,36 @@ def test_load_dataset_rejects_unknown_format(tmp_path):
     assert np.array_equal(
         load_dataset(write(tmp_path / "x.tsv", "user_id\titem_id\n1\t2\n")).interactions.item_codes, [0]
     )
+
+
+def test_a_large_file_is_read_behind_a_progress_bar_in_bytes(tmp_path, monkeypatch):
+    import rarec.data._io as io
+
+    bars = []
+
+    class Spy:
+        def __init__(self, **kwargs):
+            self.kwargs, self.n = kwargs, 0
+            bars.append(self)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, k):
+            self.n += k
+
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id\n" + "".join(f"{i % 7},{i % 11}\n" for i in range(70_000)))
+    monkeypatch.setattr(io, "tqdm", Spy)
+    monkeypatch.setattr(io, "PROGRESS_MIN_BYTES", path.stat().st_size)  # just large enough
+    lines = list(io.iter_lines(path))
+    assert len(lines) == 70_001
+    bar, = bars
+    assert bar.kwargs["total"] == path.stat().st_size and bar.kwargs["disable"] is None  # shown on a terminal
+    assert 0 < bar.n <= path.stat().st_size
+    monkeypatch.setattr(io, "PROGRESS_MIN_BYTES", path.stat().st_size + 1)  # a smaller file: no bar
+    list(io.iter_lines(path))
+    assert bars[-1].kwargs["disable"] is True

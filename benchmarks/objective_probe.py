@@ -1,0 +1,172 @@
+"""The alignment objectives without an LLM: which ones can reach the backbone at all?
+
+    python benchmarks/objective_probe.py               # ML-100K, about two minutes on a 2-core CPU
+    python benchmarks/objective_probe.py --render      # docs section from the saved JSON
+
+Each tower is a linear map of a CF vector (the shared SASRec of
+``objective_study.py``: its user vector for the history, its item embedding)
+into 576 dimensions, SmolLM2's width, scored by the dot product / sqrt(576),
+and trained on the same selected (history, next item) samples, with the same
+batch size and learning rate as the alignment module. Nothing else changes
+between rows but the objective: which items are candidates, which of them get
+a gradient, and whether the backbone's own ranking is distilled. A linear
+tower can copy the backbone exactly, so a row that stays below it shows what
+the objective itself costs; the LLM can only do worse.
+
+Results: benchmarks/results/objective_probe.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import write_section
+from objective_study import HERE, shared_sasrec
+
+from rarec.align import all_next_item_samples, distillation_loss, select_alignment_samples
+from rarec.data import ItemTextTable, read_recbole
+from rarec.metrics import full_ranking_metrics
+from rarec.model_selection import leave_last_out
+
+RESULTS = HERE / "results" / "objective_probe.json"
+WIDTH, BATCH, LR, REFRESH = 576, 16, 1e-2, 50
+#: name -> (candidates, random extras, distill weight)
+#: "full": every item live (the exact softmax; affordable only without an LLM);
+#: "bank": every item, only the batch's targets live, the rest from a bank re-encoded every 50 steps (RA-Rec's
+#: negatives="catalogue"); "in_batch": the batch's targets plus random extras, live, with the logQ correction.
+VARIANTS = {
+    "full softmax (every item live)": ("full", 0, 0.0),
+    "catalogue bank (batch items live)": ("bank", 0, 0.0),
+    "in-batch, no logQ": ("in_batch_raw", 0, 0.0),
+    "in-batch + logQ": ("in_batch", 0, 0.0),
+    "in-batch + logQ + 64 random": ("in_batch", 64, 0.0),
+    "full softmax + distill 0.9": ("full", 0, 0.9),
+    "catalogue bank + distill 0.9": ("bank", 0, 0.9),
+    "in-batch + logQ + distill 0.9": ("in_batch", 0, 0.9),
+    "in-batch + logQ + 64 random + distill 0.9": ("in_batch", 64, 0.9),
+}
+
+
+def train_towers(user_cf, targets, item_cf, candidates, extras, distill, epochs, seed):
+    """Linear user and item towers trained on (user CF vector, next item) pairs; returns them."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # nn.Linear's initial weights
+    n_items, dim = item_cf.shape
+    user_tower, item_tower = torch.nn.Linear(dim, WIDTH), torch.nn.Linear(dim, WIDTH)
+    optimizer = torch.optim.Adam([*user_tower.parameters(), *item_tower.parameters()], lr=LR)
+    draws = BATCH * np.bincount(targets.numpy(), minlength=n_items) / len(targets) + extras / n_items
+    log_q = torch.as_tensor(np.log(np.maximum(draws, 1e-12)), dtype=torch.float32)
+    bank, step = None, 0
+    for _ in range(epochs):
+        for rows in torch.randperm(len(targets), generator=generator).split(BATCH):
+            target = targets[rows]
+            if candidates == "full":
+                items, positive, vectors = torch.arange(n_items), target, item_tower(item_cf)
+            elif candidates == "bank":
+                if bank is None or step % REFRESH == 0:
+                    with torch.no_grad():
+                        bank = item_tower(item_cf)
+                live = torch.unique(target)
+                items, positive = torch.arange(n_items), target
+                vectors = bank.index_copy(0, live, item_tower(item_cf[live]))
+            else:
+                extra = torch.randint(0, n_items, (extras,), generator=generator)
+                items, positive = torch.unique(torch.cat([target, extra]), return_inverse=True)
+                positive = positive[: len(target)]
+                vectors = item_tower(item_cf[items])
+            scores = user_tower(user_cf[rows]) @ vectors.T / WIDTH ** 0.5
+            teacher = user_cf[rows] @ item_cf[items].T
+            if candidates == "in_batch":
+                scores, teacher = scores - log_q[items], teacher - log_q[items]
+            loss = torch.nn.functional.cross_entropy(scores, positive)
+            if distill:
+                loss = (1 - distill) * loss + distill * distillation_loss(scores, teacher, 1.0)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+    return user_tower, item_tower
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/ml-100k")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--render", action="store_true")
+    parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
+    args = parser.parse_args()
+    if not args.render:
+        log, text = read_recbole(args.data).k_core(5)
+        split = leave_last_out(log, n_valid=0)
+        backbone = shared_sasrec(split.train, HERE / "output" / "objective_study_sasrec")
+        inner = leave_last_out(split.train, n_valid=0)  # what RARecommender validates on
+        sequences = inner.train.user_sequences()
+        texts = ItemTextTable.from_any(text).align(log.items, on_unknown="raise")
+        item_cf = backbone.item_embeddings()
+        users = np.unique(inner.test.user_codes)
+        user_table = torch.zeros(inner.train.n_users, item_cf.shape[1])
+        user_table[users] = backbone.user_embeddings([sequences[u][-50:] for u in users], users)[:, 0]
+        popularity = np.log1p(np.bincount(inner.train.item_codes, minlength=log.n_items))
+
+        def metrics(user_tower, item_tower):
+            with torch.no_grad():
+                user_vectors, item_vectors = user_tower(user_table), item_tower(item_cf)
+                bias = (user_vectors[users].mean(0) @ item_vectors.T).numpy()
+            found = full_ranking_metrics(lambda u: user_vectors[u] @ item_vectors.T, inner.test, inner.train,
+                                         ks=[10, 100], metrics=["ndcg", "hr"])
+            return {"valid_ndcg@10": found["ndcg@10"], "valid_hr@100": found["hr@100"],
+                    "popularity_corr": float(np.corrcoef(bias, popularity)[0, 1])}
+
+        result = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+                  "backbone": metrics(torch.nn.Identity(), torch.nn.Identity()), "rows": []}
+        samples = all_next_item_samples(sequences)
+        for fraction, epochs in ((0.01, 3), (0.05, 3)):
+            chosen, _ = select_alignment_samples(samples, sequences, texts, fraction, np.random.default_rng(0))
+            histories = [sequences[u][max(0, e - 50):e] for u, e in zip(chosen.users, chosen.ends)]
+            user_cf = backbone.user_embeddings(histories, chosen.users)[:, 0]
+            targets = torch.as_tensor(chosen.targets)
+            for name, (candidates, extras, distill) in VARIANTS.items():
+                for seed in map(int, args.seeds.split(",")):
+                    towers = train_towers(user_cf, targets, item_cf, candidates, extras, distill, epochs, seed)
+                    row = {"variant": name, "fraction": fraction, "epochs": epochs, "samples": len(chosen),
+                           "seed": seed, **metrics(*towers)}
+                    result["rows"].append(row)
+                    print(json.dumps(row), flush=True)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    write_section(args.output, render(json.loads(RESULTS.read_text())), marker="objective-probe")
+
+
+def render(result: dict) -> str:
+    def cell(values):
+        return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 \
+            else f"{values[0]:.4f}"
+
+    backbone = result["backbone"]
+    lines = ["## The objectives without an LLM (ML-100K, linear towers on SASRec's vectors)", "",
+             f"Written by `benchmarks/objective_probe.py` on {result['machine']}. Validation split of the "
+             "objective study; mean ± std over seeds; the last column is the correlation of each item's mean "
+             "score with its log popularity.", "",
+             "| objective | samples × epochs | valid NDCG@10 | valid HR@100 | popularity corr. |",
+             "|---|---|---|---|---|",
+             f"| SASRec backbone itself | – | {backbone['valid_ndcg@10']:.4f} | {backbone['valid_hr@100']:.4f} | "
+             f"{backbone['popularity_corr']:.2f} |"]
+    for fraction in sorted({r["fraction"] for r in result["rows"]}):
+        for name in VARIANTS:
+            rows = [r for r in result["rows"] if r["variant"] == name and r["fraction"] == fraction]
+            if rows:
+                lines.append(f"| {name} | {rows[0]['samples']:,} × {rows[0]['epochs']} | "
+                             f"{cell([r['valid_ndcg@10'] for r in rows])} | {cell([r['valid_hr@100'] for r in rows])} | "
+                             f"{statistics.mean(r['popularity_corr'] for r in rows):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

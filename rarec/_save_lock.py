@@ -1,0 +1,95 @@
+"""One save at a time into a model folder: an exclusive lock file beside it, and the leftovers of saves that
+crashed removed before the next one writes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ._errors import SaveInProgressError
+
+#: How long a save waits for another save into the same folder to finish.
+WAIT_SECONDS = 30.0
+#: A lock file that names no process (its writer died before writing it) counts as stale after this long.
+UNNAMED_LOCK_SECONDS = 60.0
+
+
+@contextmanager
+def exclusive_save(path: Path, wait_seconds: float | None = None) -> Iterator[str]:
+    """Hold ``.NAME.lock`` beside ``path`` while saving; yields a token unique to this save for temporary names.
+
+    A lock left by a process that no longer runs (on this host) is taken
+    over; one held by a live process is waited for, then refused with
+    :class:`SaveInProgressError`. Once the lock is held, the temporary
+    folders of earlier saves (``.NAME.partial-*``, ``.NAME.old-*``) are
+    removed: no other save can be using them.
+    """
+    lock = path.parent / f".{path.name}.lock"
+    wait = WAIT_SECONDS if wait_seconds is None else wait_seconds
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            holder = _holder(lock)
+            if _stale(lock, holder):
+                _remove(lock)
+                continue
+            if time.monotonic() >= deadline:
+                who = f"process {holder[0]} on {holder[1]}" if holder else "another process"
+                raise SaveInProgressError(
+                    f"another save into {path} is in progress ({who}); waited {wait:.0f} s. Save elsewhere or "
+                    f"try again; if no save is running, delete the lock file {lock}."
+                ) from None
+            time.sleep(0.05)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+        for leftover in path.parent.glob(f".{path.name}.partial-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in path.parent.glob(f".{path.name}.old-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        yield f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    finally:
+        _remove(lock)
+
+
+def _holder(lock: Path) -> tuple[int, str] | None:
+    """(pid, host) written in a lock file, or ``None`` when it cannot be read yet."""
+    try:
+        pid, host = lock.read_text().split()
+        return int(pid), host
+    except (OSError, ValueError):
+        return None
+
+
+def _stale(lock: Path, holder: tuple[int, str] | None) -> bool:
+    if holder is None:  # created but not written: its writer is mid-write, or died there
+        try:
+            return time.time() - lock.stat().st_mtime > UNNAMED_LOCK_SECONDS
+        except OSError:
+            return False  # removed meanwhile: the next attempt takes it
+    pid, host = holder
+    if host != socket.gethostname():
+        return False  # a process on another machine (shared folder): its liveness cannot be checked
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by another user
+        return False
+    return False
+
+
+def _remove(lock: Path) -> None:
+    try:
+        lock.unlink()
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,66 @@
+"""Saving into one folder from several threads or processes: one save at a time, nothing left behind."""
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import rarec._save_lock as save_lock
+from rarec import RARecommender, SaveInProgressError
+
+from .test_persistence import data, fitted, llm  # noqa: F401  (module fixtures)
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.parent.iterdir() if p.name.startswith(f".{folder.name}."))
+
+
+def test_overlapping_saves_all_succeed_one_after_the_other(fitted, tmp_path):
+    target = tmp_path / "model"
+    errors = []
+
+    def save_many():
+        for _ in range(5):
+            try:
+                fitted.save(target)
+            except Exception as exc:  # noqa: BLE001 - any failure is what the test looks for
+                errors.append(exc)
+
+    threads = [threading.Thread(target=save_many) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert leftovers(target) == []
+    users = fitted.users_.ids[:3]
+    np.testing.assert_array_equal(RARecommender.load(target).predict(users), fitted.predict(users))
+
+
+def test_a_save_held_by_a_live_process_is_refused_with_a_clear_error(fitted, tmp_path, monkeypatch):
+    target = tmp_path / "model"
+    lock = tmp_path / ".model.lock"
+    lock.write_text(f"{os.getpid()} {save_lock.socket.gethostname()}\n")  # this process: alive
+    monkeypatch.setattr(save_lock, "WAIT_SECONDS", 0.2)
+    with pytest.raises(SaveInProgressError, match=r"another save into .*model is in progress \(process \d+"):
+        fitted.save(target)
+    assert lock.exists()  # not ours to remove
+    assert not target.exists()
+
+
+def test_a_lock_left_by_a_dead_process_and_crashed_saves_are_cleaned_up(fitted, tmp_path):
+    target = tmp_path / "model"
+    fitted.save(target)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (tmp_path / ".model.lock").write_text(f"{dead} {save_lock.socket.gethostname()}\n")
+    for name in (f".model.old-{dead}", f".model.partial-{dead}"):  # what a killed save leaves
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(b"half")
+    fitted.save(target)
+    assert leftovers(target) == []
+    fitted.save(target)  # and the next save is not blocked either
+    assert RARecommender.load(target).n_items_ == fitted.n_items_
