@@ -176,11 +176,11 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                 loss = ranking_loss(scores, target, config.loss)
                 if config.distill > 0:
                     candidates = None if vectors is not None else torch.as_tensor(items, device=device)
-                    teacher = _teacher_scores(user_cf[users].to(device), item_cf, candidates, device)
+                    teacher = _teacher_scores(user_cf[users].to(device), item_cf, candidates,
+                                              device) / config.distill_temperature
                     if config.logq and vectors is None:
                         teacher = teacher - log_q[candidates]  # the same sampled candidates, the same correction
-                    loss = (1 - config.distill) * loss + config.distill * distillation_loss(
-                        scores, teacher, config.distill_temperature)
+                    loss = (1 - config.distill) * loss + config.distill * distillation_loss(scores, teacher, 1.0)
                 if align:  # cheap: every rank computes it for the whole global batch
                     loss = loss + config.align_weight * (
                         alignment_loss(module.user_prefix.id_prefix(user_cf[rows].to(device)),
