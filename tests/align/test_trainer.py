@@ -18,18 +18,27 @@ def data():
     return X, text, tiny_llm(text)
 
 
-def captured_scores(monkeypatch, rec, X, text):
-    """The scores (and targets) the ranking loss sees at every step of ``rec.fit``."""
-    seen, original = [], trainer.ranking_loss
+def captured(monkeypatch, rec, X, text, function="ranking_loss"):
+    """The first two tensors ``trainer.<function>`` is given at every step of ``rec.fit``: (scores, targets)
+    of the ranking loss, (scores, teacher) of the distillation term."""
+    seen, original = [], getattr(trainer, function)
 
-    def spy(scores, target, loss):
-        seen.append((scores.detach().clone(), target.clone()))
-        return original(scores, target, loss)
+    def spy(first, second, *rest):
+        seen.append((first.detach().clone(), second.detach().clone()))
+        return original(first, second, *rest)
 
     with monkeypatch.context() as patch:
-        patch.setattr(trainer, "ranking_loss", spy)
+        patch.setattr(trainer, function, spy)
         rec.fit(X, item_text=text)
     return seen
+
+
+def captured_scores(monkeypatch, rec, X, text):
+    return captured(monkeypatch, rec, X, text, "ranking_loss")
+
+
+def captured_teachers(monkeypatch, rec, X, text):
+    return captured(monkeypatch, rec, X, text, "distillation_loss")
 
 
 def test_logq_subtracts_the_log_of_each_candidates_expected_draws(data, monkeypatch):
@@ -59,20 +68,6 @@ def test_the_catalogue_softmax_scores_every_item_and_refreshes_its_bank(data, mo
     assert all(int(target.max()) < rec.n_items_ for _, target in steps)  # targets are item indices
     # bank at steps 0 and 2, validation once, the final catalogue once
     assert calls["full"] == 2 + 1 + 1
-
-
-def captured_teachers(monkeypatch, rec, X, text):
-    """(student scores, teacher scores) the distillation term sees at every step of ``rec.fit``."""
-    seen, original = [], trainer.distillation_loss
-
-    def spy(scores, teacher, temperature):
-        seen.append((scores.detach().clone(), teacher.clone()))
-        return original(scores, teacher, temperature)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(trainer, "distillation_loss", spy)
-        rec.fit(X, item_text=text)
-    return seen
 
 
 def test_distillation_is_smallest_where_the_student_ranks_like_the_teacher():
