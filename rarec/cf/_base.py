@@ -63,6 +63,10 @@ class CFBackbone(ABC):
     def _epoch_batches(self, store: SequenceStore, generator: torch.Generator) -> Iterator[Any]:
         """The training batches of one epoch, shuffled with ``generator``."""
 
+    def _samples_per_epoch(self, store: SequenceStore) -> int | None:
+        """How many samples one epoch's batches hold (for the progress bar's estimate); ``None`` if unknown."""
+        return None
+
     @abstractmethod
     def _batch_loss(self, batch: Any) -> torch.Tensor:
         """The loss of one batch (module in train mode)."""
@@ -105,9 +109,11 @@ class CFBackbone(ABC):
                 scorer = self.scorer(train)
                 validate = lambda: full_ranking_metrics(  # noqa: E731
                     scorer, valid, train, ks=[10], metrics=["ndcg"])["ndcg@10"]
+            samples = self._samples_per_epoch(self.train_sequences_)
             self.training_log_ = train_with_early_stopping(
                 self.module_, lambda: self._epoch_batches(self.train_sequences_, generator), self._batch_loss,
                 validate, self.training, desc=f"{self.name} training",
+                batches_per_epoch=None if samples is None else -(-samples // self.training.batch_size),
             )
         return self
 

@@ -79,6 +79,9 @@ class BPR(CFBackbone):
     def _item_table(self) -> torch.Tensor:
         return self.module_.item_embedding.weight
 
+    def _samples_per_epoch(self, store: SequenceStore) -> int:
+        return len(store.flat)  # every interaction is a positive
+
     def _epoch_batches(self, store: SequenceStore, generator: torch.Generator) -> Iterator[tuple]:
         users = np.repeat(np.arange(len(store.lengths)), store.lengths)
         positives = store.flat

@@ -115,6 +115,9 @@ class ComiRec(CFBackbone):
     def _item_table(self) -> torch.Tensor:
         return self.module_.item_embedding.weight[1:]
 
+    def _samples_per_epoch(self, store: SequenceStore) -> int:
+        return len(next_item_positions(store.lengths)[0])  # every next-item target is a sample
+
     def _epoch_batches(self, store: SequenceStore, generator: torch.Generator) -> Iterator[tuple]:
         users, ends = next_item_positions(store.lengths)  # every next-item target is a sample
         width = self.config.max_len

@@ -124,6 +124,9 @@ class SASRec(CFBackbone):
     def _item_table(self) -> torch.Tensor:
         return self.module_.item_embedding.weight[1:]  # drop the padding row
 
+    def _samples_per_epoch(self, store: SequenceStore) -> int:
+        return len(_training_windows(store, self.config.max_len)[0])
+
     def _epoch_batches(self, store: SequenceStore, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         users, ends = _training_windows(store, self.config.max_len)
         width = self.config.max_len

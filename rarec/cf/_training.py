@@ -69,11 +69,14 @@ def train_with_early_stopping(
     validate: Callable[[], float] | None,
     config: TrainingConfig,
     desc: str,
+    batches_per_epoch: int | None = None,
 ) -> list[dict[str, float]]:
     """Train ``module`` in place; return one record per epoch.
 
     ``validate()`` returns the validation NDCG@10 (higher is better); when it
     is given, the weights of the best round are restored at the end.
+    ``batches_per_epoch`` gives the per-batch progress bar its total (and so
+    an estimate) from the first epoch on; otherwise it is counted then.
     """
     optimizer = torch.optim.Adam(
         [p for p in module.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
@@ -81,7 +84,6 @@ def train_with_early_stopping(
     history: list[dict[str, float]] = []
     stopping, best_epoch = EarlyStopping(config.patience), 0
     bar = tqdm(range(1, config.epochs + 1), desc=desc, unit="epoch", disable=not config.verbose, leave=False)
-    batches_per_epoch = None  # known after the first epoch: the per-batch bar then shows an estimate
     for epoch in bar:
         module.train()
         start, total, n_batches = time.perf_counter(), 0.0, 0
