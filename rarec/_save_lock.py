@@ -54,7 +54,10 @@ def exclusive_save(path: Path, wait_seconds: float | None = None) -> Iterator[st
             handle.write(f"{os.getpid()} {socket.gethostname()}\n")
         for leftover in path.parent.glob(f".{path.name}.partial-*"):
             shutil.rmtree(leftover, ignore_errors=True)
-        for leftover in path.parent.glob(f".{path.name}.old-*"):
+        olds = list(path.parent.glob(f".{path.name}.old-*"))
+        if olds and not path.exists():  # a save killed between its two renames: put the previous model back
+            os.replace(olds.pop(), path)
+        for leftover in olds:
             shutil.rmtree(leftover, ignore_errors=True)
         yield f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     finally:

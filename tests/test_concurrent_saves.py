@@ -64,3 +64,31 @@ def test_a_lock_left_by_a_dead_process_and_crashed_saves_are_cleaned_up(fitted, 
     assert leftovers(target) == []
     fitted.save(target)  # and the next save is not blocked either
     assert RARecommender.load(target).n_items_ == fitted.n_items_
+
+
+def test_a_save_killed_between_its_two_renames_gets_the_previous_model_back(fitted, tmp_path, monkeypatch):
+    import rarec._persistence as persistence
+
+    target = tmp_path / "model"
+    fitted.save(target)
+    before = (target / "model.safetensors").read_bytes()
+    renames = []
+    real_replace = os.replace
+
+    def crash_on_second(src, dst):  # the first rename moves the old model aside, the second never happens
+        renames.append((src, dst))
+        if len(renames) == 2:
+            raise OSError("killed")
+        real_replace(src, dst)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(persistence.os, "replace", crash_on_second)
+        with pytest.raises(OSError, match="killed"):
+            fitted.save(target)
+    assert not target.exists() and leftovers(target)  # only the hidden old copy is left
+    with monkeypatch.context() as patch:  # the next save fails early, after the lock has put the old model back
+        patch.setattr(persistence, "save_file", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+        with pytest.raises(OSError, match="disk full"):
+            fitted.save(target)
+    assert (target / "model.safetensors").read_bytes() == before
+    assert leftovers(target) == []
