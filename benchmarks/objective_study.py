@@ -126,7 +126,9 @@ def render(result: dict) -> str:
              f"Written by `benchmarks/objective_study.py` on {result['machine']}. One SASRec backbone (seed 0) "
              "shared by every fit; each RA-Rec row is the LLM score alone (the paper's ranking), mean ± std over "
              "the seeds run. Base: the CPU preset (`sample_fraction=0.01`, one epoch, prefixes in the top 8 "
-             "layers); \"baseline\" is the objective before this study (in-batch softmax without logQ).", "",
+             "layers) unless a row names another budget; \"baseline\" is the objective before this study (in-batch "
+             "softmax without logQ). Fit seconds are wall clock, mean over seeds; many fits shared the 2 cores with "
+             "other jobs, so only quiet runs compare (see the text above the table).", "",
              "| row | seeds | valid NDCG@10 | test NDCG@10 | test HR@100 | fit (s) |", "|---|---|---|---|---|---|"]
     for label, m in result["reference"].items():
         lines.append(f"| {label} | – | – | {m['ndcg@10']:.4f} | {m['hr@100']:.4f} | – |")
