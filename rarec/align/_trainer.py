@@ -118,6 +118,7 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
     draws = (config.batch_size * group.size * np.bincount(samples.targets, minlength=towers.n_items) / len(samples)
              + config.n_random_negatives / towers.n_items)
     log_q = torch.as_tensor(np.log(np.maximum(draws, 1e-12)), dtype=torch.float32, device=device)
+    teacher_items = item_cf[:, 0].to(device).float() if config.distill > 0 else None  # (n_items, d), moved once
     saved = checkpointer.read_training() if checkpointer is not None else None
     if saved is not None:
         run = TrainingState.from_checkpoint(*saved, aligner, optimizer, rng, config.patience)
@@ -176,8 +177,8 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                 loss = ranking_loss(scores, target, config.loss)
                 if config.distill > 0:
                     candidates = None if vectors is not None else torch.as_tensor(items, device=device)
-                    teacher = _teacher_scores(user_cf[users].to(device), item_cf, candidates,
-                                              device) / config.distill_temperature
+                    teacher = _teacher_scores(user_cf[users].to(device), teacher_items,
+                                              candidates) / config.distill_temperature
                     if config.logq and vectors is None:
                         teacher = teacher - log_q[candidates]  # the same sampled candidates, the same correction
                     loss = (1 - config.distill) * loss + config.distill * distillation_loss(scores, teacher, 1.0)
@@ -254,12 +255,11 @@ def ranking_loss(scores: torch.Tensor, positive: torch.Tensor, loss: str) -> tor
     return -torch.nn.functional.logsigmoid(pos - scores)[negative].mean()
 
 
-def _teacher_scores(user_cf: torch.Tensor, item_cf: torch.Tensor, candidates: torch.Tensor | None,
-                    device: torch.device) -> torch.Tensor:
+def _teacher_scores(user_cf: torch.Tensor, item_cf: torch.Tensor, candidates: torch.Tensor | None) -> torch.Tensor:
     """The CF backbone's scores (B, M) of the candidates (every item when ``None``): the best dot product
-    over each user's K interests, as the backbone itself ranks."""
-    items = item_cf[:, 0].to(device) if candidates is None else item_cf[candidates.cpu(), 0].to(device)  # (M, d)
-    return torch.einsum("bkd,md->bkm", user_cf.float(), items.float()).amax(1)
+    over each user's K interests, as the backbone itself ranks. ``item_cf`` is (n_items, d), on the device."""
+    items = item_cf if candidates is None else item_cf[candidates]  # (M, d)
+    return torch.einsum("bkd,md->bkm", user_cf.float(), items).amax(1)
 
 
 def distillation_loss(scores: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
