@@ -37,7 +37,7 @@ from rarec.model_selection import leave_last_out
 
 RESULTS = HERE / "results" / "objective_probe.json"
 WIDTH, BATCH, LR, REFRESH = 576, 16, 1e-2, 50
-#: name -> (candidates, random extras, distill weight)
+#: name -> (candidates, random extras, distill weight[, options: teacher temperature (default 1), text features])
 #: "full": every item live (the exact softmax; affordable only without an LLM);
 #: "bank": every item, only the batch's targets live, the rest from a bank re-encoded every 50 steps (RA-Rec's
 #: negatives="catalogue"); "in_batch": the batch's targets plus random extras, live, with the logQ correction.
@@ -51,14 +51,39 @@ VARIANTS = {
     "catalogue bank + distill 0.9": ("bank", 0, 0.9),
     "in-batch + logQ + distill 0.9": ("in_batch", 0, 0.9),
     "in-batch + logQ + 64 random + distill 0.9": ("in_batch", 64, 0.9),
+    "in-batch + logQ + 64 random + distill 0.9, teacher T 0.5": ("in_batch", 64, 0.9, dict(temperature=0.5)),
+    "in-batch + logQ + 64 random + distill 0.9, teacher T 2": ("in_batch", 64, 0.9, dict(temperature=2.0)),
+    "in-batch + logQ + 64 random + distill 0.7": ("in_batch", 64, 0.7),
+    # can text add what the backbone lacks? the towers also see TF-IDF features of titles and genres
+    "+ text features, distill 0.9": ("in_batch", 64, 0.9, dict(text=True)),
+    "+ text features, distill 0.5": ("in_batch", 64, 0.5, dict(text=True)),
+    "+ text features, full softmax, no distill": ("full", 0, 0.0, dict(text=True)),
 }
+#: Size of the probe's text features (TF-IDF of title and categories, reduced by truncated SVD).
+TEXT_DIM = 64
 
 
-def train_towers(user_cf, targets, item_cf, candidates, extras, distill, epochs, seed):
-    """Linear user and item towers trained on (user CF vector, next item) pairs; returns them."""
+def text_features(texts) -> torch.Tensor:
+    """Each item's title and categories as TF-IDF reduced to TEXT_DIM dimensions, unit length (n_items, TEXT_DIM)."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    documents = [t.render() if t is not None else "" for t in texts]
+    reduced = TruncatedSVD(TEXT_DIM, random_state=0).fit_transform(TfidfVectorizer(min_df=2).fit_transform(documents))
+    reduced /= np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
+    return torch.as_tensor(reduced, dtype=torch.float32)
+
+
+def train_towers(user_cf, targets, item_cf, candidates, extras, distill, epochs, seed, temperature=1.0, text=None):
+    """Linear user and item towers trained on (user CF vector, next item) pairs; returns them.
+
+    ``text``: optional (user, item) text features appended to the towers' inputs (the teacher stays the CF score).
+    """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # nn.Linear's initial weights
-    n_items, dim = item_cf.shape
+    user_in, item_in = (user_cf, item_cf) if text is None else (torch.cat([user_cf, text[0]], 1),
+                                                                 torch.cat([item_cf, text[1]], 1))
+    n_items, dim = item_in.shape
     user_tower, item_tower = torch.nn.Linear(dim, WIDTH), torch.nn.Linear(dim, WIDTH)
     optimizer = torch.optim.Adam([*user_tower.parameters(), *item_tower.parameters()], lr=LR)
     draws = BATCH * np.bincount(targets.numpy(), minlength=n_items) / len(targets) + extras / n_items
@@ -68,21 +93,21 @@ def train_towers(user_cf, targets, item_cf, candidates, extras, distill, epochs,
         for rows in torch.randperm(len(targets), generator=generator).split(BATCH):
             target = targets[rows]
             if candidates == "full":
-                items, positive, vectors = torch.arange(n_items), target, item_tower(item_cf)
+                items, positive, vectors = torch.arange(n_items), target, item_tower(item_in)
             elif candidates == "bank":
                 if bank is None or step % REFRESH == 0:
                     with torch.no_grad():
-                        bank = item_tower(item_cf)
+                        bank = item_tower(item_in)
                 live = torch.unique(target)
                 items, positive = torch.arange(n_items), target
-                vectors = bank.index_copy(0, live, item_tower(item_cf[live]))
+                vectors = bank.index_copy(0, live, item_tower(item_in[live]))
             else:
                 extra = torch.randint(0, n_items, (extras,), generator=generator)
                 items, positive = torch.unique(torch.cat([target, extra]), return_inverse=True)
                 positive = positive[: len(target)]
-                vectors = item_tower(item_cf[items])
-            scores = user_tower(user_cf[rows]) @ vectors.T / WIDTH ** 0.5
-            teacher = user_cf[rows] @ item_cf[items].T
+                vectors = item_tower(item_in[items])
+            scores = user_tower(user_in[rows]) @ vectors.T / WIDTH ** 0.5
+            teacher = user_cf[rows] @ item_cf[items].T / temperature  # scaled before logQ, as RARecommender does
             if candidates == "in_batch":
                 scores, teacher = scores - log_q[items], teacher - log_q[items]
             loss = torch.nn.functional.cross_entropy(scores, positive)
@@ -99,6 +124,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/ml-100k")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--variants", default="", help="names of VARIANTS separated by semicolons (default: all); "
+                        "rows of the others are kept from the saved results")
     parser.add_argument("--render", action="store_true")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     args = parser.parse_args()
@@ -115,28 +142,42 @@ def main() -> None:
         user_table[users] = backbone.user_embeddings([sequences[u][-50:] for u in users], users)[:, 0]
         popularity = np.log1p(np.bincount(inner.train.item_codes, minlength=log.n_items))
 
-        def metrics(user_tower, item_tower):
+        item_text = text_features(texts)
+        user_text = torch.zeros(inner.train.n_users, TEXT_DIM)
+        user_text[users] = torch.stack([item_text[sequences[u][-50:]].mean(0) for u in users])
+
+        def metrics(user_tower, item_tower, text=False):
+            user_in, item_in = (torch.cat([user_table, user_text], 1), torch.cat([item_cf, item_text], 1)) if text \
+                else (user_table, item_cf)
             with torch.no_grad():
-                user_vectors, item_vectors = user_tower(user_table), item_tower(item_cf)
+                user_vectors, item_vectors = user_tower(user_in), item_tower(item_in)
                 bias = (user_vectors[users].mean(0) @ item_vectors.T).numpy()
             found = full_ranking_metrics(lambda u: user_vectors[u] @ item_vectors.T, inner.test, inner.train,
                                          ks=[10, 100], metrics=["ndcg", "hr"])
             return {"valid_ndcg@10": found["ndcg@10"], "valid_hr@100": found["hr@100"],
                     "popularity_corr": float(np.corrcoef(bias, popularity)[0, 1])}
 
+        kept = json.loads(RESULTS.read_text())["rows"] if args.variants and RESULTS.exists() else []
+        kept = [r for r in kept if r["variant"] not in args.variants.split(";")]
         result = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-                  "backbone": metrics(torch.nn.Identity(), torch.nn.Identity()), "rows": []}
+                  "backbone": metrics(torch.nn.Identity(), torch.nn.Identity()), "rows": kept}
         samples = all_next_item_samples(sequences)
         for fraction, epochs in ((0.01, 3), (0.05, 3)):
             chosen, _ = select_alignment_samples(samples, sequences, texts, fraction, np.random.default_rng(0))
             histories = [sequences[u][max(0, e - 50):e] for u, e in zip(chosen.users, chosen.ends)]
             user_cf = backbone.user_embeddings(histories, chosen.users)[:, 0]
+            sample_text = torch.stack([item_text[h].mean(0) for h in histories])
             targets = torch.as_tensor(chosen.targets)
-            for name, (candidates, extras, distill) in VARIANTS.items():
+            for name, objective in VARIANTS.items():
+                if args.variants and name not in args.variants.split(";"):
+                    continue
+                options = objective[3] if len(objective) > 3 else {}
+                text = (sample_text, item_text) if options.get("text") else None
                 for seed in map(int, args.seeds.split(",")):
-                    towers = train_towers(user_cf, targets, item_cf, candidates, extras, distill, epochs, seed)
+                    towers = train_towers(user_cf, targets, item_cf, *objective[:3], epochs, seed,
+                                          options.get("temperature", 1.0), text)
                     row = {"variant": name, "fraction": fraction, "epochs": epochs, "samples": len(chosen),
-                           "seed": seed, **metrics(*towers)}
+                           "seed": seed, **metrics(*towers, text=text is not None)}
                     result["rows"].append(row)
                     print(json.dumps(row), flush=True)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

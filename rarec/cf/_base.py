@@ -63,6 +63,10 @@ class CFBackbone(ABC):
     def _epoch_batches(self, store: SequenceStore, generator: torch.Generator) -> Iterator[Any]:
         """The training batches of one epoch, shuffled with ``generator``."""
 
+    def _optimizer(self) -> torch.optim.Optimizer | None:
+        """The optimizer of ``module_``; ``None``: Adam with the training config's lr and weight decay."""
+        return None
+
     def _samples_per_epoch(self, store: SequenceStore) -> int | None:
         """How many samples one epoch's batches hold (for the progress bar's estimate); ``None`` if unknown."""
         return None
@@ -114,6 +118,7 @@ class CFBackbone(ABC):
                 self.module_, lambda: self._epoch_batches(self.train_sequences_, generator), self._batch_loss,
                 validate, self.training, desc=f"{self.name} training",
                 batches_per_epoch=None if samples is None else -(-samples // self.training.batch_size),
+                optimizer=self._optimizer(),
             )
         return self
 

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._validation import check_int, check_option
 from ._base import CFBackbone
 from ._histories import PAD, SequenceStore, next_item_positions, pad_histories
+from ._losses import next_item_loss
 
 
 @dataclass
@@ -141,13 +141,7 @@ class ComiRec(CFBackbone):
             user = interests[torch.arange(len(target)), fit.argmax(dim=1)]  # (B, d)
         else:
             user = (torch.softmax(fit, dim=1)[:, :, None] * interests).sum(1)  # (B, d)
-        if negatives is None:  # full softmax over the catalogue
-            return F.cross_entropy(user @ table.T, target)
-        pos = (user * target_emb).sum(-1, keepdim=True)  # (B, 1)
-        neg = user @ table[negatives].T  # (B, N)
-        neg = neg.masked_fill(negatives[None, :] == target[:, None], -torch.inf)  # no accidental hits
-        logits = torch.cat([pos, neg], dim=1)  # (B, 1 + N)
-        return F.cross_entropy(logits, torch.zeros(len(target), dtype=torch.long, device=logits.device))
+        return next_item_loss(user, target, table, negatives)
 
     def _encode(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
         items, _ = pad_histories(histories, self.config.max_len)

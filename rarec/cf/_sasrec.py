@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._validation import check_float, check_int
 from ._base import CFBackbone
 from ._histories import PAD, SequenceStore, pad_histories
+from ._losses import next_item_loss
 
 
 @dataclass
@@ -33,6 +33,12 @@ class SASRecConfig:
         Dropout on embeddings, attention and feed-forward outputs.
     max_len : int
         Most recent items a user is described by.
+    n_negatives : int or None
+        ``None`` (default): each position's softmax runs over the whole
+        catalogue, as in RecBole. An int: over the target and that many items
+        drawn uniformly per batch (shared by its positions), which makes an
+        epoch on a large catalogue several times cheaper
+        (docs/benchmarks.md, "CF stage at scale").
     """
 
     dim: int = 64
@@ -41,10 +47,13 @@ class SASRecConfig:
     inner_dim: int = 256
     dropout: float = 0.5
     max_len: int = 50
+    n_negatives: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("dim", "n_layers", "n_heads", "inner_dim", "max_len"):
             check_int(getattr(self, name), name, "SASRecConfig", 1)
+        if self.n_negatives is not None:
+            check_int(self.n_negatives, "n_negatives", "SASRecConfig", 1)
         if self.dim % self.n_heads:
             raise ValueError(f"SASRecConfig: dim ({self.dim}) must be divisible by n_heads ({self.n_heads}).")
         check_float(self.dropout, "dropout", "SASRecConfig", 0.0, 0.99)
@@ -131,16 +140,21 @@ class SASRec(CFBackbone):
         users, ends = _training_windows(store, self.config.max_len)
         width = self.config.max_len
         for u, e, lengths in store.shuffled_batches(users, ends, self.training.batch_size, width, generator):
-            inputs = store.windows(u, e, lengths, width)  # (B, W): items end-length .. end-1
-            targets = store.windows(u, e + 1, lengths, width)  # (B, W): the next item at each position
-            yield inputs.to(self.device_), targets.to(self.device_)
+            # W: the batch's longest window, not max_len: columns of padding alone change no real position's
+            # output (right padding, causal mask) and would only cost time
+            inputs = store.windows(u, e, lengths, int(lengths.max()))  # (B, W): items end-length .. end-1
+            targets = store.windows(u, e + 1, lengths, int(lengths.max()))  # (B, W): the next item at each position
+            negatives = None
+            if self.config.n_negatives is not None:
+                negatives = torch.randint(0, self.n_items_, (self.config.n_negatives,), generator=generator)
+                negatives = negatives.to(self.device_)
+            yield inputs.to(self.device_), targets.to(self.device_), negatives
 
-    def _batch_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        inputs, targets = batch
+    def _batch_loss(self, batch: tuple) -> torch.Tensor:
+        inputs, targets, negatives = batch
         hidden = self.module_(inputs)  # (B, W, d)
         mask = targets != PAD  # (B, W)
-        logits = hidden[mask] @ self._item_table().T  # (N, n_items)
-        return F.cross_entropy(logits, targets[mask] - 1)
+        return next_item_loss(hidden[mask], targets[mask] - 1, self._item_table(), negatives)
 
     def _encode(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
         items, lengths = pad_histories(histories, self.config.max_len)  # (n, L), (n,)

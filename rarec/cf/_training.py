@@ -70,6 +70,7 @@ def train_with_early_stopping(
     config: TrainingConfig,
     desc: str,
     batches_per_epoch: int | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> list[dict[str, float]]:
     """Train ``module`` in place; return one record per epoch.
 
@@ -77,10 +78,13 @@ def train_with_early_stopping(
     is given, the weights of the best round are restored at the end.
     ``batches_per_epoch`` gives the per-batch progress bar its total (and so
     an estimate) from the first epoch on; otherwise it is counted then.
+    ``optimizer`` defaults to Adam over every trainable parameter with the
+    config's learning rate and weight decay.
     """
-    optimizer = torch.optim.Adam(
-        [p for p in module.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
-    )
+    if optimizer is None:
+        optimizer = torch.optim.Adam(
+            [p for p in module.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+        )
     history: list[dict[str, float]] = []
     stopping, best_epoch = EarlyStopping(config.patience), 0
     bar = tqdm(range(1, config.epochs + 1), desc=desc, unit="epoch", disable=not config.verbose, leave=False)

@@ -14,19 +14,20 @@ from rarec.cf import (
     TrainingConfig,
     make_backbone,
 )
-from rarec.data import make_interactions
+from rarec.data import InteractionLog, make_interactions
 from rarec.metrics import full_ranking_metrics
 from rarec.model_selection import leave_last_out
 
 from .conftest import FACTORIES
 
 
-def test_sasrec_learns_a_deterministic_next_item():
+@pytest.mark.parametrize("n_negatives", [None, 8], ids=["full-softmax", "sampled-softmax"])
+def test_sasrec_learns_a_deterministic_next_item(n_negatives):
     # p_sequential=1: every next item is fixed by the previous one.
     log, _ = make_interactions(n_users=120, n_items=48, n_categories=2, p_sequential=1.0, p_noise=0.0,
                                min_length=6, max_length=12, random_state=3)
     split = leave_last_out(log)
-    model = SASRec(SASRecConfig(dim=32, n_layers=1, inner_dim=64, dropout=0.1, max_len=12),
+    model = SASRec(SASRecConfig(dim=32, n_layers=1, inner_dim=64, dropout=0.1, max_len=12, n_negatives=n_negatives),
                    TrainingConfig(epochs=60, batch_size=32, lr=5e-3, patience=10, verbose=False))
     model.fit(split.train, split.valid)
     out = full_ranking_metrics(model.scorer(split.before_test), split.test, split.before_test, ks=[1])
@@ -74,6 +75,61 @@ def test_bpr_unknown_user_falls_back_to_history_mean(cf_split):
     torch.testing.assert_close(fallback, model.item_embeddings()[hist].mean(0))
     known = model.user_embeddings([hist], users=[0])[0, 0]
     torch.testing.assert_close(known, model.module_.user_embedding.weight[0].detach().cpu())
+
+
+def test_bpr_mixed_known_and_unknown_users_each_get_their_own_vector(cf_split):
+    model = FACTORIES["bpr"]()
+    model.training.epochs = 1
+    model.fit(cf_split.train)
+    histories = [np.array([2, 5, 9]), np.array([1]), np.array([4, 4, 7, 3])]
+    vectors = model.user_embeddings(histories, users=[-1, 3, -1])[:, 0]
+    items = model.item_embeddings()
+    torch.testing.assert_close(vectors[0], items[[2, 5, 9]].mean(0))
+    torch.testing.assert_close(vectors[1], model.module_.user_embedding.weight[3].detach().cpu())
+    torch.testing.assert_close(vectors[2], items[[4, 4, 7, 3]].mean(0))
+
+
+def test_a_bpr_step_moves_only_the_rows_of_its_batch(cf_split):
+    # lazy Adam: a dense Adam would keep moving the first batch's users in the second step (momentum)
+    model = BPR(training=TrainingConfig(epochs=1, verbose=False, device="cpu")).fit(cf_split.train)
+    optimizer = model._optimizer()
+    table = model.module_.user_embedding.weight
+    for users in ([0, 1], [2, 3]):
+        before = table.detach().clone()
+        batch = tuple(torch.as_tensor(x) for x in (users, [5, 6], [7, 8]))
+        optimizer.zero_grad()
+        model._batch_loss(batch).backward()
+        optimizer.step()
+    moved = (table.detach() != before).any(1)
+    assert moved[[2, 3]].all() and not moved[[0, 1]].any() and not moved[4:].any()
+
+
+def test_bpr_weight_decay_is_an_l2_penalty_on_the_batch(cf_split):
+    model = BPR(training=TrainingConfig(epochs=1, verbose=False, device="cpu")).fit(cf_split.train)
+    model.module_.requires_grad_(False)
+    batch = tuple(torch.as_tensor(x) for x in ([0, 1], [5, 6], [7, 8]))
+    plain = float(model._batch_loss(batch))
+    model.training.weight_decay = 0.1
+    rows = [model.module_.user_embedding.weight[[0, 1]], model.module_.item_embedding.weight[[5, 6, 7, 8]]]
+    expected = plain + 0.1 / 2 * float(sum(r.pow(2).sum() for r in rows)) / 2
+    assert float(model._batch_loss(batch)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_bpr_negatives_are_never_items_the_user_has_seen():
+    # a dense log: each user has seen 6 of 8 items, so most uniform draws clash and must be redrawn
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(50), 6)
+    items = np.concatenate([rng.choice(8, 6, replace=False) for _ in range(50)])
+    log = InteractionLog.from_records(users, items)
+    model = BPR(training=TrainingConfig(epochs=1, batch_size=32, verbose=False, device="cpu"))
+    model.fit(log)
+    store = model.train_sequences_
+    seen = {(u, int(i)) for u in range(len(store.lengths)) for i in store.sequences([u])[0]}
+    batches = list(model._epoch_batches(store, torch.Generator().manual_seed(1)))
+    pairs = [(int(u), int(j)) for b in batches for u, j in zip(b[0], b[2])]
+    assert len(pairs) == len(store.flat)
+    assert not seen.intersection(pairs)
+    assert len({j for _, j in pairs}) > 1
 
 
 def test_precomputed_arrays_file_and_multi_interest(cf_split, tmp_path):
@@ -129,6 +185,8 @@ def test_make_backbone_and_config_validation():
         make_backbone("gru4rec")
     with pytest.raises(ValueError, match="divisible"):
         SASRecConfig(dim=30, n_heads=4)
+    with pytest.raises(ValueError, match="n_negatives"):
+        SASRecConfig(n_negatives=0)
     with pytest.raises(ValueError, match="The 'lr' parameter of TrainingConfig"):
         TrainingConfig(lr=0)
 
