@@ -34,6 +34,14 @@ def test_sasrec_learns_a_deterministic_next_item(n_negatives):
     assert out["hr@1"] > 0.9
 
 
+def test_sasrec_batches_are_as_wide_as_their_longest_window():
+    log = InteractionLog.from_records(np.repeat(np.arange(30), 6), np.tile(np.arange(6), 30))
+    model = SASRec(SASRecConfig(dim=8, n_heads=1, max_len=50), TrainingConfig(epochs=1, verbose=False, device="cpu"))
+    model.fit(log)
+    inputs, targets, _ = next(model._epoch_batches(model.train_sequences_, torch.Generator().manual_seed(0)))
+    assert inputs.shape[1] == targets.shape[1] == 5  # 6 items: 5 inputs, not max_len=50 columns
+
+
 def test_sasrec_inductive_embedding_equals_the_one_inside_training(fitted, cf_split):
     if not fitted.inductive:
         pytest.skip("transductive backbone")
