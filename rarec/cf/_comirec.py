@@ -12,7 +12,7 @@ from torch import nn
 from .._validation import check_int, check_option
 from ._base import CFBackbone
 from ._histories import PAD, SequenceStore, next_item_positions, pad_histories
-from ._losses import next_item_loss
+from ._losses import draw_negatives, next_item_loss
 
 
 @dataclass
@@ -124,11 +124,7 @@ class ComiRec(CFBackbone):
         for u, e, lengths in store.shuffled_batches(users, ends, self.training.batch_size, width, generator):
             history = store.windows(u, e, lengths, width)[:, : int(lengths.max())]  # (B, L)
             target = torch.from_numpy(store.flat[store.indptr[u] + e])  # (B,)
-            if self.config.n_negatives is None:
-                negatives = None
-            else:
-                negatives = torch.randint(0, self.n_items_, (self.config.n_negatives,), generator=generator)
-                negatives = negatives.to(self.device_)
+            negatives = draw_negatives(self.config.n_negatives, self.n_items_, generator, self.device_)
             yield history.to(self.device_), target.to(self.device_), negatives
 
     def _batch_loss(self, batch: tuple) -> torch.Tensor:

@@ -6,6 +6,13 @@ import torch
 import torch.nn.functional as F
 
 
+def draw_negatives(n: int | None, n_items: int, generator: torch.Generator, device: torch.device) -> torch.Tensor | None:
+    """``n`` items drawn uniformly with ``generator`` for one batch's sampled softmax, or ``None`` when ``n`` is."""
+    if n is None:
+        return None
+    return torch.randint(0, n_items, (n,), generator=generator).to(device)
+
+
 def next_item_loss(user: torch.Tensor, target: torch.Tensor, table: torch.Tensor,
                    negatives: torch.Tensor | None) -> torch.Tensor:
     """Cross-entropy of each target item given its user vector.

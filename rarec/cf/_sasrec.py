@@ -12,7 +12,7 @@ from torch import nn
 from .._validation import check_float, check_int
 from ._base import CFBackbone
 from ._histories import PAD, SequenceStore, pad_histories
-from ._losses import next_item_loss
+from ._losses import draw_negatives, next_item_loss
 
 
 @dataclass
@@ -136,18 +136,16 @@ class SASRec(CFBackbone):
     def _samples_per_epoch(self, store: SequenceStore) -> int:
         return len(_training_windows(store, self.config.max_len)[0])
 
-    def _epoch_batches(self, store: SequenceStore, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _epoch_batches(self, store: SequenceStore, generator: torch.Generator) -> Iterator[tuple]:
         users, ends = _training_windows(store, self.config.max_len)
-        width = self.config.max_len
-        for u, e, lengths in store.shuffled_batches(users, ends, self.training.batch_size, width, generator):
+        for u, e, lengths in store.shuffled_batches(users, ends, self.training.batch_size, self.config.max_len,
+                                                    generator):
             # W: the batch's longest window, not max_len: columns of padding alone change no real position's
             # output (right padding, causal mask) and would only cost time
-            inputs = store.windows(u, e, lengths, int(lengths.max()))  # (B, W): items end-length .. end-1
-            targets = store.windows(u, e + 1, lengths, int(lengths.max()))  # (B, W): the next item at each position
-            negatives = None
-            if self.config.n_negatives is not None:
-                negatives = torch.randint(0, self.n_items_, (self.config.n_negatives,), generator=generator)
-                negatives = negatives.to(self.device_)
+            width = int(lengths.max())
+            inputs = store.windows(u, e, lengths, width)  # (B, W): items end-length .. end-1
+            targets = store.windows(u, e + 1, lengths, width)  # (B, W): the next item at each position
+            negatives = draw_negatives(self.config.n_negatives, self.n_items_, generator, self.device_)
             yield inputs.to(self.device_), targets.to(self.device_), negatives
 
     def _batch_loss(self, batch: tuple) -> torch.Tensor:
