@@ -2,6 +2,7 @@
 
     python benchmarks/objective_probe.py               # ML-100K, about two minutes on a 2-core CPU
     python benchmarks/objective_probe.py --render      # docs section from the saved JSON
+    python benchmarks/objective_probe.py --data ../shared/data/amazon-beauty   # the sparse, text-rich setting
 
 Each tower is a linear map of a CF vector (the shared SASRec of
 ``objective_study.py``: its user vector for the history, its item embedding)
@@ -13,7 +14,8 @@ a gradient, and whether the backbone's own ranking is distilled. A linear
 tower can copy the backbone exactly, so a row that stays below it shows what
 the objective itself costs; the LLM can only do worse.
 
-Results: benchmarks/results/objective_probe.json.
+Results: benchmarks/results/objective_probe.json (ML-100K) or
+objective_probe_<dataset folder>.json; each dataset has its own docs section.
 """
 
 from __future__ import annotations
@@ -28,14 +30,13 @@ import numpy as np
 import torch
 
 from common import write_section
-from objective_study import HERE, shared_sasrec
+from objective_study import HERE, dataset_suffix, read_dataset, shared_sasrec
 
 from rarec.align import all_next_item_samples, distillation_loss, select_alignment_samples
-from rarec.data import ItemTextTable, read_recbole
+from rarec.data import ItemTextTable
 from rarec.metrics import full_ranking_metrics
 from rarec.model_selection import leave_last_out
 
-RESULTS = HERE / "results" / "objective_probe.json"
 WIDTH, BATCH, LR, REFRESH = 576, 16, 1e-2, 50
 #: name -> (candidates, random extras, distill weight[, options: teacher temperature (default 1), text features])
 #: "full": every item live (the exact softmax; affordable only without an LLM);
@@ -129,10 +130,12 @@ def main() -> None:
     parser.add_argument("--render", action="store_true")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     args = parser.parse_args()
+    suffix = dataset_suffix(args.data)
+    results = HERE / "results" / f"objective_probe{suffix}.json"
     if not args.render:
-        log, text = read_recbole(args.data).k_core(5)
+        log, text = read_dataset(args.data)
         split = leave_last_out(log, n_valid=0)
-        backbone = shared_sasrec(split.train, HERE / "output" / "objective_study_sasrec")
+        backbone = shared_sasrec(split.train, HERE / "output" / f"objective_study_sasrec{suffix}")
         inner = leave_last_out(split.train, n_valid=0)  # what RARecommender validates on
         sequences = inner.train.user_sequences()
         texts = ItemTextTable.from_any(text).align(log.items, on_unknown="raise")
@@ -157,9 +160,9 @@ def main() -> None:
             return {"valid_ndcg@10": found["ndcg@10"], "valid_hr@100": found["hr@100"],
                     "popularity_corr": float(np.corrcoef(bias, popularity)[0, 1])}
 
-        kept = json.loads(RESULTS.read_text())["rows"] if args.variants and RESULTS.exists() else []
+        kept = json.loads(results.read_text())["rows"] if args.variants and results.exists() else []
         kept = [r for r in kept if r["variant"] not in args.variants.split(";")]
-        result = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        result = {"dataset": args.data.name, "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
                   "backbone": metrics(torch.nn.Identity(), torch.nn.Identity()), "rows": kept}
         samples = all_next_item_samples(sequences)
         for fraction, epochs in ((0.01, 3), (0.05, 3)):
@@ -180,9 +183,10 @@ def main() -> None:
                            "seed": seed, **metrics(*towers, text=text is not None)}
                     result["rows"].append(row)
                     print(json.dumps(row), flush=True)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-    write_section(args.output, render(json.loads(RESULTS.read_text())), marker="objective-probe")
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(result, indent=1) + "\n")
+    write_section(args.output, render(json.loads(results.read_text())),
+                  marker="objective-probe" + suffix.replace("_", "-"))
 
 
 def render(result: dict) -> str:
@@ -191,7 +195,9 @@ def render(result: dict) -> str:
             else f"{values[0]:.4f}"
 
     backbone = result["backbone"]
-    lines = ["## The objectives without an LLM (ML-100K, linear towers on SASRec's vectors)", "",
+    dataset = {"ml-100k": "ML-100K", "amazon-beauty": "Amazon Beauty"}.get(result.get("dataset", "ml-100k"),
+                                                                          result.get("dataset"))
+    lines = [f"## The objectives without an LLM ({dataset}, linear towers on SASRec's vectors)", "",
              f"Written by `benchmarks/objective_probe.py` on {result['machine']}. Validation split of the "
              "objective study; mean ± std over seeds; the last column is the correlation of each item's mean "
              "score with its log popularity.", "",

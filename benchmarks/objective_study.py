@@ -12,8 +12,10 @@ ranking): validation NDCG@10 (the best epoch, as early stopping sees it)
 and test NDCG@10 / HR@100 over the full catalogue, with popularity and the
 backbone beside it.
 
-Results: benchmarks/results/objective_study.json (rows are appended as they
-finish; a variant already there for a seed is skipped unless --again).
+Results: benchmarks/results/objective_study.json for ML-100K,
+objective_study_<data folder>.json otherwise (rows are appended as they
+finish; a variant already there for a seed is skipped unless --again). Each
+data set has its own docs section.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ from rarec.metrics import full_ranking_metrics
 from rarec.model_selection import leave_last_out
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results" / "objective_study.json"
 #: The CPU preset of alignment_quality.py (1% of the training samples, one epoch) with the objective this study
 #: started from (no random extras, no distillation); each variant says what it changes.
 BASE = dict(sample_fraction=0.01, epochs=1, n_random_negatives=0, distill=0.0)
@@ -83,6 +84,16 @@ REMOVED = {
     "cosine": "in-batch + logQ, L2-normalised towers (cosine, learned temperature); option removed",
     "catalogue+cosine": "catalogue, L2-normalised towers (cosine, learned temperature); option removed",
 }
+
+
+def dataset_suffix(data: Path) -> str:
+    """"" for ML-100K (the study's first dataset, whose files keep their names), else "_" + the folder's name."""
+    return "" if data.name == "ml-100k" else "_" + data.name
+
+
+def read_dataset(data: Path):
+    """The 5-core log and item texts; Amazon's category paths stay whole (their names hold spaces)."""
+    return read_recbole(data, categories_sep="" if data.name.startswith("amazon") else None).k_core(5)
 
 
 def shared_sasrec(train, cache: Path) -> CFBackbone:
@@ -132,7 +143,9 @@ def render(result: dict) -> str:
         return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 \
             else f"{values[0]:.4f}"
 
-    lines = ["## Training objective study (ML-100K, SmolLM2-135M, CPU)", "",
+    dataset = {"ml-100k": "ML-100K", "amazon-beauty": "Amazon Beauty"}.get(result.get("dataset", "ml-100k"),
+                                                                          result.get("dataset"))
+    lines = [f"## Training objective study ({dataset}, SmolLM2-135M, CPU)", "",
              f"Written by `benchmarks/objective_study.py` on {result['machine']}. One SASRec backbone (seed 0) "
              "shared by every fit; each RA-Rec row is the LLM score alone (the paper's ranking), mean ± std over "
              "the seeds run. Base: the CPU preset (`sample_fraction=0.01`, one epoch, prefixes in the top 8 "
@@ -161,15 +174,18 @@ def main() -> None:
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     args = parser.parse_args()
-    result = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
+    suffix = dataset_suffix(args.data)
+    results = HERE / "results" / f"objective_study{suffix}.json"
+    result = json.loads(results.read_text()) if results.exists() else {"rows": []}
     unknown = [name for name in args.variants.split(";") if name not in VARIANTS]
     if unknown:
         sys.exit(f"unknown variants {unknown}; known: {'; '.join(VARIANTS)}")
     if not args.render:
-        log, text = read_recbole(args.data).k_core(5)
+        log, text = read_dataset(args.data)
         split = leave_last_out(log, n_valid=0)
-        backbone = shared_sasrec(split.train, HERE / "output" / "objective_study_sasrec")
+        backbone = shared_sasrec(split.train, HERE / "output" / f"objective_study_sasrec{suffix}")
         result["reference"] = reference_rows(backbone, split)
+        result["dataset"] = args.data.name
         result["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
         for name in args.variants.split(";"):
             for seed in map(int, args.seeds.split(",")):
@@ -179,9 +195,9 @@ def main() -> None:
                 row = run_variant(name, seed, backbone, split, text)
                 print(json.dumps(row), file=sys.stderr)
                 result["rows"] = [r for r in result["rows"] if r not in done] + [row]
-                RESULTS.parent.mkdir(parents=True, exist_ok=True)
-                RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-    write_section(args.output, render(result), marker="objective-study")
+                results.parent.mkdir(parents=True, exist_ok=True)
+                results.write_text(json.dumps(result, indent=1) + "\n")
+    write_section(args.output, render(result), marker="objective-study" + suffix.replace("_", "-"))
 
 
 if __name__ == "__main__":

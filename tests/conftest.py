@@ -20,3 +20,11 @@ def ml100k_dir():
     if not (path / "ml-100k.inter").exists():
         pytest.skip(f"MovieLens-100K not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def beauty_dir():
+    path = SHARED_DATA / "amazon-beauty"
+    if not (path / "amazon-beauty.inter").exists():
+        pytest.skip(f"Amazon Beauty not found at {path}")
+    return path

@@ -61,6 +61,7 @@ def read_recbole(
     time_field: str | None = "timestamp",
     title_field: str | tuple[str, ...] = TITLE_FIELDS,
     categories_field: str | tuple[str, ...] = CATEGORY_FIELDS,
+    categories_sep: str | None = None,
     encoding: str = "utf-8",
     id_type: str = "auto",
     drop_duplicates: bool = False,
@@ -76,8 +77,15 @@ def read_recbole(
         Field names in the ``.inter`` header; a missing ``timestamp`` field
         means row order is time order.
     title_field, categories_field : str or tuple of str
-        Field name(s) tried in the ``.item`` header; categories are a
-        ``token_seq`` split on spaces.
+        Field name(s) tried in the ``.item`` header.
+    categories_sep : str or None, default None
+        How the categories field splits into categories. ``None`` splits on
+        whitespace, RecBole's rule for a ``token_seq`` (MovieLens genres:
+        ``"Animation Children's Comedy"``). ``""`` keeps the field whole, as
+        one category: for a category path whose names hold spaces, such as
+        Amazon's ``"Beauty Hair Care Styling Products Creams, Gels & Lotions"``,
+        which a split on whitespace cuts into meaningless words. Any other
+        string splits on it.
     encoding, id_type, drop_duplicates
         As in :func:`read_csv`.
 
@@ -117,13 +125,14 @@ def read_recbole(
     item_file = inter.with_suffix(".item")
     text = None
     if item_file.exists():
-        text = _read_item_file(item_file, item_field, title_field, categories_field, encoding, log.items.dtype_name)
+        text = _read_item_file(item_file, item_field, title_field, categories_field, categories_sep, encoding,
+                               log.items.dtype_name)
         text = text.restrict(log.items, report=str(item_file))
     return Dataset(log, text)
 
 
 def _read_item_file(
-    path: Path, item_field: str, title_field, categories_field, encoding: str, id_type: str
+    path: Path, item_field: str, title_field, categories_field, categories_sep: str | None, encoding: str, id_type: str
 ) -> ItemTextTable:
     names, rows = _read_atomic(path, encoding)
     i = _column(names, item_field, path, "item")
@@ -132,6 +141,8 @@ def _read_item_file(
     ids = coerce_ids([field_at(f, i, path, n, "item field") for n, f in rows], id_type)
     texts = {}
     for raw, (n, fields) in zip(ids.tolist(), rows):
-        cats = tuple(fields[ci].split()) if ci is not None and ci < len(fields) else ()
+        raw_categories = fields[ci] if ci is not None and ci < len(fields) else ""
+        cats = (tuple(raw_categories.split()) if categories_sep is None
+                else (raw_categories,) if categories_sep == "" else tuple(raw_categories.split(categories_sep)))
         texts[raw] = ItemText(field_at(fields, ti, path, n, "title field"), cats)
     return ItemTextTable(texts)

@@ -108,6 +108,19 @@ def test_recbole_folder_with_item_file(tmp_path):
         assert load_dataset(folder).interactions.n_users == 2
 
 
+def test_recbole_categories_sep_keeps_a_category_path_whole(tmp_path):
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    write(folder / "shop.inter", "user_id:token\titem_id:token\n1\tA\n1\tB\n")
+    write(folder / "shop.item", "item_id:token\ttitle:token_seq\tcategories:token_seq\n"
+                                "A\tGel 1oz\tBeauty Hair Care Creams, Gels & Lotions\nB\tSoap\tBeauty|Bath\n")
+    assert read_recbole(folder).item_text["A"].categories[-2:] == ("&", "Lotions")  # RecBole's whitespace split
+    whole = read_recbole(folder, categories_sep="").item_text
+    assert whole["A"].categories == ("Beauty Hair Care Creams, Gels & Lotions",)
+    assert whole["A"].render() == "Gel 1oz (Beauty Hair Care Creams, Gels & Lotions)"
+    assert read_recbole(folder, categories_sep="|").item_text["B"].categories == ("Beauty", "Bath")
+
+
 def test_recbole_bad_header_and_missing_field(tmp_path):
     bad = write(tmp_path / "a.inter", "user_id\titem_id\n1\t2\n")
     with pytest.raises(DataFormatError, match=r"row 1, column 1: header field 'user_id' is not 'name:type'"):

@@ -1,0 +1,178 @@
+"""Cold items, where text is the only signal: can RA-Rec rank items nobody has interacted with?
+
+    python benchmarks/cold_items.py --data ../shared/data/amazon-beauty --rows popularity,tfidf
+    python benchmarks/cold_items.py --rows rarec,text_only --seeds 0     # the LLM rows (about an hour each on a CPU)
+    python benchmarks/cold_items.py --render
+
+Protocol (issue #16, item 5): a seeded 10% of the items is held out
+entirely: none of their interactions is in the training log. The test users
+are those whose last interaction is with such an item; that interaction is
+the test item, and each user is described by the rest of their history on
+the other items (the training log). Every row ranks the whole catalogue
+(warm and cold items) with the user's training items excluded.
+
+Rows:
+
+- popularity: training counts (a cold item has none, so it ranks last);
+- TF-IDF: a classical content baseline; each item is the TF-IDF vector of
+  its title and categories, a user the mean of their history's vectors,
+  scored by cosine;
+- RA-Rec: fitted on the training log, then ``add_items`` encodes the cold
+  items from their text (their ID prefix is the mean CF item embedding);
+- text-only LLM: the same with ``use_id=False`` (no CF vector in any prompt).
+
+Results: benchmarks/results/cold_items_<data folder>.json; the docs section is
+written from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from common import write_section
+
+from rarec import RARecommender
+from rarec.cf import PopularityRecommender
+from rarec.data import InteractionLog, read_recbole
+from rarec.metrics import full_ranking_metrics
+
+HERE = Path(__file__).resolve().parent
+KS, METRICS = (10, 100), ("hr", "ndcg")
+COLD_FRACTION, SPLIT_SEED = 0.10, 0
+ROWS = ("popularity", "tfidf", "rarec", "text_only")
+LABELS = {"popularity": "popularity", "tfidf": "TF-IDF of title + categories (user = mean of history), cosine",
+          "rarec": "RA-Rec (LLM score; cold items encoded from their text)",
+          "text_only": "text-only LLM (`use_id=False`)"}
+
+
+def cold_split(log: InteractionLog, fraction: float, seed: int):
+    """(training log, test interactions as (user code, item code), cold item codes), in the full log's codes."""
+    rng = np.random.default_rng(seed)
+    cold = np.sort(rng.choice(log.n_items, size=round(fraction * log.n_items), replace=False))
+    is_cold = np.zeros(log.n_items, dtype=bool)
+    is_cold[cold] = True
+    sequences = log.user_sequences()
+    test = np.array([(u, s[-1]) for u, s in enumerate(sequences) if len(s) and is_cold[s[-1]]])
+    warm = ~is_cold[log.item_codes]
+    train = InteractionLog(log.user_codes[warm], log.item_codes[warm], log.users, log.items,
+                           None if log.timestamps is None else log.timestamps[warm])
+    return train, test, cold
+
+
+def as_log(pairs: np.ndarray, like: InteractionLog) -> InteractionLog:
+    return InteractionLog(pairs[:, 0], pairs[:, 1], like.users, like.items)
+
+
+def tfidf_scorer(train: InteractionLog, texts):
+    """Cosine between each user's mean history TF-IDF vector and every item's."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    documents = [t.render() if t is not None else "" for t in texts]
+    items = normalize(TfidfVectorizer(sublinear_tf=True).fit_transform(documents)).astype(np.float32)
+    history = train.to_csr().astype(np.float32)
+    users = normalize(sp.diags(1.0 / np.maximum(history.sum(1).A1, 1.0)) @ history @ items)
+
+    def score(user_codes):
+        return torch.as_tensor((users[np.asarray(user_codes)] @ items.T).toarray())
+    return score
+
+
+def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, texts, cold, device: str) -> dict:
+    raw_items, is_cold = train.items.decode(np.arange(train.n_items)), np.isin(np.arange(train.n_items), cold)
+    warm_text = {raw_items[i]: t for i, t in enumerate(texts) if t is not None and not is_cold[i]}
+    cold_text = {raw_items[i]: texts[i] for i in cold if texts[i] is not None}
+    # by raw ids, so that RARecommender's catalogue holds the warm items only (add_items brings the cold ones)
+    users, items = train.users.decode(train.user_codes), raw_items[train.item_codes]
+    X = list(zip(users, items, train.timestamps)) if train.timestamps is not None else list(zip(users, items))
+    rec = RARecommender(device=device, random_state=seed, verbose=1, use_id=(name == "rarec"))
+    start = time.perf_counter()
+    rec.fit(X, item_text=warm_text)
+    rec.add_items(cold_text)
+    held_out = list(zip(test.users.decode(test.user_codes), test.items.decode(test.item_codes)))
+    found = rec.evaluate(held_out, ks=KS, metrics=METRICS)
+    return {"row": name, "seed": seed, "seconds": time.perf_counter() - start, **found}
+
+
+def run(args) -> dict:
+    log, text = read_recbole(args.data, categories_sep="").k_core(5)
+    texts = text.align(log.items, on_unknown="ignore")
+    train, test_pairs, cold = cold_split(log, COLD_FRACTION, SPLIT_SEED)
+    test = as_log(test_pairs, log)
+    print(f"{args.data.name}: {len(cold)} cold items, {len(test)} test users, {len(train)} training interactions",
+          file=sys.stderr)
+    path = HERE / "results" / f"cold_items_{args.data.name}.json"
+    result = json.loads(path.read_text()) if path.exists() else {"rows": []}
+    result.update(dataset=args.data.name, cold_items=len(cold), test_users=len(test), items=log.n_items,
+                  train_interactions=len(train),
+                  machine=f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    seen = train.to_csr()
+    for name in args.rows.split(","):
+        for seed in (map(int, args.seeds.split(",")) if name in ("rarec", "text_only") else [0]):
+            start = time.perf_counter()
+            if name == "popularity":
+                found = full_ranking_metrics(PopularityRecommender().fit(train).score_users, test, seen,
+                                             ks=KS, metrics=METRICS)
+                row = {"row": name, "seed": seed, "seconds": time.perf_counter() - start, **found}
+            elif name == "tfidf":
+                found = full_ranking_metrics(tfidf_scorer(train, texts), test, seen, ks=KS, metrics=METRICS)
+                row = {"row": name, "seed": seed, "seconds": time.perf_counter() - start, **found}
+            else:
+                row = llm_row(name, seed, train, test, texts, cold, args.device)
+            print(json.dumps(row), file=sys.stderr)
+            result["rows"] = [r for r in result["rows"] if (r["row"], r["seed"]) != (name, seed)] + [row]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def render(result: dict) -> str:
+    def cell(values):
+        return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 \
+            else f"{values[0]:.4f}"
+
+    lines = ["## Cold items (Amazon Beauty): ranking items nobody has interacted with", "",
+             f"Written by `benchmarks/cold_items.py` on {result['machine']}. {result['cold_items']:,} of "
+             f"{result['items']:,} items (10%, seed {SPLIT_SEED}) held out of training entirely; "
+             f"{result['test_users']:,} test users, each with a cold item as their last interaction; the whole "
+             "catalogue ranked, the user's training items excluded. LLM rows: mean ± std over the seeds run.", "",
+             "| row | seeds | HR@10 | NDCG@10 | HR@100 | NDCG@100 | wall (s) |", "|---|---|---|---|---|---|---|"]
+    for name in ROWS:
+        rows = [r for r in result["rows"] if r["row"] == name]
+        if rows:
+            lines.append(f"| {LABELS[name]} | {len(rows)} | " + " | ".join(
+                cell([r[m] for r in rows]) for m in ("hr@10", "ndcg@10", "hr@100", "ndcg@100"))
+                + f" | {statistics.mean(r['seconds'] for r in rows):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/amazon-beauty")
+    parser.add_argument("--rows", default="popularity,tfidf", help=f"comma-separated, of {', '.join(ROWS)}")
+    parser.add_argument("--seeds", default="0,1,2", help="seeds of the LLM rows")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
+    parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
+    args = parser.parse_args()
+    unknown = set(args.rows.split(",")) - set(ROWS)
+    if unknown:
+        sys.exit(f"unknown rows {sorted(unknown)}; known: {', '.join(ROWS)}")
+    path = HERE / "results" / f"cold_items_{args.data.name}.json"
+    result = json.loads(path.read_text()) if args.render else run(args)
+    write_section(args.output, render(result), marker="cold-items")
+    print(f"wrote {args.output} and {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
