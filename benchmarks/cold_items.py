@@ -73,15 +73,27 @@ def as_log(pairs: np.ndarray, like: InteractionLog) -> InteractionLog:
     return InteractionLog(pairs[:, 0], pairs[:, 1], like.users, like.items)
 
 
-def tfidf_scorer(train: InteractionLog, texts):
-    """Cosine between each user's mean history TF-IDF vector and every item's."""
+def tfidf_items(texts) -> sp.csr_matrix:
+    """Each item's title and categories as a unit-length TF-IDF row (n_items, vocabulary)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.preprocessing import normalize
 
     documents = [t.render() if t is not None else "" for t in texts]
-    items = normalize(TfidfVectorizer(sublinear_tf=True).fit_transform(documents)).astype(np.float32)
-    history = train.to_csr().astype(np.float32)
-    users = normalize(sp.diags(1.0 / np.maximum(history.sum(1).A1, 1.0)) @ history @ items)
+    return normalize(TfidfVectorizer(sublinear_tf=True).fit_transform(documents)).astype(np.float32)
+
+
+def tfidf_users(history: sp.csr_matrix, items: sp.csr_matrix) -> sp.csr_matrix:
+    """Each user (a row of ``history``: their items) as the unit-length mean of their items' TF-IDF rows."""
+    from sklearn.preprocessing import normalize
+
+    history = history.astype(np.float32)
+    return normalize(sp.diags(1.0 / np.maximum(history.sum(1).A1, 1.0)) @ history @ items)
+
+
+def tfidf_scorer(train: InteractionLog, texts):
+    """Cosine between each user's mean history TF-IDF vector and every item's."""
+    items = tfidf_items(texts)
+    users = tfidf_users(train.to_csr(), items)
 
     def score(user_codes):
         return torch.as_tensor((users[np.asarray(user_codes)] @ items.T).toarray())

@@ -27,8 +27,10 @@ import statistics
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
+from cold_items import tfidf_items, tfidf_scorer, tfidf_users
 from common import write_section
 from objective_study import HERE, dataset_suffix, read_dataset, shared_sasrec
 
@@ -59,26 +61,57 @@ VARIANTS = {
     "+ text features, distill 0.9": ("in_batch", 64, 0.9, dict(text=True)),
     "+ text features, distill 0.5": ("in_batch", 64, 0.5, dict(text=True)),
     "+ text features, full softmax, no distill": ("full", 0, 0.0, dict(text=True)),
+    # can a student learn text from a teacher that has it? the teacher adds w x TF-IDF cosine (w in CF-score stds)
+    "+ text features (256), hybrid teacher 0.25, distill 0.9": ("in_batch", 64, 0.9,
+                                                                 dict(text=True, text_dim=256, teacher_text=0.25)),
+    "+ text features (256), hybrid teacher 0.5, distill 0.9": ("in_batch", 64, 0.9,
+                                                                dict(text=True, text_dim=256, teacher_text=0.5)),
+    "+ text features (256), distill 0.9": ("in_batch", 64, 0.9, dict(text=True, text_dim=256)),
 }
 #: Size of the probe's text features (TF-IDF of title and categories, reduced by truncated SVD).
 TEXT_DIM = 64
+#: Weights of the TF-IDF score in the fusion rows (each score standardised per user first).
+FUSION_WEIGHTS = (0.25, 0.5, 1.0)
 
 
-def text_features(texts) -> torch.Tensor:
-    """Each item's title and categories as TF-IDF reduced to TEXT_DIM dimensions, unit length (n_items, TEXT_DIM)."""
+def standardised(scores) -> torch.Tensor:
+    scores = torch.as_tensor(scores, dtype=torch.float32)
+    return (scores - scores.mean(1, keepdim=True)) / (scores.std(1, keepdim=True) + 1e-9)
+
+
+def text_fusion_rows(backbone, inner, texts) -> list[dict]:
+    """Does text hold what the backbone lacks? SASRec's score plus w x a full TF-IDF cosine, no training."""
+
+    cf, text = backbone.scorer(inner.train), tfidf_scorer(inner.train, texts)
+    rows = []
+    for weight in (*FUSION_WEIGHTS, None):  # None: TF-IDF alone
+        def score(users, weight=weight):
+            return standardised(text(users)) if weight is None else \
+                standardised(cf(users)) + weight * standardised(text(users))
+        found = full_ranking_metrics(score, inner.test, inner.train, ks=[10, 100], metrics=["ndcg", "hr"])
+        rows.append({"weight": weight, "valid_ndcg@10": found["ndcg@10"], "valid_hr@100": found["hr@100"]})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def text_features(texts, dim: int = TEXT_DIM) -> torch.Tensor:
+    """Each item's title and categories as TF-IDF reduced to ``dim`` dimensions, unit length (n_items, dim)."""
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     documents = [t.render() if t is not None else "" for t in texts]
-    reduced = TruncatedSVD(TEXT_DIM, random_state=0).fit_transform(TfidfVectorizer(min_df=2).fit_transform(documents))
+    reduced = TruncatedSVD(dim, random_state=0).fit_transform(TfidfVectorizer(min_df=2).fit_transform(documents))
     reduced /= np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
     return torch.as_tensor(reduced, dtype=torch.float32)
 
 
-def train_towers(user_cf, targets, item_cf, candidates, extras, distill, epochs, seed, temperature=1.0, text=None):
+def train_towers(user_cf, targets, item_cf, candidates, extras, distill, epochs, seed, temperature=1.0, text=None,
+                 teacher_text=None):
     """Linear user and item towers trained on (user CF vector, next item) pairs; returns them.
 
-    ``text``: optional (user, item) text features appended to the towers' inputs (the teacher stays the CF score).
+    ``text``: optional (user, item) text features appended to the towers' inputs.
+    ``teacher_text``: optional (user rows, item rows, weight): the teacher's logits gain weight x the cosine of
+    the sample's and each candidate's sparse TF-IDF rows (a hybrid teacher; otherwise it is the CF score alone).
     """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # nn.Linear's initial weights
@@ -109,6 +142,10 @@ def train_towers(user_cf, targets, item_cf, candidates, extras, distill, epochs,
                 vectors = item_tower(item_in[items])
             scores = user_tower(user_in[rows]) @ vectors.T / WIDTH ** 0.5
             teacher = user_cf[rows] @ item_cf[items].T / temperature  # scaled before logQ, as RARecommender does
+            if teacher_text is not None:
+                user_rows, item_rows, weight = teacher_text
+                cosine = (user_rows[rows.numpy()] @ item_rows[items.numpy()].T).toarray()
+                teacher = teacher + weight * torch.as_tensor(cosine, dtype=torch.float32)
             if candidates == "in_batch":
                 scores, teacher = scores - log_q[items], teacher - log_q[items]
             loss = torch.nn.functional.cross_entropy(scores, positive)
@@ -145,13 +182,19 @@ def main() -> None:
         user_table[users] = backbone.user_embeddings([sequences[u][-50:] for u in users], users)[:, 0]
         popularity = np.log1p(np.bincount(inner.train.item_codes, minlength=log.n_items))
 
-        item_text = text_features(texts)
-        user_text = torch.zeros(inner.train.n_users, TEXT_DIM)
-        user_text[users] = torch.stack([item_text[sequences[u][-50:]].mean(0) for u in users])
+        features = {}  # text dim -> (user rows, item rows) of the probe's dense text features
 
-        def metrics(user_tower, item_tower, text=False):
-            user_in, item_in = (torch.cat([user_table, user_text], 1), torch.cat([item_cf, item_text], 1)) if text \
-                else (user_table, item_cf)
+        def text_of(dim):
+            if dim not in features:
+                items_dense = text_features(texts, dim)
+                users_dense = torch.zeros(inner.train.n_users, dim)
+                users_dense[users] = torch.stack([items_dense[sequences[u][-50:]].mean(0) for u in users])
+                features[dim] = (users_dense, items_dense)
+            return features[dim]
+
+        def metrics(user_tower, item_tower, text_dim=None):
+            user_in, item_in = (user_table, item_cf) if text_dim is None else \
+                (torch.cat([user_table, text_of(text_dim)[0]], 1), torch.cat([item_cf, text_of(text_dim)[1]], 1))
             with torch.no_grad():
                 user_vectors, item_vectors = user_tower(user_in), item_tower(item_in)
                 bias = (user_vectors[users].mean(0) @ item_vectors.T).numpy()
@@ -160,27 +203,44 @@ def main() -> None:
             return {"valid_ndcg@10": found["ndcg@10"], "valid_hr@100": found["hr@100"],
                     "popularity_corr": float(np.corrcoef(bias, popularity)[0, 1])}
 
+        # the hybrid teacher's TF-IDF cosine, in units of the CF score's spread (as the fusion rows standardise)
+        sparse_items = tfidf_items(texts)
+        probe_users = users[:1000]
+        cf_spread = float((user_table[probe_users] @ item_cf.T).std(1).mean())
+        cosine_spread = float(np.std((tfidf_users(inner.train.to_csr()[probe_users], sparse_items)
+                                      @ sparse_items.T).toarray(), axis=1).mean())
+
         kept = json.loads(results.read_text())["rows"] if args.variants and results.exists() else []
         kept = [r for r in kept if r["variant"] not in args.variants.split(";")]
         result = {"dataset": args.data.name, "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-                  "backbone": metrics(torch.nn.Identity(), torch.nn.Identity()), "rows": kept}
+                  "backbone": metrics(torch.nn.Identity(), torch.nn.Identity()), "rows": kept,
+                  "text_fusion": text_fusion_rows(backbone, inner, texts)}
         samples = all_next_item_samples(sequences)
         for fraction, epochs in ((0.01, 3), (0.05, 3)):
             chosen, _ = select_alignment_samples(samples, sequences, texts, fraction, np.random.default_rng(0))
             histories = [sequences[u][max(0, e - 50):e] for u, e in zip(chosen.users, chosen.ends)]
             user_cf = backbone.user_embeddings(histories, chosen.users)[:, 0]
-            sample_text = torch.stack([item_text[h].mean(0) for h in histories])
             targets = torch.as_tensor(chosen.targets)
+            history_rows = sp.csr_matrix((np.ones(sum(map(len, histories)), dtype=np.float32),
+                                          np.concatenate(histories), np.cumsum([0, *map(len, histories)])),
+                                         shape=(len(histories), log.n_items))
+            sample_rows = tfidf_users(history_rows, sparse_items)
             for name, objective in VARIANTS.items():
                 if args.variants and name not in args.variants.split(";"):
                     continue
                 options = objective[3] if len(objective) > 3 else {}
-                text = (sample_text, item_text) if options.get("text") else None
+                text_dim = options.get("text_dim", TEXT_DIM) if options.get("text") else None
+                text = None
+                if text_dim is not None:
+                    item_dense = text_of(text_dim)[1]
+                    text = (torch.stack([item_dense[h].mean(0) for h in histories]), item_dense)
+                teacher_text = None if "teacher_text" not in options else \
+                    (sample_rows, sparse_items, options["teacher_text"] * cf_spread / cosine_spread)
                 for seed in map(int, args.seeds.split(",")):
                     towers = train_towers(user_cf, targets, item_cf, *objective[:3], epochs, seed,
-                                          options.get("temperature", 1.0), text)
+                                          options.get("temperature", 1.0), text, teacher_text)
                     row = {"variant": name, "fraction": fraction, "epochs": epochs, "samples": len(chosen),
-                           "seed": seed, **metrics(*towers, text=text is not None)}
+                           "seed": seed, **metrics(*towers, text_dim=text_dim)}
                     result["rows"].append(row)
                     print(json.dumps(row), flush=True)
         results.parent.mkdir(parents=True, exist_ok=True)
@@ -212,6 +272,14 @@ def render(result: dict) -> str:
                 lines.append(f"| {name} | {rows[0]['samples']:,} × {rows[0]['epochs']} | "
                              f"{cell([r['valid_ndcg@10'] for r in rows])} | {cell([r['valid_hr@100'] for r in rows])} | "
                              f"{statistics.mean(r['popularity_corr'] for r in rows):.2f} |")
+    if result.get("text_fusion"):
+        lines += ["", "Is there anything in the text that the backbone lacks? No training: SASRec's score plus w times "
+                  "the cosine of TF-IDF vectors of titles and categories (user = mean of their history's vectors), "
+                  "each standardised per user, on the same validation split:", "",
+                  "| score | valid NDCG@10 | valid HR@100 |", "|---|---|---|"]
+        for r in result["text_fusion"]:
+            label = "TF-IDF alone" if r["weight"] is None else f"SASRec + {r['weight']} × TF-IDF"
+            lines.append(f"| {label} | {r['valid_ndcg@10']:.4f} | {r['valid_hr@100']:.4f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,50 @@
+"""The splits behind the benchmark figures: what each benchmark holds out and ranks is what its page says."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rarec.data import make_interactions
+from rarec.model_selection import leave_last_out
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+cold_items = pytest.importorskip("cold_items")
+objective_study = pytest.importorskip("objective_study")
+
+
+@pytest.fixture(scope="module")
+def log():
+    return make_interactions(n_users=200, n_items=80, random_state=0).interactions
+
+
+def test_cold_split_keeps_every_cold_interaction_out_of_training(log):
+    train, test, cold = cold_items.cold_split(log, 0.10, seed=0)
+    assert len(cold) == 8 and train.n_items == log.n_items  # the catalogue is not shrunk
+    assert not np.isin(train.item_codes, cold).any()
+    sequences = log.user_sequences()
+    expected = [u for u, s in enumerate(sequences) if s[-1] in set(cold)]
+    assert test[:, 0].tolist() == expected and np.isin(test[:, 1], cold).all()
+    assert all(test[i, 1] == sequences[u][-1] for i, u in enumerate(expected))
+
+
+def test_tfidf_scorer_ranks_items_sharing_words_with_the_history_first(log):
+    from rarec.data import ItemText
+
+    texts = [ItemText(f"item {i}", ("red shoes",) if i < 5 else ("blue hats",)) for i in range(log.n_items)]
+    history = log.subset(np.isin(log.item_codes, [0, 1]))
+    user = int(history.user_codes[0])
+    scores = cold_items.tfidf_scorer(history, texts)([user])[0].numpy()
+    assert scores[:5].min() > scores[5:].max()
+
+
+def test_user_subset_keeps_the_id_maps_and_only_the_chosen_users(log):
+    split = leave_last_out(log, n_valid=0)
+    part = objective_study.user_subset(split, 50)
+    assert part.train.users is split.train.users and part.train.items is split.train.items
+    users = np.unique(part.train.user_codes)
+    assert len(users) == 50 and set(np.unique(part.test.user_codes)) == set(users)
+    assert len(part.train) == np.isin(split.train.user_codes, users).sum()
+    assert objective_study.user_subset(split, None) is split
+    assert np.array_equal(np.unique(objective_study.user_subset(split, 50).train.user_codes), users)  # seeded
