@@ -14,17 +14,19 @@ def synthetic():
     return make_interactions(n_users=200, n_items=80, n_categories=4, random_state=7)
 
 
+def shared_data(folder: str, name: str) -> Path:
+    """A data set of ../shared/data (never copied into the project); the test is skipped where it is absent."""
+    path = SHARED_DATA / folder
+    if not (path / f"{folder}.inter").exists():
+        pytest.skip(f"{name} not found at {path}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def ml100k_dir():
-    path = SHARED_DATA / "ml-100k"
-    if not (path / "ml-100k.inter").exists():
-        pytest.skip(f"MovieLens-100K not found at {path}")
-    return path
+    return shared_data("ml-100k", "MovieLens-100K")
 
 
 @pytest.fixture(scope="session")
 def beauty_dir():
-    path = SHARED_DATA / "amazon-beauty"
-    if not (path / "amazon-beauty.inter").exists():
-        pytest.skip(f"Amazon Beauty not found at {path}")
-    return path
+    return shared_data("amazon-beauty", "Amazon Beauty")
