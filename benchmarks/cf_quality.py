@@ -28,7 +28,7 @@ from rarec.data import read_recbole
 from rarec.metrics import full_ranking_metrics
 from rarec.model_selection import leave_last_out
 
-from common import SETTINGS, write_section  # noqa: E402
+from common import SETTINGS, dataset_suffix, write_section  # noqa: E402
 
 KS = (5, 10, 20, 100)
 ORDER = ["pop", "bpr", "sasrec", "comirec"]
@@ -51,8 +51,13 @@ BEAUTY_REFERENCE = """| Published SASRec run (genrec documentation, "Amazon 2014
 Source: https://phonism.github.io/genrec/en/models/sasrec (\"Benchmark Results\"). Whether that run excludes each
 user's earlier items from the ranking is not stated there; rarec's rows exclude them."""
 
-#: folder name -> (title, outside reference table)
-DATASETS = {"ml-100k": ("MovieLens-100K", RECBOLE), "amazon-beauty": ("Amazon Beauty", BEAUTY_REFERENCE)}
+#: folder name -> (title, what the outside reference is, its table)
+DATASETS = {
+    "ml-100k": ("MovieLens-100K",
+                "Outside reference, same split and exclusion (from the CF issue; RecBole run separately, seed 2020):",
+                RECBOLE),
+    "amazon-beauty": ("Amazon Beauty", "Outside reference:", BEAUTY_REFERENCE),
+}
 
 
 def evaluate(scorer, held_out, seen):
@@ -91,7 +96,7 @@ def run(data: Path, models: list[str], seed: int, device: str) -> list[dict]:
 def to_markdown(rows: list[dict], command: str, seed: int, dataset: str = "ml-100k") -> str:
     # @5 as well where the published reference gives it; ML-100K's rows predate it
     columns = COLUMNS if dataset == "ml-100k" else ["hr@5", "ndcg@5", *COLUMNS]
-    head = "| rarec (test) | " + " | ".join(c.upper().replace("HR", "HR").replace("NDCG", "NDCG") for c in columns)
+    head = "| rarec (test) | " + " | ".join(c.upper() for c in columns)
     lines = [head + " | epochs (best) | wall time | s/epoch |", "|---" * (len(columns) + 4) + "|"]
     for r in rows:
         cells = [f"{r['test'][c]:.4f}" for c in columns]
@@ -103,7 +108,7 @@ def to_markdown(rows: list[dict], command: str, seed: int, dataset: str = "ml-10
     for r in rows:
         valid_lines.append(f"| {r['model']} | " + " | ".join(f"{r['valid'][c]:.4f}" for c in columns) + " |")
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    title, reference = DATASETS.get(dataset, (dataset, ""))
+    title, intro, reference = DATASETS.get(dataset, (dataset, None, None))
     size = rows[-1].get("data", {"users": 943, "items": 1349, "interactions": 99287})  # ML-100K rows predate "data"
     return "\n".join([
         f"## CF backbones on {title}",
@@ -118,8 +123,7 @@ def to_markdown(rows: list[dict], command: str, seed: int, dataset: str = "ml-10
         "",
         *valid_lines,
         "",
-        *(["Outside reference, same split and exclusion (from the CF issue; RecBole run separately, seed 2020):",
-            "", reference, ""] if reference is RECBOLE else ["Outside reference:", "", reference, ""] if reference else []),
+        *([intro, "", reference, ""] if reference else []),
     ])
 
 
@@ -134,7 +138,7 @@ def main() -> None:
                         help="raw figures of every model run so far (read, updated and written back; default "
                              "results/cf_quality.json for ML-100K, results/cf_quality_<data folder>.json otherwise)")
     args = parser.parse_args()
-    suffix = "" if args.data.name == "ml-100k" else "_" + args.data.name
+    suffix = dataset_suffix(args.data)
     if args.json is None:
         args.json = Path(__file__).resolve().parent / f"results/cf_quality{suffix}.json"
     rows = run(args.data, args.models.split(","), args.seed, args.device)

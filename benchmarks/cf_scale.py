@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -166,7 +167,7 @@ def main() -> None:
     if not args.render:
         if not path.exists():
             write_log(path, args.users, args.per_user, args.items)
-        result["machine"] = f"{platform.processor() or platform.machine()}, 2 cores"
+        result["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
         result["shape"] = (f"{args.users:,} users x {args.per_user} interactions, {args.items:,} items "
                            f"({args.users * args.per_user / 1e6:g} M rows, {path.stat().st_size / 1e6:.0f} MB CSV)")
         for part in args.parts.split(","):

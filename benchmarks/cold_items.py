@@ -39,11 +39,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from common import write_section
+from common import read_dataset, write_section
 
 from rarec import RARecommender
 from rarec.cf import PopularityRecommender
-from rarec.data import InteractionLog, read_recbole
+from rarec.data import InteractionLog
 from rarec.metrics import full_ranking_metrics
 
 HERE = Path(__file__).resolve().parent
@@ -107,7 +107,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     backbone. With ``args.users`` RA-Rec aligns on and encodes the test users plus seeded others up to that
     many (its cost on a CPU is mostly encoding users); the backbone saw every user either way.
     """
-    from objective_study import shared_sasrec
+    from objective_study import seeded_users, shared_sasrec
 
     raw_items, is_cold = train.items.decode(np.arange(train.n_items)), np.isin(np.arange(train.n_items), cold)
     warm_text = {raw_items[i]: t for i, t in enumerate(texts) if t is not None and not is_cold[i]}
@@ -118,30 +118,34 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     backbone = shared_sasrec(warm, getattr(args, "cache", None) or HERE / "output" / f"cold_items_sasrec_{args.data.name}")
     fitted_on, scale = warm, 1.0
     if args.users is not None and args.users < warm.n_users:
-        keep = np.zeros(warm.n_users, dtype=bool)
-        keep[test.user_codes] = True  # the same user index: train shares the full log's
-        others = np.flatnonzero(~keep)
-        keep[np.random.default_rng(0).choice(others, size=max(0, args.users - keep.sum()), replace=False)] = True
+        test_users = np.zeros(warm.n_users, dtype=bool)
+        test_users[test.user_codes] = True  # the same user index: train shares the full log's
+        keep = seeded_users(warm.n_users, args.users, keep=test_users)
         fitted_on, scale = warm.subset(keep[warm.user_codes]), warm.n_users / keep.sum()
+    fraction = min(1.0, RARecommender().sample_fraction * scale)  # the default, scaled to the full data's count
     rec = RARecommender(backbone=backbone, llm=getattr(args, "llm", None), device=args.device, random_state=seed,
-                        verbose=1, use_id=(name == "rarec"), sample_fraction=min(1.0, 0.05 * scale))
+                        verbose=1, use_id=(name == "rarec"), sample_fraction=fraction)
     start = time.perf_counter()
     rec.fit(fitted_on, item_text=warm_text)
     rec.add_items(cold_text)
     held_out = list(zip(test.users.decode(test.user_codes), test.items.decode(test.item_codes)))
     found = rec.evaluate(held_out, ks=KS, metrics=METRICS)
-    return {"row": name, "seed": seed, "seconds": time.perf_counter() - start, "users": fitted_on.n_users
-            if fitted_on is warm else int(len(np.unique(fitted_on.user_codes))), **found}
+    return {"row": name, "seed": seed, "seconds": time.perf_counter() - start,
+            "users": int(len(np.unique(fitted_on.user_codes))), **found}
+
+
+def results_path(data: Path) -> Path:
+    return HERE / "results" / f"cold_items_{data.name}.json"
 
 
 def run(args) -> dict:
-    log, text = read_recbole(args.data, categories_sep="").k_core(5)
+    log, text = read_dataset(args.data)
     texts = text.align(log.items, on_unknown="ignore")
     train, test_pairs, cold = cold_split(log, COLD_FRACTION, SPLIT_SEED)
     test = as_log(test_pairs, log)
     print(f"{args.data.name}: {len(cold)} cold items, {len(test)} test users, {len(train)} training interactions",
           file=sys.stderr)
-    path = HERE / "results" / f"cold_items_{args.data.name}.json"
+    path = results_path(args.data)
     result = json.loads(path.read_text()) if path.exists() else {"rows": []}
     result.update(dataset=args.data.name, cold_items=len(cold), test_users=len(test), items=log.n_items,
                   train_interactions=len(train),
@@ -200,7 +204,7 @@ def main() -> None:
     unknown = set(args.rows.split(",")) - set(ROWS)
     if unknown:
         sys.exit(f"unknown rows {sorted(unknown)}; known: {', '.join(ROWS)}")
-    path = HERE / "results" / f"cold_items_{args.data.name}.json"
+    path = results_path(args.data)
     result = json.loads(path.read_text()) if args.render else run(args)
     write_section(args.output, render(result), marker="cold-items")
     print(f"wrote {args.output} and {path}", file=sys.stderr)

@@ -19,6 +19,22 @@ SETTINGS = {
 }
 
 
+#: Short names of the shared data sets (folder name -> name in headings).
+DATASET_TITLES = {"ml-100k": "ML-100K", "amazon-beauty": "Amazon Beauty"}
+
+
+def dataset_suffix(data: Path) -> str:
+    """"" for ML-100K (the first data set, whose results files keep their names), else "_" + the folder's name."""
+    return "" if data.name == "ml-100k" else "_" + data.name
+
+
+def read_dataset(data: Path):
+    """The 5-core log and item texts of a shared data set; Amazon's category paths stay whole (names hold spaces)."""
+    from rarec.data import read_recbole
+
+    return read_recbole(data, categories_sep="" if data.name.startswith("amazon") else None).k_core(5)
+
+
 def write_section(path: Path, section: str, marker: str = "cf-quality") -> None:
     begin, end = f"<!-- begin {marker} -->", f"<!-- end {marker} -->"
     text = path.read_text() if path.exists() else "# Benchmarks\n\nEvery table here is written by a script in `benchmarks/`.\n"

@@ -31,9 +31,10 @@ import scipy.sparse as sp
 import torch
 
 from cold_items import tfidf_items, tfidf_scorer, tfidf_users
-from common import write_section
-from objective_study import HERE, dataset_suffix, read_dataset, shared_sasrec
+from common import DATASET_TITLES, dataset_suffix, read_dataset, write_section
+from objective_study import HERE, shared_sasrec
 
+from rarec._scoring import standardise
 from rarec.align import all_next_item_samples, distillation_loss, select_alignment_samples
 from rarec.data import ItemTextTable
 from rarec.metrics import full_ranking_metrics
@@ -70,13 +71,8 @@ VARIANTS = {
 }
 #: Size of the probe's text features (TF-IDF of title and categories, reduced by truncated SVD).
 TEXT_DIM = 64
-#: Weights of the TF-IDF score in the fusion rows (each score standardised per user first).
-FUSION_WEIGHTS = (0.25, 0.5, 1.0)
-
-
-def standardised(scores) -> torch.Tensor:
-    scores = torch.as_tensor(scores, dtype=torch.float32)
-    return (scores - scores.mean(1, keepdim=True)) / (scores.std(1, keepdim=True) + 1e-9)
+#: Weights of the TF-IDF score in the fusion rows (each score standardised per user first, as score_fusion does).
+TEXT_FUSION_WEIGHTS = (0.25, 0.5, 1.0)
 
 
 def text_fusion_rows(backbone, inner, texts) -> list[dict]:
@@ -84,10 +80,9 @@ def text_fusion_rows(backbone, inner, texts) -> list[dict]:
 
     cf, text = backbone.scorer(inner.train), tfidf_scorer(inner.train, texts)
     rows = []
-    for weight in (*FUSION_WEIGHTS, None):  # None: TF-IDF alone
+    for weight in (*TEXT_FUSION_WEIGHTS, None):  # None: TF-IDF alone
         def score(users, weight=weight):
-            return standardised(text(users)) if weight is None else \
-                standardised(cf(users)) + weight * standardised(text(users))
+            return text(users) if weight is None else standardise(cf(users)) + weight * standardise(text(users))
         found = full_ranking_metrics(score, inner.test, inner.train, ks=[10, 100], metrics=["ndcg", "hr"])
         rows.append({"weight": weight, "valid_ndcg@10": found["ndcg@10"], "valid_hr@100": found["hr@100"]})
         print(json.dumps(rows[-1]), flush=True)
@@ -255,9 +250,9 @@ def render(result: dict) -> str:
             else f"{values[0]:.4f}"
 
     backbone = result["backbone"]
-    dataset = {"ml-100k": "ML-100K", "amazon-beauty": "Amazon Beauty"}.get(result.get("dataset", "ml-100k"),
-                                                                          result.get("dataset"))
-    lines = [f"## The objectives without an LLM ({dataset}, linear towers on SASRec's vectors)", "",
+    dataset = result.get("dataset", "ml-100k")
+    lines = [f"## The objectives without an LLM ({DATASET_TITLES.get(dataset, dataset)}, linear towers on SASRec's "
+             "vectors)", "",
              f"Written by `benchmarks/objective_probe.py` on {result['machine']}. Validation split of the "
              "objective study; mean ± std over seeds; the last column is the correlation of each item's mean "
              "score with its log popularity.", "",

@@ -32,11 +32,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from common import SETTINGS, write_section
+from common import DATASET_TITLES, SETTINGS, dataset_suffix, read_dataset, write_section
 
 from rarec import RARecommender
 from rarec.cf import CFBackbone, PopularityRecommender, TrainingConfig, make_backbone
-from rarec.data import read_recbole
 from rarec.metrics import full_ranking_metrics
 from rarec.model_selection import leave_last_out
 
@@ -86,16 +85,6 @@ REMOVED = {
 }
 
 
-def dataset_suffix(data: Path) -> str:
-    """"" for ML-100K (the study's first dataset, whose files keep their names), else "_" + the folder's name."""
-    return "" if data.name == "ml-100k" else "_" + data.name
-
-
-def read_dataset(data: Path):
-    """The 5-core log and item texts; Amazon's category paths stay whole (their names hold spaces)."""
-    return read_recbole(data, categories_sep="" if data.name.startswith("amazon") else None).k_core(5)
-
-
 def shared_sasrec(train, cache: Path) -> CFBackbone:
     """SASRec (seed 0) on RARecommender's own inner split, fitted once and cached as safetensors + JSON."""
     if (cache / "meta.json").exists():
@@ -115,6 +104,14 @@ def shared_sasrec(train, cache: Path) -> CFBackbone:
     return backbone
 
 
+def seeded_users(n_total: int, n_users: int, keep: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """A boolean mask of ``n_users`` of ``n_total`` users: those in ``keep`` (a mask) plus seeded others."""
+    chosen = np.zeros(n_total, dtype=bool) if keep is None else keep.copy()
+    others = np.flatnonzero(~chosen)
+    chosen[np.random.default_rng(seed).choice(others, size=max(0, n_users - int(chosen.sum())), replace=False)] = True
+    return chosen
+
+
 def user_subset(split, n_users: int | None, seed: int = 0):
     """The split restricted to a seeded subset of ``n_users`` users, id maps (so the catalogue) kept whole.
 
@@ -123,8 +120,7 @@ def user_subset(split, n_users: int | None, seed: int = 0):
     """
     if n_users is None or n_users >= split.train.n_users:
         return split
-    chosen = np.zeros(split.train.n_users, dtype=bool)
-    chosen[np.random.default_rng(seed).choice(split.train.n_users, size=n_users, replace=False)] = True
+    chosen = seeded_users(split.train.n_users, n_users, seed=seed)
     return split._replace(train=split.train.subset(chosen[split.train.user_codes]),
                           test=split.test.subset(chosen[split.test.user_codes]))
 
@@ -162,9 +158,8 @@ def render(result: dict) -> str:
         return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 \
             else f"{values[0]:.4f}"
 
-    dataset = {"ml-100k": "ML-100K", "amazon-beauty": "Amazon Beauty"}.get(result.get("dataset", "ml-100k"),
-                                                                          result.get("dataset"))
-    lines = [f"## Training objective study ({dataset}, SmolLM2-135M, CPU)", "",
+    dataset = result.get("dataset", "ml-100k")
+    lines = [f"## Training objective study ({DATASET_TITLES.get(dataset, dataset)}, SmolLM2-135M, CPU)", "",
              f"Written by `benchmarks/objective_study.py` on {result['machine']}. One SASRec backbone (seed 0) "
              "shared by every fit; each RA-Rec row is the LLM score alone (the paper's ranking), mean ± std over "
              "the seeds run. Base: the CPU preset (`sample_fraction=0.01`, one epoch, prefixes in the top 8 "
@@ -212,20 +207,20 @@ def main() -> None:
         log, text = read_dataset(args.data)
         split = leave_last_out(log, n_valid=0)
         backbone = shared_sasrec(split.train, HERE / "output" / f"objective_study_sasrec{suffix}")
-        evaluated = user_subset(split, args.users)
+        n_users = min(args.users or log.n_users, log.n_users)
+        evaluated = user_subset(split, n_users)
         held = result.get("users", log.n_users)
-        if result["rows"] and held != (args.users or log.n_users):
+        if result["rows"] and held != n_users:
             sys.exit(f"{results} holds rows of {held} users; rerun with --users {held} or move the file aside")
         result["reference"] = reference_rows(backbone, split, evaluated)
-        result["dataset"], result["users"] = args.data.name, args.users or log.n_users
-        result["all_users"] = log.n_users
+        result["dataset"], result["users"], result["all_users"] = args.data.name, n_users, log.n_users
         result["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
         for name in args.variants.split(";"):
             for seed in map(int, args.seeds.split(",")):
                 done = [r for r in result["rows"] if r["variant"] == name and r["seed"] == seed]
                 if done and not args.again:
                     continue
-                row = run_variant(name, seed, backbone, evaluated, text, log.n_users / (args.users or log.n_users))
+                row = run_variant(name, seed, backbone, evaluated, text, log.n_users / n_users)
                 print(json.dumps(row), file=sys.stderr)
                 result["rows"] = [r for r in result["rows"] if r not in done] + [row]
                 results.parent.mkdir(parents=True, exist_ok=True)
