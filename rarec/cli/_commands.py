@@ -35,10 +35,16 @@ def _read_params(config: Path | None) -> dict[str, Any]:
     return params
 
 
-def _load(path: Path, fmt: str, items: Path | None = None):
+def _load(path: Path, fmt: str, items: Path | None = None, categories_sep: str | None = None):
     from ..data import load_dataset
+    from ..data._load import detect_format
 
-    return load_dataset(path, items=items, format=fmt)
+    if categories_sep is None:
+        return load_dataset(path, items=items, format=fmt)
+    if (detect_format(path) if fmt == "auto" else fmt) != "recbole":
+        raise click.BadParameter("only RecBole data has a categories field to split; drop it for this format",
+                                 param_hint="--categories-sep")
+    return load_dataset(path, items=items, format=fmt, categories_sep=categories_sep)
 
 
 @main.command()
@@ -47,6 +53,8 @@ def _load(path: Path, fmt: str, items: Path | None = None):
               help="Item titles (CSV/TSV: item id, title[, categories]; Amazon: the metadata file).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
               help="Format of INTERACTIONS; auto guesses from the name.")
+@click.option("--categories-sep", help="RecBole: what splits an item's categories field; '' keeps it whole, for "
+                                       "category paths whose names hold spaces (Amazon) [default: whitespace].")
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder to save the fitted model in (replaced if it already holds a model).")
 @click.option("--backbone", type=click.Choice(["sasrec", "comirec", "bpr"]), help="CF backbone [default: sasrec].")
@@ -70,7 +78,7 @@ def _load(path: Path, fmt: str, items: Path | None = None):
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --checkpoint-dir (same "
                                              "command, data and seed as the interrupted fit).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone: str | None, llm: str | None,
+def fit(interactions: Path, items: Path | None, fmt: str, categories_sep: str | None, output: Path, backbone: str | None, llm: str | None,
         epochs: int | None, cf_epochs: int | None, samples: int | None, prefix_layers: str | None,
         score_fusion: str | None, device: str | None, llm_dtype: str | None, seed: int | None, config: Path | None,
         checkpoint_dir: Path | None, checkpoint_every: int | None, resume: bool, quiet: bool) -> None:
@@ -86,6 +94,7 @@ def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone
       rarec fit ml-100k/ --output model/ --backbone bpr --epochs 5 --seed 0
       rarec fit ml-100k/ --output model/ --prefix-layers all   # the paper: every layer
       rarec fit reviews.jsonl.gz --items meta.jsonl.gz -o model/ --config params.json
+      rarec fit amazon-beauty/ -o model/ --categories-sep ''                 # RecBole, category paths whole
       rarec fit ml-100k/ -o model/ --seed 0 --checkpoint-dir ckpt/            # interrupted? then:
       rarec fit ml-100k/ -o model/ --seed 0 --checkpoint-dir ckpt/ --resume
     """
@@ -120,7 +129,7 @@ def fit(interactions: Path, items: Path | None, fmt: str, output: Path, backbone
         if main_rank:
             click.echo("checkpointing without --seed: using seed 0, so that a resumed fit continues the same run",
                        err=True)
-    data = _load(interactions, fmt, items)
+    data = _load(interactions, fmt, items, categories_sep)
     log = data.interactions
     if main_rank:
         click.echo(f"{interactions}: {log.n_users:,} users, {log.n_items:,} items, {len(log):,} interactions, "

@@ -237,3 +237,30 @@ def test_an_interrupted_fit_says_how_to_resume_and_resume_finishes_it(workspace,
     assert resumed.exit_code == 0, resumed.output
     assert RARecommender.load(tmp_path / "model").epochs == 2
     assert CliRunner().invoke(main, args[:-6] + ["--resume", "-q"]).exit_code == 2  # --resume without a folder
+
+
+def test_fit_categories_sep_keeps_recbole_category_paths_whole(tmp_path, monkeypatch):
+    import rarec
+
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "shop.inter").write_text("user_id:token\titem_id:token\n" + "".join(
+        f"{u}\t{i}\n" for u in range(3) for i in ("A", "B")))
+    (folder / "shop.item").write_text("item_id:token\ttitle:token_seq\tcategories:token_seq\n"
+                                      "A\tRed lipstick\tBeauty Makeup Lips\nB\tHair gel\tBeauty Creams, Gels\n")
+    seen = {}
+
+    def fake_fit(self, log, item_text=None, resume=False):
+        seen["categories"] = item_text["B"].categories
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rarec.RARecommender, "fit", fake_fit)
+    args = ["fit", str(folder), "-o", str(tmp_path / "model"), "-q"]
+    assert CliRunner().invoke(main, [*args, "--categories-sep", ""]).exit_code == 130
+    assert seen["categories"] == ("Beauty Creams, Gels",)
+    assert CliRunner().invoke(main, args).exit_code == 130
+    assert seen["categories"] == ("Beauty", "Creams,", "Gels")
+    csv_file = tmp_path / "log.csv"
+    csv_file.write_text("user_id,item_id\n1,2\n")
+    wrong = CliRunner().invoke(main, ["fit", str(csv_file), "-o", str(tmp_path / "m2"), "--categories-sep", ""])
+    assert wrong.exit_code == 2 and "only RecBole data" in wrong.output
