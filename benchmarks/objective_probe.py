@@ -44,7 +44,8 @@ WIDTH, BATCH, LR, REFRESH = 576, 16, 1e-2, 50
 #: name -> (candidates, random extras, distill weight[, options: teacher temperature (default 1), text features])
 #: "full": every item live (the exact softmax; affordable only without an LLM);
 #: "bank": every item, only the batch's targets live, the rest from a bank re-encoded every 50 steps (RA-Rec's
-#: negatives="catalogue"); "in_batch": the batch's targets plus random extras, live, with the logQ correction.
+#: negatives="catalogue"); "in_batch": the batch's targets plus random extras, live, with the logQ correction;
+#: "in_batch_mined": the same, but the extras are each user's top items under the teacher (extras / batch per user).
 VARIANTS = {
     "full softmax (every item live)": ("full", 0, 0.0),
     "catalogue bank (batch items live)": ("bank", 0, 0.0),
@@ -55,6 +56,7 @@ VARIANTS = {
     "catalogue bank + distill 0.9": ("bank", 0, 0.9),
     "in-batch + logQ + distill 0.9": ("in_batch", 0, 0.9),
     "in-batch + logQ + 64 random + distill 0.9": ("in_batch", 64, 0.9),
+    "in-batch + logQ + 64 teacher-top + distill 0.9": ("in_batch_mined", 64, 0.9),
     "in-batch + logQ + 64 random + distill 0.9, teacher T 0.5": ("in_batch", 64, 0.9, dict(temperature=0.5)),
     "in-batch + logQ + 64 random + distill 0.9, teacher T 2": ("in_batch", 64, 0.9, dict(temperature=2.0)),
     "in-batch + logQ + 64 random + distill 0.7": ("in_batch", 64, 0.7),
@@ -131,7 +133,10 @@ def train_towers(user_cf, targets, item_cf, candidates, extras, distill, epochs,
                 items, positive = torch.arange(n_items), target
                 vectors = bank.index_copy(0, live, item_tower(item_in[live]))
             else:
-                extra = torch.randint(0, n_items, (extras,), generator=generator)
+                if candidates == "in_batch_mined":  # each user's top items under the teacher
+                    extra = (user_cf[rows] @ item_cf.T).topk(max(1, extras // len(rows)), dim=1).indices.flatten()
+                else:
+                    extra = torch.randint(0, n_items, (extras,), generator=generator)
                 items, positive = torch.unique(torch.cat([target, extra]), return_inverse=True)
                 positive = positive[: len(target)]
                 vectors = item_tower(item_in[items])
@@ -141,7 +146,7 @@ def train_towers(user_cf, targets, item_cf, candidates, extras, distill, epochs,
                 user_rows, item_rows, weight = teacher_text
                 cosine = (user_rows[rows.numpy()] @ item_rows[items.numpy()].T).toarray()
                 teacher = teacher + weight * torch.as_tensor(cosine, dtype=torch.float32)
-            if candidates == "in_batch":
+            if candidates in ("in_batch", "in_batch_mined"):
                 scores, teacher = scores - log_q[items], teacher - log_q[items]
             loss = torch.nn.functional.cross_entropy(scores, positive)
             if distill:
