@@ -1,5 +1,9 @@
-"""One save at a time into a model folder: an exclusive lock file beside it, and the leftovers of saves that
-crashed removed before the next one writes."""
+"""One save at a time into a model folder: an exclusive lock on a file beside it, and the leftovers of saves that
+crashed removed before the next one writes.
+
+Where the OS has ``flock`` (Linux, macOS) the lock is the kernel's: it ends with the process that held it, so a
+crashed save never leaves a lock behind. Elsewhere the lock is the file's existence (created exclusively), and a
+lock file naming a process that no longer runs on this host is taken over."""
 
 from __future__ import annotations
 
@@ -13,6 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ._errors import SaveInProgressError
+
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): the lock is the lock file's existence
+    fcntl = None
 
 #: How long a save waits for another save into the same folder to finish.
 WAIT_SECONDS = 30.0
@@ -33,25 +42,19 @@ def exclusive_save(path: Path, wait_seconds: float | None = None) -> Iterator[st
     lock = path.parent / f".{path.name}.lock"
     wait = WAIT_SECONDS if wait_seconds is None else wait_seconds
     deadline = time.monotonic() + wait
-    while True:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
+    take = _take_flock if fcntl is not None else _take_exclusive_file
+    while (fd := take(lock)) is None:
+        if time.monotonic() >= deadline:
             holder = _holder(lock)
-            if _stale(lock, holder):
-                _remove(lock)
-                continue
-            if time.monotonic() >= deadline:
-                who = f"process {holder[0]} on {holder[1]}" if holder else "another process"
-                raise SaveInProgressError(
-                    f"another save into {path} is in progress ({who}); waited {wait:.0f} s. Save elsewhere or "
-                    f"try again; if no save is running, delete the lock file {lock}."
-                ) from None
-            time.sleep(0.05)
+            who = f"process {holder[0]} on {holder[1]}" if holder else "another process"
+            raise SaveInProgressError(
+                f"another save into {path} is in progress ({who}); waited {wait:.0f} s. Save elsewhere or "
+                f"try again; if no save is running, delete the lock file {lock}."
+            ) from None
+        time.sleep(0.05)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
         for leftover in path.parent.glob(f".{path.name}.partial-*"):
             shutil.rmtree(leftover, ignore_errors=True)
         olds = list(path.parent.glob(f".{path.name}.old-*"))
@@ -61,7 +64,37 @@ def exclusive_save(path: Path, wait_seconds: float | None = None) -> Iterator[st
             shutil.rmtree(leftover, ignore_errors=True)
         yield f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     finally:
-        _remove(lock)
+        _remove(lock)  # while still holding it: a waiter that then locks the removed file sees it is gone
+        os.close(fd)
+
+
+def _take_flock(lock: Path) -> int | None:
+    """A descriptor of ``lock`` holding its exclusive ``flock``, or ``None`` while another process holds it."""
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    try:  # the holder we waited for removes the file as it lets go: a lock on that removed file guards nothing
+        current = os.stat(lock).st_ino
+    except FileNotFoundError:
+        current = None
+    if current != os.fstat(fd).st_ino:
+        os.close(fd)
+        return _take_flock(lock)
+    return fd
+
+
+def _take_exclusive_file(lock: Path) -> int | None:
+    """A descriptor of a newly created ``lock``, or ``None`` while a live process's lock file exists."""
+    while True:
+        try:
+            return os.open(lock, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+        except FileExistsError:
+            if not _stale(lock, _holder(lock)):
+                return None
+            _remove(lock)
 
 
 def _holder(lock: Path) -> tuple[int, str] | None:
