@@ -13,7 +13,8 @@ own (``ru_maxrss``) and one part's caches never help the next:
 
 - ``read``: ``rarec.data.read_csv`` of the file (what ``rarec fit`` does first);
 - ``bpr`` / ``sasrec``: one training epoch of rarec's backbone with the
-  settings of ``benchmarks/common.py``, without validation, on
+  settings of ``benchmarks/common.py`` (SASRec's softmax as its default
+  ``n_negatives="auto"`` chooses: sampled at 20,000 items), without validation, on
   ``leave_last_out``'s training part; ``sasrec_sampled`` the same with
   ``SASRecConfig(n_negatives=1024)`` (a sampled softmax);
 - ``validate``: one validation round of the fitted-for-one-epoch BPR, which
@@ -99,6 +100,8 @@ def child(part: str, path: Path) -> dict:
     out = {"train_rows": len(parts.train), "torch_threads": torch.get_num_threads()}
     if part in ("bpr", "sasrec"):
         model = backbone(part).fit(parts.train)
+        if part == "sasrec":  # what the default n_negatives="auto" chose for this catalogue (None: full softmax)
+            out["n_negatives"] = model.n_negatives_
         return {**out, "seconds": model.training_log_[0]["seconds"]}
     if part == "sasrec_sampled":
         model = backbone("sasrec", n_negatives=SAMPLED_NEGATIVES).fit(parts.train)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -13,6 +14,8 @@ from .._validation import check_float, check_int
 from ._base import CFBackbone
 from ._histories import PAD, SequenceStore, pad_histories
 from ._losses import draw_negatives, next_item_loss
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,12 +36,17 @@ class SASRecConfig:
         Dropout on embeddings, attention and feed-forward outputs.
     max_len : int
         Most recent items a user is described by.
-    n_negatives : int or None
-        ``None`` (default): each position's softmax runs over the whole
-        catalogue, as in RecBole. An int: over the target and that many items
-        drawn uniformly per batch (shared by its positions), which makes an
-        epoch on a large catalogue several times cheaper
-        (docs/benchmarks.md, "CF stage at scale").
+    n_negatives : "auto", int or None
+        ``None``: each position's softmax runs over the whole catalogue, as in
+        RecBole. An int: over the target and that many items drawn uniformly
+        per batch (shared by its positions), which makes an epoch on a large
+        catalogue several times cheaper (docs/benchmarks.md, "CF stage at
+        scale"). ``"auto"`` (default): the full softmax while one epoch scores
+        at most 10**10 (target position, item) pairs, and 1,024 sampled items
+        above that, where the full softmax would cost minutes per epoch more
+        (MovieLens-100K and Amazon Beauty stay far below it; 5 M interactions
+        over 20,000 items are far above). The choice is ``n_negatives_``
+        after ``fit``; docs/cf.md gives the measurements behind it.
     """
 
     dim: int = 64
@@ -47,16 +55,29 @@ class SASRecConfig:
     inner_dim: int = 256
     dropout: float = 0.5
     max_len: int = 50
-    n_negatives: int | None = None
+    n_negatives: int | None | str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("dim", "n_layers", "n_heads", "inner_dim", "max_len"):
             check_int(getattr(self, name), name, "SASRecConfig", 1)
-        if self.n_negatives is not None:
+        if self.n_negatives is not None and self.n_negatives != "auto":
             check_int(self.n_negatives, "n_negatives", "SASRecConfig", 1)
         if self.dim % self.n_heads:
             raise ValueError(f"SASRecConfig: dim ({self.dim}) must be divisible by n_heads ({self.n_heads}).")
         check_float(self.dropout, "dropout", "SASRecConfig", 0.0, 0.99)
+
+    def negatives_for(self, n_items: int, n_positions: int) -> int | None:
+        """Sampled items per batch for ``n_items`` items and ``n_positions`` targets per epoch (``None``: all)."""
+        if self.n_negatives != "auto":
+            return self.n_negatives
+        return None if n_items * n_positions <= AUTO_FULL_SOFTMAX_MAX_SCORES else AUTO_NEGATIVES
+
+
+#: With ``n_negatives="auto"``, the full softmax while an epoch scores at most this many (position, item) pairs
+#: (about 100 s of a 2-core CPU per epoch: 9.6e10 pairs took 1,000 s more than a sampled softmax) ...
+AUTO_FULL_SOFTMAX_MAX_SCORES = 10**10
+#: ... and above it a sampled softmax over this many uniform items per batch.
+AUTO_NEGATIVES = 1024
 
 
 class SASRecNetwork(nn.Module):
@@ -101,7 +122,7 @@ class SASRecNetwork(nn.Module):
 
 
 class SASRec(CFBackbone):
-    """SASRec trained with full-softmax cross-entropy over all items.
+    """SASRec trained with softmax cross-entropy over all items (a sampled one when that costs too much).
 
     Each user's training sequence is cut, from its end, into windows of at
     most ``max_len`` items; every position of a window predicts the next item
@@ -114,6 +135,12 @@ class SASRec(CFBackbone):
     config : SASRecConfig, optional
     training : TrainingConfig, optional
         Batches count windows; defaults here: batch 128, patience 10.
+
+    Attributes
+    ----------
+    n_negatives_ : int or None
+        After ``fit``: the sampled items per batch the training used
+        (``None``: the full softmax), as ``config.n_negatives`` chose.
 
     Examples
     --------
@@ -128,6 +155,12 @@ class SASRec(CFBackbone):
         super().__init__(config if config is not None else SASRecConfig(), training)
 
     def _build_module(self, n_users: int, n_items: int) -> nn.Module:
+        positions = int(np.maximum(np.asarray(self.train_sequences_.lengths) - 1, 0).sum())  # targets per epoch
+        self.n_negatives_ = self.config.negatives_for(n_items, positions)
+        if self.config.n_negatives == "auto" and self.n_negatives_ is not None:
+            logger.info("sasrec: %d targets per epoch x %d items is over %.0e scores: a sampled softmax of %d items "
+                        "per batch (n_negatives='auto'; n_negatives=None forces the full softmax)", positions,
+                        n_items, AUTO_FULL_SOFTMAX_MAX_SCORES, self.n_negatives_)
         return SASRecNetwork(n_items, self.config)
 
     def _item_table(self) -> torch.Tensor:
@@ -145,7 +178,7 @@ class SASRec(CFBackbone):
             width = int(lengths.max())
             inputs = store.windows(u, e, lengths, width)  # (B, W): items end-length .. end-1
             targets = store.windows(u, e + 1, lengths, width)  # (B, W): the next item at each position
-            negatives = draw_negatives(self.config.n_negatives, self.n_items_, generator, self.device_)
+            negatives = draw_negatives(self.n_negatives_, self.n_items_, generator, self.device_)
             yield inputs.to(self.device_), targets.to(self.device_), negatives
 
     def _batch_loss(self, batch: tuple) -> torch.Tensor:

@@ -34,6 +34,32 @@ def test_sasrec_learns_a_deterministic_next_item(n_negatives):
     assert out["hr@1"] > 0.9
 
 
+def test_sasrec_auto_negatives_switch_to_a_sampled_softmax_when_the_full_one_is_too_costly(monkeypatch):
+    from rarec.cf import _sasrec
+
+    config = SASRecConfig()
+    assert config.n_negatives == "auto"
+    budget = _sasrec.AUTO_FULL_SOFTMAX_MAX_SCORES
+    assert config.negatives_for(10_000, budget // 10_000) is None
+    assert config.negatives_for(10_000, budget // 10_000 + 1) == _sasrec.AUTO_NEGATIVES
+    assert SASRecConfig(n_negatives=None).negatives_for(10**6, 10**7) is None
+    assert SASRecConfig(n_negatives=8).negatives_for(10, 10) == 8
+    with pytest.raises(ValueError, match="n_negatives"):
+        SASRecConfig(n_negatives="all")
+    # 10 users x 6 items: 50 targets per epoch over 30 items, 1,500 scores: full under a budget of 1,500 ...
+    log = InteractionLog.from_records(np.repeat(np.arange(10), 6), np.arange(60) % 30)
+    drawn = []
+    real = _sasrec.draw_negatives
+    monkeypatch.setattr(_sasrec, "draw_negatives", lambda n, *args: drawn.append(n) or real(n, *args))
+    monkeypatch.setattr(_sasrec, "AUTO_NEGATIVES", 5)
+    for budget, expected in ((1500, None), (1499, 5)):
+        monkeypatch.setattr(_sasrec, "AUTO_FULL_SOFTMAX_MAX_SCORES", budget)
+        drawn.clear()
+        model = SASRec(SASRecConfig(dim=8, n_heads=1, max_len=6), TrainingConfig(epochs=1, verbose=False,
+                                                                               device="cpu")).fit(log)
+        assert model.n_negatives_ == expected and drawn and set(drawn) == {expected}
+
+
 def test_sasrec_batches_are_as_wide_as_their_longest_window():
     log = InteractionLog.from_records(np.repeat(np.arange(30), 6), np.tile(np.arange(6), 30))
     model = SASRec(SASRecConfig(dim=8, n_heads=1, max_len=50), TrainingConfig(epochs=1, verbose=False, device="cpu"))
