@@ -78,9 +78,9 @@ def _load(path: Path, fmt: str, items: Path | None = None, categories_sep: str |
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --checkpoint-dir (same "
                                              "command, data and seed as the interrupted fit).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def fit(interactions: Path, items: Path | None, fmt: str, categories_sep: str | None, output: Path, backbone: str | None, llm: str | None,
-        epochs: int | None, cf_epochs: int | None, samples: int | None, prefix_layers: str | None,
-        score_fusion: str | None, device: str | None, llm_dtype: str | None, seed: int | None, config: Path | None,
+def fit(interactions: Path, items: Path | None, fmt: str, categories_sep: str | None, output: Path,
+        backbone: str | None, llm: str | None, epochs: int | None, cf_epochs: int | None, samples: int | None,
+        prefix_layers: str | None, score_fusion: str | None, device: str | None, llm_dtype: str | None, seed: int | None, config: Path | None,
         checkpoint_dir: Path | None, checkpoint_every: int | None, resume: bool, quiet: bool) -> None:
     """Fit RA-Rec on INTERACTIONS and save the model to --output.
 
