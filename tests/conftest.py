@@ -1,6 +1,10 @@
+import os
+import socket
 from pathlib import Path
 
 import pytest
+
+import rarec._save_lock as save_lock
 
 from rarec.data import make_interactions
 
@@ -12,6 +16,25 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def synthetic():
     """A small synthetic catalogue with planted structure (same every run)."""
     return make_interactions(n_users=200, n_items=80, n_categories=4, random_state=7)
+
+
+@pytest.fixture
+def hold_save_lock():
+    """``hold(folder)``: hold the save lock of a model folder as a save running in another live process would."""
+    handles = []
+
+    def hold(folder: Path):
+        lock = folder.parent / f".{folder.name}.lock"
+        lock.write_text(f"{os.getpid()} {socket.gethostname()}\n")  # the holder it names: this process, alive
+        handle = open(lock)  # noqa: SIM115 - closed when the test ends
+        if save_lock.fcntl is not None:  # where the lock is the kernel's, holding it is what makes saves wait
+            save_lock.fcntl.flock(handle, save_lock.fcntl.LOCK_EX)
+        handles.append(handle)
+        return lock
+
+    yield hold
+    for handle in handles:
+        handle.close()
 
 
 def shared_data(folder: str, name: str) -> Path:

@@ -97,14 +97,11 @@ def test_fit_reports_the_data_on_rank_zero_only(workspace, tmp_path, monkeypatch
     assert ("40 users, 30 items" in result.stderr) == (rank is None)
 
 
-def test_fit_into_a_folder_another_save_holds_is_one_error_line(workspace, tmp_path, monkeypatch):
-    import os
-    import socket
-
+def test_fit_into_a_folder_another_save_holds_is_one_error_line(workspace, tmp_path, monkeypatch, hold_save_lock):
     import rarec._save_lock as save_lock
 
     monkeypatch.setattr(save_lock, "WAIT_SECONDS", 0.2)
-    (tmp_path / ".m.lock").write_text(f"{os.getpid()} {socket.gethostname()}\n")  # a live holder: this process
+    hold_save_lock(tmp_path / "m")
     result = CliRunner().invoke(main, [
         "fit", str(workspace / "train.csv"), "--items", str(workspace / "items.csv"), "-o", str(tmp_path / "m"),
         "--llm", str(workspace / "llm"), "--epochs", "1", "--cf-epochs", "1", "--samples", "8", "--seed", "0",
