@@ -14,6 +14,12 @@ from rarec import RARecommender, SaveInProgressError
 from .test_persistence import data, fitted, llm  # noqa: F401  (module fixtures)
 
 
+def dead_pid():
+    """The pid of a process that has already exited."""
+    return subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 def leftovers(folder):
     return sorted(p.name for p in folder.parent.iterdir() if p.name.startswith(f".{folder.name}."))
 
@@ -57,8 +63,7 @@ def test_saves_waiting_on_a_dead_process_lock_never_overlap(tmp_path, monkeypatc
     # liveness check (as on a loaded machine) widens the window in which that could happen.
     real_stale = save_lock._stale
     monkeypatch.setattr(save_lock, "_stale", lambda *args: threading.Event().wait(0.01) or real_stale(*args))
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    dead = dead_pid()
     target = tmp_path / "model"
     inside, most, errors = [0], [0], []
     guard = threading.Lock()
@@ -96,8 +101,7 @@ def test_a_lock_left_by_a_dead_process_and_crashed_saves_are_cleaned_up(fitted, 
         pytest.skip("this system has no flock")
     target = tmp_path / "model"
     fitted.save(target)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    dead = dead_pid()
     (tmp_path / ".model.lock").write_text(f"{dead} {save_lock.socket.gethostname()}\n")
     for name in (f".model.old-{dead}", f".model.partial-{dead}"):  # what a killed save leaves
         (tmp_path / name).mkdir()

@@ -80,8 +80,9 @@ def _load(path: Path, fmt: str, items: Path | None = None, categories_sep: str |
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def fit(interactions: Path, items: Path | None, fmt: str, categories_sep: str | None, output: Path,
         backbone: str | None, llm: str | None, epochs: int | None, cf_epochs: int | None, samples: int | None,
-        prefix_layers: str | None, score_fusion: str | None, device: str | None, llm_dtype: str | None, seed: int | None, config: Path | None,
-        checkpoint_dir: Path | None, checkpoint_every: int | None, resume: bool, quiet: bool) -> None:
+        prefix_layers: str | None, score_fusion: str | None, device: str | None, llm_dtype: str | None,
+        seed: int | None, config: Path | None, checkpoint_dir: Path | None, checkpoint_every: int | None,
+        resume: bool, quiet: bool) -> None:
     """Fit RA-Rec on INTERACTIONS and save the model to --output.
 
     INTERACTIONS is a file or folder: CSV/TSV (user, item[, timestamp]),
