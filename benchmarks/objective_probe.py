@@ -70,6 +70,8 @@ VARIANTS = {
     "+ text features (256), hybrid teacher 0.5, distill 0.9": ("in_batch", 64, 0.9,
                                                                 dict(text=True, text_dim=256, teacher_text=0.5)),
     "+ text features (256), distill 0.9": ("in_batch", 64, 0.9, dict(text=True, text_dim=256)),
+    # does annealing the learning rate (cosine from LR to 0 over the run) let the towers settle nearer the teacher?
+    "in-batch + logQ + 64 random + distill 0.9, cosine lr decay": ("in_batch", 64, 0.9, dict(schedule="cosine")),
 }
 #: Size of the probe's text features (TF-IDF of title and categories, reduced by truncated SVD).
 TEXT_DIM = 64
@@ -103,12 +105,13 @@ def text_features(texts, dim: int = TEXT_DIM) -> torch.Tensor:
 
 
 def train_towers(user_cf, targets, item_cf, candidates, extras, distill, epochs, seed, temperature=1.0, text=None,
-                 teacher_text=None):
+                 teacher_text=None, schedule="constant"):
     """Linear user and item towers trained on (user CF vector, next item) pairs; returns them.
 
     ``text``: optional (user, item) text features appended to the towers' inputs.
     ``teacher_text``: optional (user rows, item rows, weight): the teacher's logits gain weight x the cosine of
     the sample's and each candidate's sparse TF-IDF rows (a hybrid teacher; otherwise it is the CF score alone).
+    ``schedule``: "constant" (the learning rate LR throughout) or "cosine" (from LR down to 0 over the run).
     """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # nn.Linear's initial weights
@@ -117,6 +120,9 @@ def train_towers(user_cf, targets, item_cf, candidates, extras, distill, epochs,
     n_items, dim = item_in.shape
     user_tower, item_tower = torch.nn.Linear(dim, WIDTH), torch.nn.Linear(dim, WIDTH)
     optimizer = torch.optim.Adam([*user_tower.parameters(), *item_tower.parameters()], lr=LR)
+    total = epochs * -(-len(targets) // BATCH)
+    decay = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 1.0 if schedule == "constant" else 0.5 * (1 + np.cos(np.pi * step / total)))
     draws = BATCH * np.bincount(targets.numpy(), minlength=n_items) / len(targets) + extras / n_items
     log_q = torch.as_tensor(np.log(np.maximum(draws, 1e-12)), dtype=torch.float32)
     bank, step = None, 0
@@ -154,6 +160,7 @@ def train_towers(user_cf, targets, item_cf, candidates, extras, distill, epochs,
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            decay.step()
             step += 1
     return user_tower, item_tower
 
@@ -238,7 +245,8 @@ def main() -> None:
                     (sample_rows, sparse_items, options["teacher_text"] * cf_spread / cosine_spread)
                 for seed in map(int, args.seeds.split(",")):
                     towers = train_towers(user_cf, targets, item_cf, *objective[:3], epochs, seed,
-                                          options.get("temperature", 1.0), text, teacher_text)
+                                          options.get("temperature", 1.0), text, teacher_text,
+                                          options.get("schedule", "constant"))
                     row = {"variant": name, "fraction": fraction, "epochs": epochs, "samples": len(chosen),
                            "seed": seed, **metrics(*towers, text_dim=text_dim)}
                     result["rows"].append(row)

@@ -80,12 +80,26 @@ VARIANTS = {
                                  n_random_negatives=64, distill=0.9, n_id_tokens=4),
     "default, prefixes in 16 layers": dict(sample_fraction=0.05, epochs=1, negatives="in_batch", logq=True,
                                            n_random_negatives=64, distill=0.9, prefix_layers=16),
+    # is the prompt's text what the ID signal loses against? 4-token prompts leave almost none ("Item: <first
+    # word>"; the user prompt's last words, "for this user.")
+    "default, 4-token prompts": dict(sample_fraction=0.05, epochs=1, negatives="in_batch", logq=True,
+                                     n_random_negatives=64, distill=0.9, max_prompt_tokens=4),
+    # the other way: more of the history in words (10 titles in up to 128 tokens instead of 5 in 64)
+    "default, 10 titles in 128-token prompts": dict(sample_fraction=0.05, epochs=1, negatives="in_batch", logq=True,
+                                                    n_random_negatives=64, distill=0.9, n_history_titles=10,
+                                                    max_prompt_tokens=128),
+    # does the paper's alignment loss (ID prefixes pulled toward the text's keys/values) hold the ID path back?
+    "default, no alignment loss": dict(sample_fraction=0.05, epochs=1, negatives="in_batch", logq=True,
+                                       n_random_negatives=64, distill=0.9, align_weight=0.0),
 }
 
 
 #: Variants of an option that was measured here and removed because it lost (its rows stay in the results):
-#: L2-normalised towers scored by cosine with a learned temperature (initial scale 20), ``similarity="cosine"``.
+#: L2-normalised towers scored by cosine with a learned temperature (initial scale 20), ``similarity="cosine"``;
+#: a cosine decay of the learning rate from ``lr`` to 0 over the planned steps (session 11: in the probe it lifted
+#: linear towers to the backbone at 5% of the samples, the LLM towers not at all), ``lr_schedule="cosine"``.
 REMOVED = {
+    "default, cosine lr decay": "default, cosine decay of the learning rate to 0 over the epoch; option not kept",
     "cosine": "in-batch + logQ, L2-normalised towers (cosine, learned temperature); option removed",
     "catalogue+cosine": "catalogue, L2-normalised towers (cosine, learned temperature); option removed",
 }
