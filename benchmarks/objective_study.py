@@ -43,6 +43,10 @@ HERE = Path(__file__).resolve().parent
 #: The CPU preset of alignment_quality.py (1% of the training samples, one epoch) with the objective this study
 #: started from (no random extras, no distillation); each variant says what it changes.
 BASE = dict(sample_fraction=0.01, epochs=1, n_random_negatives=0, distill=0.0)
+#: The estimator's default objective and CPU budget, as changes from BASE (the variants named "default ..." change
+#: one thing more).
+DEFAULT_OBJECTIVE = dict(sample_fraction=0.05, epochs=1, negatives="in_batch", logq=True, n_random_negatives=64,
+                         distill=0.9)
 #: (name, what changes from BASE). "baseline" is the objective before this study (in-batch softmax, no logQ).
 VARIANTS = {
     "baseline": dict(negatives="in_batch", logq=False),
@@ -60,37 +64,25 @@ VARIANTS = {
     "logq + 64 random": dict(negatives="in_batch", logq=True, n_random_negatives=64),
     # the estimator's objective (in-batch + logQ + 64 random + distill 0.9) at the CPU default budget (one epoch)
     # and at the GPU preset's (three)
-    "default (5% x 1 epoch)": dict(sample_fraction=0.05, epochs=1, negatives="in_batch", logq=True,
-                                   n_random_negatives=64, distill=0.9),
-    "default objective, 5% x 3 epochs": dict(sample_fraction=0.05, epochs=3, negatives="in_batch", logq=True,
-                                             n_random_negatives=64, distill=0.9),
+    "default (5% x 1 epoch)": DEFAULT_OBJECTIVE,
+    "default objective, 5% x 3 epochs": dict(DEFAULT_OBJECTIVE, epochs=3),
     # looking for a margin over the backbone (session 8): more distinct samples, a sharper or lighter teacher
-    "default objective, 10% capped at 5,000 samples": dict(sample_fraction=0.10, epochs=1, negatives="in_batch",
-                                                           logq=True, n_random_negatives=64, distill=0.9),
-    "default objective, 10% x 1 epoch (no cap)": dict(sample_fraction=0.10, max_train_samples=None, epochs=1,
-                                                      negatives="in_batch", logq=True, n_random_negatives=64,
-                                                      distill=0.9),
-    "default, teacher temperature 0.5": dict(sample_fraction=0.05, epochs=1, negatives="in_batch", logq=True,
-                                             n_random_negatives=64, distill=0.9, distill_temperature=0.5),
-    "default, distill 0.7": dict(sample_fraction=0.05, epochs=1, negatives="in_batch", logq=True,
-                                 n_random_negatives=64, distill=0.7),
+    "default objective, 10% capped at 5,000 samples": dict(DEFAULT_OBJECTIVE, sample_fraction=0.10),
+    "default objective, 10% x 1 epoch (no cap)": dict(DEFAULT_OBJECTIVE, sample_fraction=0.10,
+                                                      max_train_samples=None),
+    "default, teacher temperature 0.5": dict(DEFAULT_OBJECTIVE, distill_temperature=0.5),
+    "default, distill 0.7": dict(DEFAULT_OBJECTIVE, distill=0.7),
     # a wider path for the ID signal (session 10): the probe's linear towers copy 93% of SASRec on Beauty where
     # the LLM towers reach 56%, so what is lost lies between the CF vector and the LLM's output
-    "default, 4 ID tokens": dict(sample_fraction=0.05, epochs=1, negatives="in_batch", logq=True,
-                                 n_random_negatives=64, distill=0.9, n_id_tokens=4),
-    "default, prefixes in 16 layers": dict(sample_fraction=0.05, epochs=1, negatives="in_batch", logq=True,
-                                           n_random_negatives=64, distill=0.9, prefix_layers=16),
+    "default, 4 ID tokens": dict(DEFAULT_OBJECTIVE, n_id_tokens=4),
+    "default, prefixes in 16 layers": dict(DEFAULT_OBJECTIVE, prefix_layers=16),
     # is the prompt's text what the ID signal loses against? 4-token prompts leave almost none ("Item: <first
     # word>"; the user prompt's last words, "for this user.")
-    "default, 4-token prompts": dict(sample_fraction=0.05, epochs=1, negatives="in_batch", logq=True,
-                                     n_random_negatives=64, distill=0.9, max_prompt_tokens=4),
+    "default, 4-token prompts": dict(DEFAULT_OBJECTIVE, max_prompt_tokens=4),
     # the other way: more of the history in words (10 titles in up to 128 tokens instead of 5 in 64)
-    "default, 10 titles in 128-token prompts": dict(sample_fraction=0.05, epochs=1, negatives="in_batch", logq=True,
-                                                    n_random_negatives=64, distill=0.9, n_history_titles=10,
-                                                    max_prompt_tokens=128),
+    "default, 10 titles in 128-token prompts": dict(DEFAULT_OBJECTIVE, n_history_titles=10, max_prompt_tokens=128),
     # does the paper's alignment loss (ID prefixes pulled toward the text's keys/values) hold the ID path back?
-    "default, no alignment loss": dict(sample_fraction=0.05, epochs=1, negatives="in_batch", logq=True,
-                                       n_random_negatives=64, distill=0.9, align_weight=0.0),
+    "default, no alignment loss": dict(DEFAULT_OBJECTIVE, align_weight=0.0),
 }
 
 
