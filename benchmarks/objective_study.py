@@ -21,6 +21,7 @@ data set has its own docs section.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
@@ -34,6 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from common import DATASET_TITLES, SETTINGS, dataset_suffix, read_dataset, write_section
 
+import rarec._estimator as estimator
 from rarec import RARecommender
 from rarec.cf import CFBackbone, PopularityRecommender, TrainingConfig, make_backbone
 from rarec.metrics import full_ranking_metrics
@@ -85,6 +87,12 @@ VARIANTS = {
     "default, no alignment loss": dict(DEFAULT_OBJECTIVE, align_weight=0.0),
 }
 
+#: Variants whose distillation teacher also knows the text (session 12): the backbone's logits plus this weight
+#: times the TF-IDF cosine of each sample's history and each candidate, in units of the backbone score's spread
+#: (the probe's hybrid teacher; on Beauty the same fusion with no training is +16% over SASRec). It enters
+#: through train_alignment's ``extra_teacher`` hook; the estimator's parameters are the default's.
+TEXT_TEACHERS = {"default, hybrid teacher (SASRec + 0.25 x TF-IDF)": 0.25}
+VARIANTS.update({name: DEFAULT_OBJECTIVE for name in TEXT_TEACHERS})
 
 #: Variants of an option that was measured here and removed because it lost (its rows stay in the results):
 #: L2-normalised towers scored by cosine with a learned temperature (initial scale 20), ``similarity="cosine"``;
@@ -154,7 +162,8 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
     params["sample_fraction"] = min(1.0, params["sample_fraction"] * sample_scale)
     rec = RARecommender(backbone=backbone, device="cpu", random_state=seed, verbose=0, **params)
     start = time.perf_counter()
-    rec.fit(split.train, item_text=text)
+    with text_teacher(TEXT_TEACHERS.get(name)):
+        rec.fit(split.train, item_text=text)
     fit_s = time.perf_counter() - start
     test = rec.evaluate(split.test, ks=[10, 100], metrics=["ndcg", "hr"])
     log = rec.training_log_
@@ -163,6 +172,50 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
             "samples": log[0]["samples"], "epochs_run": len(log),
             "valid_ndcg@10": max(r.get("valid_ndcg@10", -1.0) for r in log),
             "valid_ndcg@10_by_epoch": [r.get("valid_ndcg@10") for r in log], **test}
+
+
+@contextlib.contextmanager
+def text_teacher(weight: float | None):
+    """While it is open, RARecommender's alignment distils from the backbone plus ``weight`` x the TF-IDF
+    cosine (nothing changes when ``weight`` is None)."""
+    if weight is None:
+        yield
+        return
+    original = estimator.train_alignment
+
+    def train(towers, samples, sequences, *args, **kwargs):
+        extra = tfidf_teacher(towers, samples, sequences, weight)
+        return original(towers, samples, sequences, *args, extra_teacher=extra, **kwargs)
+
+    estimator.train_alignment = train
+    try:
+        yield
+    finally:
+        estimator.train_alignment = original
+
+
+def tfidf_teacher(towers, samples, sequences, weight: float, n_probe: int = 1000):
+    """``extra_teacher(rows, candidates)``: ``weight`` x the cosine of each sample's history and each candidate
+    (TF-IDF of title and categories, user = mean of the history), rescaled so that one unit is the spread of the
+    backbone's scores (mean per-sample std over the catalogue of ``n_probe`` samples), as the fusion rows are."""
+    import scipy.sparse as sp
+
+    from cold_items import tfidf_items, tfidf_users
+
+    items = tfidf_items(towers.texts)
+    histories = [towers.window(sequences[u][:e]) for u, e in zip(samples.users, samples.ends)]
+    history_rows = sp.csr_matrix((np.ones(sum(map(len, histories)), dtype=np.float32), np.concatenate(histories),
+                                  np.cumsum([0, *map(len, histories)])), shape=(len(histories), items.shape[0]))
+    users = tfidf_users(history_rows, items)
+    probe = np.random.default_rng(0).permutation(len(samples))[:n_probe]
+    cf = towers.user_cf([histories[r] for r in probe], samples.users[probe])[:, 0] @ towers.item_cf[:, 0].T
+    cosine = (users[probe] @ items.T).toarray()
+    scale = weight * float(cf.std(1).mean()) / float(cosine.std(1).mean())
+
+    def extra(rows, candidates):
+        columns = items if candidates is None else items[candidates]
+        return torch.as_tensor((users[rows] @ columns.T).toarray() * scale, dtype=torch.float32)
+    return extra
 
 
 def render(result: dict) -> str:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from rarec.data import make_interactions
 from rarec.model_selection import leave_last_out
@@ -66,3 +67,45 @@ def test_cold_item_llm_row_ranks_the_cold_items_it_adds(tmp_path, monkeypatch):
     row = cold_items.llm_row("rarec", 0, train, test, texts, cold, args)
     assert row["users"] == 30 and 0.0 <= row["hr@100"] <= 1.0
     assert row["hr@100"] == 1.0  # 40 items: every cold item is within the top 100
+
+
+def test_text_teacher_adds_the_scaled_tfidf_cosine_of_history_and_candidate(monkeypatch):
+    import rarec._estimator as estimator
+    from rarec import RARecommender
+    from rarec.align import all_next_item_samples
+    from rarec.testing import tiny_llm
+
+    data = make_interactions(n_users=40, n_items=30, random_state=2)
+    texts = data.item_text.align(data.interactions.items)
+    given, original = [], estimator.train_alignment
+
+    def spy(*args, extra_teacher=None, **kwargs):
+        given.append(extra_teacher)
+        return original(*args, extra_teacher=extra_teacher, **kwargs)
+
+    monkeypatch.setattr(estimator, "train_alignment", spy)
+    rec = RARecommender(llm=tiny_llm(data.item_text), backbone="bpr", cf_epochs=2, max_train_samples=32,
+                        sample_fraction=None, batch_size=16, distill=0.5, device="cpu", random_state=0, verbose=0)
+    with objective_study.text_teacher(0.25):
+        rec.fit(data.interactions, item_text=data.item_text)
+    assert estimator.train_alignment is spy and callable(given[0])  # given while open, restored after
+    rec.fit(data.interactions, item_text=data.item_text)
+    assert given[1] is None
+
+    sequences = data.interactions.user_sequences()
+    samples = all_next_item_samples(sequences)
+    towers = rec.towers_
+    quarter = objective_study.tfidf_teacher(towers, samples, sequences, 0.25)
+    half = objective_study.tfidf_teacher(towers, samples, sequences, 0.5)
+    rows, candidates = np.array([0, 3]), np.array([1, 4, 7])
+    scores = quarter(rows, candidates)
+    assert scores.shape == (2, 3) and scores.dtype == torch.float32 and bool((scores >= 0).all())
+    torch.testing.assert_close(half(rows, candidates), 2 * scores)
+    torch.testing.assert_close(quarter(rows, None)[:, candidates], scores)
+    # the cosine of the sample's own history (its items' words) and each candidate
+    items = cold_items.tfidf_items(texts)
+    history = towers.window(sequences[samples.users[3]][:samples.ends[3]])
+    profile = np.asarray(items[history].mean(0)).ravel()
+    cosine = items[candidates] @ (profile / np.linalg.norm(profile))
+    ratio = scores[1].numpy() / np.maximum(cosine, 1e-12)
+    assert np.allclose(ratio[cosine > 1e-6], ratio[cosine > 1e-6][0], rtol=1e-4)

@@ -74,7 +74,9 @@ class Checkpointer(Protocol):
 def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequence[np.ndarray],
                     config: AlignmentConfig, rng: np.random.Generator, group: Group | None = None,
                     validate: Callable[[], dict[float, float]] | None = None,
-                    checkpointer: Checkpointer | None = None) -> AlignmentResult:
+                    checkpointer: Checkpointer | None = None,
+                    extra_teacher: Callable[[np.ndarray, np.ndarray | None], torch.Tensor] | None = None,
+                    ) -> AlignmentResult:
     """Train ``towers.aligner`` on (history, next item) samples; keep the weights of the best validation round.
 
     Parameters
@@ -93,6 +95,12 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
         aligner in eval mode; the best value drives early stopping.
     checkpointer : Checkpointer, optional
         Resumes from its latest state and saves every ``checkpointer.every`` steps and every epoch.
+    extra_teacher : callable, optional
+        ``extra_teacher(rows, candidates)`` -> logits (B, M) added to the backbone's (after
+        ``distill_temperature``, before logQ) when ``distill > 0``: a teacher that knows more than the
+        backbone, e.g. a text score. ``rows`` are the batch's indices into ``samples``; ``candidates`` the
+        candidate items, or ``None`` for the whole catalogue. A research hook for benchmarks, not an
+        estimator parameter.
     """
     group = group or Group()
     llm, aligner = towers.llm, towers.aligner
@@ -179,6 +187,8 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                     candidates = None if vectors is not None else torch.as_tensor(items, device=device)
                     teacher = _teacher_scores(user_cf[users].to(device), teacher_items,
                                               candidates) / config.distill_temperature
+                    if extra_teacher is not None:
+                        teacher = teacher + extra_teacher(users, None if vectors is not None else items).to(teacher)
                     if config.logq and vectors is None:
                         teacher = teacher - log_q[candidates]  # the same sampled candidates, the same correction
                     loss = (1 - config.distill) * loss + config.distill * distillation_loss(scores, teacher, 1.0)

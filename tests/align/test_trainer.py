@@ -118,6 +118,35 @@ def test_distillation_changes_what_is_learned(data):
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.parametrize("negatives", ["in_batch", "catalogue"])
+def test_an_extra_teacher_adds_its_logits_for_the_batchs_samples_and_candidates(data, monkeypatch, negatives):
+    import functools
+
+    import rarec._estimator as estimator
+
+    X, text, llm = data
+    calls = []
+
+    def extra(rows, candidates):  # a bonus for item 0, and the rows and candidates it was asked about
+        calls.append((np.asarray(rows).copy(), None if candidates is None else np.asarray(candidates).copy()))
+        columns = np.arange(llm_items) if candidates is None else np.asarray(candidates)
+        return torch.as_tensor(np.where(columns == 0, 5.0, 0.0))[None].expand(len(rows), -1)
+
+    rec = small(llm, negatives=negatives, logq=False, distill=0.5)
+    plain = captured_teachers(monkeypatch, rec, X, text)
+    llm_items = rec.n_items_
+    monkeypatch.setattr(estimator, "train_alignment", functools.partial(estimator.train_alignment,
+                                                                        extra_teacher=extra))
+    boosted = captured_teachers(monkeypatch, small(llm, negatives=negatives, logq=False, distill=0.5), X, text)
+    assert len(calls) == len(boosted) == len(plain)
+    for (_, before), (_, after), (rows, candidates) in zip(plain, boosted, calls):
+        assert len(rows) == after.shape[0] and len(np.unique(rows)) == len(rows)  # one row per sample of the batch
+        columns = np.arange(llm_items) if candidates is None else candidates
+        assert (candidates is None) == (negatives == "catalogue") and after.shape[1] == len(columns)
+        expected = before + torch.as_tensor(np.where(columns == 0, 5.0, 0.0), dtype=before.dtype)
+        torch.testing.assert_close(after, expected)
+
+
 @pytest.mark.parametrize("bad", [dict(negatives="sampled"), dict(logq=1),
                                  dict(bank_refresh=0), dict(distill=1.5), dict(distill_temperature=0.0)])
 def test_objective_parameters_are_checked(data, bad):
