@@ -146,14 +146,20 @@ def user_subset(split, n_users: int | None, seed: int = 0):
 
 
 def reference_rows(backbone: CFBackbone, split, evaluated=None) -> dict:
-    """Popularity and the backbone (both fitted on ``split.train``), scored on ``evaluated.test`` (default: all)."""
-    test = (evaluated or split).test
+    """Popularity and the backbone (both fitted on ``split.train``), scored on ``evaluated.test`` (default: all),
+    each with its validation NDCG@10 on the split RARecommender validates on (every evaluated user's last
+    training item held out, ranked against the rest of their history)."""
+    part = evaluated or split
+    inner = leave_last_out(part.train, n_valid=0)
 
-    def metrics(scorer):
-        return full_ranking_metrics(scorer, test, split.train, ks=[10, 100], metrics=["ndcg", "hr"])
+    def metrics(scorer, valid_scorer):
+        found = full_ranking_metrics(scorer, part.test, split.train, ks=[10, 100], metrics=["ndcg", "hr"])
+        valid = full_ranking_metrics(valid_scorer, inner.test, inner.train, ks=[10], metrics=["ndcg"])
+        return {**found, "valid_ndcg@10": valid["ndcg@10"]}
 
-    return {"popularity": metrics(PopularityRecommender().fit(split.train).score_users),
-            "SASRec backbone": metrics(backbone.scorer(split.train))}
+    popular_before = PopularityRecommender().fit(leave_last_out(split.train, n_valid=0).train)
+    return {"popularity": metrics(PopularityRecommender().fit(split.train).score_users, popular_before.score_users),
+            "SASRec backbone": metrics(backbone.scorer(split.train), backbone.scorer(inner.train))}
 
 
 def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_scale: float = 1.0) -> dict:
@@ -238,7 +244,8 @@ def render(result: dict) -> str:
                else []),
              "| row | seeds | valid NDCG@10 | test NDCG@10 | test HR@100 | fit (s) |", "|---|---|---|---|---|---|"]
     for label, m in result["reference"].items():
-        lines.append(f"| {label} | – | – | {m['ndcg@10']:.4f} | {m['hr@100']:.4f} | – |")
+        valid = f"{m['valid_ndcg@10']:.4f}" if "valid_ndcg@10" in m else "–"
+        lines.append(f"| {label} | – | {valid} | {m['ndcg@10']:.4f} | {m['hr@100']:.4f} | – |")
     for name in list(VARIANTS) + list(REMOVED):
         rows = [r for r in result["rows"] if r["variant"] == name]
         if rows:
