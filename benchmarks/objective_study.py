@@ -81,6 +81,9 @@ VARIANTS = {
     # is the prompt's text what the ID signal loses against? 4-token prompts leave almost none ("Item: <first
     # word>"; the user prompt's last words, "for this user.")
     "default, 4-token prompts": dict(DEFAULT_OBJECTIVE, max_prompt_tokens=4),
+    # Beauty's item prompts average 36 tokens (ML-100K's about 15) and its user prompts fill the 64-token cap: does
+    # the text drown the ID tokens there? 16-token prompts are ML-100K's item length (session 12)
+    "default, 16-token prompts": dict(DEFAULT_OBJECTIVE, max_prompt_tokens=16),
     # the other way: more of the history in words (10 titles in up to 128 tokens instead of 5 in 64)
     "default, 10 titles in 128-token prompts": dict(DEFAULT_OBJECTIVE, n_history_titles=10, max_prompt_tokens=128),
     # does the paper's alignment loss (ID prefixes pulled toward the text's keys/values) hold the ID path back?
