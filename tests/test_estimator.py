@@ -31,8 +31,9 @@ def data():
 
 
 def small(llm, **kw):
+    """A quick estimator on the tiny LLM; without output heads unless asked (tests/align/test_heads.py has theirs)."""
     params = dict(llm=llm, backbone_params=SASREC, cf_epochs=15, epochs=1, max_train_samples=64, sample_fraction=None,
-                  batch_size=16, verbose=0, random_state=0)
+                  batch_size=16, verbose=0, random_state=0, head_epochs=0)
     params.update(kw)
     return RARecommender(**params)
 

@@ -25,7 +25,7 @@ from ..cf import CFBackbone
 from ..data import ItemText
 from ..llm import FrozenLLM, LLMSpec, PromptBuilder
 from ._projector import PrefixConfig, PrefixProjector
-from ._two_tower import TwoTowerAligner
+from ._two_tower import OutputHeads, TwoTowerAligner
 
 @dataclasses.dataclass
 class PromptSettings:
@@ -233,7 +233,8 @@ class Towers:
         aligner = self.aligner
         config = {"llm": self.llm_identity, "llm_spec": dataclasses.asdict(aligner.user_prefix.spec),
                   "aligner": {"user": dataclasses.asdict(aligner.user_prefix.config),
-                              "item": dataclasses.asdict(aligner.item_prefix.config)}}
+                              "item": dataclasses.asdict(aligner.item_prefix.config),
+                              "output_heads": aligner.heads is not None}}
         tensors = {f"aligner.{k}": v.detach().cpu().contiguous() for k, v in aligner.state_dict().items()}
         if self.cf_user_vectors is not None:
             tensors["cf_user_vectors"] = self.cf_user_vectors.contiguous()
@@ -245,8 +246,9 @@ class Towers:
                    backbone: CFBackbone, prompts: PromptSettings, source: LLMSource) -> Towers:
         """Towers from :meth:`to_state`'s output (the LLM is loaded on first use).
 
-        Reads both layouts: format 2 (``llm_spec`` is the LLM's, each tower
-        config has its prefix ``depth``) and format 1 (``llm_spec.n_layers``
+        Reads every layout: format 3 (``aligner.output_heads`` says whether
+        output heads were trained), format 2 (``llm_spec`` is the LLM's, each
+        tower config has its prefix ``depth``) and format 1 (``llm_spec.n_layers``
         was the prefix depth). Raises ``KeyError``/``TypeError``/``ValueError``
         on a malformed config, :class:`ModelFormatError` on weights that do not fit it.
         """
@@ -259,7 +261,8 @@ class Towers:
                                        "rarec; load it with the rarec version that wrote it.")
             fields.setdefault("depth", spec.n_layers)  # format 1
             towers[name] = PrefixProjector(spec, PrefixConfig(**fields))
-        aligner = TwoTowerAligner(towers["user"], towers["item"])
+        heads = OutputHeads(spec.hidden_size) if config["aligner"].get("output_heads", False) else None  # format 3
+        aligner = TwoTowerAligner(towers["user"], towers["item"], heads)
         try:
             aligner.load_state_dict({k.removeprefix("aligner."): v for k, v in tensors.items()
                                      if k.startswith("aligner.")})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ from ._projector import alignment_loss
 from ._samples import AlignmentSamples
 from ._towers import Towers, length_sorted_batches, pick
 from ._training_state import TrainingState
+from ._two_tower import OutputHeads
 
 logger = logging.getLogger(__name__)
 LOSSES = ("bpr", "softmax")
@@ -49,6 +51,9 @@ class AlignmentConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     patience: int = 2  # epochs without a better validation score before stopping
+    #: epochs of the output heads, trained after the prefixes on their fixed vectors (0: no heads)
+    head_epochs: int = 30
+    head_lr: float = 1e-4  # Adam, decayed to 0 along a cosine over the heads' steps
     lower_cache_mb: float = 2048  # budget for cached lower-layer states (items first, then samples)
     progress: bool = False
 
@@ -180,18 +185,8 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                 else:
                     target = torch.as_tensor(positive[mine], device=device)
                 scores = (h_u.float() @ h_i.T) * scale  # (local B, M)
-                if config.logq and vectors is None:
-                    scores = scores - log_q[torch.as_tensor(items, device=device)]
-                loss = ranking_loss(scores, target, config.loss)
-                if config.distill > 0:
-                    candidates = None if vectors is not None else torch.as_tensor(items, device=device)
-                    teacher = _teacher_scores(user_cf[users].to(device), teacher_items,
-                                              candidates) / config.distill_temperature
-                    if extra_teacher is not None:
-                        teacher = teacher + extra_teacher(users, None if vectors is not None else items).to(teacher)
-                    if config.logq and vectors is None:
-                        teacher = teacher - log_q[candidates]  # the same sampled candidates, the same correction
-                    loss = (1 - config.distill) * loss + config.distill * distillation_loss(scores, teacher, 1.0)
+                loss = _objective(scores, target, users, None if vectors is not None else items, user_cf,
+                                  teacher_items, log_q, config, extra_teacher)
                 if align:  # cheap: every rank computes it for the whole global batch
                     loss = loss + config.align_weight * (
                         alignment_loss(module.user_prefix.id_prefix(user_cf[rows].to(device)),
@@ -230,23 +225,111 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
         save(epoch_done=True)
     run.stopping.restore_best(aligner)
     aligner.eval()
+    if config.head_epochs > 0:
+        record = _train_heads(towers, samples, user_cf, user_tokens, user_states, teacher_items, log_q, config,
+                              rng, group, extra_teacher)
+        if validate is not None:  # kept only if they rank the validation items better than the prefixes alone
+            by_weight = validate()
+            weight = max(by_weight, key=by_weight.get)
+            record["valid_ndcg@10"] = by_weight[weight]
+            record["kept"] = by_weight[weight] > run.stopping.best
+            if record["kept"]:
+                run.best_fusion = weight
+            else:
+                aligner.heads = None
+        run.log.append(record)
+        logger.info("output heads: %s", record)
     return AlignmentResult(run.log, run.best_fusion if run.stopping.best_state is not None else None)
 
 
+def _objective(scores: torch.Tensor, target: torch.Tensor, rows: np.ndarray, items: np.ndarray | None,
+               user_cf: torch.Tensor, teacher_items: torch.Tensor | None, log_q: torch.Tensor,
+               config: AlignmentConfig, extra_teacher: Callable | None) -> torch.Tensor:
+    """The ranking loss of scores (B, M) for samples ``rows`` against candidates ``items`` (``None``: the whole
+    catalogue), logQ-corrected for sampled candidates, mixed with the backbone's ranking when distilling."""
+    device = scores.device
+    candidates = None if items is None else torch.as_tensor(items, device=device)
+    correct = config.logq and candidates is not None
+    if correct:
+        scores = scores - log_q[candidates]
+    loss = ranking_loss(scores, target, config.loss)
+    if config.distill <= 0:
+        return loss
+    teacher = _teacher_scores(user_cf[rows].to(device), teacher_items, candidates) / config.distill_temperature
+    if extra_teacher is not None:
+        teacher = teacher + extra_teacher(rows, items).to(teacher)
+    if correct:
+        teacher = teacher - log_q[candidates]  # the same sampled candidates, the same correction
+    return (1 - config.distill) * loss + config.distill * distillation_loss(scores, teacher, 1.0)
+
+
+def _train_heads(towers: Towers, samples: AlignmentSamples, user_cf: torch.Tensor, user_tokens: list[list[int]],
+                 user_states: list[torch.Tensor] | None, teacher_items: torch.Tensor | None, log_q: torch.Tensor,
+                 config: AlignmentConfig, rng: np.random.Generator, group: Group,
+                 extra_teacher: Callable | None) -> dict:
+    """Train output heads (identity at the start) on the vectors the trained prefixes give; leaves them in
+    ``towers.aligner.heads`` and returns the stage's record.
+
+    The samples' users and the catalogue are encoded once, so a step runs no
+    LLM and costs a few small matrix products: many epochs are affordable.
+    Same objective and candidates as the prefixes' (the whole catalogue with
+    ``negatives="catalogue"``); Adam with a cosine decay to 0.
+    """
+    started = time.perf_counter()
+    aligner, device = towers.aligner, towers.llm.device
+    aligner.heads = None
+    users = group.sharded(lambda part: towers.encode("user", user_cf[part], [user_tokens[r] for r in part],
+                                                     pick(user_states, part)), len(samples)).to(device)
+    items = group.sharded(lambda part: towers.encode_items(part), towers.n_items).to(device)
+    heads = OutputHeads(users.shape[1]).to(device)
+    optimizer = torch.optim.Adam(heads.parameters(), lr=config.head_lr)
+    per_epoch = -(-len(samples) // config.batch_size)
+    total = config.head_epochs * per_epoch
+    decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+    scale = users.shape[1] ** -0.5
+    catalogue = config.negatives == "catalogue"
+    loss_sum = 0.0
+    for epoch in tqdm(range(1, config.head_epochs + 1), desc="output heads", unit="epoch",
+                      disable=not config.progress, leave=False):
+        order, loss_sum = rng.permutation(len(samples)), 0.0
+        for step in range(per_epoch):
+            rows = order[step * config.batch_size:(step + 1) * config.batch_size]
+            if catalogue:
+                candidates, target = None, samples.targets[rows]
+            else:
+                extra = rng.integers(0, towers.n_items, config.n_random_negatives)
+                candidates, target = np.unique(np.concatenate([samples.targets[rows], extra]), return_inverse=True)
+                target = target[:len(rows)]
+            h_i = heads("item", items if candidates is None else items[torch.as_tensor(candidates, device=device)])
+            scores = heads("user", users[torch.as_tensor(rows, device=device)]) @ h_i.T * scale
+            loss = _objective(scores, torch.as_tensor(target, device=device), rows, candidates, user_cf,
+                              teacher_items, log_q, config, extra_teacher)
+            _optimizer_step(heads, optimizer, loss, config, epoch, step + 1, heads=True)
+            decay.step()
+            loss_sum += float(loss.detach())
+    group.broadcast_module(heads)  # every rank trained the same heads; rank 0's are kept bit for bit
+    aligner.heads = heads.eval()
+    return {"stage": "output_heads", "epochs": config.head_epochs, "loss": loss_sum / per_epoch,
+            "seconds": time.perf_counter() - started, "samples": len(samples)}
+
+
 def _optimizer_step(aligner: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
-                    config: AlignmentConfig, epoch: int, step: int) -> None:
-    """Backward, NaN guards, clipping and the update; a non-finite loss or gradient stops with a clear error."""
+                    config: AlignmentConfig, epoch: int, step: int, heads: bool = False) -> None:
+    """Backward, NaN guards, clipping and the update; a non-finite loss or gradient stops with a clear error.
+    ``heads``: the module is the output heads (the messages name their epochs and learning rate)."""
+    lr = f"head_lr (now {config.head_lr})" if heads else f"lr (now {config.lr})"
+    epoch = f"output-head epoch {epoch}" if heads else f"epoch {epoch}"
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"the alignment loss became {float(loss.detach())} at epoch {epoch}, step {step}; "
-                                 f"lower lr (now {config.lr}) or max_grad_norm.")
+        raise FloatingPointError(f"the alignment loss became {float(loss.detach())} at {epoch}, step {step}; "
+                                 f"lower {lr} or max_grad_norm.")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     bad = [name for name, p in aligner.named_parameters()  # before clipping spreads a NaN
            if p.grad is not None and not torch.isfinite(p.grad).all()]
     if bad:
         raise FloatingPointError(
-            f"the gradient of {', '.join(bad)} became non-finite at epoch {epoch}, step {step} (the loss was "
-            f"{float(loss.detach()):.4g}); lower lr (now {config.lr}) or check the inputs."
+            f"the gradient of {', '.join(bad)} became non-finite at {epoch}, step {step} (the loss was "
+            f"{float(loss.detach()):.4g}); lower {lr} or check the inputs."
         )
     torch.nn.utils.clip_grad_norm_(aligner.parameters(), config.max_grad_norm)
     optimizer.step()

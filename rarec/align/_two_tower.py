@@ -11,6 +11,29 @@ from ..llm import FrozenLLM
 from ._projector import PrefixProjector
 
 
+class OutputHeads(nn.Module):
+    """A linear map (hidden -> hidden, with a bias) on each tower's output vector, starting as the identity.
+
+    Not in the paper: the frozen LLM's final-norm outputs are strongly
+    anisotropic, and a prefix alone reshapes them only so far; a linear map
+    trained after the prefixes, on their fixed vectors, lets the towers reach
+    their backbone's ranking (docs/benchmarks.md, "A linear head on the
+    towers' output").
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.user, self.item = nn.Linear(width, width), nn.Linear(width, width)
+        with torch.no_grad():
+            for layer in (self.user, self.item):
+                layer.weight.copy_(torch.eye(width))
+                layer.bias.zero_()
+
+    def forward(self, tower: str, vectors: torch.Tensor) -> torch.Tensor:
+        """``vectors`` (B, hidden) of ``"user"`` or ``"item"`` through that tower's map, in float32."""
+        return (self.user if tower == "user" else self.item)(vectors.float())
+
+
 class TwoTowerAligner(nn.Module):
     """The trainable alignment module of both towers.
 
@@ -20,16 +43,21 @@ class TwoTowerAligner(nn.Module):
     Parameters
     ----------
     user_prefix, item_prefix : PrefixProjector
+    heads : OutputHeads, optional
+        Linear maps of both towers' outputs (none: the LLM's output is the vector).
     """
 
-    def __init__(self, user_prefix: PrefixProjector, item_prefix: PrefixProjector) -> None:
+    def __init__(self, user_prefix: PrefixProjector, item_prefix: PrefixProjector,
+                 heads: OutputHeads | None = None) -> None:
         super().__init__()
         self.user_prefix = user_prefix
         self.item_prefix = item_prefix
+        self.heads = heads
 
     def encode(self, llm: FrozenLLM, tower: str, id_embeddings: torch.Tensor, tokens: Sequence[Sequence[int]],
                lower_states: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
-        """Vectors (B, hidden) of one tower for CF embeddings (B, K, d) and prompt tokens.
+        """Vectors (B, hidden) of one tower for CF embeddings (B, K, d) and prompt tokens (through the
+        output heads when there are any).
 
         The CF embeddings may sit on any device: they are moved to the module's.
 
@@ -41,7 +69,8 @@ class TwoTowerAligner(nn.Module):
         if projector.config.use_id:
             id_embeddings = id_embeddings.to(next(projector.parameters()).device)
         prefix = projector(id_embeddings if projector.config.use_id else None, batch_size=len(tokens))
-        return llm.forward(tokens, prefix, start=self.start(llm), lower_states=lower_states)
+        vectors = llm.forward(tokens, prefix, start=self.start(llm), lower_states=lower_states)
+        return vectors if self.heads is None else self.heads(tower, vectors)
 
     def tower(self, name: str) -> PrefixProjector:
         """The prefix projector of ``"user"`` or ``"item"``."""

@@ -1,0 +1,102 @@
+"""The output heads: trained after the prefixes on fixed vectors, kept only when validation says they help."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import rarec._estimator as estimator
+import rarec.align._trainer as trainer
+from rarec import RARecommender
+from rarec.align._two_tower import OutputHeads
+from rarec.testing import tiny_llm
+
+from ..test_estimator import small, synthetic_split
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, _, text = synthetic_split()
+    return X, text, tiny_llm(text)
+
+
+def scripted_validation(monkeypatch, scores):
+    """Validation NDCG@10 of each round, in order, instead of the measured one (the fusion weight 0 only)."""
+    rounds = iter(scores)
+    monkeypatch.setattr(estimator, "validation_ndcg", lambda *args, **kwargs: {0.0: next(rounds)})
+
+
+def test_heads_start_as_the_identity():
+    heads = OutputHeads(6)
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(heads("user", x), x)
+    torch.testing.assert_close(heads("item", x.double()), x)  # float32 out, whatever comes in
+
+
+def test_heads_that_raise_validation_are_kept_trained_and_saved(data, monkeypatch, tmp_path):
+    X, text, llm = data
+    scripted_validation(monkeypatch, [0.10, 0.20])  # one prefix epoch, then the heads
+    rec = small(llm, head_epochs=2).fit(X, item_text=text)
+    record = rec.training_log_[-1]
+    assert record["stage"] == "output_heads" and record["kept"] and record["valid_ndcg@10"] == 0.20
+    assert record["epochs"] == 2 and record["samples"] == 64 and record["seconds"] > 0
+    heads = rec.towers_.aligner.heads
+    assert heads is not None and not torch.allclose(heads.user.weight, torch.eye(heads.user.weight.shape[0]))
+    assert rec.n_trainable_parameters_ == rec.towers_.aligner.n_parameters  # the heads count as trained
+    # the fitted item vectors are the LLM's outputs through the item head
+    rec.towers_.aligner.heads = None
+    raw = rec.towers_.encode_items(np.arange(rec.n_items_))
+    rec.towers_.aligner.heads = heads
+    with torch.no_grad():
+        torch.testing.assert_close(rec.item_vectors_, heads("item", raw), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(rec.item_vectors_, raw, atol=1e-3)
+    ids, scores = rec.recommend(np.arange(10), k=5)
+    folder = rec.save(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["format_version"] == 3
+    back = RARecommender.load(folder, llm=llm)
+    assert back.towers_.aligner.heads is not None
+    ids_back, scores_back = back.recommend(np.arange(10), k=5)
+    assert np.array_equal(ids, ids_back) and np.allclose(scores, scores_back, atol=1e-5)
+    # vectors encoded after loading pass through the saved heads: they match the fitted ones
+    torch.testing.assert_close(back.towers_.encode_items(np.arange(5)), rec.item_vectors_[:5], atol=1e-4, rtol=1e-4)
+
+
+def test_heads_that_do_not_raise_validation_are_dropped(data, monkeypatch):
+    X, text, llm = data
+    scripted_validation(monkeypatch, [0.20, 0.10])
+    rec = small(llm, head_epochs=2).fit(X, item_text=text)
+    assert rec.training_log_[-1]["kept"] is False and rec.towers_.aligner.heads is None
+    scripted_validation(monkeypatch, [0.20])
+    plain = small(llm, head_epochs=0).fit(X, item_text=text)
+    assert all("stage" not in record for record in plain.training_log_)
+    torch.testing.assert_close(rec.item_vectors_, plain.item_vectors_)  # the prefixes alone, as without heads
+
+
+@pytest.mark.parametrize("negatives", ["in_batch", "catalogue"])
+def test_heads_train_on_the_prefixes_objective_for_head_epochs(data, monkeypatch, negatives):
+    X, text, llm = data
+    seen, original = [], trainer.ranking_loss
+
+    def spy(scores, target, loss):
+        seen.append((tuple(scores.shape), scores.requires_grad))
+        return original(scores, target, loss)
+
+    monkeypatch.setattr(trainer, "ranking_loss", spy)
+    scripted_validation(monkeypatch, [0.1, 0.2])
+    rec = small(llm, head_epochs=3, negatives=negatives, n_random_negatives=8).fit(X, item_text=text)
+    prefix_steps, head_steps = 64 // 16, 3 * (64 // 16)
+    assert len(seen) == prefix_steps + head_steps
+    if negatives == "catalogue":
+        assert all(shape == (16, rec.n_items_) for shape, _ in seen[prefix_steps:])
+    else:  # the batch's targets plus 8 random items, duplicates merged
+        assert all(shape[0] == 16 and shape[1] <= 16 + 8 for shape, _ in seen[prefix_steps:])
+
+
+def test_head_parameters_are_checked(data):
+    X, text, llm = data
+    with pytest.raises(ValueError, match="head_epochs"):
+        small(llm, head_epochs=-1).fit(X, item_text=text)
+    with pytest.raises(ValueError, match="head_lr"):
+        small(llm, head_lr=0.0).fit(X, item_text=text)
