@@ -106,6 +106,16 @@ def info(model_dir: Path | None) -> None:
     click.echo(f"{'model cache':<13} {cache_dir()}")
 
 
+def _alignment_summary(log: list[dict], best: float) -> str:
+    """``"2 epoch(s), output heads kept, best validation NDCG@10 0.1158"`` from a saved training log."""
+    epochs = sum("stage" not in record for record in log)
+    heads = [record for record in log if record.get("stage") == "output_heads"]
+    text = f"{epochs} epoch(s)"
+    if heads:
+        text += ", output heads " + ("dropped (no better on validation)" if heads[0].get("kept") is False else "kept")
+    return text + (f", best validation NDCG@10 {best:.4f}" if best >= 0 else "")
+
+
 def _describe_model(path: Path) -> None:
     """What a saved model is, read from its config.json alone (no weights, no LLM)."""
     from .. import RARecommender
@@ -128,7 +138,7 @@ def _describe_model(path: Path) -> None:
         ("llm", f"{llm.get('source', '?')} (config {llm.get('config_sha256', '?')}, weights {llm.get('weights_sha256', '?')})"),
         ("trainable", f"{fitted.get('n_trainable_parameters', 0):,} parameters "
                       f"({fitted.get('n_trainable_parameters', 0) / max(fitted.get('n_llm_parameters', 1), 1):.2%} of the LLM)"),
-        ("alignment", f"{len(log)} epoch(s), best validation NDCG@10 {best:.4f}" if best >= 0 else f"{len(log)} epoch(s)"),
+        ("alignment", _alignment_summary(log, best)),
         ("fit time", f"{fitted.get('fit_seconds', 0):.0f} s"),
         ("parameters", json.dumps(changed, sort_keys=True) if changed else "all defaults"),
     ]

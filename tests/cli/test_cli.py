@@ -161,6 +161,9 @@ def test_info_describes_a_saved_model(workspace):
     assert result.exit_code == 0, result.output
     assert re.search(r"^users\s+40 \(int ids\)", result.stdout, re.M)
     assert re.search(r"^backbone\s+sasrec", result.stdout, re.M)
+    # one prefix epoch, then the output heads (a default), kept or dropped by validation
+    assert re.search(r"^alignment\s+1 epoch\(s\), output heads (kept|dropped .*), best validation NDCG@10 0\.\d{4}$",
+                     result.stdout, re.M), result.stdout
 
 
 def _fails_with(args, pattern, code=1):
