@@ -42,10 +42,11 @@ from rarec.metrics import full_ranking_metrics
 from rarec.model_selection import leave_last_out
 
 BATCH = 16
-#: name -> (candidates, epochs, lr, schedule, distill[, text weight]): "sampled" is the estimator's default candidate
-#: set (the batch's targets + 64 random items, logQ-corrected), "full" every item of the catalogue. A text weight
-#: makes the teacher SASRec's logits plus that weight times the TF-IDF cosine of the sample's history and each
-#: candidate, in units of SASRec's score spread (objective_study's hybrid teacher).
+#: name -> (candidates, epochs, lr, schedule, distill[, text weight[, teacher temperature]]): "sampled" is the
+#: estimator's default candidate set (the batch's targets + 64 random items, logQ-corrected), "full" every item of
+#: the catalogue. A text weight (None: none) makes the teacher SASRec's logits plus that weight times the TF-IDF
+#: cosine of the sample's history and each candidate, in units of SASRec's score spread (objective_study's hybrid
+#: teacher).
 HEADS = {
     "sampled, 3 epochs, lr 1e-3": ("sampled", 3, 1e-3, "constant", 0.9),
     "sampled, 3 epochs, lr 1e-3, cosine decay": ("sampled", 3, 1e-3, "cosine", 0.9),
@@ -57,6 +58,7 @@ HEADS = {
     "full softmax, 10 epochs, lr 1e-4, cosine decay": ("full", 10, 1e-4, "cosine", 0.9),
     "full softmax, 10 epochs, lr 1e-3, cosine decay, distill 0.5": ("full", 10, 1e-3, "cosine", 0.5),
     "sampled, 30 epochs, lr 1e-4, cosine decay, hybrid teacher 0.25": ("sampled", 30, 1e-4, "cosine", 0.9, 0.25),
+    "sampled, 30 epochs, lr 1e-4, cosine decay, teacher T 2": ("sampled", 30, 1e-4, "cosine", 0.9, None, 2.0),
 }
 
 
@@ -75,7 +77,7 @@ class Head(torch.nn.Module):
 
 
 def train_heads(user_vectors, targets, item_vectors, teacher_users, teacher_items, candidates, epochs, lr,
-                schedule, distill, seed, extras=64, extra_teacher=None):
+                schedule, distill, seed, extras=64, extra_teacher=None, temperature=1.0):
     """User and item heads trained on fixed vectors (samples' users, whole catalogue) with the alignment objective;
     ``extra_teacher(rows, items)`` is added to the teacher's logits when given."""
     generator = torch.Generator().manual_seed(seed)
@@ -98,7 +100,7 @@ def train_heads(user_vectors, targets, item_vectors, teacher_users, teacher_item
                 items, positive = torch.unique(torch.cat([target, extra]), return_inverse=True)
                 positive = positive[: len(target)]
             scores = user_head(user_vectors[rows]) @ item_head(item_vectors[items]).T * scale
-            teacher = teacher_users[rows] @ teacher_items[items].T
+            teacher = teacher_users[rows] @ teacher_items[items].T / temperature
             if extra_teacher is not None:
                 teacher = teacher + extra_teacher(rows, items)
             if candidates == "sampled":
@@ -223,14 +225,16 @@ def main() -> None:
         for name in args.heads.split(";"):
             for head_seed in map(int, args.head_seeds.split(",")):
                 settings = HEADS[name]
-                if len(settings) > 5 and "history_items" not in vectors:
+                text_weight = settings[5] if len(settings) > 5 else None
+                if text_weight is not None and "history_items" not in vectors:
                     print(f"skipped {name!r}: the cached vectors predate the saved histories", flush=True)
                     break
-                extra = text_teacher(vectors, texts, settings[5]) if len(settings) > 5 else None
+                extra = None if text_weight is None else text_teacher(vectors, texts, text_weight)
                 start = time.perf_counter()
                 user_head, item_head = train_heads(vectors["samples"], vectors["targets"], vectors["items"],
                                                    vectors["teacher_samples"], vectors["teacher_items"],
-                                                   *settings[:5], seed=head_seed, extra_teacher=extra)
+                                                   *settings[:5], seed=head_seed, extra_teacher=extra,
+                                                   temperature=settings[6] if len(settings) > 6 else 1.0)
                 train_s = time.perf_counter() - start
                 with torch.no_grad():
                     found = evaluate({k: user_head(v) for k, v in users.items()}, item_head(vectors["items"]))
