@@ -283,7 +283,8 @@ def _train_heads(towers: Towers, samples: AlignmentSamples, user_cf: torch.Tenso
     items = group.sharded(lambda part: towers.encode_items(part), towers.n_items).to(device)
     heads = OutputHeads(users.shape[1]).to(device)
     optimizer = torch.optim.Adam(heads.parameters(), lr=config.head_lr)
-    per_epoch = -(-len(samples) // config.batch_size)
+    batch = config.batch_size * group.size  # the prefixes' global batch: every rank trains the same heads
+    per_epoch = -(-len(samples) // batch)
     total = config.head_epochs * per_epoch
     decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
     scale = users.shape[1] ** -0.5
@@ -293,7 +294,7 @@ def _train_heads(towers: Towers, samples: AlignmentSamples, user_cf: torch.Tenso
                       disable=not config.progress, leave=False):
         order, loss_sum = rng.permutation(len(samples)), 0.0
         for step in range(per_epoch):
-            rows = order[step * config.batch_size:(step + 1) * config.batch_size]
+            rows = order[step * batch:(step + 1) * batch]
             if catalogue:
                 candidates, target = None, samples.targets[rows]
             else:

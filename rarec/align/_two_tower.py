@@ -12,7 +12,12 @@ from ._projector import PrefixProjector
 
 
 class OutputHeads(nn.Module):
-    """A linear map (hidden -> hidden, with a bias) on each tower's output vector, starting as the identity.
+    """A linear map (hidden -> hidden) on each tower's output vector, starting as the identity.
+
+    The user map has a bias (it adds an item-dependent term to the scores);
+    the item map has none: its bias would add the same amount to all of a
+    user's scores, which changes no ranking and no softmax, so its gradient
+    is zero and Adam would only amplify rounding noise into it.
 
     Not in the paper: the frozen LLM's final-norm outputs are strongly
     anisotropic, and a prefix alone reshapes them only so far; a linear map
@@ -23,11 +28,11 @@ class OutputHeads(nn.Module):
 
     def __init__(self, width: int) -> None:
         super().__init__()
-        self.user, self.item = nn.Linear(width, width), nn.Linear(width, width)
+        self.user, self.item = nn.Linear(width, width), nn.Linear(width, width, bias=False)
         with torch.no_grad():
             for layer in (self.user, self.item):
                 layer.weight.copy_(torch.eye(width))
-                layer.bias.zero_()
+            self.user.bias.zero_()
 
     def forward(self, tower: str, vectors: torch.Tensor) -> torch.Tensor:
         """``vectors`` (B, hidden) of ``"user"`` or ``"item"`` through that tower's map, in float32."""
