@@ -104,6 +104,18 @@ def text_features(texts, dim: int = TEXT_DIM) -> torch.Tensor:
     return torch.as_tensor(reduced, dtype=torch.float32)
 
 
+def lr_decay(optimizer, schedule: str, total: int):
+    """The learning rate throughout ("constant"), or decayed from it to 0 along a cosine over ``total`` steps."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 1.0 if schedule == "constant" else 0.5 * (1 + np.cos(np.pi * step / total)))
+
+
+def sampled_log_q(targets: torch.Tensor, n_items: int, extras: int) -> torch.Tensor:
+    """log of each item's expected draws per batch of BATCH targets plus ``extras`` uniform items (the logQ term)."""
+    draws = BATCH * np.bincount(targets.numpy(), minlength=n_items) / len(targets) + extras / n_items
+    return torch.as_tensor(np.log(np.maximum(draws, 1e-12)), dtype=torch.float32)
+
+
 def train_towers(user_cf, targets, item_cf, candidates, extras, distill, epochs, seed, temperature=1.0, text=None,
                  teacher_text=None, schedule="constant"):
     """Linear user and item towers trained on (user CF vector, next item) pairs; returns them.
@@ -120,11 +132,8 @@ def train_towers(user_cf, targets, item_cf, candidates, extras, distill, epochs,
     n_items, dim = item_in.shape
     user_tower, item_tower = torch.nn.Linear(dim, WIDTH), torch.nn.Linear(dim, WIDTH)
     optimizer = torch.optim.Adam([*user_tower.parameters(), *item_tower.parameters()], lr=LR)
-    total = epochs * -(-len(targets) // BATCH)
-    decay = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 1.0 if schedule == "constant" else 0.5 * (1 + np.cos(np.pi * step / total)))
-    draws = BATCH * np.bincount(targets.numpy(), minlength=n_items) / len(targets) + extras / n_items
-    log_q = torch.as_tensor(np.log(np.maximum(draws, 1e-12)), dtype=torch.float32)
+    decay = lr_decay(optimizer, schedule, epochs * -(-len(targets) // BATCH))
+    log_q = sampled_log_q(targets, n_items, extras)
     bank, step = None, 0
     for _ in range(epochs):
         for rows in torch.randperm(len(targets), generator=generator).split(BATCH):

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from common import DATASET_TITLES, dataset_suffix, read_dataset, write_section
+from objective_probe import BATCH, lr_decay, sampled_log_q
 from objective_study import BASE, DEFAULT_OBJECTIVE, HERE, reference_rows, shared_sasrec, user_subset
 
 from rarec import RARecommender
@@ -41,7 +42,6 @@ from rarec.data import ItemTextTable
 from rarec.metrics import full_ranking_metrics
 from rarec.model_selection import leave_last_out
 
-BATCH = 16
 #: name -> (candidates, epochs, lr, schedule, distill[, text weight[, teacher temperature]]): "sampled" is the
 #: estimator's default candidate set (the batch's targets + 64 random items, logQ-corrected), "full" every item of
 #: the catalogue. A text weight (None: none) makes the teacher SASRec's logits plus that weight times the TF-IDF
@@ -85,11 +85,8 @@ def train_heads(user_vectors, targets, item_vectors, teacher_users, teacher_item
     scale = width ** -0.5
     user_head, item_head = Head(width), Head(width)
     optimizer = torch.optim.Adam([*user_head.parameters(), *item_head.parameters()], lr=lr)
-    total = epochs * -(-len(targets) // BATCH)
-    decay = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 1.0 if schedule == "constant" else 0.5 * (1 + np.cos(np.pi * step / total)))
-    draws = BATCH * np.bincount(targets.numpy(), minlength=n_items) / len(targets) + extras / n_items
-    log_q = torch.as_tensor(np.log(np.maximum(draws, 1e-12)), dtype=torch.float32)
+    decay = lr_decay(optimizer, schedule, epochs * -(-len(targets) // BATCH))
+    log_q = sampled_log_q(targets, n_items, extras)
     for _ in range(epochs):
         for rows in torch.randperm(len(targets), generator=generator).split(BATCH):
             target = targets[rows]
