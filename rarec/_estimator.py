@@ -444,7 +444,7 @@ class RARecommender(RankingMixin, BaseEstimator):
         user_vectors[users] = group.sharded(lambda part: towers.encode_users(
             [histories[u] for u in users[part]], users[part], progress), len(users))
         towers.set_user_table(towers.user_cf_table(histories, users, log.n_users), known)
-        towers.item_states = None  # only needed while fitting
+        towers.item_states = towers.item_outputs = None  # only needed while fitting
 
         self.backbone_, self.towers_, self.seed_ = backbone, towers, seed
         self.users_, self.items_, self.n_users_, self.n_items_ = log.users, log.items, log.n_users, log.n_items

@@ -94,6 +94,9 @@ class Towers:
         self._fallback_cf: torch.Tensor | None = None
         #: Lower-layer states of the item prompts (prefixes in the top layers only), kept while fitting.
         self.item_states: list[torch.Tensor] | None = None
+        #: The catalogue's LLM outputs before the output heads, kept while fitting once the prefixes are final
+        #: (the heads' stage encodes them): later catalogue encodings only apply the heads.
+        self.item_outputs: torch.Tensor | None = None
 
     @classmethod
     def build(cls, backbone: CFBackbone, texts: Sequence[ItemText | None], prompts: PromptSettings,
@@ -209,9 +212,19 @@ class Towers:
         return out
 
     def encode_items(self, items: np.ndarray, progress: bool = False) -> torch.Tensor:
-        """Item vectors (len(items), hidden), from the cached lower-layer states while fitting."""
+        """Item vectors (len(items), hidden), from the cached lower-layer states (or the catalogue's cached
+        outputs, :attr:`item_outputs`) while fitting."""
+        if self.item_outputs is not None:
+            return self._through_heads("item", self.item_outputs[torch.as_tensor(items, dtype=torch.long)])
         return self.encode("item", self.item_cf[items], [self.item_tokens[i] for i in items],
                            states=pick(self.item_states, items), progress=progress)
+
+    @torch.no_grad()
+    def _through_heads(self, tower: str, outputs: torch.Tensor) -> torch.Tensor:
+        heads = self.aligner.heads
+        if heads is None:
+            return outputs.clone()
+        return heads(tower, outputs.to(next(heads.parameters()).device)).float().cpu()
 
     def encode_users(self, histories: Sequence[np.ndarray], users: np.ndarray, progress: bool = False) -> torch.Tensor:
         """User vectors (n, hidden) from histories (item indices); ``users`` are their indices (-1: unknown)."""
@@ -223,7 +236,7 @@ class Towers:
         """Append items unknown to the CF backbone (their ID prefix uses the mean CF item); returns their indices."""
         first = self.n_items
         self.texts += list(texts)
-        self._prompts, self._item_tokens = None, None
+        self._prompts, self._item_tokens, self.item_outputs = None, None, None
         self.item_cf = _with_cold_items(self.item_cf[:, 0], self.n_items)[:, None, :]
         return np.arange(first, self.n_items)
 
@@ -275,7 +288,7 @@ class Towers:
     def __getstate__(self) -> dict:
         # Pickles never carry the frozen LLM: it is reloaded (and checked) on first use.
         state = dict(self.__dict__)
-        state.update(_llm=None, _prompts=None, _item_tokens=None, item_states=None)
+        state.update(_llm=None, _prompts=None, _item_tokens=None, item_states=None, item_outputs=None)
         return state
 
     def __deepcopy__(self, memo: dict) -> Towers:

@@ -280,7 +280,10 @@ def _train_heads(towers: Towers, samples: AlignmentSamples, user_cf: torch.Tenso
     aligner.heads = None
     users = group.sharded(lambda part: towers.encode("user", user_cf[part], [user_tokens[r] for r in part],
                                                      pick(user_states, part)), len(samples)).to(device)
-    items = group.sharded(lambda part: towers.encode_items(part), towers.n_items).to(device)
+    towers.item_outputs = None
+    outputs = group.sharded(lambda part: towers.encode_items(part), towers.n_items)
+    towers.item_outputs = outputs  # the prefixes are final: later catalogue encodings only apply the heads
+    items = outputs.to(device)
     heads = OutputHeads(users.shape[1]).to(device)
     optimizer = torch.optim.Adam(heads.parameters(), lr=config.head_lr)
     batch = config.batch_size * group.size  # the prefixes' global batch: every rank trains the same heads

@@ -9,6 +9,7 @@ import torch
 import rarec._estimator as estimator
 import rarec.align._trainer as trainer
 from rarec import RARecommender
+from rarec.align import Towers
 from rarec.align._two_tower import OutputHeads
 from rarec.testing import tiny_llm
 
@@ -72,6 +73,25 @@ def test_heads_that_do_not_raise_validation_are_dropped(data, monkeypatch):
     plain = small(llm, head_epochs=0).fit(X, item_text=text)
     assert all("stage" not in record for record in plain.training_log_)
     torch.testing.assert_close(rec.item_vectors_, plain.item_vectors_)  # the prefixes alone, as without heads
+
+
+def test_heads_cost_no_extra_pass_of_the_catalogue_through_the_llm(data, monkeypatch):
+    """The heads' stage encodes the catalogue once; validation after it and the fit's final catalogue vectors
+    reuse those outputs, so a fit with heads sends exactly as many item prompts through the LLM as one without."""
+    X, text, llm = data
+    encoded, original = [], Towers.encode
+
+    def spy(self, tower, cf, tokens, *args, **kwargs):
+        if tower == "item":
+            encoded.append(len(tokens))
+        return original(self, tower, cf, tokens, *args, **kwargs)
+
+    monkeypatch.setattr(Towers, "encode", spy)
+    with_heads = small(llm, head_epochs=2).fit(X, item_text=text)
+    rows_with_heads, encoded[:] = sum(encoded), []
+    small(llm, head_epochs=0).fit(X, item_text=text)
+    assert rows_with_heads == sum(encoded) > 0
+    assert with_heads.towers_.item_outputs is None  # held only while fitting
 
 
 @pytest.mark.parametrize("negatives", ["in_batch", "catalogue"])
