@@ -42,11 +42,12 @@ from rarec.data import ItemTextTable
 from rarec.metrics import full_ranking_metrics
 from rarec.model_selection import leave_last_out
 
-#: name -> (candidates, epochs, lr, schedule, distill[, text weight[, teacher temperature]]): "sampled" is the
-#: estimator's default candidate set (the batch's targets + 64 random items, logQ-corrected), "full" every item of
-#: the catalogue. A text weight (None: none) makes the teacher SASRec's logits plus that weight times the TF-IDF
-#: cosine of the sample's history and each candidate, in units of SASRec's score spread (objective_study's hybrid
-#: teacher).
+#: name -> (candidates, epochs, lr, schedule, distill[, options]): "sampled" is the estimator's default candidate
+#: set (the batch's targets + 64 random items, logQ-corrected), "full" every item of the catalogue. Options:
+#: "text_weight" makes the teacher SASRec's logits plus that weight times the TF-IDF cosine of the sample's history
+#: and each candidate, in units of SASRec's score spread (objective_study's hybrid teacher); "temperature" divides
+#: SASRec's logits; "mlp" adds to each linear head a residual MLP with that many hidden units (GELU, last layer
+#: zero at the start, so step 0 is still the fitted model).
 HEADS = {
     "sampled, 3 epochs, lr 1e-3": ("sampled", 3, 1e-3, "constant", 0.9),
     "sampled, 3 epochs, lr 1e-3, cosine decay": ("sampled", 3, 1e-3, "cosine", 0.9),
@@ -57,33 +58,44 @@ HEADS = {
     "full softmax, 10 epochs, lr 1e-3, cosine decay": ("full", 10, 1e-3, "cosine", 0.9),
     "full softmax, 10 epochs, lr 1e-4, cosine decay": ("full", 10, 1e-4, "cosine", 0.9),
     "full softmax, 10 epochs, lr 1e-3, cosine decay, distill 0.5": ("full", 10, 1e-3, "cosine", 0.5),
-    "sampled, 30 epochs, lr 1e-4, cosine decay, hybrid teacher 0.25": ("sampled", 30, 1e-4, "cosine", 0.9, 0.25),
-    "sampled, 30 epochs, lr 1e-4, cosine decay, teacher T 2": ("sampled", 30, 1e-4, "cosine", 0.9, None, 2.0),
+    "sampled, 30 epochs, lr 1e-4, cosine decay, hybrid teacher 0.25": ("sampled", 30, 1e-4, "cosine", 0.9,
+                                                                       {"text_weight": 0.25}),
+    "sampled, 30 epochs, lr 1e-4, cosine decay, teacher T 2": ("sampled", 30, 1e-4, "cosine", 0.9,
+                                                              {"temperature": 2.0}),
+    "sampled, 30 epochs, lr 1e-4, cosine decay, + residual MLP 1024": ("sampled", 30, 1e-4, "cosine", 0.9,
+                                                                       {"mlp": 1024}),
 }
 
 
 class Head(torch.nn.Module):
-    """A linear map of one tower's vectors that starts as the identity."""
+    """A linear map of one tower's vectors that starts as the identity, optionally followed by a residual MLP
+    (``mlp`` hidden units) whose last layer starts at zero."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, mlp: int = 0) -> None:
         super().__init__()
         self.linear = torch.nn.Linear(width, width)
         with torch.no_grad():
             self.linear.weight.copy_(torch.eye(width))
             self.linear.bias.zero_()
+        self.mlp = None
+        if mlp:
+            self.mlp = torch.nn.Sequential(torch.nn.Linear(width, mlp), torch.nn.GELU(), torch.nn.Linear(mlp, width))
+            torch.nn.init.zeros_(self.mlp[2].weight)
+            torch.nn.init.zeros_(self.mlp[2].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x)
+        x = self.linear(x)
+        return x if self.mlp is None else x + self.mlp(x)
 
 
 def train_heads(user_vectors, targets, item_vectors, teacher_users, teacher_items, candidates, epochs, lr,
-                schedule, distill, seed, extras=64, extra_teacher=None, temperature=1.0):
+                schedule, distill, seed, extras=64, extra_teacher=None, temperature=1.0, mlp=0):
     """User and item heads trained on fixed vectors (samples' users, whole catalogue) with the alignment objective;
     ``extra_teacher(rows, items)`` is added to the teacher's logits when given."""
     generator = torch.Generator().manual_seed(seed)
     n_items, width = item_vectors.shape
     scale = width ** -0.5
-    user_head, item_head = Head(width), Head(width)
+    user_head, item_head = Head(width, mlp), Head(width, mlp)
     optimizer = torch.optim.Adam([*user_head.parameters(), *item_head.parameters()], lr=lr)
     decay = lr_decay(optimizer, schedule, epochs * -(-len(targets) // BATCH))
     log_q = sampled_log_q(targets, n_items, extras)
@@ -222,7 +234,8 @@ def main() -> None:
         for name in args.heads.split(";"):
             for head_seed in map(int, args.head_seeds.split(",")):
                 settings = HEADS[name]
-                text_weight = settings[5] if len(settings) > 5 else None
+                options = settings[5] if len(settings) > 5 else {}
+                text_weight = options.get("text_weight")
                 if text_weight is not None and "history_items" not in vectors:
                     print(f"skipped {name!r}: the cached vectors predate the saved histories", flush=True)
                     break
@@ -231,7 +244,8 @@ def main() -> None:
                 user_head, item_head = train_heads(vectors["samples"], vectors["targets"], vectors["items"],
                                                    vectors["teacher_samples"], vectors["teacher_items"],
                                                    *settings[:5], seed=head_seed, extra_teacher=extra,
-                                                   temperature=settings[6] if len(settings) > 6 else 1.0)
+                                                   temperature=options.get("temperature", 1.0),
+                                                   mlp=options.get("mlp", 0))
                 train_s = time.perf_counter() - start
                 with torch.no_grad():
                     found = evaluate({k: user_head(v) for k, v in users.items()}, item_head(vectors["items"]))

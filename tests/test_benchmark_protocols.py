@@ -109,3 +109,19 @@ def test_text_teacher_adds_the_scaled_tfidf_cosine_of_history_and_candidate(monk
     cosine = items[candidates] @ (profile / np.linalg.norm(profile))
     ratio = scores[1].numpy() / np.maximum(cosine, 1e-12)
     assert np.allclose(ratio[cosine > 1e-6], ratio[cosine > 1e-6][0], rtol=1e-4)
+
+
+def test_output_head_benchmark_heads_start_at_the_fitted_model_and_then_learn():
+    output_head = pytest.importorskip("output_head")
+    x = torch.randn(5, 12)
+    for mlp in (0, 16):  # linear, and linear + residual MLP: both the identity before training
+        torch.testing.assert_close(output_head.Head(12, mlp)(x), x)
+    generator = torch.Generator().manual_seed(0)
+    users, items = torch.randn(64, 12, generator=generator), torch.randn(30, 12, generator=generator)
+    targets = torch.randint(0, 30, (64,), generator=generator)
+    teacher_users, teacher_items = torch.randn(64, 4, generator=generator), torch.randn(30, 4, generator=generator)
+    user_head, item_head = output_head.train_heads(users, targets, items, teacher_users, teacher_items, "sampled",
+                                                   2, 1e-2, "cosine", 0.9, seed=0, extras=8, mlp=16)
+    assert user_head.mlp is not None and float(user_head.mlp[2].weight.abs().sum()) > 0  # the MLP trained
+    with torch.no_grad():
+        assert not torch.allclose(item_head(items), items)
