@@ -215,16 +215,11 @@ class Towers:
         """Item vectors (len(items), hidden), from the cached lower-layer states (or the catalogue's cached
         outputs, :attr:`item_outputs`) while fitting."""
         if self.item_outputs is not None:
-            return self._through_heads("item", self.item_outputs[torch.as_tensor(items, dtype=torch.long)])
+            outputs = self.item_outputs[torch.as_tensor(items, dtype=torch.long)]
+            with torch.no_grad():
+                return self.aligner.through_heads("item", outputs.to(self.llm.device)).float().cpu()
         return self.encode("item", self.item_cf[items], [self.item_tokens[i] for i in items],
                            states=pick(self.item_states, items), progress=progress)
-
-    @torch.no_grad()
-    def _through_heads(self, tower: str, outputs: torch.Tensor) -> torch.Tensor:
-        heads = self.aligner.heads
-        if heads is None:
-            return outputs.clone()
-        return heads(tower, outputs.to(next(heads.parameters()).device)).float().cpu()
 
     def encode_users(self, histories: Sequence[np.ndarray], users: np.ndarray, progress: bool = False) -> torch.Tensor:
         """User vectors (n, hidden) from histories (item indices); ``users`` are their indices (-1: unknown)."""

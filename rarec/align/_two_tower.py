@@ -75,6 +75,10 @@ class TwoTowerAligner(nn.Module):
             id_embeddings = id_embeddings.to(next(projector.parameters()).device)
         prefix = projector(id_embeddings if projector.config.use_id else None, batch_size=len(tokens))
         vectors = llm.forward(tokens, prefix, start=self.start(llm), lower_states=lower_states)
+        return self.through_heads(tower, vectors)
+
+    def through_heads(self, tower: str, vectors: torch.Tensor) -> torch.Tensor:
+        """One tower's LLM outputs (B, hidden) through its output head, or unchanged when there are no heads."""
         return vectors if self.heads is None else self.heads(tower, vectors)
 
     def tower(self, name: str) -> PrefixProjector:
