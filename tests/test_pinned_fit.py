@@ -7,6 +7,12 @@ output heads, ``head_epochs=0``), the "default" rows again when the output
 heads became a default (0.3.0); a refactoring that changes a single number of
 the fit fails here. Regenerate it only for a change meant to alter results,
 and say so in the changelog: ``python -m tests.test_pinned_fit``.
+
+Floats are compared to 1e-4 of each tensor's largest magnitude: CPUs with
+different vector units (AVX2 against AVX-512) round matrix products
+differently, which moved a prefix weight by 2e-6 of 0.13 when the reference
+was written elsewhere; a refactoring that changes the fit moves weights by
+orders of magnitude more, and the recommended ids must still match exactly.
 """
 
 from __future__ import annotations
@@ -56,7 +62,8 @@ def test_fit_matches_the_pinned_reference(name, tmp_path):
     assert sorted(got) == sorted(reference)
     for key, expected in reference.items():
         if expected.dtype.is_floating_point:
-            torch.testing.assert_close(got[key], expected, rtol=1e-5, atol=1e-6, msg=key)
+            scale = float(expected.abs().max()) if expected.numel() else 1.0
+            torch.testing.assert_close(got[key], expected, rtol=1e-4, atol=1e-4 * scale, msg=key)
         else:
             assert torch.equal(got[key], expected), key
 
