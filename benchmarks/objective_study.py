@@ -90,7 +90,10 @@ VARIANTS = {
     "default, no alignment loss": dict(DEFAULT_OBJECTIVE, align_weight=0.0),
     # session 13: a linear head per tower trained after the prefixes on their fixed vectors (output_head.py found
     # it lifts the fitted towers to SASRec's validation NDCG@10 on ML-100K); the estimator's default since then
-    "default + output heads (30 epochs)": dict(DEFAULT_OBJECTIVE, head_epochs=30),
+    "default + output heads (30 epochs)": dict(DEFAULT_OBJECTIVE, head_epochs=30, head_hidden=0),
+    # session 15: the heads with a residual MLP (1024 hidden units); output_head.py found it raises validation on
+    # fixed vectors of both ML-100K and Beauty
+    "default + output heads with a residual MLP (1024)": dict(DEFAULT_OBJECTIVE, head_epochs=30, head_hidden=1024),
 }
 
 #: Variants whose distillation teacher also knows the text (session 12): the backbone's logits plus this weight

@@ -47,7 +47,8 @@ from rarec.model_selection import leave_last_out
 #: "text_weight" makes the teacher SASRec's logits plus that weight times the TF-IDF cosine of the sample's history
 #: and each candidate, in units of SASRec's score spread (objective_study's hybrid teacher); "temperature" divides
 #: SASRec's logits; "mlp" adds to each linear head a residual MLP with that many hidden units (GELU, last layer
-#: zero at the start, so step 0 is still the fitted model).
+#: zero at the start, so step 0 is still the fitted model); "samples" trains on that fraction of the fit's samples
+#: (a seeded draw, the same for every head seed) to read how the heads' quality moves with their data.
 HEADS = {
     "sampled, 3 epochs, lr 1e-3": ("sampled", 3, 1e-3, "constant", 0.9),
     "sampled, 3 epochs, lr 1e-3, cosine decay": ("sampled", 3, 1e-3, "cosine", 0.9),
@@ -64,6 +65,12 @@ HEADS = {
                                                               {"temperature": 2.0}),
     "sampled, 30 epochs, lr 1e-4, cosine decay, + residual MLP 1024": ("sampled", 30, 1e-4, "cosine", 0.9,
                                                                        {"mlp": 1024}),
+    "sampled, 30 epochs, lr 1e-4, cosine decay, half the samples": ("sampled", 30, 1e-4, "cosine", 0.9,
+                                                                    {"samples": 0.5}),
+    "sampled, 60 epochs, lr 1e-4, cosine decay, half the samples": ("sampled", 60, 1e-4, "cosine", 0.9,
+                                                                    {"samples": 0.5}),
+    "sampled, 30 epochs, lr 1e-4, cosine decay, + residual MLP 1024, half the samples": (
+        "sampled", 30, 1e-4, "cosine", 0.9, {"mlp": 1024, "samples": 0.5}),
 }
 
 
@@ -239,10 +246,13 @@ def main() -> None:
                 if text_weight is not None and "history_items" not in vectors:
                     print(f"skipped {name!r}: the cached vectors predate the saved histories", flush=True)
                     break
-                extra = None if text_weight is None else text_teacher(vectors, texts, text_weight)
+                text = None if text_weight is None else text_teacher(vectors, texts, text_weight)
+                keep = torch.randperm(len(vectors["targets"]), generator=torch.Generator().manual_seed(0))
+                keep = keep[: round(options.get("samples", 1.0) * len(keep))].sort().values
+                extra = None if text is None else (lambda rows, items, text=text, keep=keep: text(keep[rows], items))
                 start = time.perf_counter()
-                user_head, item_head = train_heads(vectors["samples"], vectors["targets"], vectors["items"],
-                                                   vectors["teacher_samples"], vectors["teacher_items"],
+                user_head, item_head = train_heads(vectors["samples"][keep], vectors["targets"][keep], vectors["items"],
+                                                   vectors["teacher_samples"][keep], vectors["teacher_items"],
                                                    *settings[:5], seed=head_seed, extra_teacher=extra,
                                                    temperature=options.get("temperature", 1.0),
                                                    mlp=options.get("mlp", 0))

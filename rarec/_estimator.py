@@ -151,18 +151,28 @@ class RARecommender(RankingMixin, BaseEstimator):
     patience : int, default 2
         Epochs without better validation NDCG@10 before stopping.
     head_epochs : int, default 30
-        Not in the paper. After the prefixes, a linear map per tower (576 ×
-        576 with SmolLM2, starting as the identity) is trained on the
-        towers' output vectors for this many epochs, with the same
-        objective and samples: the samples' users and the catalogue are
-        encoded once, so no LLM runs while the heads train (about a minute
-        on ML-100K on a 2-core CPU). With validation items the heads are
-        kept only if they raise validation NDCG@10. On ML-100K they lifted
-        it from 0.1069 to 0.1127 on average over three seeds (SASRec:
-        0.1161; one seed gained almost nothing; docs/benchmarks.md).
-        0 trains no heads (the paper's towers).
+        Not in the paper. After the prefixes, a head per tower (a 576 ×
+        576 linear map with SmolLM2, starting as the identity, then the
+        residual MLP of ``head_hidden``) is trained on the towers' output
+        vectors for this many epochs, with the same objective and samples:
+        the samples' users and the catalogue are encoded once, so no LLM
+        runs while the heads train (about 2 minutes on ML-100K on a 2-core
+        CPU, half a minute for linear heads). With validation items the
+        heads are kept only if they raise validation NDCG@10. On ML-100K
+        linear heads lifted it from 0.1069 to 0.1127 on average over three
+        seeds (SASRec: 0.1161; one seed gained almost nothing;
+        docs/benchmarks.md). 0 trains no heads (the paper's towers).
     head_lr : float, default 1e-4
         Adam learning rate of the heads, decayed to 0 along a cosine.
+    head_hidden : int, default 1024
+        Not in the paper. Hidden units of a residual MLP after each linear
+        head (``x + W2 GELU(W1 x + b1)``, its last layer zero at the start,
+        so the heads still start as the identity); 0 keeps the heads linear.
+        On fixed vectors of one fit it raised validation NDCG@10 on both
+        benchmark datasets (three head seeds): Amazon Beauty 0.0454 to 0.0479
+        (SASRec 0.0525), ML-100K 0.1149 to 0.1167 (SASRec 0.1161). It makes
+        the heads' stage about five times slower (about 2 minutes on ML-100K
+        on a 2-core CPU; docs/benchmarks.md).
     k : int, default 10
         Length of ``predict`` lists and the cut-off of ``score``.
     ranking_memory_mb : float, default 1024
@@ -308,6 +318,7 @@ class RARecommender(RankingMixin, BaseEstimator):
         patience: int = 2,
         head_epochs: int = 30,
         head_lr: float = 1e-4,
+        head_hidden: int = 1024,
         k: int = 10,
         ranking_memory_mb: float = 1024,
         retrieval: str = "exact",
@@ -357,6 +368,7 @@ class RARecommender(RankingMixin, BaseEstimator):
         self.patience = patience
         self.head_epochs = head_epochs
         self.head_lr = head_lr
+        self.head_hidden = head_hidden
         self.k = k
         self.ranking_memory_mb = ranking_memory_mb
         self.retrieval = retrieval

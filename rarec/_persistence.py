@@ -46,8 +46,9 @@ FORMAT = "rarec-recommender"
 #: Bumped whenever a file's layout changes; a reader refuses folders from a newer format.
 #: 2: ``llm_spec`` describes the whole LLM and each tower's config holds its prefix ``depth``
 #: (format 1 wrote the prefix depth into ``llm_spec.n_layers``); 3: the aligner may hold output heads
-#: (``aligner.output_heads`` in the config, their weights under ``aligner.heads.*``). All three are read.
-FORMAT_VERSION = 3
+#: (``aligner.output_heads`` in the config, their weights under ``aligner.heads.*``); 4: the heads may end in a
+#: residual MLP (``aligner.output_head_hidden``, its weights under ``aligner.heads.{user,item}_mlp.*``). All are read.
+FORMAT_VERSION = 4
 CONFIG_FILE, WEIGHTS_FILE, TEXT_FILE = "config.json", "model.safetensors", "item_text.json"
 
 

@@ -242,7 +242,8 @@ class Towers:
         config = {"llm": self.llm_identity, "llm_spec": dataclasses.asdict(aligner.user_prefix.spec),
                   "aligner": {"user": dataclasses.asdict(aligner.user_prefix.config),
                               "item": dataclasses.asdict(aligner.item_prefix.config),
-                              "output_heads": aligner.heads is not None}}
+                              "output_heads": aligner.heads is not None,
+                              "output_head_hidden": 0 if aligner.heads is None else aligner.heads.hidden}}
         tensors = {f"aligner.{k}": v.detach().cpu().contiguous() for k, v in aligner.state_dict().items()}
         if self.cf_user_vectors is not None:
             tensors["cf_user_vectors"] = self.cf_user_vectors.contiguous()
@@ -254,7 +255,8 @@ class Towers:
                    backbone: CFBackbone, prompts: PromptSettings, source: LLMSource) -> Towers:
         """Towers from :meth:`to_state`'s output (the LLM is loaded on first use).
 
-        Reads every layout: format 3 (``aligner.output_heads`` says whether
+        Reads every layout: format 4 (``aligner.output_head_hidden``: the
+        heads' MLP width), format 3 (``aligner.output_heads`` says whether
         output heads were trained), format 2 (``llm_spec`` is the LLM's, each
         tower config has its prefix ``depth``) and format 1 (``llm_spec.n_layers``
         was the prefix depth). Raises ``KeyError``/``TypeError``/``ValueError``
@@ -269,7 +271,9 @@ class Towers:
                                        "rarec; load it with the rarec version that wrote it.")
             fields.setdefault("depth", spec.n_layers)  # format 1
             towers[name] = PrefixProjector(spec, PrefixConfig(**fields))
-        heads = OutputHeads(spec.hidden_size) if config["aligner"].get("output_heads", False) else None  # format 3
+        heads = None
+        if config["aligner"].get("output_heads", False):  # format 3; the MLP's width since format 4
+            heads = OutputHeads(spec.hidden_size, config["aligner"].get("output_head_hidden", 0))
         aligner = TwoTowerAligner(towers["user"], towers["item"], heads)
         try:
             aligner.load_state_dict({k.removeprefix("aligner."): v for k, v in tensors.items()

@@ -54,6 +54,7 @@ class AlignmentConfig:
     #: epochs of the output heads, trained after the prefixes on their fixed vectors (0: no heads)
     head_epochs: int = 30
     head_lr: float = 1e-4  # Adam, decayed to 0 along a cosine over the heads' steps
+    head_hidden: int = 1024  # hidden units of a residual MLP after each linear head (0: linear heads)
     lower_cache_mb: float = 2048  # budget for cached lower-layer states (items first, then samples)
     progress: bool = False
 
@@ -284,7 +285,9 @@ def _train_heads(towers: Towers, samples: AlignmentSamples, user_cf: torch.Tenso
     outputs = group.sharded(lambda part: towers.encode_items(part), towers.n_items)
     towers.item_outputs = outputs  # the prefixes are final: later catalogue encodings only apply the heads
     items = outputs.to(device)
-    heads = OutputHeads(users.shape[1]).to(device)
+    # the MLP's first layer is drawn from the fit's seed (linear heads draw nothing: their fits are unchanged)
+    generator = torch.Generator().manual_seed(int(rng.integers(2**31))) if config.head_hidden else None
+    heads = OutputHeads(users.shape[1], config.head_hidden, generator).to(device)
     optimizer = torch.optim.Adam(heads.parameters(), lr=config.head_lr)
     batch = config.batch_size * group.size  # the prefixes' global batch: every rank trains the same heads
     per_epoch = -(-len(samples) // batch)

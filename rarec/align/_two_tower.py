@@ -12,31 +12,59 @@ from ._projector import PrefixProjector
 
 
 class OutputHeads(nn.Module):
-    """A linear map (hidden -> hidden) on each tower's output vector, starting as the identity.
+    """A linear map (hidden -> hidden) on each tower's output vector, starting as the identity, optionally
+    followed by a residual MLP whose last layer starts at zero (so a new head is always the identity).
 
-    The user map has a bias (it adds an item-dependent term to the scores);
-    the item map has none: its bias would add the same amount to all of a
-    user's scores, which changes no ranking and no softmax, so its gradient
-    is zero and Adam would only amplify rounding noise into it.
+    The user maps have biases (they add an item-dependent term to the
+    scores); the item maps' output has none: a bias there would add the
+    same amount to all of a user's scores, which changes no ranking and no
+    softmax, so its gradient is zero and Adam would only amplify rounding
+    noise into it.
 
     Not in the paper: the frozen LLM's final-norm outputs are strongly
-    anisotropic, and a prefix alone reshapes them only so far; a linear map
-    trained after the prefixes, on their fixed vectors, lets the towers reach
-    their backbone's ranking (docs/benchmarks.md, "A linear head on the
-    towers' output").
+    anisotropic, and a prefix alone reshapes them only so far; a map
+    trained after the prefixes, on their fixed vectors, brings the towers
+    close to their backbone's ranking (docs/benchmarks.md, "A linear head on
+    the towers' output").
+
+    Parameters
+    ----------
+    width : int
+        The LLM's hidden size.
+    hidden : int, default 0
+        Hidden units of the residual MLP (``x + W2 GELU(W1 x + b1)`` after
+        the linear map); 0 keeps the heads linear.
+    generator : torch.Generator, optional
+        Draws the MLP's first layer (uniform in ±1/√width, as ``nn.Linear``
+        draws it), so that a seeded fit is reproducible.
     """
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, hidden: int = 0, generator: torch.Generator | None = None) -> None:
         super().__init__()
+        self.hidden = hidden
         self.user, self.item = nn.Linear(width, width), nn.Linear(width, width, bias=False)
         with torch.no_grad():
             for layer in (self.user, self.item):
                 layer.weight.copy_(torch.eye(width))
             self.user.bias.zero_()
+        self.user_mlp = self.item_mlp = None
+        if hidden:
+            self.user_mlp, self.item_mlp = (
+                nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width, bias=bias))
+                for bias in (True, False))
+            bound = width ** -0.5
+            with torch.no_grad():
+                for mlp in (self.user_mlp, self.item_mlp):
+                    nn.init.uniform_(mlp[0].weight, -bound, bound, generator=generator)
+                    nn.init.uniform_(mlp[0].bias, -bound, bound, generator=generator)
+                    nn.init.zeros_(mlp[2].weight)
+                nn.init.zeros_(self.user_mlp[2].bias)
 
     def forward(self, tower: str, vectors: torch.Tensor) -> torch.Tensor:
-        """``vectors`` (B, hidden) of ``"user"`` or ``"item"`` through that tower's map, in float32."""
-        return (self.user if tower == "user" else self.item)(vectors.float())
+        """``vectors`` (B, hidden) of ``"user"`` or ``"item"`` through that tower's head, in float32."""
+        linear, mlp = (self.user, self.user_mlp) if tower == "user" else (self.item, self.item_mlp)
+        vectors = linear(vectors.float())
+        return vectors if mlp is None else vectors + mlp(vectors)
 
 
 class TwoTowerAligner(nn.Module):
@@ -49,7 +77,7 @@ class TwoTowerAligner(nn.Module):
     ----------
     user_prefix, item_prefix : PrefixProjector
     heads : OutputHeads, optional
-        Linear maps of both towers' outputs (none: the LLM's output is the vector).
+        Maps of both towers' outputs (none: the LLM's output is the vector).
     """
 
     def __init__(self, user_prefix: PrefixProjector, item_prefix: PrefixProjector,

@@ -28,8 +28,10 @@ def scripted_validation(monkeypatch, scores):
     monkeypatch.setattr(estimator, "validation_ndcg", lambda *args, **kwargs: {0.0: next(rounds)})
 
 
-def test_heads_start_as_the_identity():
-    heads = OutputHeads(6)
+@pytest.mark.parametrize("hidden", [0, 8])
+def test_heads_start_as_the_identity(hidden):
+    heads = OutputHeads(6, hidden)
+    assert (heads.user_mlp is None) == (hidden == 0)
     x = torch.randn(3, 6)
     torch.testing.assert_close(heads("user", x), x)
     torch.testing.assert_close(heads("item", x.double()), x)  # float32 out, whatever comes in
@@ -55,13 +57,62 @@ def test_heads_that_raise_validation_are_kept_trained_and_saved(data, monkeypatc
     ids, scores = rec.recommend(np.arange(10), k=5)
     folder = rec.save(tmp_path / "m")
     config = json.loads((folder / "config.json").read_text())
-    assert config["format_version"] == 3
+    assert config["format_version"] == 4 and config["aligner"]["output_head_hidden"] == rec.head_hidden == 1024
     back = RARecommender.load(folder, llm=llm)
     assert back.towers_.aligner.heads is not None
     ids_back, scores_back = back.recommend(np.arange(10), k=5)
     assert np.array_equal(ids, ids_back) and np.allclose(scores, scores_back, atol=1e-5)
     # vectors encoded after loading pass through the saved heads: they match the fitted ones
     torch.testing.assert_close(back.towers_.encode_items(np.arange(5)), rec.item_vectors_[:5], atol=1e-4, rtol=1e-4)
+
+
+def test_linear_heads_are_saved_as_format_3_folders_were(data, monkeypatch, tmp_path):
+    X, text, llm = data
+    scripted_validation(monkeypatch, [0.10, 0.20])
+    rec = small(llm, head_epochs=2, head_hidden=0).fit(X, item_text=text)
+    heads = rec.towers_.aligner.heads
+    assert heads.hidden == 0 and heads.user_mlp is None and heads.item_mlp is None
+    folder = rec.save(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["aligner"]["output_head_hidden"] == 0
+    ids = rec.recommend(np.arange(10), k=5)[0]
+    # a format-3 folder (linear heads, before the MLP's width was written) reads the same
+    config["format_version"] = 3
+    del config["aligner"]["output_head_hidden"]
+    (folder / "config.json").write_text(json.dumps(config))
+    old = RARecommender.load(folder, llm=llm)
+    assert old.towers_.aligner.heads.hidden == 0
+    assert np.array_equal(ids, old.recommend(np.arange(10), k=5)[0])
+
+
+def test_mlp_heads_train_from_the_identity_and_survive_save_and_load(data, monkeypatch, tmp_path):
+    X, text, llm = data
+    scripted_validation(monkeypatch, [0.10, 0.20])
+    rec = small(llm, head_epochs=2, head_hidden=12).fit(X, item_text=text)
+    heads = rec.towers_.aligner.heads
+    assert heads.hidden == 12 and heads.user_mlp[0].out_features == heads.item_mlp[0].out_features == 12
+    for mlp in (heads.user_mlp, heads.item_mlp):  # the last layers start at zero and then learn
+        assert mlp[2].weight.abs().max() > 0
+    assert heads.item_mlp[2].bias is None  # an item-side output bias would not change any ranking
+    folder = rec.save(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["aligner"]["output_head_hidden"] == 12
+    back = RARecommender.load(folder, llm=llm)
+    assert back.towers_.aligner.heads.hidden == 12
+    ids, scores = rec.recommend(np.arange(10), k=5)
+    ids_back, scores_back = back.recommend(np.arange(10), k=5)
+    assert np.array_equal(ids, ids_back) and np.allclose(scores, scores_back, atol=1e-5)
+    torch.testing.assert_close(back.towers_.encode_items(np.arange(5)), rec.item_vectors_[:5], atol=1e-4, rtol=1e-4)
+
+
+def test_a_seeded_fit_draws_the_same_mlp_heads(data, monkeypatch):
+    X, text, llm = data
+    heads = []
+    for _ in range(2):
+        scripted_validation(monkeypatch, [0.10, 0.20])
+        heads.append(small(llm, head_epochs=1, head_hidden=8).fit(X, item_text=text).towers_.aligner.heads)
+    for (name, first), second in zip(heads[0].state_dict().items(), heads[1].state_dict().values()):
+        assert torch.equal(first, second), name
 
 
 def test_heads_that_do_not_raise_validation_are_dropped(data, monkeypatch):
@@ -120,3 +171,5 @@ def test_head_parameters_are_checked(data):
         small(llm, head_epochs=-1).fit(X, item_text=text)
     with pytest.raises(ValueError, match="head_lr"):
         small(llm, head_lr=0.0).fit(X, item_text=text)
+    with pytest.raises(ValueError, match="head_hidden"):
+        small(llm, head_hidden=-1).fit(X, item_text=text)
