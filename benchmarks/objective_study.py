@@ -94,6 +94,9 @@ VARIANTS = {
     # session 15: the heads with a residual MLP (1024 hidden units); output_head.py found it raises validation on
     # fixed vectors of both ML-100K and Beauty
     "default + output heads with a residual MLP (1024)": dict(DEFAULT_OBJECTIVE, head_epochs=30, head_hidden=1024),
+    # session 15: on fixed vectors the heads lost with half of their samples, so give them more than the prefixes'
+    "default + MLP heads + 5,000 head samples": dict(DEFAULT_OBJECTIVE, head_epochs=30, head_hidden=1024,
+                                                     head_samples=5000),
 }
 
 #: Variants whose distillation teacher also knows the text (session 12): the backbone's logits plus this weight

@@ -279,7 +279,9 @@ def render(result: dict) -> str:
              f"{result['fit_seed']}, {result['users']:,} users, {result['samples']:,} training samples; the fit took "
              f"{result['fit_s']:.0f} s, encoding its samples' and validation users' prompts once more "
              f"{result['encode_s']:.0f} s). Each head row: a 576 x 576 linear map per tower, starting at the "
-             "identity, trained on those fixed vectors; mean ± std over head seeds.", "",
+             "identity (\"+ residual MLP\": then a residual MLP whose last layer starts at zero; \"half the "
+             "samples\": trained on a seeded half of the fit's samples), trained on those fixed vectors; mean ± "
+             "std over head seeds.", "",
              "| towers | seeds | valid NDCG@10 | valid HR@100 | test NDCG@10 | test HR@100 | head training (s) |",
              "|---|---|---|---|---|---|---|"]
     ref = result["reference"]

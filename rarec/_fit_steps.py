@@ -71,6 +71,19 @@ def training_samples(rec: RARecommender, sequences: list[np.ndarray], texts: lis
     return select_random_samples(samples, rec.max_train_samples, rng), report
 
 
+def head_samples(rec: RARecommender, sequences: list[np.ndarray], chosen: AlignmentSamples,
+                 rng: np.random.Generator) -> AlignmentSamples | None:
+    """``rec.head_samples`` more samples for the output heads, uniform among those the prefixes do not train on
+    (all of them when fewer are left); ``None`` when none are asked for."""
+    if rec.head_samples == 0 or rec.head_epochs == 0:
+        return None
+    every = all_next_item_samples(sequences)
+    stride = max(len(seq) for seq in sequences) + 1
+    free = ~np.isin(every.users * stride + every.ends, chosen.users * stride + chosen.ends)
+    rest = every.subset(np.flatnonzero(free))
+    return select_random_samples(rest, rec.head_samples, rng)
+
+
 def make_checkpointer(rec: RARecommender, seed: int, log: InteractionLog, group: Group) -> FitCheckpointer | None:
     if rec.checkpoint_dir is None:
         return None

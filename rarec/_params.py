@@ -33,7 +33,8 @@ def validate_params(rec: RARecommender) -> None:
     for param, low in (("cf_epochs", 1), ("n_ctx", 0), ("n_id_tokens", 1), ("rank", 1), ("n_random_negatives", 0),
                        ("n_history_titles", 1), ("max_prompt_tokens", 4), ("max_history", 1), ("epochs", 1),
                        ("batch_size", 2), ("patience", 1), ("k", 1), ("verbose", 0), ("checkpoint_every", 1),
-                       ("bank_refresh", 1), ("head_epochs", 0), ("head_hidden", 0)):
+                       ("bank_refresh", 1), ("head_epochs", 0), ("head_hidden", 0),
+                       ("head_samples", 0)):
         check_int(getattr(rec, param), param, name, low)
     if rec.max_train_samples is not None:
         check_int(rec.max_train_samples, "max_train_samples", name, 1)

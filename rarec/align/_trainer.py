@@ -82,7 +82,7 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                     validate: Callable[[], dict[float, float]] | None = None,
                     checkpointer: Checkpointer | None = None,
                     extra_teacher: Callable[[np.ndarray, np.ndarray | None], torch.Tensor] | None = None,
-                    ) -> AlignmentResult:
+                    head_samples: AlignmentSamples | None = None) -> AlignmentResult:
     """Train ``towers.aligner`` on (history, next item) samples; keep the weights of the best validation round.
 
     Parameters
@@ -107,7 +107,13 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
         backbone, e.g. a text score. ``rows`` are the batch's indices into ``samples``; ``candidates`` the
         candidate items, or ``None`` for the whole catalogue. A research hook for benchmarks, not an
         estimator parameter.
+    head_samples : AlignmentSamples, optional
+        More samples for the output heads' stage only, beside ``samples``
+        (their users are encoded once, with no gradient, after the prefixes
+        are trained).
     """
+    if head_samples is not None and len(head_samples) and extra_teacher is not None:
+        raise ValueError("extra_teacher scores the rows of samples; it cannot be combined with head_samples.")
     group = group or Group()
     llm, aligner = towers.llm, towers.aligner
     device = llm.device
@@ -127,11 +133,7 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
     optimizer = torch.optim.AdamW(aligner.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scale = llm.spec.hidden_size ** -0.5  # a fixed temperature for final-norm dot products
     catalogue = config.negatives == "catalogue"
-    # logQ: how often each item is drawn as an in-batch candidate per batch (targets by their frequency among the
-    # samples, random extras uniformly); a candidate's logit minus its log gives an unbiased softmax estimate.
-    draws = (config.batch_size * group.size * np.bincount(samples.targets, minlength=towers.n_items) / len(samples)
-             + config.n_random_negatives / towers.n_items)
-    log_q = torch.as_tensor(np.log(np.maximum(draws, 1e-12)), dtype=torch.float32, device=device)
+    log_q = _log_q(samples.targets, towers.n_items, config, group, device)
     teacher_items = item_cf[:, 0].to(device).float() if config.distill > 0 else None  # (n_items, d), moved once
     saved = checkpointer.read_training() if checkpointer is not None else None
     if saved is not None:
@@ -227,6 +229,14 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
     run.stopping.restore_best(aligner)
     aligner.eval()
     if config.head_epochs > 0:
+        if head_samples is not None and len(head_samples):
+            more = [towers.window(sequences[u][:e]) for u, e in zip(head_samples.users, head_samples.ends)]
+            samples = AlignmentSamples(*(np.concatenate([a, b]) for a, b in zip(
+                (samples.users, samples.ends, samples.targets),
+                (head_samples.users, head_samples.ends, head_samples.targets))))
+            user_cf = torch.cat([user_cf, towers.user_cf(more, head_samples.users)])
+            user_tokens = user_tokens + [towers.prompts.user_tokens(h) for h in more]
+            log_q = _log_q(samples.targets, towers.n_items, config, group, device)
         record = _train_heads(towers, samples, user_cf, user_tokens, user_states, teacher_items, log_q, config,
                               rng, group, extra_teacher)
         if validate is not None:  # kept only if they rank the validation items better than the prefixes alone
@@ -241,6 +251,14 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
         run.log.append(record)
         logger.info("output heads: %s", record)
     return AlignmentResult(run.log, run.best_fusion if run.stopping.best_state is not None else None)
+
+
+def _log_q(targets: np.ndarray, n_items: int, config: AlignmentConfig, group: Group, device) -> torch.Tensor:
+    """log of how often each item is drawn as an in-batch candidate per batch: targets by their frequency among
+    the samples, random extras uniformly; a candidate's logit minus it gives an unbiased softmax estimate."""
+    draws = (config.batch_size * group.size * np.bincount(targets, minlength=n_items) / len(targets)
+             + config.n_random_negatives / n_items)
+    return torch.as_tensor(np.log(np.maximum(draws, 1e-12)), dtype=torch.float32, device=device)
 
 
 def _objective(scores: torch.Tensor, target: torch.Tensor, rows: np.ndarray, items: np.ndarray | None,
@@ -279,8 +297,12 @@ def _train_heads(towers: Towers, samples: AlignmentSamples, user_cf: torch.Tenso
     started = time.perf_counter()
     aligner, device = towers.aligner, towers.llm.device
     aligner.heads = None
-    users = group.sharded(lambda part: towers.encode("user", user_cf[part], [user_tokens[r] for r in part],
-                                                     pick(user_states, part)), len(samples)).to(device)
+    # the prefixes' samples (with their cached lower-layer states when there are any), then any head_samples
+    cached = 0 if user_states is None else len(user_states)
+    blocks = [(np.arange(cached), user_states), (np.arange(cached, len(samples)), None)]
+    users = torch.cat([group.sharded(lambda part, rows=rows, states=states: towers.encode(
+        "user", user_cf[rows[part]], [user_tokens[r] for r in rows[part]], pick(states, part)), len(rows))
+        for rows, states in blocks if len(rows)]).to(device)
     towers.item_outputs = None
     outputs = group.sharded(lambda part: towers.encode_items(part), towers.n_items)
     towers.item_outputs = outputs  # the prefixes are final: later catalogue encodings only apply the heads

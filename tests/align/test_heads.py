@@ -173,3 +173,45 @@ def test_head_parameters_are_checked(data):
         small(llm, head_lr=0.0).fit(X, item_text=text)
     with pytest.raises(ValueError, match="head_hidden"):
         small(llm, head_hidden=-1).fit(X, item_text=text)
+
+
+def test_head_samples_are_drawn_among_the_samples_the_prefixes_did_not_train_on():
+    from types import SimpleNamespace
+
+    from rarec._fit_steps import head_samples
+    from rarec.align import all_next_item_samples
+
+    sequences = [np.arange(6), np.arange(3, 12), np.arange(2)]
+    every = all_next_item_samples(sequences)
+    chosen = every.subset(np.arange(0, len(every), 2))
+    key = lambda s: set(zip(s.users.tolist(), s.ends.tolist()))  # noqa: E731
+    rec = SimpleNamespace(head_samples=3, head_epochs=30)
+    more = head_samples(rec, sequences, chosen, np.random.default_rng(0))
+    assert len(more) == 3 and not key(more) & key(chosen) and key(more) <= key(every)
+    rec.head_samples = 100  # more than are left: all of the rest
+    assert key(head_samples(rec, sequences, chosen, np.random.default_rng(0))) == key(every) - key(chosen)
+    rec.head_samples = 0
+    assert head_samples(rec, sequences, chosen, np.random.default_rng(0)) is None
+
+
+@pytest.mark.parametrize("prefix_layers", ["all", 1])
+def test_heads_train_on_the_prefixes_samples_and_the_head_samples(data, monkeypatch, prefix_layers):
+    X, text, _ = data
+    llm = tiny_llm(text, layers=3)  # prefix_layers=1: the prefixes' samples come with cached lower layers
+    shapes, original = [], trainer.ranking_loss
+
+    def spy(scores, target, loss):
+        shapes.append(tuple(scores.shape))
+        return original(scores, target, loss)
+
+    monkeypatch.setattr(trainer, "ranking_loss", spy)
+    scripted_validation(monkeypatch, [0.1, 0.2])
+    rec = small(llm, head_epochs=1, head_hidden=0, head_samples=40, prefix_layers=prefix_layers).fit(
+        X, item_text=text)
+    record = rec.training_log_[-1]
+    assert record["stage"] == "output_heads" and record["samples"] == 64 + 40
+    assert len(shapes) == 64 // 16 + -(-104 // 16)  # the prefixes' steps, then the heads' over 104 samples
+    scripted_validation(monkeypatch, [0.1])
+    plain = small(llm, head_epochs=0, head_samples=40, prefix_layers=prefix_layers).fit(X, item_text=text)
+    torch.testing.assert_close(plain.towers_.aligner.user_prefix.state_dict(),
+                               rec.towers_.aligner.user_prefix.state_dict())  # the prefixes never see them
