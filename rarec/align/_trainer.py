@@ -117,9 +117,7 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
     group = group or Group()
     llm, aligner = towers.llm, towers.aligner
     device = llm.device
-    histories = [towers.window(sequences[u][:e]) for u, e in zip(samples.users, samples.ends)]
-    user_cf = towers.user_cf(histories, samples.users)  # (S, K, d): the CF stage is frozen
-    user_tokens = [towers.prompts.user_tokens(h) for h in histories]
+    user_cf, user_tokens = _user_inputs(towers, samples, sequences)  # (S, K, d): the CF stage is frozen
     item_tokens, item_cf = towers.item_tokens, towers.item_cf
     setup_start = time.perf_counter()
     align = config.align_weight > 0 and aligner.user_prefix.config.use_id
@@ -230,12 +228,11 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
     aligner.eval()
     if config.head_epochs > 0:
         if head_samples is not None and len(head_samples):
-            more = [towers.window(sequences[u][:e]) for u, e in zip(head_samples.users, head_samples.ends)]
+            more_cf, more_tokens = _user_inputs(towers, head_samples, sequences)
             samples = AlignmentSamples(*(np.concatenate([a, b]) for a, b in zip(
                 (samples.users, samples.ends, samples.targets),
                 (head_samples.users, head_samples.ends, head_samples.targets))))
-            user_cf = torch.cat([user_cf, towers.user_cf(more, head_samples.users)])
-            user_tokens = user_tokens + [towers.prompts.user_tokens(h) for h in more]
+            user_cf, user_tokens = torch.cat([user_cf, more_cf]), user_tokens + more_tokens
             log_q = _log_q(samples.targets, towers.n_items, config, group, device)
         record = _train_heads(towers, samples, user_cf, user_tokens, user_states, teacher_items, log_q, config,
                               rng, group, extra_teacher)
@@ -251,6 +248,13 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
         run.log.append(record)
         logger.info("output heads: %s", record)
     return AlignmentResult(run.log, run.best_fusion if run.stopping.best_state is not None else None)
+
+
+def _user_inputs(towers: Towers, samples: AlignmentSamples, sequences: Sequence[np.ndarray],
+                 ) -> tuple[torch.Tensor, list[list[int]]]:
+    """The CF vectors (S, K, d) and prompt tokens of each sample's history window."""
+    histories = [towers.window(sequences[u][:e]) for u, e in zip(samples.users, samples.ends)]
+    return towers.user_cf(histories, samples.users), [towers.prompts.user_tokens(h) for h in histories]
 
 
 def _log_q(targets: np.ndarray, n_items: int, config: AlignmentConfig, group: Group, device) -> torch.Tensor:
