@@ -38,7 +38,7 @@ from common import DATASET_TITLES, SETTINGS, dataset_suffix, read_dataset, write
 import rarec._estimator as estimator
 from rarec import RARecommender
 from rarec.cf import CFBackbone, PopularityRecommender, TrainingConfig, make_backbone
-from rarec.metrics import full_ranking_metrics
+from rarec.metrics import full_ranking_metrics, paired_difference
 from rarec.model_selection import leave_last_out
 
 HERE = Path(__file__).resolve().parent
@@ -165,13 +165,23 @@ def reference_rows(backbone: CFBackbone, split, evaluated=None) -> dict:
     inner = leave_last_out(part.train, n_valid=0)
 
     def metrics(scorer, valid_scorer):
-        found = full_ranking_metrics(scorer, part.test, split.train, ks=[10, 100], metrics=["ndcg", "hr"])
+        found = full_ranking_metrics(scorer, part.test, split.train, ks=[10, 100], metrics=["ndcg", "hr"],
+                                     per_user=True)
         valid = full_ranking_metrics(valid_scorer, inner.test, inner.train, ks=[10], metrics=["ndcg"])
-        return {**found, "valid_ndcg@10": valid["ndcg@10"]}
+        found["users"] = part.test.users.ids[found["users"]]
+        return {**mean_and_per_user(found), "valid_ndcg@10": valid["ndcg@10"]}
 
     popular_before = PopularityRecommender().fit(leave_last_out(split.train, n_valid=0).train)
     return {"popularity": metrics(PopularityRecommender().fit(split.train).score_users, popular_before.score_users),
             "SASRec backbone": metrics(backbone.scorer(split.train), backbone.scorer(inner.train))}
+
+
+def mean_and_per_user(found: dict) -> dict:
+    """Per-user test metrics (keyed by user id) as their means plus, under "per_user", the lists sorted by user id,
+    so that any two rows of one data set can be compared user by user."""
+    order = np.argsort(found["users"], kind="stable")
+    per_user = {key: np.asarray(values)[order].tolist() for key, values in found.items()}
+    return {**{key: float(np.mean(values)) for key, values in found.items() if key != "users"}, "per_user": per_user}
 
 
 def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_scale: float = 1.0) -> dict:
@@ -183,7 +193,7 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
     with text_teacher(TEXT_TEACHERS.get(name)):
         rec.fit(split.train, item_text=text)
     fit_s = time.perf_counter() - start
-    test = rec.evaluate(split.test, ks=[10, 100], metrics=["ndcg", "hr"])
+    test = mean_and_per_user(rec.evaluate(split.test, ks=[10, 100], metrics=["ndcg", "hr"], per_user=True))
     heads = [r for r in rec.training_log_ if r.get("stage") == "output_heads"]
     log = [r for r in rec.training_log_ if "stage" not in r]  # the prefixes' epochs
     row = {"variant": name, "seed": seed, "params": params, "fit_s": fit_s,
@@ -269,7 +279,27 @@ def render(result: dict) -> str:
             lines.append(f"| RA-Rec: {REMOVED.get(name, name)} | {len(rows)} | {cell([r['valid_ndcg@10'] for r in rows])} | "
                          f"{cell([r['ndcg@10'] for r in rows])} | {cell([r['hr@100'] for r in rows])} | "
                          f"{statistics.mean(r['fit_s'] for r in rows):.0f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + paired_lines(result)) + "\n"
+
+
+def paired_lines(result: dict) -> list[str]:
+    """The rows that kept per-user test metrics, each compared user by user with the backbone: the mean per-user
+    difference ± its standard error (the seeds' values averaged per user first) and users better / worse."""
+    backbone = result["reference"].get("SASRec backbone", {}).get("per_user")
+    rows_by_variant = {name: [r["per_user"] for r in result["rows"] if r["variant"] == name and "per_user" in r]
+                       for name in list(VARIANTS) + list(REMOVED)}
+    if backbone is None or not any(rows_by_variant.values()):
+        return []
+    lines = ["", "Paired with the backbone on the same test users (RA-Rec − SASRec per user, the seeds averaged per "
+             "user first; ± one standard error; a gap within about two standard errors is noise):", "",
+             "| row | seeds | Δ test NDCG@10 | Δ test HR@100 | users better / worse (NDCG@10) |", "|---|---|---|---|---|"]
+    for name, runs in rows_by_variant.items():
+        if runs:
+            ndcg, hr = (paired_difference(runs, backbone, metric) for metric in ("ndcg@10", "hr@100"))
+            lines.append(f"| RA-Rec: {REMOVED.get(name, name)} | {len(runs)} | {ndcg['mean_difference']:+.4f} ± "
+                         f"{ndcg['standard_error']:.4f} | {hr['mean_difference']:+.4f} ± {hr['standard_error']:.4f} | "
+                         f"{ndcg['wins']} / {ndcg['losses']} |")
+    return lines
 
 
 def main() -> None:

@@ -217,24 +217,33 @@ class RankingMixin:
         return ids
 
     def evaluate(self, X: Any, ks: Sequence[int] = (10, 20, 100),
-                 metrics: Sequence[str] = ("hr", "ndcg", "mrr")) -> dict[str, float]:
-        """Full-ranking metrics of held-out interactions ``X``, averaged over them.
+                 metrics: Sequence[str] = ("hr", "ndcg", "mrr"), per_user: bool = False) -> dict[str, Any]:
+        """Full-ranking metrics of held-out interactions ``X``, averaged over their users.
 
         Every item is ranked for each held-out interaction's user, with the
         user's items from ``fit`` excluded; users are scored in blocks that
         stay within ``ranking_memory_mb``. Interactions whose user or item was
         not seen in ``fit`` cannot be ranked: they are left out with a warning.
 
+        With ``per_user=True`` each metric is an array with one value per
+        evaluated user, and ``"users"`` holds those users' ids in the same
+        order: two models evaluated on the same ``X`` can then be compared
+        user by user with :func:`rarec.metrics.paired_difference`.
+
         Returns
         -------
         dict
-            ``{"hr@10": ..., "ndcg@10": ..., ...}`` for every metric and cut-off.
+            ``{"hr@10": ..., "ndcg@10": ..., ...}`` for every metric and cut-off
+            (plus ``"users"`` with ``per_user``).
         """
         check_is_fitted(self, "item_vectors_")
         test = self._known_interactions(X)
         users_per_block = max(1, min(256, int(self.ranking_memory_mb * 2**20 / 4 / self.n_items_)))
-        return full_ranking_metrics(self._scores, test, self.seen_, ks=list(ks), metrics=list(metrics),
-                                    batch_size=users_per_block)
+        found = full_ranking_metrics(self._scores, test, self.seen_, ks=list(ks), metrics=list(metrics),
+                                     batch_size=users_per_block, per_user=per_user)
+        if per_user:
+            found["users"] = self.users_.ids[found["users"]]
+        return found
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean NDCG@k of held-out interactions ``X``; higher is better (scikit-learn's scorer convention).

@@ -125,3 +125,31 @@ def test_output_head_benchmark_heads_start_at_the_fitted_model_and_then_learn():
     assert user_head.mlp is not None and float(user_head.mlp[2].weight.abs().sum()) > 0  # the MLP trained
     with torch.no_grad():
         assert not torch.allclose(item_head(items), items)
+
+
+def test_objective_study_pairs_the_rows_with_the_backbone_user_by_user():
+    from types import SimpleNamespace
+
+    from rarec import RARecommender
+    from rarec.testing import tiny_llm
+
+    data = make_interactions(n_users=50, n_items=30, random_state=3)
+    split = leave_last_out(data.interactions, n_valid=0)
+    rec = RARecommender(llm=tiny_llm(data.item_text), backbone="bpr", cf_epochs=2, max_train_samples=32,
+                        sample_fraction=None, batch_size=16, device="cpu", random_state=0, verbose=0)
+    rec.fit(split.train, item_text=data.item_text)
+    backbone = SimpleNamespace(scorer=lambda train: rec._scores)  # the fit's own scores stand in for SASRec
+    reference = objective_study.reference_rows(backbone, split)["SASRec backbone"]
+    row = objective_study.mean_and_per_user(rec.evaluate(split.test, ks=[10, 100], metrics=["ndcg", "hr"],
+                                                         per_user=True))
+    assert row["per_user"]["users"] == reference["per_user"]["users"]  # the same users in the same order
+    assert row["per_user"]["users"] == sorted(row["per_user"]["users"])
+    assert row["ndcg@10"] == pytest.approx(reference["ndcg@10"]) and row["per_user"]["ndcg@10"] == \
+        pytest.approx(reference["per_user"]["ndcg@10"])
+    name = "default + output heads with a residual MLP (1024)"
+    better = dict(row["per_user"], **{"ndcg@10": [v + 0.1 for v in row["per_user"]["ndcg@10"]]})
+    result = {"reference": {"SASRec backbone": reference}, "rows": [{"variant": name, "per_user": better}]}
+    lines = objective_study.paired_lines(result)
+    assert f"| RA-Rec: {name} | 1 | +0.1000 ± 0.0000 | +0.0000 ± 0.0000 | 50 / 0 |" in lines
+    assert objective_study.paired_lines({"reference": {"SASRec backbone": reference}, "rows": [{"variant": name}]}) \
+        == []  # rows from before per-user metrics were kept are left out

@@ -88,3 +88,20 @@ def test_evaluate_scores_users_in_blocks_within_the_memory_budget(monkeypatch):
     rec.set_params(ranking_memory_mb=4 * 40 * 3 / 2**20)  # three users' scores at a time
     assert rec.evaluate(split.test.to_array()) == pytest.approx(whole)
     assert sizes == [3]
+
+
+def test_evaluate_per_user_returns_each_users_metrics_under_their_ids():
+    data = make_interactions(n_users=40, n_items=30, random_state=2)
+    split = leave_last_out(data.interactions, n_valid=0)
+    rec = RARecommender(llm=tiny_llm(data.item_text), backbone="bpr", cf_epochs=2, max_train_samples=16,
+                        sample_fraction=None, batch_size=8, device="cpu", random_state=0, verbose=0)
+    rec.fit(split.train, item_text=data.item_text)
+    mean = rec.evaluate(split.test, ks=[5])
+    per_user = rec.evaluate(split.test, ks=[5], per_user=True)
+    assert sorted(per_user["users"].tolist()) == sorted(split.test.users.ids[np.unique(split.test.user_codes)])
+    for key, value in mean.items():
+        assert per_user[key].mean() == pytest.approx(value)
+    # each user's value is that user's own: evaluating one user alone gives the same number
+    user = per_user["users"][3]
+    alone = split.test.subset(split.test.users.ids[split.test.user_codes] == user)
+    assert rec.evaluate(alone, ks=[5])["ndcg@5"] == pytest.approx(per_user["ndcg@5"][3])

@@ -1,5 +1,6 @@
 """Ranking metrics for recommendation: HR, NDCG, MRR and Recall at K."""
 
+from ._paired import paired_difference
 from ._ranking import (
     METRICS,
     full_ranking_metrics,
@@ -12,6 +13,7 @@ __all__ = [
     "METRICS",
     "full_ranking_metrics",
     "metrics_from_ranks",
+    "paired_difference",
     "ranks_against_candidates",
     "sampled_ranking_metrics",
 ]

@@ -14,7 +14,9 @@ From the ranks, per user, with ``T`` held-out items and ranks ``r_1..r_T``:
 - NDCG@K = ``sum_{r <= K} 1/log2(r + 1)`` / ``sum_{i=1}^{min(T, K)} 1/log2(i + 1)``
 - MRR@K = ``1 / min r`` if ``min r <= K`` else 0
 
-and each metric is the mean over users with at least one held-out item.
+and each metric is the mean over users with at least one held-out item
+(``per_user=True`` keeps one value per user instead, for paired comparisons
+of two models on the same users; see :func:`paired_difference`).
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ def ranks_against_candidates(
 
 def metrics_from_ranks(
     ranks: np.ndarray, pair_group: np.ndarray, ks: Iterable[int] = (10, 20, 100), metrics: Iterable[str] = METRICS,
-) -> dict[str, float]:
+    *, per_user: bool = False,
+) -> dict[str, Any]:
     """Average per-user metrics from the ranks of held-out pairs.
 
     Parameters
@@ -112,11 +115,15 @@ def metrics_from_ranks(
         The user (or any group id) each pair belongs to; metrics are averaged per group.
     ks : iterable of int
     metrics : iterable of {"hr", "ndcg", "mrr", "recall"}
+    per_user : bool, default False
+        Keep one value per group instead of the mean.
 
     Returns
     -------
     dict
-        ``{"hr@10": ..., "ndcg@10": ..., ...}``.
+        ``{"hr@10": ..., "ndcg@10": ..., ...}``: floats, or with ``per_user``
+        arrays with one value per group, in the order of the extra key
+        ``"users"`` (the sorted distinct groups).
     """
     ks = _check_ks(ks)
     metrics = tuple(metrics)
@@ -124,7 +131,7 @@ def metrics_from_ranks(
         if m not in METRICS:
             raise ValueError(f"unknown metric {m!r}; choose from {METRICS}.")
     ranks = np.asarray(ranks, dtype=np.int64)
-    _, group, n_targets = np.unique(np.asarray(pair_group), return_inverse=True, return_counts=True)
+    groups, group, n_targets = np.unique(np.asarray(pair_group), return_inverse=True, return_counts=True)
     group = group.reshape(-1)
     n_groups = n_targets.shape[0]
     if n_groups == 0:
@@ -132,7 +139,7 @@ def metrics_from_ranks(
     best = np.full(n_groups, np.iinfo(np.int64).max)
     np.minimum.at(best, group, ranks)
     gain = 1.0 / np.log2(ranks + 1.0)
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {"users": groups} if per_user else {}
     for k in ks:
         hit = ranks <= k
         n_hits = np.bincount(group, weights=hit, minlength=n_groups)
@@ -147,7 +154,7 @@ def metrics_from_ranks(
                 dcg = np.bincount(group, weights=gain * hit, minlength=n_groups)
                 ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))[np.minimum(n_targets, k) - 1]
                 value = dcg / ideal
-            out[f"{m}@{k}"] = float(value.mean())
+            out[f"{m}@{k}"] = value if per_user else float(value.mean())
     return out
 
 
@@ -160,7 +167,8 @@ def full_ranking_metrics(
     metrics: Iterable[str] = METRICS,
     ties: str = "first",
     batch_size: int = 256,
-) -> dict[str, float]:
+    per_user: bool = False,
+) -> dict[str, Any]:
     """Rank the whole catalogue for every test user and average HR/NDCG/MRR/Recall@K.
 
     Parameters
@@ -180,11 +188,16 @@ def full_ranking_metrics(
     ties : {"first", "pessimistic"}, default "first"
         How equal scores are ordered (see the module docstring).
     batch_size : int, default 256
+    per_user : bool, default False
+        Return each metric per test user instead of its mean (for a paired
+        comparison of two scorers, :func:`paired_difference`).
 
     Returns
     -------
     dict
-        ``{"hr@10": ..., "ndcg@10": ..., "mrr@10": ..., "recall@10": ..., ...}``.
+        ``{"hr@10": ..., "ndcg@10": ..., "mrr@10": ..., "recall@10": ..., ...}``:
+        floats, or with ``per_user`` one array per metric whose values follow
+        the user indices in the extra key ``"users"`` (ascending).
 
     Examples
     --------
@@ -221,7 +234,7 @@ def full_ranking_metrics(
             all_groups.append(batch[r.numpy()])
     if not all_ranks:
         raise ValueError("the test set holds no interactions to evaluate.")
-    return metrics_from_ranks(np.concatenate(all_ranks), np.concatenate(all_groups), ks, metrics)
+    return metrics_from_ranks(np.concatenate(all_ranks), np.concatenate(all_groups), ks, metrics, per_user=per_user)
 
 
 def sampled_ranking_metrics(
