@@ -33,13 +33,14 @@ import torch
 
 from common import DATASET_TITLES, dataset_suffix, read_dataset, write_section
 from objective_probe import BATCH, lr_decay, sampled_log_q
-from objective_study import BASE, DEFAULT_OBJECTIVE, HERE, reference_rows, shared_sasrec, user_subset
+from objective_study import (BASE, DEFAULT_OBJECTIVE, HERE, mean_and_per_user, reference_rows, shared_sasrec,
+                             user_subset)
 
 from rarec import RARecommender
 from rarec.align import (all_next_item_samples, distillation_loss, select_alignment_samples,
                          select_random_samples)
 from rarec.data import ItemTextTable
-from rarec.metrics import full_ranking_metrics
+from rarec.metrics import full_ranking_metrics, paired_difference
 from rarec.model_selection import leave_last_out
 
 #: name -> (candidates, epochs, lr, schedule, distill[, options]): "sampled" is the estimator's default candidate
@@ -152,13 +153,17 @@ def text_teacher(vectors: dict, texts, weight: float, n_probe: int = 1000):
 
 
 def ranking(user_vectors, item_vectors, valid, valid_train, test, test_train) -> dict:
+    """Validation NDCG@10 / HR@100, and test NDCG@10 / HR@100 with their per-user values (by user id, as
+    objective_study keeps them) for a paired comparison with the backbone."""
     def metrics(vectors, split_test, split_train):
-        return full_ranking_metrics(lambda u: vectors[u] @ item_vectors.T, split_test, split_train, ks=[10, 100],
-                                    metrics=["ndcg", "hr"])
+        found = full_ranking_metrics(lambda u: vectors[u] @ item_vectors.T, split_test, split_train, ks=[10, 100],
+                                     metrics=["ndcg", "hr"], per_user=True)
+        found["users"] = split_test.users.ids[found["users"]]
+        return mean_and_per_user(found)
     valid_found = metrics(user_vectors["valid"], valid, valid_train)
     test_found = metrics(user_vectors["test"], test, test_train)
     return {"valid_ndcg@10": valid_found["ndcg@10"], "valid_hr@100": valid_found["hr@100"],
-            "ndcg@10": test_found["ndcg@10"], "hr@100": test_found["hr@100"]}
+            "ndcg@10": test_found["ndcg@10"], "hr@100": test_found["hr@100"], "per_user": test_found["per_user"]}
 
 
 def fitted_vectors(data: Path, n_users: int | None, seed: int) -> tuple[dict, object, object]:
@@ -282,20 +287,31 @@ def render(result: dict) -> str:
              "identity (\"+ residual MLP\": then a residual MLP whose last layer starts at zero; \"half the "
              "samples\": trained on a seeded half of the fit's samples), trained on those fixed vectors; mean ± "
              "std over head seeds.", "",
-             "| towers | seeds | valid NDCG@10 | valid HR@100 | test NDCG@10 | test HR@100 | head training (s) |",
-             "|---|---|---|---|---|---|---|"]
+             "Paired Δ: RA-Rec − SASRec test NDCG@10 per user (the head seeds averaged per user first), mean ± one "
+             "standard error; within about two standard errors is noise.", "",
+             "| towers | seeds | valid NDCG@10 | valid HR@100 | test NDCG@10 | test HR@100 | paired Δ test NDCG@10 "
+             "| head training (s) |",
+             "|---|---|---|---|---|---|---|---|"]
     ref = result["reference"]
     for name in ("popularity", "SASRec backbone"):
         lines.append(f"| {name} | – | {ref[name]['valid_ndcg@10']:.4f} | – | {ref[name]['ndcg@10']:.4f} | "
-                     f"{ref[name]['hr@100']:.4f} | – |")
+                     f"{ref[name]['hr@100']:.4f} | – | – |")
+    backbone = ref["SASRec backbone"].get("per_user")
+
+    def paired(rows):
+        if backbone is None or not all("per_user" in r for r in rows):
+            return "–"
+        found = paired_difference([r["per_user"] for r in rows], backbone)
+        return f"{found['mean_difference']:+.4f} ± {found['standard_error']:.4f}"
+
     t = result["towers"]
     lines.append(f"| RA-Rec towers, no head | – | {t['valid_ndcg@10']:.4f} | {t['valid_hr@100']:.4f} | "
-                 f"{t['ndcg@10']:.4f} | {t['hr@100']:.4f} | – |")
+                 f"{t['ndcg@10']:.4f} | {t['hr@100']:.4f} | {paired([t])} | – |")
     for name in dict.fromkeys(r["head"] for r in result["rows"]):
         rows = [r for r in result["rows"] if r["head"] == name]
         lines.append(f"| + head: {name} | {len(rows)} | " + " | ".join(
             cell([r[k] for r in rows]) for k in ("valid_ndcg@10", "valid_hr@100", "ndcg@10", "hr@100"))
-            + f" | {statistics.mean(r['train_s'] for r in rows):.0f} |")
+            + f" | {paired(rows)} | {statistics.mean(r['train_s'] for r in rows):.0f} |")
     return "\n".join(lines) + "\n"
 
 

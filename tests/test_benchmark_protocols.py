@@ -153,3 +153,9 @@ def test_objective_study_pairs_the_rows_with_the_backbone_user_by_user():
     assert f"| RA-Rec: {name} | 1 | +0.1000 ± 0.0000 | +0.0000 ± 0.0000 | 50 / 0 |" in lines
     assert objective_study.paired_lines({"reference": {"SASRec backbone": reference}, "rows": [{"variant": name}]}) \
         == []  # rows from before per-user metrics were kept are left out
+    # output_head.py's rows pair with the same reference
+    output_head = pytest.importorskip("output_head")
+    users = {"valid": rec.user_vectors_, "test": rec.user_vectors_}
+    found = output_head.ranking(users, rec.item_vectors_, split.test, split.train, split.test, split.train)
+    assert found["per_user"]["users"] == reference["per_user"]["users"]
+    assert found["ndcg@10"] == pytest.approx(float(np.mean(found["per_user"]["ndcg@10"])))
