@@ -340,7 +340,7 @@ def main() -> None:
                 if done and not args.again:
                     continue
                 row = run_variant(name, seed, backbone, evaluated, text, log.n_users / n_users)
-                print(json.dumps(row), file=sys.stderr)
+                print(json.dumps({k: v for k, v in row.items() if k != "per_user"}), file=sys.stderr)
                 result["rows"] = [r for r in result["rows"] if r not in done] + [row]
                 results.parent.mkdir(parents=True, exist_ok=True)
                 results.write_text(json.dumps(result, indent=1) + "\n")

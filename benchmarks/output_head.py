@@ -242,7 +242,7 @@ def main() -> None:
         teacher = {"valid": vectors["teacher_valid"], "test": vectors["teacher_test"]}
         result["teacher_check"] = evaluate(teacher, vectors["teacher_items"])
         result["towers"] = evaluate(users, vectors["items"])
-        print(json.dumps({"towers": result["towers"], "teacher": result["teacher_check"]}), flush=True)
+        print(json.dumps({"towers": result["towers"]["ndcg@10"], "teacher": result["teacher_check"]["ndcg@10"]}), flush=True)
         for name in args.heads.split(";"):
             for head_seed in map(int, args.head_seeds.split(",")):
                 settings = HEADS[name]
@@ -266,7 +266,7 @@ def main() -> None:
                     found = evaluate({k: user_head(v) for k, v in users.items()}, item_head(vectors["items"]))
                 row = {"head": name, "seed": head_seed, "train_s": train_s, **found}
                 result["rows"] = [r for r in result["rows"] if (r["head"], r["seed"]) != (name, head_seed)] + [row]
-                print(json.dumps(row), flush=True)
+                print(json.dumps({k: v for k, v in row.items() if k != "per_user"}), flush=True)
                 results.parent.mkdir(parents=True, exist_ok=True)
                 results.write_text(json.dumps(result, indent=1) + "\n")
     write_section(args.output, render(json.loads(results.read_text())), marker="output-head" + suffix.replace("_", "-"))
