@@ -242,7 +242,8 @@ def main() -> None:
         teacher = {"valid": vectors["teacher_valid"], "test": vectors["teacher_test"]}
         result["teacher_check"] = evaluate(teacher, vectors["teacher_items"])
         result["towers"] = evaluate(users, vectors["items"])
-        print(json.dumps({"towers": result["towers"]["ndcg@10"], "teacher": result["teacher_check"]["ndcg@10"]}), flush=True)
+        print(json.dumps({"towers valid NDCG@10": result["towers"]["valid_ndcg@10"],
+                          "teacher valid NDCG@10": result["teacher_check"]["valid_ndcg@10"]}), flush=True)
         for name in args.heads.split(";"):
             for head_seed in map(int, args.head_seeds.split(",")):
                 settings = HEADS[name]
