@@ -72,6 +72,11 @@ HEADS = {
                                                                     {"samples": 0.5}),
     "sampled, 30 epochs, lr 1e-4, cosine decay, + residual MLP 1024, half the samples": (
         "sampled", 30, 1e-4, "cosine", 0.9, {"mlp": 1024, "samples": 0.5}),
+    # session 16: the default fit sits at the 30-minute budget; can the MLP heads train for less?
+    "sampled, 15 epochs, lr 1e-4, cosine decay, + residual MLP 1024": ("sampled", 15, 1e-4, "cosine", 0.9,
+                                                                       {"mlp": 1024}),
+    "sampled, 30 epochs, lr 1e-4, cosine decay, + residual MLP 256": ("sampled", 30, 1e-4, "cosine", 0.9,
+                                                                      {"mlp": 256}),
 }
 
 
