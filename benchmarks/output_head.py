@@ -108,7 +108,9 @@ def train_heads(user_vectors, targets, item_vectors, teacher_users, teacher_item
     generator = torch.Generator().manual_seed(seed)
     n_items, width = item_vectors.shape
     scale = width ** -0.5
-    user_head, item_head = Head(width, mlp), Head(width, mlp)
+    with torch.random.fork_rng():  # the MLP's first layers are drawn from the head seed (session 16; before, unseeded)
+        torch.manual_seed(seed)
+        user_head, item_head = Head(width, mlp), Head(width, mlp)
     optimizer = torch.optim.Adam([*user_head.parameters(), *item_head.parameters()], lr=lr)
     decay = lr_decay(optimizer, schedule, epochs * -(-len(targets) // BATCH))
     log_q = sampled_log_q(targets, n_items, extras)

@@ -123,6 +123,10 @@ def test_output_head_benchmark_heads_start_at_the_fitted_model_and_then_learn():
     user_head, item_head = output_head.train_heads(users, targets, items, teacher_users, teacher_items, "sampled",
                                                    2, 1e-2, "cosine", 0.9, seed=0, extras=8, mlp=16)
     assert user_head.mlp is not None and float(user_head.mlp[2].weight.abs().sum()) > 0  # the MLP trained
+    torch.rand(3)  # the global RNG moved: a head seed still draws the same MLP
+    again, _ = output_head.train_heads(users, targets, items, teacher_users, teacher_items, "sampled",
+                                       2, 1e-2, "cosine", 0.9, seed=0, extras=8, mlp=16)
+    torch.testing.assert_close(again.mlp[0].weight, user_head.mlp[0].weight)
     with torch.no_grad():
         assert not torch.allclose(item_head(items), items)
 
