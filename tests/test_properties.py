@@ -2,23 +2,38 @@
 
 import numpy as np
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from rarec._errors import DataFormatError
 from rarec._topk import top_k
 from rarec.data import IdIndex, InteractionLog
 from rarec.metrics import full_ranking_metrics
 from rarec.model_selection import leave_last_out
 
 SETTINGS = settings(max_examples=60, deadline=None)
+
+
+def _as_number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
 int_ids = st.lists(st.integers(-10**12, 10**12), min_size=1, max_size=40, unique=True)
 str_ids = st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=40, unique=True)
 
 
 @SETTINGS
 @given(st.one_of(int_ids, str_ids))
+@example(["0", "+0"])
 def test_id_index_encode_decode_round_trip(ids):
-    index = IdIndex(ids)
+    try:
+        index = IdIndex(ids)
+    except DataFormatError:  # refused on purpose only when two strings write one number ("0" and "+0")
+        assert len({_as_number(i) for i in ids} - {None}) < sum(_as_number(i) is not None for i in ids)
+        return
     codes = index.encode(ids)
     assert codes.tolist() == list(range(len(ids)))
     assert index.decode(codes).tolist() == ids
