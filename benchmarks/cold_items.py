@@ -21,6 +21,11 @@ Rows:
   items from their text (their ID prefix is the mean CF item embedding);
 - text-only LLM: the same with ``use_id=False`` (no CF vector in any prompt).
 
+Every row keeps its per-user metrics (under the test users' ids), so that
+the LLM rows are also compared with TF-IDF user by user: HR@100's ratio of
+means (the issue's target) beside the mean per-user difference and its
+standard error.
+
 Results: benchmarks/results/cold_items_<data folder>.json; the docs section is
 written from it.
 """
@@ -40,11 +45,12 @@ import scipy.sparse as sp
 import torch
 
 from common import read_dataset, write_section
+from objective_study import mean_and_per_user, seeded_users, shared_sasrec
 
 from rarec import RARecommender
 from rarec.cf import PopularityRecommender
 from rarec.data import InteractionLog
-from rarec.metrics import full_ranking_metrics
+from rarec.metrics import full_ranking_metrics, paired_difference
 
 HERE = Path(__file__).resolve().parent
 KS, METRICS = (10, 100), ("hr", "ndcg")
@@ -107,8 +113,6 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     backbone. With ``args.users`` RA-Rec aligns on and encodes the test users plus seeded others up to that
     many (its cost on a CPU is mostly encoding users); the backbone saw every user either way.
     """
-    from objective_study import seeded_users, shared_sasrec
-
     raw_items, is_cold = train.items.decode(np.arange(train.n_items)), np.isin(np.arange(train.n_items), cold)
     warm_text = {raw_items[i]: t for i, t in enumerate(texts) if t is not None and not is_cold[i]}
     cold_text = {raw_items[i]: texts[i] for i in cold if texts[i] is not None}
@@ -129,9 +133,9 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     rec.fit(fitted_on, item_text=warm_text)
     rec.add_items(cold_text)
     held_out = list(zip(test.users.decode(test.user_codes), test.items.decode(test.item_codes)))
-    found = rec.evaluate(held_out, ks=KS, metrics=METRICS)
+    found = rec.evaluate(held_out, ks=KS, metrics=METRICS, per_user=True)
     return {"row": name, "seed": seed, "seconds": time.perf_counter() - start,
-            "users": int(len(np.unique(fitted_on.user_codes))), **found}
+            "users": int(len(np.unique(fitted_on.user_codes))), **mean_and_per_user(found)}
 
 
 def results_path(data: Path) -> Path:
@@ -154,16 +158,15 @@ def run(args) -> dict:
     for name in args.rows.split(","):
         for seed in (map(int, args.seeds.split(",")) if name in ("rarec", "text_only") else [0]):
             start = time.perf_counter()
-            if name == "popularity":
-                found = full_ranking_metrics(PopularityRecommender().fit(train).score_users, test, seen,
-                                             ks=KS, metrics=METRICS)
-                row = {"row": name, "seed": seed, "seconds": time.perf_counter() - start, **found}
-            elif name == "tfidf":
-                found = full_ranking_metrics(tfidf_scorer(train, texts), test, seen, ks=KS, metrics=METRICS)
-                row = {"row": name, "seed": seed, "seconds": time.perf_counter() - start, **found}
+            if name in ("popularity", "tfidf"):
+                scorer = PopularityRecommender().fit(train).score_users if name == "popularity" \
+                    else tfidf_scorer(train, texts)
+                found = full_ranking_metrics(scorer, test, seen, ks=KS, metrics=METRICS, per_user=True)
+                found["users"] = log.users.decode(found["users"])  # ids, as the LLM rows' evaluate gives them
+                row = {"row": name, "seed": seed, "seconds": time.perf_counter() - start, **mean_and_per_user(found)}
             else:
                 row = llm_row(name, seed, train, test, texts, cold, args)
-            print(json.dumps(row), file=sys.stderr)
+            print(json.dumps({k: v for k, v in row.items() if k != "per_user"}), file=sys.stderr)
             result["rows"] = [r for r in result["rows"] if (r["row"], r["seed"]) != (name, seed)] + [row]
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(result, indent=1) + "\n")
@@ -187,7 +190,29 @@ def render(result: dict) -> str:
             lines.append(f"| {LABELS[name]} | {len(rows)} | " + " | ".join(
                 cell([r[m] for r in rows]) for m in ("hr@10", "ndcg@10", "hr@100", "ndcg@100"))
                 + f" | {statistics.mean(r['seconds'] for r in rows):.0f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + paired_lines(result)) + "\n"
+
+
+def paired_lines(result: dict) -> list[str]:
+    """Each LLM row that kept per-user metrics against TF-IDF on the same test users: HR@100's ratio of means (the
+    issue's target is 1.2x) and the per-user differences ± one standard error, the seeds averaged per user first."""
+    tfidf = next((r["per_user"] for r in result["rows"] if r["row"] == "tfidf" and "per_user" in r), None)
+    runs = {name: [r["per_user"] for r in result["rows"] if r["row"] == name and "per_user" in r]
+            for name in ("rarec", "text_only")}
+    if tfidf is None or not any(runs.values()):
+        return []
+    lines = ["", "Paired with TF-IDF on the same test users (LLM row − TF-IDF per user, the seeds averaged per user "
+             "first; ± one standard error):", "",
+             "| row | seeds | HR@100 ÷ TF-IDF's | Δ HR@100 | Δ NDCG@10 | users better / worse (HR@100) |",
+             "|---|---|---|---|---|---|"]
+    for name, per_user in runs.items():
+        if per_user:
+            hr, ndcg = (paired_difference(per_user, tfidf, metric) for metric in ("hr@100", "ndcg@10"))
+            ratio = np.mean([np.mean(p["hr@100"]) for p in per_user]) / np.mean(tfidf["hr@100"])
+            lines.append(f"| {LABELS[name]} | {len(per_user)} | {ratio:.2f}× | {hr['mean_difference']:+.4f} ± "
+                         f"{hr['standard_error']:.4f} | {ndcg['mean_difference']:+.4f} ± {ndcg['standard_error']:.4f} "
+                         f"| {hr['wins']} / {hr['losses']} |")
+    return lines
 
 
 def main() -> None:

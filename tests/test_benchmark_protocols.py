@@ -67,6 +67,23 @@ def test_cold_item_llm_row_ranks_the_cold_items_it_adds(tmp_path, monkeypatch):
     row = cold_items.llm_row("rarec", 0, train, test, texts, cold, args)
     assert row["users"] == 30 and 0.0 <= row["hr@100"] <= 1.0
     assert row["hr@100"] == 1.0  # 40 items: every cold item is within the top 100
+    # per-user metrics under the test users' ids, sorted, so that rows pair user by user with TF-IDF's
+    assert row["per_user"]["users"] == sorted(log.users.decode(pairs[:, 0]).tolist())
+    assert np.mean(row["per_user"]["ndcg@10"]) == pytest.approx(row["ndcg@10"])
+
+
+def test_cold_item_paired_table_sets_each_llm_row_against_tfidf_user_by_user():
+    users = [3, 5, 8, 9]
+    tfidf = {"users": users, "hr@100": [1.0, 0.0, 0.0, 1.0], "ndcg@10": [0.5, 0.0, 0.0, 0.0]}
+    seeds = [{"users": users, "hr@100": [1.0, 1.0, 0.0, 1.0], "ndcg@10": [0.5, 0.0, 0.0, 0.0]},
+             {"users": users, "hr@100": [1.0, 1.0, 1.0, 1.0], "ndcg@10": [0.5, 0.0, 0.0, 0.0]}]
+    result = {"rows": [{"row": "tfidf", "seed": 0, "per_user": tfidf},
+                       {"row": "rarec", "seed": 0}]  # a row from before per-user metrics: left out
+              + [{"row": "rarec", "seed": s, "per_user": p} for s, p in enumerate(seeds, 1)]}
+    (line,) = [row for row in cold_items.paired_lines(result) if row.startswith("| RA-Rec")]
+    # HR@100: 0.875 against 0.5; per user (seeds averaged) +0, +1, +0.5, +0 -> mean 0.375; 2 better, 0 worse
+    assert "| 2 | 1.75× | +0.3750 ± 0.2394 | +0.0000 ± 0.0000 | 2 / 0 |" in line
+    assert cold_items.paired_lines({"rows": [{"row": "tfidf", "seed": 0, "per_user": tfidf}]}) == []
 
 
 def test_text_teacher_adds_the_scaled_tfidf_cosine_of_history_and_candidate(monkeypatch):
