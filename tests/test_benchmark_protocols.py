@@ -180,3 +180,18 @@ def test_objective_study_pairs_the_rows_with_the_backbone_user_by_user():
     found = output_head.ranking(users, rec.item_vectors_, split.test, split.train, split.test, split.train)
     assert found["per_user"]["users"] == reference["per_user"]["users"]
     assert found["ndcg@10"] == pytest.approx(float(np.mean(found["per_user"]["ndcg@10"])))
+
+
+def test_paired_by_history_groups_users_by_length_and_pairs_each_group():
+    paired_by_history = pytest.importorskip("paired_by_history")
+    lengths = np.array([5, 40, 7, 90, 6, 60])
+    groups, edges = paired_by_history.quantile_groups(lengths, 2)
+    assert groups.tolist() == [0, 1, 0, 1, 0, 1] and edges[0] == 5 and edges[-1] == 90
+    users = np.arange(6)
+    reference = {"users": users, "ndcg@10": np.zeros(6), "hr@100": np.array([1.0, 1, 1, 1, 1, 1])}
+    runs = [{"users": users, "ndcg@10": np.array([0.5, 0, 0.5, 0, 0.5, 0]), "hr@100": np.ones(6)},
+            {"users": users, "ndcg@10": np.array([0.5, 0, 0.5, 0, 0.5, 0]), "hr@100": np.array([1.0, 0, 1, 0, 1, 0])}]
+    short, long = paired_by_history.paired_by_group(runs, reference, groups)
+    assert short["users"] == long["users"] == 3
+    assert short["ndcg@10"]["mean_difference"] == 0.5 and long["ndcg@10"]["mean_difference"] == 0.0
+    assert short["hr@100"]["mean_difference"] == 0.0 and long["hr@100"]["mean_difference"] == -0.5
