@@ -106,6 +106,17 @@ def tfidf_scorer(train: InteractionLog, texts):
     return score
 
 
+def warm_catalogue(train: InteractionLog, texts, cold: np.ndarray) -> tuple[InteractionLog, dict, dict]:
+    """The warm log re-indexed by raw ids (its catalogue holds the warm items only; ``add_items`` brings the cold
+    ones), and the warm and the cold items' texts keyed by raw id."""
+    raw_items, is_cold = train.items.decode(np.arange(train.n_items)), np.isin(np.arange(train.n_items), cold)
+    warm_text = {raw_items[i]: t for i, t in enumerate(texts) if t is not None and not is_cold[i]}
+    cold_text = {raw_items[i]: texts[i] for i in cold if texts[i] is not None}
+    warm = InteractionLog.from_any(list(zip(train.users.decode(train.user_codes), raw_items[train.item_codes],
+                                            train.timestamps)), user_index=train.users)
+    return warm, warm_text, cold_text
+
+
 def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, texts, cold, args) -> dict:
     """RA-Rec (or its text-only twin) fitted on the warm log, then ``add_items`` with the cold items' text.
 
@@ -113,12 +124,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     backbone. With ``args.users`` RA-Rec aligns on and encodes the test users plus seeded others up to that
     many (its cost on a CPU is mostly encoding users); the backbone saw every user either way.
     """
-    raw_items, is_cold = train.items.decode(np.arange(train.n_items)), np.isin(np.arange(train.n_items), cold)
-    warm_text = {raw_items[i]: t for i, t in enumerate(texts) if t is not None and not is_cold[i]}
-    cold_text = {raw_items[i]: texts[i] for i in cold if texts[i] is not None}
-    # re-indexed by raw ids, so that the catalogue holds the warm items only (add_items brings the cold ones)
-    warm = InteractionLog.from_any(list(zip(train.users.decode(train.user_codes), raw_items[train.item_codes],
-                                            train.timestamps)), user_index=train.users)
+    warm, warm_text, cold_text = warm_catalogue(train, texts, cold)
     backbone = shared_sasrec(warm, getattr(args, "cache", None) or HERE / "output" / f"cold_items_sasrec_{args.data.name}")
     fitted_on, scale = warm, 1.0
     if args.users is not None and args.users < warm.n_users:
