@@ -10,7 +10,11 @@ encodes the cold items from their text. Printed: how alike the cold items'
 vectors are (mean cosine after subtracting the catalogue's mean vector),
 their mean rank against the warm items' over every user, how many cold items
 an average user has in their top 100 (at random: cold share × 100), and the
-cold test of ``cold_items.py``. Nothing is written.
+cold test of ``cold_items.py``. With ``--neighbours K`` (default 10) the
+same again after each cold item's ID prefix is replaced by the mean CF
+embedding of the K warm items whose TF-IDF (title + categories) is closest
+to its own, and the cold items are re-encoded: does the ID path, which the
+trained towers rank through, carry the text's signal? Nothing is written.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cold_items import COLD_FRACTION, SPLIT_SEED, cold_split, warm_catalogue
+from cold_items import COLD_FRACTION, SPLIT_SEED, cold_split, tfidf_items, warm_catalogue
 from common import read_dataset
 
 from rarec import RARecommender
@@ -35,6 +39,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/ml-100k")
     parser.add_argument("--sample-fraction", type=float, default=0.01)
     parser.add_argument("--cf-epochs", type=int, default=30)
+    parser.add_argument("--neighbours", type=int, default=10,
+                        help="then give each cold item the mean CF embedding of this many TF-IDF-nearest warm items "
+                             "as its ID prefix and report again (0: skip)")
     args = parser.parse_args()
     log, text = read_dataset(args.data)
     texts = text.align(log.items, on_unknown="ignore")
@@ -45,10 +52,26 @@ def main() -> None:
     rec.fit(warm, item_text=warm_text)
     n_warm = rec.n_items_
     rec.add_items(cold_text)
+    print(f"fit + add_items: {time.perf_counter() - start:.0f} s; {n_warm} warm items, {rec.n_items_ - n_warm} cold")
+    held = [(log.users.decode([u])[0], log.items.decode([i])[0]) for u, i in pairs]
+    report(rec, n_warm, held, "ID prefix of a cold item: the mean CF item embedding (add_items)")
+    if args.neighbours:
+        towers = rec.towers_
+        items = tfidf_items(towers.texts)
+        similarity = (items[n_warm:] @ items[:n_warm].T).toarray()
+        nearest = np.argsort(-similarity, axis=1)[:, :args.neighbours]
+        cf = towers.item_cf[:n_warm, 0]
+        towers.item_cf[n_warm:, 0] = torch.stack([cf[torch.as_tensor(row)].mean(0) for row in nearest])
+        rec.item_vectors_[n_warm:] = towers.encode_items(np.arange(n_warm, rec.n_items_))
+        report(rec, n_warm, held, f"ID prefix of a cold item: the mean CF embedding of its {args.neighbours} "
+                                  "TF-IDF-nearest warm items")
+
+
+def report(rec: RARecommender, n_warm: int, held: list, label: str) -> None:
     vectors = rec.item_vectors_
     centred = torch.nn.functional.normalize(vectors - vectors.mean(0), dim=1)
     warm_v, cold_v = centred[:n_warm], centred[n_warm:]
-    print(f"fit + add_items: {time.perf_counter() - start:.0f} s; {n_warm} warm items, {len(cold_v)} cold")
+    print(f"\n{label}")
     print(f"mean centred cosine: warm-warm {(warm_v @ warm_v.T).mean():.3f}, cold-cold {(cold_v @ cold_v.T).mean():.3f},"
           f" warm-cold {(warm_v @ cold_v.T).mean():.3f}")
     rank = (rec.user_vectors_ @ vectors.T).argsort(1, descending=True).argsort(1).float()
@@ -56,9 +79,7 @@ def main() -> None:
           f" of {len(vectors)}")
     print(f"cold items in a user's top 100: {(rank[:, n_warm:] < 100).float().sum(1).mean():.3f} on average "
           f"({100 * len(cold_v) / len(vectors):.1f} at random)")
-    held = [(log.users.decode([u])[0], log.items.decode([i])[0]) for u, i in pairs]
     print(f"cold test ({len(held)} users):", rec.evaluate(held, ks=(10, 100), metrics=("hr", "ndcg")))
-
 
 if __name__ == "__main__":
     main()
