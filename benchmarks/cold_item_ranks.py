@@ -10,11 +10,13 @@ encodes the cold items from their text. Printed: how alike the cold items'
 vectors are (mean cosine after subtracting the catalogue's mean vector),
 their mean rank against the warm items' over every user, how many cold items
 an average user has in their top 100 (at random: cold share × 100), and the
-cold test of ``cold_items.py``. With ``--neighbours K`` (default 10) the
-same again after each cold item's ID prefix is replaced by the mean CF
+cold test of ``cold_items.py``. With ``--neighbours K[,K...]`` (default 10)
+the same again after each cold item's ID prefix is replaced by the mean CF
 embedding of the K warm items whose TF-IDF (title + categories) is closest
-to its own, and the cold items are re-encoded: does the ID path, which the
-trained towers rank through, carry the text's signal? Nothing is written.
+to its own (as it is, then rescaled to the warm embeddings' mean norm, since
+a mean of K embeddings is shrunk), and the cold items are re-encoded: does
+the ID path, which the trained towers rank through, carry the text's
+signal? Nothing is written.
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/ml-100k")
     parser.add_argument("--sample-fraction", type=float, default=0.01)
     parser.add_argument("--cf-epochs", type=int, default=30)
-    parser.add_argument("--neighbours", type=int, default=10,
-                        help="then give each cold item the mean CF embedding of this many TF-IDF-nearest warm items "
-                             "as its ID prefix and report again (0: skip)")
+    parser.add_argument("--neighbours", default="10",
+                        help="comma-separated counts K: then give each cold item the mean CF embedding of its K "
+                             "TF-IDF-nearest warm items as its ID prefix (as it is, and rescaled to the warm items' "
+                             "mean norm) and report again; empty: skip")
     args = parser.parse_args()
     log, text = read_dataset(args.data)
     texts = text.align(log.items, on_unknown="ignore")
@@ -58,14 +61,17 @@ def main() -> None:
     if args.neighbours:
         towers = rec.towers_
         items = tfidf_items(towers.texts)
-        similarity = (items[n_warm:] @ items[:n_warm].T).toarray()
-        nearest = np.argsort(-similarity, axis=1)[:, :args.neighbours]
-        cf = towers.item_cf[:n_warm, 0]
-        towers.item_cf[n_warm:, 0] = torch.stack([cf[torch.as_tensor(row)].mean(0) for row in nearest])
-        rec.item_vectors_[n_warm:] = towers.encode_items(np.arange(n_warm, rec.n_items_))
-        report(rec, n_warm, held, f"ID prefix of a cold item: the mean CF embedding of its {args.neighbours} "
-                                  "TF-IDF-nearest warm items")
-
+        order = np.argsort(-(items[n_warm:] @ items[:n_warm].T).toarray(), axis=1)
+        cf = towers.item_cf[:n_warm, 0].clone()
+        typical_norm = cf.norm(dim=1).mean()
+        for k in map(int, args.neighbours.split(",")):
+            prefix = torch.stack([cf[torch.as_tensor(row[:k])].mean(0) for row in order])
+            for rescaled in (False, True):
+                towers.item_cf[n_warm:, 0] = prefix * typical_norm / prefix.norm(dim=1, keepdim=True) if rescaled \
+                    else prefix
+                rec.item_vectors_[n_warm:] = towers.encode_items(np.arange(n_warm, rec.n_items_))
+                report(rec, n_warm, held, f"ID prefix of a cold item: the mean CF embedding of its {k} TF-IDF-nearest "
+                                          "warm items" + (", rescaled to the warm items' mean norm" if rescaled else ""))
 
 def report(rec: RARecommender, n_warm: int, held: list, label: str) -> None:
     vectors = rec.item_vectors_
