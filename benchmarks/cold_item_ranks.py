@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cold_items import COLD_FRACTION, SPLIT_SEED, cold_split, tfidf_items, warm_catalogue
+from cold_items import COLD_FRACTION, SPLIT_SEED, as_log, cold_split, tfidf_items, warm_catalogue
 from common import read_dataset
 
 from rarec import RARecommender
@@ -56,7 +56,8 @@ def main() -> None:
     n_warm = rec.n_items_
     rec.add_items(cold_text)
     print(f"fit + add_items: {time.perf_counter() - start:.0f} s; {n_warm} warm items, {rec.n_items_ - n_warm} cold")
-    held = [(log.users.decode([u])[0], log.items.decode([i])[0]) for u, i in pairs]
+    test = as_log(pairs, log)
+    held = list(zip(test.users.decode(test.user_codes), test.items.decode(test.item_codes)))
     report(rec, n_warm, held, "ID prefix of a cold item: the mean CF item embedding (add_items)")
     if args.neighbours:
         towers = rec.towers_
@@ -73,6 +74,7 @@ def main() -> None:
                 report(rec, n_warm, held, f"ID prefix of a cold item: the mean CF embedding of its {k} TF-IDF-nearest "
                                           "warm items" + (", rescaled to the warm items' mean norm" if rescaled else ""))
 
+
 def report(rec: RARecommender, n_warm: int, held: list, label: str) -> None:
     vectors = rec.item_vectors_
     centred = torch.nn.functional.normalize(vectors - vectors.mean(0), dim=1)
@@ -86,6 +88,7 @@ def report(rec: RARecommender, n_warm: int, held: list, label: str) -> None:
     print(f"cold items in a user's top 100: {(rank[:, n_warm:] < 100).float().sum(1).mean():.3f} on average "
           f"({100 * len(cold_v) / len(vectors):.1f} at random)")
     print(f"cold test ({len(held)} users):", rec.evaluate(held, ks=(10, 100), metrics=("hr", "ndcg")))
+
 
 if __name__ == "__main__":
     main()
