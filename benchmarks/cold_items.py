@@ -18,7 +18,9 @@ Rows:
   its title and categories, a user the mean of their history's vectors,
   scored by cosine;
 - RA-Rec: fitted on the training log, then ``add_items`` encodes the cold
-  items from their text (their ID prefix is the mean CF item embedding);
+  items from their text (their ID prefix is the CF embedding of the warm
+  item nearest in TF-IDF of title and categories; the mean CF item embedding
+  up to rarec 0.2.0);
 - text-only LLM: the same with ``use_id=False`` (no CF vector in any prompt).
 
 Every row keeps its per-user metrics (under the test users' ids), so that

@@ -48,22 +48,35 @@ def with_new_items(fitted):
     return X, rec, copy.deepcopy(rec)  # the copy shares the frozen LLM
 
 
-def test_new_items_with_text_join_the_catalogue_with_the_mean_cf_embedding(with_new_items):
+def test_new_items_join_the_catalogue_with_the_cf_embedding_of_their_nearest_known_item(with_new_items):
     X, before, rec = with_new_items
     n = before.n_items_
     users = np.unique(X[:, 0])[:5]
     old_ids, old_scores = before.recommend(users, k=n)
-    rec.add_items({1001: ("A brand new film", ["Drama"]), 1002: "Another new film"})
+    twin = rec.towers_.texts[3]
+    rec.add_items({1001: (twin.title, list(twin.categories)), 1002: "zzqx unheardof"})
     assert rec.n_items_ == n + 2 and rec.item_vectors_.shape[0] == n + 2
     torch.testing.assert_close(rec.item_vectors_[:n], before.item_vectors_)  # nothing else moves
-    mean = before.towers_.item_cf[:, 0].mean(0)
-    torch.testing.assert_close(rec.towers_.item_cf[n:, 0], torch.stack([mean, mean]))
-    assert not torch.allclose(rec.item_vectors_[n], rec.item_vectors_[n + 1])  # their texts differ
+    cf = before.towers_.item_cf[:, 0]
+    torch.testing.assert_close(rec.towers_.item_cf[n, 0], cf[3])  # the same text as item 3: its embedding
+    torch.testing.assert_close(rec.towers_.item_cf[n + 1, 0], cf.mean(0))  # no word in common: the mean
+    assert not torch.allclose(rec.item_vectors_[n], rec.item_vectors_[n + 1])
     ids, scores = rec.recommend(users, k=n + 2)
     for row in range(len(users)):
         assert {1001, 1002} <= set(ids[row]) or None in ids[row]
         kept = [(i, s) for i, s in zip(ids[row], scores[row]) if i not in (1001, 1002)]
         assert [i for i, _ in kept] == list(old_ids[row])
+
+
+def test_an_added_items_prefix_does_not_depend_on_what_else_is_added(with_new_items):
+    _, before, rec = with_new_items
+    n = before.n_items_
+    rec.add_items({1001: "A brand new film", 1002: before.towers_.texts[5].title})
+    one_by_one = copy.deepcopy(before)
+    one_by_one.add_items({1002: before.towers_.texts[5].title})
+    one_by_one.add_items({1001: "A brand new film"})
+    torch.testing.assert_close(one_by_one.towers_.item_cf[n, 0], rec.towers_.item_cf[n + 1, 0])
+    torch.testing.assert_close(one_by_one.towers_.item_cf[n + 1, 0], rec.towers_.item_cf[n, 0])
 
 
 def test_a_history_may_name_new_items(with_new_items):
@@ -102,3 +115,32 @@ def test_added_items_survive_save_and_load(with_new_items, tmp_path):
     np.testing.assert_allclose(got[1], expected[1], rtol=1e-6)
     ids, _ = loaded.recommend(histories=[[1001]], k=3)  # the LLM is reloaded; the padded CF table too
     assert ids.shape == (1, 3)
+
+
+def test_nearest_known_items_by_title_and_categories(monkeypatch):
+    from rarec.align import _cold_items
+    from rarec.data import ItemText
+
+    known = [ItemText("Red Planet", ("space",)), None, ItemText("Blue Kitchen", ("cooking",)),
+             ItemText("Red Kitchen", ("cooking",))]
+    added = [ItemText("Blue Kitchen Nights", ("cooking",)), ItemText("Planet of Comets", ("space",)),
+             ItemText("Unrelated words", ()), ItemText("Red", ())]
+    expected = [2, 0, -1, 3]  # "Red" weighs more in item 3, whose other words are common
+    np.testing.assert_array_equal(_cold_items.nearest_known_items(known + added, len(known)), expected)
+    monkeypatch.setattr(_cold_items, "_CHUNK", 1)  # compared one at a time: the same answers
+    np.testing.assert_array_equal(_cold_items.nearest_known_items(known + added, len(known)), expected)
+    assert _cold_items.nearest_known_items(known, len(known)).shape == (0,)
+    np.testing.assert_array_equal(_cold_items.nearest_known_items([None, None] + added[:2], 2), [-1, -1])
+    twins = [ItemText("Red Planet"), ItemText("Red Planet"), ItemText("Red Planet")]
+    np.testing.assert_array_equal(_cold_items.nearest_known_items(twins, 2), [0])  # a tie: the lower index
+
+
+def test_with_cold_items_takes_the_neighbours_embedding_or_the_mean():
+    from rarec.align._cold_items import with_cold_items
+    from rarec.data import ItemText
+
+    embeddings = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    texts = [ItemText("Red Planet"), ItemText("Blue Kitchen"), ItemText("Blue Kitchen Nights"), ItemText("nothing")]
+    torch.testing.assert_close(with_cold_items(embeddings, texts),
+                               torch.tensor([[1.0, 0.0], [0.0, 3.0], [0.0, 3.0], [0.5, 1.5]]))
+    assert with_cold_items(embeddings, texts[:2]) is embeddings

@@ -3,8 +3,8 @@
 :class:`Towers` is what turns a user's history or an item into a vector. It
 holds everything that vector depends on — the frozen LLM (loaded lazily and
 checked against the one the module was trained with), the prompt builder and
-the item prompts' tokens, the CF item table (padded for items added after
-fit), the CF user table of the known users, and the trained
+the item prompts' tokens, the CF item table (extended for items added
+after fit, see :mod:`._cold_items`), the CF user table of the known users, and the trained
 :class:`TwoTowerAligner` — and nothing about training or ranking.
 """
 
@@ -24,6 +24,7 @@ from .._errors import LLMMismatchError, ModelFormatError
 from ..cf import CFBackbone
 from ..data import ItemText
 from ..llm import FrozenLLM, LLMSpec, PromptBuilder
+from ._cold_items import with_cold_items
 from ._projector import PrefixConfig, PrefixProjector
 from ._two_tower import OutputHeads, TwoTowerAligner
 
@@ -89,7 +90,7 @@ class Towers:
         self._llm = llm
         self._prompts: PromptBuilder | None = None
         self._item_tokens: list[list[int]] | None = None
-        self.item_cf = _with_cold_items(backbone.item_embeddings(), len(self.texts))[:, None, :]  # (n_items, 1, d)
+        self.item_cf = with_cold_items(backbone.item_embeddings(), self.texts)[:, None, :]  # (n_items, 1, d)
         self.cf_user_vectors: torch.Tensor | None = None  # (n_users, K, d), set by set_user_table
         self._fallback_cf: torch.Tensor | None = None
         #: Lower-layer states of the item prompts (prefixes in the top layers only), kept while fitting.
@@ -228,11 +229,13 @@ class Towers:
         return self.encode("user", self.user_cf(windows, users), tokens, progress=progress)
 
     def add_items(self, texts: Sequence[ItemText]) -> np.ndarray:
-        """Append items unknown to the CF backbone (their ID prefix uses the mean CF item); returns their indices."""
+        """Append items unknown to the CF backbone; returns their indices. Each one's ID prefix uses the CF
+        embedding of the known item closest in text (the mean CF item when none shares a word with it)."""
         first = self.n_items
         self.texts += list(texts)
         self._prompts, self._item_tokens, self.item_outputs = None, None, None
-        self.item_cf = _with_cold_items(self.item_cf[:, 0], self.n_items)[:, None, :]
+        known = self.item_cf[:self.backbone.n_items_, 0]
+        self.item_cf = with_cold_items(known, self.texts)[:, None, :]
         return np.arange(first, self.n_items)
 
     # ------------------------------------------------------------ persistence
@@ -301,14 +304,6 @@ class Towers:
         memo[id(self)] = new
         new.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return new
-
-
-def _with_cold_items(embeddings: torch.Tensor, n_items: int) -> torch.Tensor:
-    """CF item embeddings (n, d) padded to ``n_items`` rows with their mean: the fallback of items added later."""
-    missing = n_items - embeddings.shape[0]
-    if missing <= 0:
-        return embeddings
-    return torch.cat([embeddings, embeddings.mean(0, keepdim=True).expand(missing, -1)])
 
 
 def pick(states: Sequence[torch.Tensor] | None, rows: Any) -> list[torch.Tensor] | None:
