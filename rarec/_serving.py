@@ -161,15 +161,16 @@ class RankingMixin:
         """Add items that had no interactions in ``fit`` (cold start), described by their text.
 
         Each new item goes through the item tower with its title and
-        categories; since the CF backbone has no embedding for it, its ID
-        prefix is built from the mean CF item embedding (the documented
-        fallback). Afterwards ``recommend``, ``predict`` and ``evaluate`` rank
-        the new items with the others, and histories may name them (the CF
-        backbone skips them; the user prompt shows their titles). Saved models
-        keep them. Measured (docs/benchmarks.md, cold items): the trained
-        towers rank mostly through the ID prefix, so items added this way sit
-        among the average items and rarely reach a user's top 100; on Amazon
-        Beauty none did.
+        categories. The CF backbone has no embedding for it, so its ID prefix
+        is built from the CF embedding of the catalogue item whose text is
+        closest (cosine of TF-IDF vectors of title and categories, weighted
+        on the fitted catalogue's texts), or from the mean CF item embedding
+        when it shares no word with any. Afterwards ``recommend``,
+        ``predict`` and ``evaluate`` rank the new items with the others, and
+        histories may name them (the CF backbone skips them; the user prompt
+        shows their titles). Saved models keep them. The trained towers rank
+        mostly through the ID prefix, so an added item ranks roughly where
+        its text neighbour does (docs/benchmarks.md, cold items).
 
         Parameters
         ----------
