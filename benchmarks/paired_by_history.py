@@ -34,10 +34,12 @@ DEFAULT_VARIANT = "default + output heads with a residual MLP (1024)"
 METRICS = ("ndcg@10", "hr@100")
 
 
-def quantile_groups(lengths: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each user's group (0 = shortest histories) and the group edges: ``n_groups`` quantile bins of ``lengths``."""
+def quantile_groups(lengths: np.ndarray, n_groups: int) -> np.ndarray:
+    """Each user's group (0 = shortest histories): ``n_groups`` quantile bins of ``lengths`` (a user whose length
+    equals an inner edge goes to the group above it), numbered without the bins that tied edges leave empty."""
     edges = np.quantile(lengths, np.linspace(0, 1, n_groups + 1))
-    return np.clip(np.searchsorted(edges[1:-1], lengths, side="right"), 0, n_groups - 1), edges
+    bins = np.searchsorted(edges[1:-1], lengths, side="right")
+    return np.unique(bins, return_inverse=True)[1]
 
 
 def paired_by_group(runs: list[dict], reference: dict, groups: np.ndarray) -> list[dict]:
@@ -62,7 +64,7 @@ def history_lengths(data: Path, users: list) -> np.ndarray:
     return counts[train.users.encode(np.asarray(users))]
 
 
-def render(title: str, variant: str, seeds: int, edges: np.ndarray, table: list[dict]) -> str:
+def render(title: str, variant: str, seeds: int, lengths: np.ndarray, groups: np.ndarray, table: list[dict]) -> str:
     lines = [f"## Where the LLM score loses: paired with SASRec by history length ({title})", "",
              f"Written by `benchmarks/paired_by_history.py` from `objective_study.py`'s per-user test metrics: RA-Rec "
              f"\"{variant}\" ({seeds} seeds, averaged per user) − SASRec, per user, ± one standard error; users "
@@ -70,10 +72,8 @@ def render(title: str, variant: str, seeds: int, edges: np.ndarray, table: list[
              "not a result.", "",
              "| training interactions | users | Δ test NDCG@10 | Δ test HR@100 | users better / worse (NDCG@10) |",
              "|---|---|---|---|---|"]
-    # a user whose length equals an inner edge belongs to the group above it
-    bounds = [int(edges[0])] + [int(np.ceil(edge)) for edge in edges[1:-1]] + [int(edges[-1]) + 1]
     for group, row in enumerate(table):
-        low, high = bounds[group], bounds[group + 1] - 1
+        low, high = lengths[groups == group].min(), lengths[groups == group].max()
         ndcg, hr = row["ndcg@10"], row["hr@100"]
         lines.append(f"| {low}–{high} | {row['users']} | {ndcg['mean_difference']:+.4f} ± "
                      f"{ndcg['standard_error']:.4f} | {hr['mean_difference']:+.4f} ± {hr['standard_error']:.4f} | "
@@ -93,9 +93,11 @@ def main() -> None:
     reference = result["reference"].get("SASRec backbone", {}).get("per_user")
     if not runs or reference is None:
         raise SystemExit(f"no per-user rows for {args.variant!r} (or for SASRec) in the objective study's results")
-    groups, edges = quantile_groups(history_lengths(args.data, reference["users"]), args.groups)
+    lengths = history_lengths(args.data, reference["users"])
+    groups = quantile_groups(lengths, args.groups)
     table = paired_by_group(runs, reference, groups)
-    section = render(DATASET_TITLES.get(args.data.name, args.data.name), args.variant, len(runs), edges, table)
+    section = render(DATASET_TITLES.get(args.data.name, args.data.name), args.variant, len(runs), lengths, groups,
+                     table)
     print(section)
     write_section(args.output, section, marker=f"paired-by-history{dataset_suffix(args.data)}")
 

@@ -185,8 +185,10 @@ def test_objective_study_pairs_the_rows_with_the_backbone_user_by_user():
 def test_paired_by_history_groups_users_by_length_and_pairs_each_group():
     paired_by_history = pytest.importorskip("paired_by_history")
     lengths = np.array([5, 40, 7, 90, 6, 60])
-    groups, edges = paired_by_history.quantile_groups(lengths, 2)
-    assert groups.tolist() == [0, 1, 0, 1, 0, 1] and edges[0] == 5 and edges[-1] == 90
+    groups = paired_by_history.quantile_groups(lengths, 2)
+    assert groups.tolist() == [0, 1, 0, 1, 0, 1]
+    tied = np.array([3, 3, 3, 3, 3, 3, 50, 80])  # the first three quartile edges are all 3: two groups, not four
+    assert paired_by_history.quantile_groups(tied, 4).tolist() == [0, 0, 0, 0, 0, 0, 1, 1]
     users = np.arange(6)
     reference = {"users": users, "ndcg@10": np.zeros(6), "hr@100": np.array([1.0, 1, 1, 1, 1, 1])}
     runs = [{"users": users, "ndcg@10": np.array([0.5, 0, 0.5, 0, 0.5, 0]), "hr@100": np.ones(6)},
@@ -195,3 +197,5 @@ def test_paired_by_history_groups_users_by_length_and_pairs_each_group():
     assert short["users"] == long["users"] == 3
     assert short["ndcg@10"]["mean_difference"] == 0.5 and long["ndcg@10"]["mean_difference"] == 0.0
     assert short["hr@100"]["mean_difference"] == 0.0 and long["hr@100"]["mean_difference"] == -0.5
+    section = paired_by_history.render("toy", "default", 2, lengths, groups, [short, long])
+    assert "| 5–7 | 3 | +0.5000" in section and "| 40–90 | 3 |" in section
