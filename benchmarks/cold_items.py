@@ -46,7 +46,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from common import read_dataset, write_section
+from common import read_dataset, results_json, write_section
 from objective_study import mean_and_per_user, seeded_users, shared_sasrec
 
 from rarec import RARecommender
@@ -177,7 +177,7 @@ def run(args) -> dict:
             print(json.dumps({k: v for k, v in row.items() if k != "per_user"}), file=sys.stderr)
             result["rows"] = [r for r in result["rows"] if (r["row"], r["seed"]) != (name, seed)] + [row]
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result, indent=1) + "\n")
+            path.write_text(results_json(result))
     return result
 
 

@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: the CF training settings and the writer of docs sections.
+"""What the benchmark scripts share: the CF training settings, the results' JSON layout and the docs-section writer.
 
 Each script in ``benchmarks/`` is run from the repository root
 (``python benchmarks/NAME.py``), so this module is imported as ``common``.
@@ -6,6 +6,7 @@ Each script in ``benchmarks/`` is run from the repository root
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 # Training settings per backbone (RecBole's defaults where they exist; see docs/benchmarks.md).
@@ -44,3 +45,18 @@ def write_section(path: Path, section: str, marker: str = "cf-quality") -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block
     path.write_text(text)
+
+
+def results_json(result) -> str:
+    """``result`` as indented JSON, except that a list of plain values (per-user metrics, say) stays on one line,
+    so that results files stay short and their diffs readable."""
+    def encode(value, depth: int) -> str:
+        pad, inner = " " * depth, " " * (depth + 1)
+        if isinstance(value, dict) and value:
+            return "{\n" + ",\n".join(f"{inner}{json.dumps(str(k))}: {encode(v, depth + 1)}" for k, v in value.items()) \
+                + f"\n{pad}}}"
+        if isinstance(value, list | tuple) and any(isinstance(v, dict | list | tuple) for v in value):
+            return "[\n" + ",\n".join(inner + encode(v, depth + 1) for v in value) + f"\n{pad}]"
+        return json.dumps(value, default=str)
+
+    return encode(result, 0) + "\n"

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from common import DATASET_TITLES, SETTINGS, dataset_suffix, read_dataset, write_section
+from common import DATASET_TITLES, SETTINGS, dataset_suffix, read_dataset, results_json, write_section
 
 import rarec._estimator as estimator
 from rarec import RARecommender
@@ -350,7 +350,7 @@ def main() -> None:
                 print(json.dumps({k: v for k, v in row.items() if k != "per_user"}), file=sys.stderr)
                 result["rows"] = [r for r in result["rows"] if r not in done] + [row]
                 results.parent.mkdir(parents=True, exist_ok=True)
-                results.write_text(json.dumps(result, indent=1) + "\n")
+                results.write_text(results_json(result))
     write_section(args.output, render(result), marker="objective-study" + suffix.replace("_", "-"))
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import DATASET_TITLES, dataset_suffix, read_dataset, write_section
+from common import DATASET_TITLES, dataset_suffix, read_dataset, results_json, write_section
 from objective_probe import BATCH, lr_decay, sampled_log_q
 from objective_study import (BASE, DEFAULT_OBJECTIVE, HERE, mean_and_per_user, reference_rows, shared_sasrec,
                              user_subset)
@@ -276,7 +276,7 @@ def main() -> None:
                 result["rows"] = [r for r in result["rows"] if (r["head"], r["seed"]) != (name, head_seed)] + [row]
                 print(json.dumps({k: v for k, v in row.items() if k != "per_user"}), flush=True)
                 results.parent.mkdir(parents=True, exist_ok=True)
-                results.write_text(json.dumps(result, indent=1) + "\n")
+                results.write_text(results_json(result))
     write_section(args.output, render(json.loads(results.read_text())), marker="output-head" + suffix.replace("_", "-"))
 
 

@@ -1,5 +1,6 @@
 """The splits behind the benchmark figures: what each benchmark holds out and ranks is what its page says."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -199,3 +200,12 @@ def test_paired_by_history_groups_users_by_length_and_pairs_each_group():
     assert short["hr@100"]["mean_difference"] == 0.0 and long["hr@100"]["mean_difference"] == -0.5
     section = paired_by_history.render("toy", "default", 2, lengths, groups, [short, long])
     assert "| 5–7 | 3 | +0.5000" in section and "| 40–90 | 3 |" in section
+
+
+def test_results_json_keeps_lists_of_values_on_one_line_and_reads_back_the_same():
+    common = pytest.importorskip("common")
+    result = {"rows": [{"row": "tfidf", "seed": 0, "per_user": {"users": ["a", "b"], "hr@100": [0.0, 1.0]}}],
+              "machine": "x", "empty": {}, "nested": [[1, 2], [3]]}
+    text = common.results_json(result)
+    assert json.loads(text) == result
+    assert '"hr@100": [0.0, 1.0]' in text and text.endswith("}\n")
