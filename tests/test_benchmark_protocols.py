@@ -209,3 +209,14 @@ def test_results_json_keeps_lists_of_values_on_one_line_and_reads_back_the_same(
     text = common.results_json(result)
     assert json.loads(text) == result
     assert '"hr@100": [0.0, 1.0]' in text and text.endswith("}\n")
+
+
+def test_cold_items_pairs_tfidf_on_the_users_the_llm_row_evaluated():
+    cold_items = pytest.importorskip("cold_items")
+    tfidf = {"users": ["a", "b", "c"], "hr@100": [1.0, 0.0, 1.0], "ndcg@10": [0.5, 0.0, 0.2]}
+    assert cold_items.same_users(tfidf, ["c", "a"]) == {"users": ["c", "a"], "hr@100": [1.0, 1.0],
+                                                        "ndcg@10": [0.2, 0.5]}
+    llm = {"users": ["c", "a"], "hr@100": [0.0, 1.0], "ndcg@10": [0.0, 0.5]}
+    lines = "\n".join(cold_items.paired_lines({"rows": [{"row": "tfidf", "per_user": tfidf},
+                                                        {"row": "rarec", "per_user": llm}]}))
+    assert "| 0.50× | -0.5000" in lines
