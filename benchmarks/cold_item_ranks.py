@@ -6,7 +6,9 @@
 The cold split of ``cold_items.py`` (10% of the items held out of training,
 seed 0); one RA-Rec fit on the warm log with ``sample_fraction`` of the
 samples (default 1%, the CPU preset) and a short CF fit; then ``add_items``
-encodes the cold items from their text. Printed: how alike the cold items'
+encodes the cold items from their text (session 17 measured it with the
+mean CF item embedding as their ID prefix, the fallback of the time; now
+the nearest warm item's by text). Printed: how alike the cold items'
 vectors are (mean cosine after subtracting the catalogue's mean vector),
 their mean rank against the warm items' over every user, how many cold items
 an average user has in their top 100 (at random: cold share × 100), and the
@@ -58,7 +60,8 @@ def main() -> None:
     print(f"fit + add_items: {time.perf_counter() - start:.0f} s; {n_warm} warm items, {rec.n_items_ - n_warm} cold")
     test = as_log(pairs, log)
     held = list(zip(test.users.decode(test.user_codes), test.items.decode(test.item_codes)))
-    report(rec, n_warm, held, "ID prefix of a cold item: the mean CF item embedding (add_items)")
+    report(rec, n_warm, held, "ID prefix of a cold item: add_items' (the CF embedding of its TF-IDF-nearest warm "
+                              "item; the mean CF item embedding up to rarec 0.2.0)")
     if args.neighbours:
         towers = rec.towers_
         items = tfidf_items(towers.texts)

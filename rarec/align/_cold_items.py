@@ -4,10 +4,10 @@ An item added after ``fit`` (``RARecommender.add_items``) has a title and
 categories but no CF embedding, and the item tower needs one for its ID
 prefix. The trained towers rank mostly through that prefix, so the choice
 decides whether such an item can ever reach a user's top list: the mean CF
-item embedding (the fallback up to rarec 0.2.0) put it among the average items, which are never
-ranked high; the embedding of the known item whose text is closest (TF-IDF
-cosine over title and categories) puts it where that item is ranked
-(docs/benchmarks.md, cold items).
+item embedding (the fallback up to rarec 0.2.0) put it among the average
+items, which are never ranked high; the embedding of the known item whose
+text is closest (TF-IDF cosine over title and categories) puts it where
+that item is ranked (docs/benchmarks.md, cold items).
 
 The TF-IDF vocabulary and weights come from the known items' texts alone, so
 an added item's prefix depends only on its own text and the fitted catalogue:

@@ -231,11 +231,12 @@ class Towers:
     def add_items(self, texts: Sequence[ItemText]) -> np.ndarray:
         """Append items unknown to the CF backbone; returns their indices. Each one's ID prefix uses the CF
         embedding of the known item closest in text (the mean CF item when none shares a word with it)."""
-        first = self.n_items
+        first, n_known = self.n_items, self.backbone.n_items_
+        # only the new rows: an added item's prefix depends on the known items and its own text alone
+        added = with_cold_items(self.item_cf[:n_known, 0], self.texts[:n_known] + list(texts))[n_known:]
+        self.item_cf = torch.cat([self.item_cf, added[:, None, :]])
         self.texts += list(texts)
         self._prompts, self._item_tokens, self.item_outputs = None, None, None
-        known = self.item_cf[:self.backbone.n_items_, 0]
-        self.item_cf = with_cold_items(known, self.texts)[:, None, :]
         return np.arange(first, self.n_items)
 
     # ------------------------------------------------------------ persistence
