@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from cold_items import COLD_FRACTION, SPLIT_SEED, as_log, cold_split, tfidf_items, warm_catalogue
-from common import read_dataset
+from common import alignment_overrides, read_dataset
 
 from rarec import RARecommender
 
@@ -47,6 +47,9 @@ def main() -> None:
                         help="comma-separated counts K: then give each cold item the mean CF embedding of its K "
                              "TF-IDF-nearest warm items as its ID prefix (as it is, and rescaled to the warm items' "
                              "mean norm) and report again; empty: skip")
+    parser.add_argument("--id-dropout", type=float, default=0.0,
+                        help="train with this share of the batch's items given their text neighbour's CF embedding "
+                             "as ID prefix (AlignmentConfig.id_dropout)")
     args = parser.parse_args()
     log, text = read_dataset(args.data)
     texts = text.align(log.items, on_unknown="ignore")
@@ -54,7 +57,10 @@ def main() -> None:
     warm, warm_text, cold_text = warm_catalogue(train, texts, cold)
     start = time.perf_counter()
     rec = RARecommender(random_state=0, verbose=0, sample_fraction=args.sample_fraction, cf_epochs=args.cf_epochs)
-    rec.fit(warm, item_text=warm_text)
+    with alignment_overrides(id_dropout=args.id_dropout):
+        rec.fit(warm, item_text=warm_text)
+    print("validation NDCG@10 by round:", [round(r["valid_ndcg@10"], 4) for r in rec.training_log_
+                                          if "valid_ndcg@10" in r])
     n_warm = rec.n_items_
     rec.add_items(cold_text)
     print(f"fit + add_items: {time.perf_counter() - start:.0f} s; {n_warm} warm items, {rec.n_items_ - n_warm} cold")

@@ -6,6 +6,8 @@ Each script in ``benchmarks/`` is run from the repository root
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 from pathlib import Path
 
@@ -22,6 +24,20 @@ SETTINGS = {
 
 #: Short names of the shared data sets (folder name -> name in headings).
 DATASET_TITLES = {"ml-100k": "ML-100K", "amazon-beauty": "Amazon Beauty"}
+
+
+@contextlib.contextmanager
+def alignment_overrides(**fields):
+    """While open, RARecommender trains its alignment module with these ``AlignmentConfig`` fields replaced:
+    research options that are not estimator parameters (yet)."""
+    from rarec import _params
+
+    original = _params.alignment_config
+    _params.alignment_config = lambda rec, progress: dataclasses.replace(original(rec, progress), **fields)
+    try:
+        yield
+    finally:
+        _params.alignment_config = original
 
 
 def dataset_suffix(data: Path) -> str:

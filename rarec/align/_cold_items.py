@@ -35,11 +35,22 @@ def nearest_known_items(texts: Sequence[ItemText | None], n_known: int) -> np.nd
     ties go to the lower index. ``-1`` where an item shares no word with any
     known item's text (or no known item has text).
     """
+    return _nearest(texts, n_known, first=n_known)
+
+
+def nearest_other_items(texts: Sequence[ItemText | None]) -> np.ndarray:
+    """For each item, the index of the most similar *other* item by text (as :func:`nearest_known_items`, with
+    every item known): the ID an item borrows when training teaches the towers to rank items added later."""
+    return _nearest(texts, len(texts), first=0)
+
+
+def _nearest(texts: Sequence[ItemText | None], n_known: int, first: int) -> np.ndarray:
+    """The most similar of the first ``n_known`` items for each item from ``first`` on, never the item itself."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.preprocessing import normalize
 
     documents = [t.render() if t is not None else "" for t in texts]
-    nearest = np.full(len(documents) - n_known, -1, dtype=np.int64)
+    nearest = np.full(len(documents) - first, -1, dtype=np.int64)
     if not len(nearest):
         return nearest
     vectorizer = TfidfVectorizer(sublinear_tf=True)
@@ -49,8 +60,12 @@ def nearest_known_items(texts: Sequence[ItemText | None], n_known: int) -> np.nd
         return nearest
     known_t = known.T.tocsr()
     for begin in range(0, len(nearest), _CHUNK):
-        cold = normalize(vectorizer.transform(documents[n_known + begin:n_known + begin + _CHUNK]))
-        similarity = (cold @ known_t).tocsr()
+        query = normalize(vectorizer.transform(documents[first + begin:first + begin + _CHUNK]))
+        similarity = (query @ known_t).tocoo()
+        itself = similarity.col == similarity.row + first + begin
+        similarity.data[itself] = 0.0  # an item is not its own neighbour (a duplicate title still is)
+        similarity = similarity.tocsr()
+        similarity.eliminate_zeros()
         best = np.asarray(similarity.argmax(axis=1)).ravel()
         found = similarity.max(axis=1).toarray().ravel() > 0
         nearest[begin:begin + len(best)] = np.where(found, best, -1)
@@ -67,3 +82,13 @@ def with_cold_items(embeddings: torch.Tensor, texts: Sequence[ItemText | None]) 
     rows = embeddings[nearest.clamp(min=0)]
     rows[nearest < 0] = embeddings.mean(0)
     return torch.cat([embeddings, rows])
+
+
+def borrowed_embeddings(embeddings: torch.Tensor, texts: Sequence[ItemText | None]) -> torch.Tensor:
+    """For each known item (rows of ``embeddings``, (n, d)), the CF embedding of its most similar other item by
+    text (:func:`nearest_other_items`), or the mean embedding when it shares no word with any: the ID prefix an
+    item added after fit gets, given to known items while training so the towers learn to rank with it."""
+    nearest = torch.as_tensor(nearest_other_items(texts[:embeddings.shape[0]]))
+    rows = embeddings[nearest.clamp(min=0)]
+    rows[nearest < 0] = embeddings.mean(0)
+    return rows

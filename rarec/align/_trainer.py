@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .._distributed import Group, run_step
 from .._early_stopping import EarlyStopping
+from ._cold_items import borrowed_embeddings
 from ._projector import alignment_loss
 from ._samples import AlignmentSamples
 from ._towers import Towers, length_sorted_batches, pick
@@ -55,6 +56,9 @@ class AlignmentConfig:
     head_epochs: int = 30
     head_lr: float = 1e-4  # Adam, decayed to 0 along a cosine over the heads' steps
     head_hidden: int = 1024  # hidden units of a residual MLP after each linear head (0: linear heads)
+    #: share of the batch's items whose ID prefix is, at each step, their text neighbour's CF embedding (what an
+    #: item added after fit gets): teaches the towers to read an item's text when its ID is borrowed
+    id_dropout: float = 0.0
     lower_cache_mb: float = 2048  # budget for cached lower-layer states (items first, then samples)
     progress: bool = False
 
@@ -133,6 +137,7 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
     catalogue = config.negatives == "catalogue"
     log_q = _log_q(samples.targets, towers.n_items, config, group, device)
     teacher_items = item_cf[:, 0].to(device).float() if config.distill > 0 else None  # (n_items, d), moved once
+    borrowed = borrowed_embeddings(item_cf[:, 0], towers.texts)[:, None] if config.id_dropout > 0 else None
     saved = checkpointer.read_training() if checkpointer is not None else None
     if saved is not None:
         run = TrainingState.from_checkpoint(*saved, aligner, optimizer, rng, config.patience)
@@ -169,15 +174,20 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
             # unique: an item drawn twice (two users' target, or a target drawn again at random) is one candidate
             items, positive = np.unique(np.concatenate([samples.targets[rows], extra]), return_inverse=True)
             vectors = _catalogue_bank(run, towers, group, config.bank_refresh, device) if catalogue else None
+            batch_cf = item_cf[items]  # (M, 1, d): the items' ID embeddings, some borrowed with id_dropout
+            if borrowed is not None:
+                drop = torch.as_tensor(rng.random(len(items)) < config.id_dropout)
+                batch_cf = torch.where(drop[:, None, None], borrowed[items], batch_cf)
             mine = group.shard(np.arange(len(rows)))  # this rank's users of the global batch (all of them alone)
             its = group.shard(np.arange(len(items))) if len(items) >= group.size else np.zeros(1, dtype=int)
 
-            def step(module, rows=rows, items=items, positive=positive, mine=mine, its=its, vectors=vectors):
+            def step(module, rows=rows, items=items, positive=positive, mine=mine, its=its, vectors=vectors,
+                     batch_cf=batch_cf):
                 users = rows[mine]
                 h_u = module.encode(llm, "user", user_cf[users].to(device), [user_tokens[r] for r in users],
                                     pick(user_states, users))
                 part = items[its]
-                h_i = module.encode(llm, "item", item_cf[part].to(device), [item_tokens[i] for i in part],
+                h_i = module.encode(llm, "item", batch_cf[its].to(device), [item_tokens[i] for i in part],
                                     pick(towers.item_states, part))
                 h_i = group.gather_rows(h_i.float(), len(items))  # every item of the global batch
                 if vectors is not None:  # the whole catalogue: the batch's items live, the others from the bank

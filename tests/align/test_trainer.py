@@ -153,3 +153,52 @@ def test_objective_parameters_are_checked(data, bad):
     X, text, llm = data
     with pytest.raises(ValueError, match=next(iter(bad))):
         small(llm, **bad).fit(X, item_text=text)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_id_dropout_gives_a_share_of_the_training_items_a_borrowed_id(data, monkeypatch, share):
+    import dataclasses
+
+    from rarec import _params
+    from rarec.align import TwoTowerAligner
+
+    X, text, llm = data
+    borrowed_value = 7.0  # no CF embedding has this value everywhere
+    monkeypatch.setattr(trainer, "borrowed_embeddings", lambda embeddings, texts: torch.full_like(embeddings,
+                                                                                                   borrowed_value))
+    original_config, original_encode = _params.alignment_config, TwoTowerAligner.encode
+    monkeypatch.setattr(_params, "alignment_config",
+                        lambda rec, progress: dataclasses.replace(original_config(rec, progress), id_dropout=share))
+    rows = []
+
+    def spy(self, llm_, tower, id_embeddings, *rest):
+        if tower == "item" and self.training:  # the training steps (the bank and validation encode in eval mode)
+            rows.append(id_embeddings.detach().cpu().reshape(len(id_embeddings), -1))
+        return original_encode(self, llm_, tower, id_embeddings, *rest)
+
+    monkeypatch.setattr(TwoTowerAligner, "encode", spy)
+    small(llm, max_train_samples=64).fit(X, item_text=text)
+    ids = torch.cat(rows)
+    borrowed = (ids == borrowed_value).all(1)
+    assert len(ids) > 100
+    assert (ids[~borrowed] != borrowed_value).all()  # the others keep their own embedding
+    if share in (0.0, 1.0):
+        assert borrowed.all() if share else not borrowed.any()
+    else:
+        assert 0.3 < borrowed.float().mean() < 0.7
+
+
+def test_borrowed_embeddings_are_the_nearest_other_items_or_the_mean():
+    from rarec.align._cold_items import borrowed_embeddings, nearest_other_items
+    from rarec.data import ItemText
+
+    texts = [ItemText("Red Planet"), ItemText("Blue Kitchen"), ItemText("Blue Kitchen Nights"), ItemText("nothing"),
+             ItemText("Red Planet"), None]
+    # an item is never its own neighbour; two items with one title are each other's
+    np.testing.assert_array_equal(nearest_other_items(texts), [4, 2, 1, -1, 0, -1])
+    embeddings = torch.arange(12.0).reshape(6, 2)
+    expected = embeddings[[4, 2, 1, 0, 0, 0]].clone()
+    expected[[3, 5]] = embeddings.mean(0)
+    torch.testing.assert_close(borrowed_embeddings(embeddings, texts), expected)
+    # only the known items (the rows of the table) are neighbours
+    torch.testing.assert_close(borrowed_embeddings(embeddings[1:3], texts[1:]), embeddings[[2, 1]])
