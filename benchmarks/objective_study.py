@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from common import DATASET_TITLES, SETTINGS, dataset_suffix, read_dataset, results_json, write_section
+from common import (DATASET_TITLES, SETTINGS, alignment_overrides, dataset_suffix, read_dataset, results_json,
+                    write_section)
 
 import rarec._estimator as estimator
 from rarec import RARecommender
@@ -113,6 +114,12 @@ VARIANTS = {
 #: through train_alignment's ``extra_teacher`` hook; the estimator's parameters are the default's.
 TEXT_TEACHERS = {"default, hybrid teacher (SASRec + 0.25 x TF-IDF)": 0.25}
 VARIANTS.update({name: DEFAULT_OBJECTIVE for name in TEXT_TEACHERS})
+
+#: Variants that change a trainer setting which is not (yet) an estimator parameter (``AlignmentConfig`` fields),
+#: on the estimator's default. Session 19: ID dropout (a share of the batch's items borrow their text neighbour's
+#: CF embedding as ID prefix, as add_items gives a cold item); must not cost the warm ranking.
+ALIGNMENT_OVERRIDES = {"default + ID dropout 20%": dict(id_dropout=0.2)}
+VARIANTS.update({name: dict(DEFAULT_OBJECTIVE, head_epochs=30, head_hidden=1024) for name in ALIGNMENT_OVERRIDES})
 
 #: Variants of an option that was measured here and removed because it lost (its rows stay in the results):
 #: L2-normalised towers scored by cosine with a learned temperature (initial scale 20), ``similarity="cosine"``;
@@ -198,7 +205,7 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
     params["sample_fraction"] = min(1.0, params["sample_fraction"] * sample_scale)
     rec = RARecommender(backbone=backbone, device="cpu", random_state=seed, verbose=0, **params)
     start = time.perf_counter()
-    with text_teacher(TEXT_TEACHERS.get(name)):
+    with text_teacher(TEXT_TEACHERS.get(name)), alignment_overrides(**ALIGNMENT_OVERRIDES.get(name, {})):
         rec.fit(split.train, item_text=text)
     fit_s = time.perf_counter() - start
     test = mean_and_per_user(rec.evaluate(split.test, ks=[10, 100], metrics=["ndcg", "hr"], per_user=True))

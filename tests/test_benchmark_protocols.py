@@ -220,3 +220,30 @@ def test_cold_items_pairs_tfidf_on_the_users_the_llm_row_evaluated():
     lines = "\n".join(cold_items.paired_lines({"rows": [{"row": "tfidf", "per_user": tfidf},
                                                         {"row": "rarec", "per_user": llm}]}))
     assert "| 0.50× | -0.5000" in lines
+
+
+def test_alignment_overrides_replace_trainer_fields_only_while_open():
+    common = pytest.importorskip("common")
+    from rarec import RARecommender, _params
+
+    rec = RARecommender(lr=0.5)
+    with common.alignment_overrides(id_dropout=0.3, batch_size=4):
+        config = _params.alignment_config(rec, progress=False)
+        assert (config.id_dropout, config.batch_size, config.lr) == (0.3, 4, 0.5)  # the rest is the estimator's
+    assert _params.alignment_config(rec, progress=False).id_dropout == 0.0
+    with pytest.raises(RuntimeError), common.alignment_overrides(id_dropout=0.3):
+        raise RuntimeError
+    assert _params.alignment_config(rec, progress=False).id_dropout == 0.0  # restored after an error too
+
+
+def test_cold_items_id_dropout_row_is_named_with_its_share_in_both_tables():
+    users = ["a", "b"]
+    tfidf = {"users": users, "hr@100": [1.0, 0.0], "ndcg@10": [0.5, 0.0]}
+    llm = {"users": users, "hr@100": [1.0, 1.0], "ndcg@10": [0.5, 0.0]}
+    metrics = {"hr@10": 0.5, "ndcg@10": 0.25, "hr@100": 1.0, "ndcg@100": 0.3, "seconds": 1.0}
+    result = {"machine": "x", "cold_items": 1, "items": 10, "test_users": 2,
+              "rows": [{"row": "tfidf", "seed": 0, "per_user": tfidf, **metrics},
+                       {"row": "rarec_id_dropout", "seed": 0, "id_dropout": 0.5, "per_user": llm, **metrics}]}
+    text = cold_items.render(result)
+    assert text.count("ID dropout (50% of the batch's items") == 2
+    assert "| 2.00× | +0.5000" in text
