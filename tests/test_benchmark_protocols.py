@@ -73,6 +73,27 @@ def test_cold_item_llm_row_ranks_the_cold_items_it_adds(tmp_path, monkeypatch):
     assert np.mean(row["per_user"]["ndcg@10"]) == pytest.approx(row["ndcg@10"])
 
 
+def test_cold_item_text_teacher_row_trains_with_id_dropout_and_the_tfidf_teacher(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from rarec.testing import tiny_llm
+
+    data = make_interactions(n_users=60, n_items=40, random_state=1)
+    log = data.interactions
+    train, pairs, cold = cold_items.cold_split(log, 0.10, seed=0)
+    monkeypatch.setitem(objective_study.SETTINGS, "sasrec", (dict(dim=8, n_layers=1, n_heads=1, inner_dim=8),
+                                                            dict(batch_size=32, epochs=1)))
+    teachers, original = [], objective_study.tfidf_teacher
+    monkeypatch.setattr(objective_study, "tfidf_teacher",
+                        lambda *args: teachers.append(args[-1]) or original(*args))
+    args = SimpleNamespace(users=30, device="cpu", data=tmp_path, llm=tiny_llm(data.item_text), cache=tmp_path / "cf",
+                           id_dropout=0.5)
+    row = cold_items.llm_row("rarec_text_teacher", 0, train, cold_items.as_log(pairs, log),
+                             data.item_text.align(log.items), cold, args)
+    assert teachers == [cold_items.TEXT_TEACHER] and (row["id_dropout"], row["text_teacher"]) == (0.5, 0.25)
+    assert "ID dropout (50%) and a text-aware teacher (SASRec + 0.25 × TF-IDF)" in cold_items.label(row["row"], [row])
+
+
 def test_cold_item_paired_table_sets_each_llm_row_against_tfidf_user_by_user():
     users = [3, 5, 8, 9]
     tfidf = {"users": users, "hr@100": [1.0, 0.0, 0.0, 1.0], "ndcg@10": [0.5, 0.0, 0.0, 0.0]}
@@ -236,14 +257,19 @@ def test_alignment_overrides_replace_trainer_fields_only_while_open():
     assert _params.alignment_config(rec, progress=False).id_dropout == 0.0  # restored after an error too
 
 
-def test_cold_items_id_dropout_row_is_named_with_its_share_in_both_tables():
+def test_cold_items_id_dropout_row_is_named_with_its_share_and_kept_paired_figures_are_shown():
     users = ["a", "b"]
     tfidf = {"users": users, "hr@100": [1.0, 0.0], "ndcg@10": [0.5, 0.0]}
     llm = {"users": users, "hr@100": [1.0, 1.0], "ndcg@10": [0.5, 0.0]}
     metrics = {"hr@10": 0.5, "ndcg@10": 0.25, "hr@100": 1.0, "ndcg@100": 0.3, "seconds": 1.0}
     result = {"machine": "x", "cold_items": 1, "items": 10, "test_users": 2,
               "rows": [{"row": "tfidf", "seed": 0, "per_user": tfidf, **metrics},
-                       {"row": "rarec_id_dropout", "seed": 0, "id_dropout": 0.5, "per_user": llm, **metrics}]}
+                       {"row": "rarec_id_dropout", "seed": 0, "id_dropout": 0.5, "per_user": llm, **metrics},
+                       # a row whose per-user lists were lost: the paired figures they gave are kept and shown
+                       {"row": "rarec", "seed": 0, **metrics, "paired_with_tfidf": {
+                           "ratio": 0.85, "hr@100": [-0.0251, 0.0085], "ndcg@10": [-0.0098, 0.0029],
+                           "better_worse": [160, 217]}}]}
     text = cold_items.render(result)
     assert text.count("ID dropout (50% of the batch's items") == 2
     assert "| 2.00× | +0.5000" in text
+    assert "| 1 | 0.85× | -0.0251 ± 0.0085 | -0.0098 ± 0.0029 | 160 / 217 |" in text
