@@ -57,7 +57,8 @@ class AlignmentConfig:
     head_lr: float = 1e-4  # Adam, decayed to 0 along a cosine over the heads' steps
     head_hidden: int = 1024  # hidden units of a residual MLP after each linear head (0: linear heads)
     #: share of the batch's items whose ID prefix is, at each step, their text neighbour's CF embedding (what an
-    #: item added after fit gets): teaches the towers to read an item's text when its ID is borrowed
+    #: item added after fit gets), so the towers learn to read an item's text when its ID is borrowed. A research
+    #: setting for the benchmarks, not an estimator parameter: it did not earn one (docs/benchmarks.md, cold items)
     id_dropout: float = 0.0
     lower_cache_mb: float = 2048  # budget for cached lower-layer states (items first, then samples)
     progress: bool = False
