@@ -221,7 +221,7 @@ def render(result: dict) -> str:
 
 
 def label(name: str, rows: list[dict]) -> str:
-    """A row's name in the tables (with its ID-dropout share where it has one)."""
+    """A row's name in the tables (with its ID-dropout share and text teacher's weight where it has them)."""
     return LABELS[name].format(id_dropout=rows[0].get("id_dropout", 0.0), text_teacher=rows[0].get("text_teacher"))
 
 
@@ -272,7 +272,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--users", type=int, default=None,
                         help="LLM rows: align on the test users plus seeded others up to this many (CPU preset)")
-    parser.add_argument("--id-dropout", type=float, default=0.2,
+    parser.add_argument("--id-dropout", type=float, default=0.5,
                         help="the share of training items with a borrowed ID prefix in the rarec_id_dropout and "
                              "rarec_text_teacher rows")
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")

@@ -13,6 +13,10 @@ The TF-IDF vocabulary and weights come from the known items' texts alone, so
 an added item's prefix depends only on its own text and the fitted catalogue:
 it is the same whether items are added one by one or together, and after a
 save and load.
+
+:func:`borrowed_embeddings` gives each known item its nearest *other*
+item's embedding the same way: the trainer's ``id_dropout`` encodes a share
+of the training items with it, as if they had been added after fit.
 """
 
 from __future__ import annotations
