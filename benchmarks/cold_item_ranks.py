@@ -2,6 +2,7 @@
 
     python benchmarks/cold_item_ranks.py                       # ML-100K, a small fit (about 7 min on 2 cores)
     python benchmarks/cold_item_ranks.py --sample-fraction 0.05
+    python benchmarks/cold_item_ranks.py --neighbours "" --id-dropout 0.2   # trained with ID dropout
 
 The cold split of ``cold_items.py`` (10% of the items held out of training,
 seed 0); one RA-Rec fit on the warm log with ``sample_fraction`` of the
