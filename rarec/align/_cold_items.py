@@ -82,17 +82,19 @@ def with_cold_items(embeddings: torch.Tensor, texts: Sequence[ItemText | None]) 
     n_known = embeddings.shape[0]
     if len(texts) <= n_known:
         return embeddings
-    nearest = torch.as_tensor(nearest_known_items(texts, n_known))
-    rows = embeddings[nearest.clamp(min=0)]
-    rows[nearest < 0] = embeddings.mean(0)
-    return torch.cat([embeddings, rows])
+    return torch.cat([embeddings, _embeddings_of(embeddings, nearest_known_items(texts, n_known))])
 
 
 def borrowed_embeddings(embeddings: torch.Tensor, texts: Sequence[ItemText | None]) -> torch.Tensor:
     """For each known item (rows of ``embeddings``, (n, d)), the CF embedding of its most similar other item by
     text (:func:`nearest_other_items`), or the mean embedding when it shares no word with any: the ID prefix an
     item added after fit gets, given to known items while training so the towers learn to rank with it."""
-    nearest = torch.as_tensor(nearest_other_items(texts[:embeddings.shape[0]]))
+    return _embeddings_of(embeddings, nearest_other_items(texts[:embeddings.shape[0]]))
+
+
+def _embeddings_of(embeddings: torch.Tensor, nearest: np.ndarray) -> torch.Tensor:
+    """``embeddings[nearest]``, with the mean embedding where ``nearest`` is -1 (no neighbour by text)."""
+    nearest = torch.as_tensor(nearest)
     rows = embeddings[nearest.clamp(min=0)]
     rows[nearest < 0] = embeddings.mean(0)
     return rows
