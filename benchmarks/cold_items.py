@@ -157,6 +157,8 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     start = time.perf_counter()
     with alignment_overrides(id_dropout=id_dropout), text_teacher(teacher):
         rec.fit(fitted_on, item_text=warm_text)
+    if getattr(args, "keep_models", None) is not None:  # the warm model, for cold_prefixes.py
+        rec.save(args.keep_models / f"{name}_seed{seed}")
     rec.add_items(cold_text)
     held_out = list(zip(test.users.decode(test.user_codes), test.items.decode(test.item_codes)))
     found = rec.evaluate(held_out, ks=KS, metrics=METRICS, per_user=True)
@@ -275,6 +277,9 @@ def main() -> None:
     parser.add_argument("--id-dropout", type=float, default=0.5,
                         help="the share of training items with a borrowed ID prefix in the rarec_id_dropout and "
                              "rarec_text_teacher rows")
+    parser.add_argument("--keep-models", type=Path, default=None,
+                        help="LLM rows: also save each fitted model (before add_items) in DIR/<row>_seed<seed>, so "
+                             "that cold_prefixes.py can try other ID prefixes for the cold items without refitting")
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     args = parser.parse_args()

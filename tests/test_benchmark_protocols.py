@@ -273,3 +273,51 @@ def test_cold_items_id_dropout_row_is_named_with_its_share_and_kept_paired_figur
     assert text.count("ID dropout (50% of the batch's items") == 2
     assert "| 2.00× | +0.5000" in text
     assert "| 1 | 0.85× | -0.0251 ± 0.0085 | -0.0098 ± 0.0029 | 160 / 217 |" in text
+
+
+def test_cold_prefix_rules_mix_the_nearest_items_by_similarity_and_keep_the_nearest_norm():
+    cold_prefixes = pytest.importorskip("cold_prefixes")
+    rows = torch.tensor([[2.0, 0.0], [0.0, 4.0], [1.0, 1.0]])
+    similarity = np.array([[0.9, 0.3, 0.0],   # nearest: item 0, then item 1
+                           [0.0, 0.0, 0.0]], dtype=np.float32)  # shares no word: the mean row
+    nearest = cold_prefixes.neighbour_mix(similarity, rows, **cold_prefixes.parse_rule("nearest")[1])
+    assert torch.equal(nearest[0], rows[0]) and torch.allclose(nearest[1], rows.mean(0))
+    plain = cold_prefixes.neighbour_mix(similarity, rows, **cold_prefixes.parse_rule("mean 2")[1])
+    assert torch.allclose(plain[0], torch.tensor([1.0, 2.0]))
+    weighted = cold_prefixes.neighbour_mix(similarity, rows, **cold_prefixes.parse_rule("weighted 2 p1")[1])
+    direction = 0.75 * rows[0] + 0.25 * rows[1]  # weights 0.9 and 0.3, normalised
+    assert torch.allclose(weighted[0], direction / direction.norm() * 2.0)  # the nearest row's norm
+    sharper = cold_prefixes.neighbour_mix(similarity, rows, 2, power=4.0)
+    assert torch.nn.functional.cosine_similarity(sharper[:1], rows[:1]).item() > \
+        torch.nn.functional.cosine_similarity(weighted[:1], rows[:1]).item()
+    with pytest.raises(ValueError, match="unknown rule"):
+        cold_prefixes.parse_rule("median 3")
+
+
+def test_cold_prefixes_nearest_rule_reproduces_the_cold_items_row(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from rarec import RARecommender
+    from rarec.testing import tiny_llm
+
+    cold_prefixes = pytest.importorskip("cold_prefixes")
+    data = make_interactions(n_users=60, n_items=40, random_state=1)
+    log = data.interactions
+    texts = data.item_text.align(log.items)
+    train, pairs, cold = cold_items.cold_split(log, 0.10, seed=0)
+    test = cold_items.as_log(pairs, log)
+    monkeypatch.setitem(objective_study.SETTINGS, "sasrec", (dict(dim=8, n_layers=1, n_heads=1, inner_dim=8),
+                                                            dict(batch_size=32, epochs=1)))
+    llm = tiny_llm(data.item_text)
+    args = SimpleNamespace(users=30, device="cpu", data=tmp_path, llm=llm, cache=tmp_path / "cf",
+                           keep_models=tmp_path / "models")
+    row = cold_items.llm_row("rarec", 0, train, test, texts, cold, args)
+    _, _, cold_text = cold_items.warm_catalogue(train, texts, cold)
+    held_out = list(zip(test.users.decode(test.user_codes), test.items.decode(test.item_codes)))
+    warm = RARecommender.load(tmp_path / "models" / "rarec_seed0", llm=llm)
+    found = list(cold_prefixes.try_rules(warm, cold_text, held_out, row["per_user"],
+                                         ["nearest", "weighted 3 p1", "blend 0.5"]))
+    assert [r["rule"] for r in found] == ["nearest", "weighted 3 p1", "blend 0.5"]
+    assert found[0]["ndcg@10"] == pytest.approx(row["ndcg@10"])  # add_items' own rule, the same model
+    assert found[0]["paired ndcg@10"] == [pytest.approx(0.0), pytest.approx(0.0)]  # paired with itself
+    assert all(0.0 <= r["hr@100"] <= 1.0 for r in found)
