@@ -321,3 +321,43 @@ def test_cold_prefixes_nearest_rule_reproduces_the_cold_items_row(tmp_path, monk
     assert found[0]["ndcg@10"] == pytest.approx(row["ndcg@10"])  # add_items' own rule, the same model
     assert found[0]["paired ndcg@10"] == [pytest.approx(0.0), pytest.approx(0.0)]  # paired with itself
     assert all(0.0 <= r["hr@100"] <= 1.0 for r in found)
+
+
+def test_ease_weights_rebuild_co_occurring_items_and_the_teacher_scores_the_whole_history():
+    from rarec import RARecommender
+    from rarec.align import all_next_item_samples
+    from rarec.testing import tiny_llm
+
+    # items 0 and 1 always together, item 2 with 3 once: EASE's B links 0 and 1 most, never an item to itself
+    sequences = [np.array([0, 1]), np.array([1, 0, 2]), np.array([0, 1, 3]), np.array([2, 3])]
+    weights = objective_study.ease_weights(sequences, 5, l2=0.5)
+    assert weights.shape == (5, 5) and np.allclose(np.diag(weights), 0.0)
+    assert weights[0, 1] > weights[0, 2] and weights[0, 1] > 0 and np.allclose(weights[:, 4], 0.0)
+    x = np.zeros((4, 5))
+    for u, s in enumerate(sequences):
+        x[u, s] = 1.0
+    gram = x.T @ x + 0.5 * np.eye(5)  # B = argmin |X - XB|^2 + l2 |B|^2 with diag(B) = 0, Steck's closed form
+    inverse = np.linalg.inv(gram)
+    expected = np.eye(5) - inverse / np.diag(inverse)
+    np.testing.assert_allclose(weights, expected, atol=1e-5)
+
+    data = make_interactions(n_users=40, n_items=30, random_state=2)
+    rec = RARecommender(llm=tiny_llm(data.item_text), backbone="bpr", cf_epochs=2, max_train_samples=16,
+                        sample_fraction=None, batch_size=16, head_epochs=0, device="cpu", random_state=0, verbose=0)
+    with objective_study.ease_teacher_of(0.25):
+        rec.fit(data.interactions, item_text=data.item_text)  # trains with the teacher
+    sequences = data.interactions.user_sequences()
+    samples = all_next_item_samples(sequences)
+    quarter = objective_study.ease_teacher(rec.towers_, samples, sequences, 0.25)
+    half = objective_study.ease_teacher(rec.towers_, samples, sequences, 0.5)
+    rows, candidates = np.array([2, 5]), np.array([0, 4, 9])
+    scores = quarter(rows, candidates)
+    assert scores.shape == (2, 3) and scores.dtype == torch.float32
+    torch.testing.assert_close(half(rows, candidates), 2 * scores)
+    torch.testing.assert_close(quarter(rows, None)[:, candidates], scores)
+    b = objective_study.ease_weights(sequences, rec.n_items_, objective_study.EASE_L2)
+    history = sequences[samples.users[5]][:samples.ends[5]]  # the whole history, not the prompt's window
+    raw = b[np.unique(history)][:, candidates].sum(0)
+    clear = np.abs(raw) > 1e-4
+    ratio = scores[1].numpy()[clear] / raw[clear]
+    assert clear.any() and np.allclose(ratio, ratio[0], rtol=1e-4) and ratio[0] > 0
