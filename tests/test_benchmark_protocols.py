@@ -361,3 +361,34 @@ def test_ease_weights_rebuild_co_occurring_items_and_the_teacher_scores_the_whol
     clear = np.abs(raw) > 1e-4
     ratio = scores[1].numpy()[clear] / raw[clear]
     assert clear.any() and np.allclose(ratio, ratio[0], rtol=1e-4) and ratio[0] > 0
+
+
+def test_output_head_pooled_history_starts_at_zero_and_learns_and_pools_distinct_items():
+    output_head = pytest.importorskip("output_head")
+    x, history = torch.randn(5, 12), torch.randn(5, 12)
+    torch.testing.assert_close(output_head.Head(12, 16, pool=True)(x, history), x)  # the fitted model at step 0
+    items = torch.arange(12.0).reshape(4, 3)
+    means = output_head.pooled([np.array([0, 2, 2]), np.array([], dtype=np.int64), np.array([3])], items)
+    torch.testing.assert_close(means, torch.stack([(items[0] + items[2]) / 2, torch.zeros(3), items[3]]))
+    generator = torch.Generator().manual_seed(0)
+    users, item_vectors = torch.randn(64, 12, generator=generator), torch.randn(30, 12, generator=generator)
+    targets = torch.randint(0, 30, (64,), generator=generator)
+    user_head, _ = output_head.train_heads(users, targets, item_vectors, torch.randn(64, 4), torch.randn(30, 4),
+                                           "sampled", 2, 1e-2, "cosine", 0.9, seed=0, extras=8,
+                                           user_pooled=torch.randn(64, 12, generator=generator))
+    assert float(user_head.pool.weight.abs().sum()) > 0
+
+
+def test_output_head_ease_teacher_scores_each_sample_whole_history():
+    output_head = pytest.importorskip("output_head")
+    sequences = [np.array([0, 1, 2, 3]), np.array([1, 2, 4]), np.array([0, 3, 4, 1])]
+    generator = torch.Generator().manual_seed(0)
+    vectors = {"items": torch.randn(5, 6, generator=generator), "teacher_items": torch.randn(5, 4, generator=generator),
+               "teacher_samples": torch.randn(3, 4, generator=generator),
+               "sample_users": torch.tensor([0, 1, 2]), "sample_ends": torch.tensor([3, 2, 4])}
+    extra = output_head.ease_extra(vectors, sequences, 0.25)
+    weights = objective_study.ease_weights(sequences, 5, objective_study.EASE_L2)
+    scores = extra(torch.tensor([0, 2]), torch.tensor([3, 4]))
+    raw = np.stack([weights[[0, 1, 2]][:, [3, 4]].sum(0), weights[[0, 1, 3, 4]][:, [3, 4]].sum(0)])
+    ratio = scores.numpy() / raw
+    assert np.allclose(ratio, ratio[0, 0], rtol=1e-4) and ratio[0, 0] > 0  # one scale for every sample
