@@ -90,6 +90,9 @@ HEADS = {
         "sampled", 30, 1e-4, "cosine", 0.9, {"mlp": 1024, "pool": True, "ease_weight": 0.25}),
     "sampled, 30 epochs, lr 1e-4, cosine decay, + residual MLP 1024, pooled history": (
         "sampled", 30, 1e-4, "cosine", 0.9, {"mlp": 1024, "pool": True}),
+    # the same with the history's mean CF item embedding (the backbone's, 64 wide) instead of the LLM's item vectors
+    "sampled, 30 epochs, lr 1e-4, cosine decay, + residual MLP 1024, pooled CF history, EASE teacher 0.25": (
+        "sampled", 30, 1e-4, "cosine", 0.9, {"mlp": 1024, "pool": "cf", "ease_weight": 0.25}),
 }
 
 
@@ -98,15 +101,15 @@ class Head(torch.nn.Module):
     (``mlp`` hidden units) whose last layer starts at zero. With ``pool`` it also adds a linear map (zero at the
     start) of a second input, the mean of the LLM's item vectors over the user's whole history."""
 
-    def __init__(self, width: int, mlp: int = 0, pool: bool = False) -> None:
+    def __init__(self, width: int, mlp: int = 0, pool: int = 0) -> None:
         super().__init__()
         self.linear = torch.nn.Linear(width, width)
         with torch.no_grad():
             self.linear.weight.copy_(torch.eye(width))
             self.linear.bias.zero_()
         self.pool = None
-        if pool:
-            self.pool = torch.nn.Linear(width, width, bias=False)
+        if pool:  # the pooled vectors' width
+            self.pool = torch.nn.Linear(pool, width, bias=False)
             torch.nn.init.zeros_(self.pool.weight)
         self.mlp = None
         if mlp:
@@ -131,7 +134,8 @@ def train_heads(user_vectors, targets, item_vectors, teacher_users, teacher_item
     scale = width ** -0.5
     with torch.random.fork_rng():  # the MLP's first layers are drawn from the head seed (session 16; before, unseeded)
         torch.manual_seed(seed)
-        user_head, item_head = Head(width, mlp, pool=user_pooled is not None), Head(width, mlp)
+        pool = 0 if user_pooled is None else user_pooled.shape[1]
+        user_head, item_head = Head(width, mlp, pool=pool), Head(width, mlp)
     optimizer = torch.optim.Adam([*user_head.parameters(), *item_head.parameters()], lr=lr)
     decay = lr_decay(optimizer, schedule, epochs * -(-len(targets) // BATCH))
     log_q = sampled_log_q(targets, n_items, extras)
@@ -309,7 +313,7 @@ def main() -> None:
                       fit_s=vectors["fit_s"], encode_s=vectors["encode_s"], samples=len(vectors["targets"]),
                       machine=f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
                       reference=reference_rows(backbone, split, part))
-        inner_sequences, pooled_users = inner.train.user_sequences(), None
+        inner_sequences, pooled_users = inner.train.user_sequences(), {}
         teacher = {"valid": vectors["teacher_valid"], "test": vectors["teacher_test"]}
         result["teacher_check"] = evaluate(teacher, vectors["teacher_items"])
         result["towers"] = evaluate(users, vectors["items"])
@@ -332,21 +336,23 @@ def main() -> None:
                 keep = torch.randperm(len(vectors["targets"]), generator=torch.Generator().manual_seed(0))
                 keep = keep[: round(options.get("samples", 1.0) * len(keep))].sort().values
                 extra = None if text is None else (lambda rows, items, text=text, keep=keep: text(keep[rows], items))
-                pool = options.get("pool", False)
-                if pool and pooled_users is None:
-                    pooled_users = {"samples": pooled(full_histories(vectors, inner_sequences), vectors["items"]),
-                                    "valid": pooled(inner_sequences, vectors["items"]),
-                                    "test": pooled(part.train.user_sequences(), vectors["items"])}
+                pool = options.get("pool", False)  # True: the LLM's item vectors; "cf": the CF item embeddings
+                if pool and pool not in pooled_users:
+                    basis = vectors["teacher_items"] if pool == "cf" else vectors["items"]
+                    pooled_users[pool] = {"samples": pooled(full_histories(vectors, inner_sequences), basis),
+                                          "valid": pooled(inner_sequences, basis),
+                                          "test": pooled(part.train.user_sequences(), basis)}
                 start = time.perf_counter()
                 user_head, item_head = train_heads(vectors["samples"][keep], vectors["targets"][keep], vectors["items"],
                                                    vectors["teacher_samples"][keep], vectors["teacher_items"],
                                                    *settings[:5], seed=head_seed, extra_teacher=extra,
                                                    temperature=options.get("temperature", 1.0),
                                                    mlp=options.get("mlp", 0),
-                                                   user_pooled=pooled_users["samples"][keep] if pool else None)
+                                                   user_pooled=pooled_users[pool]["samples"][keep] if pool else None)
                 train_s = time.perf_counter() - start
                 with torch.no_grad():
-                    found = evaluate({k: user_head(v, pooled_users[k] if pool else None) for k, v in users.items()},
+                    found = evaluate({k: user_head(v, pooled_users[pool][k] if pool else None)
+                                      for k, v in users.items()},
                                      item_head(vectors["items"]))
                 row = {"head": name, "seed": head_seed, "train_s": train_s, **found}
                 result["rows"] = [r for r in result["rows"] if (r["head"], r["seed"]) != (name, head_seed)] + [row]

@@ -61,6 +61,10 @@ def validate_params(rec: RARecommender) -> None:
     check_float(rec.temperature, "temperature", name, 0.0, low_open=True)
     check_float(rec.distill, "distill", name, 0.0, 1.0)
     check_float(rec.distill_temperature, "distill_temperature", name, 0.0, low_open=True)
+    check_float(rec.cooccurrence_teacher, "cooccurrence_teacher", name, 0.0)
+    if not isinstance(rec.history_pooling, bool):
+        raise ValueError(f"The 'history_pooling' parameter of {name} must be True or False. "
+                         f"Got {rec.history_pooling!r} instead.")
     check_float(rec.lr, "lr", name, 0.0, low_open=True)
     check_float(rec.head_lr, "head_lr", name, 0.0, low_open=True)
     check_float(rec.weight_decay, "weight_decay", name, 0.0)
@@ -103,10 +107,12 @@ def alignment_config(rec: RARecommender, progress: bool) -> AlignmentConfig:
     return AlignmentConfig(loss=rec.loss, align_weight=rec.align_weight, temperature=rec.temperature,
                            n_random_negatives=rec.n_random_negatives, negatives=rec.negatives, logq=rec.logq,
                            bank_refresh=rec.bank_refresh, distill=rec.distill,
-                           distill_temperature=rec.distill_temperature, epochs=rec.epochs, batch_size=rec.batch_size,
+                           distill_temperature=rec.distill_temperature,
+                           cooccurrence_teacher=rec.cooccurrence_teacher, epochs=rec.epochs, batch_size=rec.batch_size,
                            lr=rec.lr, weight_decay=rec.weight_decay, max_grad_norm=rec.max_grad_norm,
                            patience=rec.patience, head_epochs=rec.head_epochs, head_lr=rec.head_lr,
-                           head_hidden=rec.head_hidden, lower_cache_mb=rec.lower_cache_mb, progress=progress)
+                           head_hidden=rec.head_hidden, history_pooling=rec.history_pooling,
+                           lower_cache_mb=rec.lower_cache_mb, progress=progress)
 
 
 #: Parameters that do not change what a fit computes (left out of a checkpoint's fingerprint).

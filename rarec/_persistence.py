@@ -47,8 +47,10 @@ FORMAT = "rarec-recommender"
 #: 2: ``llm_spec`` describes the whole LLM and each tower's config holds its prefix ``depth``
 #: (format 1 wrote the prefix depth into ``llm_spec.n_layers``); 3: the aligner may hold output heads
 #: (``aligner.output_heads`` in the config, their weights under ``aligner.heads.*``); 4: the heads may end in a
-#: residual MLP (``aligner.output_head_hidden``, its weights under ``aligner.heads.{user,item}_mlp.*``). All are read.
-FORMAT_VERSION = 4
+#: residual MLP (``aligner.output_head_hidden``, its weights under ``aligner.heads.{user,item}_mlp.*``); 5: the user
+#: head may pool the history's item vectors (``aligner.output_head_pool``, ``aligner.heads.user_pool.weight``, and
+#: the catalogue's outputs before the heads as ``item_basis``). All are read.
+FORMAT_VERSION = 5
 CONFIG_FILE, WEIGHTS_FILE, TEXT_FILE = "config.json", "model.safetensors", "item_text.json"
 
 
@@ -93,6 +95,8 @@ def _encode_params(params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> 
 
 #: Parameters of older rarec versions that were removed, with the value that means "off".
 REMOVED_PARAMS = {"output_head": False, "cf_residual": 0.0}
+#: Parameters added since, with the value that describes what a model saved before them computed.
+ADDED_PARAMS = {"cooccurrence_teacher": 0.0, "history_pooling": False}
 
 
 def _decode_params(params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -102,6 +106,8 @@ def _decode_params(params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> 
             raise ModelFormatError(f"this model was fitted with {name}={params[name]!r}, an option since removed "
                                    "from rarec (it did not rank better); load it with the rarec version that "
                                    "wrote it (config.json names it under 'versions').")
+    for name, before in ADDED_PARAMS.items():
+        out.setdefault(name, before)
     if out.get("backbone_params"):
         out["backbone_params"] = {
             key: tensors[value["tensor"]].numpy() if isinstance(value, dict) and "tensor" in value else value
@@ -296,6 +302,7 @@ def load_recommender(cls: type[RARecommender], path: str | os.PathLike, llm: Any
 
 #: Tensors a model file holds: exact names with their dtype, and name prefixes with the kind of dtype allowed.
 _TENSORS = {"item_vectors": torch.float32, "user_vectors": torch.float32, "cf_user_vectors": torch.float32,
+            "item_basis": torch.float32,
             "seen.indptr": torch.int64, "seen.indices": torch.int64}
 _PREFIXES = {"aligner.": "float", "backbone.": "any", "params.backbone_params.": "any"}
 

@@ -204,7 +204,8 @@ class RankingMixin:
             raise type(exc)(f"add_items: the new ids must be of the catalogue's id type ({self.items_.dtype_name}); "
                             f"{exc}") from None
         self.items_, self.n_items_, self._ivf = items, len(items), None
-        added = self.towers_.encode_items(self.towers_.add_items(list(new.values())), progress=bool(self.verbose))
+        added = self.towers_.encode_added_items(self.towers_.add_items(list(new.values())),
+                                                progress=bool(self.verbose))
         self.item_vectors_ = torch.cat([self.item_vectors_, added])
         self.seen_ = sp.csr_matrix((self.seen_.data, self.seen_.indices, self.seen_.indptr),
                                    shape=(self.n_users_, self.n_items_))

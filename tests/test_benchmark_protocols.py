@@ -366,7 +366,7 @@ def test_ease_weights_rebuild_co_occurring_items_and_the_teacher_scores_the_whol
 def test_output_head_pooled_history_starts_at_zero_and_learns_and_pools_distinct_items():
     output_head = pytest.importorskip("output_head")
     x, history = torch.randn(5, 12), torch.randn(5, 12)
-    torch.testing.assert_close(output_head.Head(12, 16, pool=True)(x, history), x)  # the fitted model at step 0
+    torch.testing.assert_close(output_head.Head(12, 16, pool=12)(x, history), x)  # the fitted model at step 0
     items = torch.arange(12.0).reshape(4, 3)
     means = output_head.pooled([np.array([0, 2, 2]), np.array([], dtype=np.int64), np.array([3])], items)
     torch.testing.assert_close(means, torch.stack([(items[0] + items[2]) / 2, torch.zeros(3), items[3]]))

@@ -3,8 +3,9 @@
 The reference (``tests/fixtures/pinned_fit.safetensors``) was written by this
 module's ``__main__``: the "cached_fused" rows from the code before the
 estimator was taken apart into towers, trainer, checkpointer and ranker (no
-output heads, ``head_epochs=0``), the "default" rows again when the output
-heads became a default (0.3.0); a refactoring that changes a single number of
+output heads, ``head_epochs=0``, and no co-occurrence teacher), the "default"
+rows again when the output heads became a default (0.3.0) and when the
+co-occurrence teacher and history pooling became defaults; a refactoring that changes a single number of
 the fit fails here. Regenerate it only for a change meant to alter results,
 and say so in the changelog: ``python -m tests.test_pinned_fit``.
 
@@ -40,7 +41,7 @@ SETTINGS = {
     "default": dict(layers=2, params={}),
     "cached_fused": dict(layers=3, params=dict(prefix_layers=1, score_fusion="auto", n_random_negatives=4,
                                                 sample_fraction=None, max_train_samples=96, epochs=2,
-                                                head_epochs=0)),
+                                                head_epochs=0, cooccurrence_teacher=0.0)),
 }
 
 

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .._errors import LLMMismatchError, ModelFormatError
 from ..cf import CFBackbone
+from ..cf._ease import history_matrix
 from ..data import ItemText
 from ..llm import FrozenLLM, LLMSpec, PromptBuilder
 from ._cold_items import with_cold_items
@@ -98,6 +99,9 @@ class Towers:
         #: The catalogue's LLM outputs before the output heads, kept while fitting once the prefixes are final
         #: (the heads' stage encodes them): later catalogue encodings only apply the heads.
         self.item_outputs: torch.Tensor | None = None
+        #: The catalogue's LLM outputs before the heads (n_items, hidden), kept (and saved) when the user head pools
+        #: the history's item vectors (``history_pooling``); None otherwise.
+        self.item_basis: torch.Tensor | None = None
 
     @classmethod
     def build(cls, backbone: CFBackbone, texts: Sequence[ItemText | None], prompts: PromptSettings,
@@ -196,8 +200,9 @@ class Towers:
     @torch.no_grad()
     def encode(self, tower: str, cf: torch.Tensor, tokens: Sequence[Sequence[int]],
                states: Sequence[torch.Tensor] | None = None, batch: int | None = None,
-               progress: bool = False) -> torch.Tensor:
-        """Vectors (n, hidden) of one tower, in the order given.
+               progress: bool = False, pooled: torch.Tensor | None = None, heads: bool = True) -> torch.Tensor:
+        """Vectors (n, hidden) of one tower, in the order given (``pooled`` and ``heads``: as
+        :meth:`TwoTowerAligner.encode`).
 
         Prompts are batched by length (less padding, so less compute); left
         padding with explicit positions makes a vector independent of its
@@ -208,9 +213,18 @@ class Towers:
         for rows in tqdm(length_sorted_batches(tokens, batch or self.encode_batch), desc=f"encoding {tower}s",
                          disable=not progress, leave=False):
             vectors = self.aligner.encode(self.llm, tower, cf[rows].to(device), [tokens[r] for r in rows],
-                                          pick(states, rows))
+                                          pick(states, rows), None if pooled is None else pooled[rows].to(device),
+                                          heads)
             out[torch.as_tensor(rows)] = vectors.float().cpu()
         return out
+
+    def pooled_history(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        """The mean of :attr:`item_basis` over each history's distinct items (n, hidden); zeros for an empty one."""
+        import scipy.sparse as sp
+
+        rows = history_matrix([np.asarray(h) for h in histories], self.item_basis.shape[0])
+        rows = sp.diags(1.0 / np.maximum(rows.sum(1).A1, 1.0)).astype(np.float32) @ rows
+        return torch.as_tensor(rows @ self.item_basis.numpy())
 
     def encode_items(self, items: np.ndarray, progress: bool = False) -> torch.Tensor:
         """Item vectors (len(items), hidden), from the cached lower-layer states (or the catalogue's cached
@@ -226,7 +240,19 @@ class Towers:
         """User vectors (n, hidden) from histories (item indices); ``users`` are their indices (-1: unknown)."""
         windows = [self.window(np.asarray(h)) for h in histories]
         tokens = [self.prompts.user_tokens(h) for h in windows]
-        return self.encode("user", self.user_cf(windows, users), tokens, progress=progress)
+        pooled = None if self.item_basis is None else self.pooled_history(histories)
+        return self.encode("user", self.user_cf(windows, users), tokens, progress=progress, pooled=pooled)
+
+    def encode_added_items(self, items: np.ndarray, progress: bool = False) -> torch.Tensor:
+        """Vectors of items appended by :meth:`add_items`; their outputs before the heads join
+        :attr:`item_basis` when the user head pools, so that histories may name them."""
+        if self.item_basis is None:
+            return self.encode_items(items, progress)
+        raw = self.encode("item", self.item_cf[items], [self.item_tokens[i] for i in items], progress=progress,
+                          heads=False)
+        self.item_basis = torch.cat([self.item_basis, raw])
+        with torch.no_grad():
+            return self.aligner.through_heads("item", raw.to(self.llm.device)).float().cpu()
 
     def add_items(self, texts: Sequence[ItemText]) -> np.ndarray:
         """Append items unknown to the CF backbone; returns their indices. Each one's ID prefix uses the CF
@@ -247,8 +273,11 @@ class Towers:
                   "aligner": {"user": dataclasses.asdict(aligner.user_prefix.config),
                               "item": dataclasses.asdict(aligner.item_prefix.config),
                               "output_heads": aligner.heads is not None,
-                              "output_head_hidden": 0 if aligner.heads is None else aligner.heads.hidden}}
+                              "output_head_hidden": 0 if aligner.heads is None else aligner.heads.hidden,
+                              "output_head_pool": aligner.heads is not None and aligner.heads.pools}}
         tensors = {f"aligner.{k}": v.detach().cpu().contiguous() for k, v in aligner.state_dict().items()}
+        if self.item_basis is not None:
+            tensors["item_basis"] = self.item_basis.contiguous()
         if self.cf_user_vectors is not None:
             tensors["cf_user_vectors"] = self.cf_user_vectors.contiguous()
         texts = [None if t is None else {"title": t.title, "categories": list(t.categories)} for t in self.texts]
@@ -259,7 +288,8 @@ class Towers:
                    backbone: CFBackbone, prompts: PromptSettings, source: LLMSource) -> Towers:
         """Towers from :meth:`to_state`'s output (the LLM is loaded on first use).
 
-        Reads every layout: format 4 (``aligner.output_head_hidden``: the
+        Reads every layout: format 5 (``aligner.output_head_pool``: the user
+        head pools the history's item vectors, kept as ``item_basis``), format 4 (``aligner.output_head_hidden``: the
         heads' MLP width), format 3 (``aligner.output_heads`` says whether
         output heads were trained), format 2 (``llm_spec`` is the LLM's, each
         tower config has its prefix ``depth``) and format 1 (``llm_spec.n_layers``
@@ -277,7 +307,8 @@ class Towers:
             towers[name] = PrefixProjector(spec, PrefixConfig(**fields))
         heads = None
         if config["aligner"].get("output_heads", False):  # format 3; the MLP's width since format 4
-            heads = OutputHeads(spec.hidden_size, config["aligner"].get("output_head_hidden", 0))
+            heads = OutputHeads(spec.hidden_size, config["aligner"].get("output_head_hidden", 0),
+                                pool=config["aligner"].get("output_head_pool", False))  # format 5
         aligner = TwoTowerAligner(towers["user"], towers["item"], heads)
         try:
             aligner.load_state_dict({k.removeprefix("aligner."): v for k, v in tensors.items()
@@ -285,8 +316,12 @@ class Towers:
         except (RuntimeError, ValueError) as exc:
             raise ModelFormatError(f"the alignment weights do not fit the saved configuration ({exc}).") from None
         item_texts = [None if t is None else ItemText(t["title"], tuple(t.get("categories", ()))) for t in texts]
-        return cls(backbone, item_texts, prompts, source, aligner.to(source.device).eval(),
-                   llm_identity=config["llm"])
+        if heads is not None and heads.pools and "item_basis" not in tensors:
+            raise ModelFormatError("the output heads pool the history's item vectors, but item_basis is missing.")
+        towers = cls(backbone, item_texts, prompts, source, aligner.to(source.device).eval(),
+                     llm_identity=config["llm"])
+        towers.item_basis = tensors.get("item_basis") if heads is not None and heads.pools else None
+        return towers
 
     def __getstate__(self) -> dict:
         # Pickles never carry the frozen LLM: it is reloaded (and checked) on first use.

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from .._distributed import Group, run_step
 from .._early_stopping import EarlyStopping
 from ._cold_items import borrowed_embeddings
+from ._cooccurrence_teacher import cooccurrence_teacher
 from ._projector import alignment_loss
 from ._samples import AlignmentSamples
 from ._towers import Towers, length_sorted_batches, pick
@@ -46,6 +47,9 @@ class AlignmentConfig:
     #: CE(softmax(CF scores / distill_temperature))`` over the same candidates (0: the next item alone)
     distill: float = 0.9
     distill_temperature: float = 1.0
+    #: weight of EASE's item co-occurrence score (the sample's whole history) added to the backbone's logits in the
+    #: teacher, in units of the backbone's score spread (0: the backbone alone)
+    cooccurrence_teacher: float = 0.25
     epochs: int = 1
     batch_size: int = 16  # samples per rank and step
     lr: float = 1e-2
@@ -56,6 +60,8 @@ class AlignmentConfig:
     head_epochs: int = 30
     head_lr: float = 1e-4  # Adam, decayed to 0 along a cosine over the heads' steps
     head_hidden: int = 1024  # hidden units of a residual MLP after each linear head (0: linear heads)
+    #: the user head also reads the mean of the LLM's item vectors (before the heads) over the whole history
+    history_pooling: bool = True
     #: share of the batch's items whose ID prefix is, at each step, their text neighbour's CF embedding (what an
     #: item added after fit gets), so the towers learn to read an item's text when its ID is borrowed. A research
     #: setting for the benchmarks, not an estimator parameter: it did not earn one (docs/benchmarks.md, cold items)
@@ -138,6 +144,8 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
     catalogue = config.negatives == "catalogue"
     log_q = _log_q(samples.targets, towers.n_items, config, group, device)
     teacher_items = item_cf[:, 0].to(device).float() if config.distill > 0 else None  # (n_items, d), moved once
+    every_sample = _joined(samples, head_samples)
+    extra_teacher = _with_cooccurrence(extra_teacher, towers, sequences, every_sample, len(samples), config)
     borrowed = borrowed_embeddings(item_cf[:, 0], towers.texts)[:, None] if config.id_dropout > 0 else None
     saved = checkpointer.read_training() if checkpointer is not None else None
     if saved is not None:
@@ -240,13 +248,11 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
     if config.head_epochs > 0:
         if head_samples is not None and len(head_samples):
             more_cf, more_tokens = _user_inputs(towers, head_samples, sequences)
-            samples = AlignmentSamples(*(np.concatenate([a, b]) for a, b in zip(
-                (samples.users, samples.ends, samples.targets),
-                (head_samples.users, head_samples.ends, head_samples.targets))))
+            samples = every_sample
             user_cf, user_tokens = torch.cat([user_cf, more_cf]), user_tokens + more_tokens
             log_q = _log_q(samples.targets, towers.n_items, config, group, device)
-        record = _train_heads(towers, samples, user_cf, user_tokens, user_states, teacher_items, log_q, config,
-                              rng, group, extra_teacher)
+        record = _train_heads(towers, samples, sequences, user_cf, user_tokens, user_states, teacher_items, log_q,
+                              config, rng, group, extra_teacher)
         if validate is not None:  # kept only if they rank the validation items better than the prefixes alone
             by_weight = validate()
             weight = max(by_weight, key=by_weight.get)
@@ -255,10 +261,37 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
             if record["kept"]:
                 run.best_fusion = weight
             else:
-                aligner.heads = None
+                aligner.heads, towers.item_basis = None, None
         run.log.append(record)
         logger.info("output heads: %s", record)
     return AlignmentResult(run.log, run.best_fusion if run.stopping.best_state is not None else None)
+
+
+def _joined(samples: AlignmentSamples, more: AlignmentSamples | None) -> AlignmentSamples:
+    """``samples`` followed by ``more`` (the output heads' extra samples), or ``samples`` alone."""
+    if more is None or not len(more):
+        return samples
+    return AlignmentSamples(*(np.concatenate([a, b]) for a, b in zip(
+        (samples.users, samples.ends, samples.targets), (more.users, more.ends, more.targets))))
+
+
+def _with_cooccurrence(extra_teacher: Callable | None, towers: Towers, sequences: Sequence[np.ndarray],
+                       samples: AlignmentSamples, n_prefix_samples: int, config: AlignmentConfig) -> Callable | None:
+    """``extra_teacher`` plus the co-occurrence teacher when ``config.cooccurrence_teacher`` > 0 (and distilling);
+    rows index ``samples`` (the prefixes' ``n_prefix_samples``, then the heads' extra ones; the scale is set on the
+    prefixes' alone, so that they train the same whatever the heads get)."""
+    if config.cooccurrence_teacher <= 0 or config.distill <= 0:
+        return extra_teacher
+
+    def backbone(rows: np.ndarray) -> torch.Tensor:  # the backbone's catalogue scores of some samples, on the CPU
+        histories = [towers.window(sequences[u][:e]) for u, e in zip(samples.users[rows], samples.ends[rows])]
+        return _teacher_scores(towers.user_cf(histories, samples.users[rows]), towers.item_cf[:, 0].float(), None)
+
+    added = cooccurrence_teacher(config.cooccurrence_teacher, sequences, samples, backbone, towers.n_items,
+                                 scale_from=n_prefix_samples)
+    if added is None or extra_teacher is None:
+        return added or extra_teacher
+    return lambda rows, candidates: added(rows, candidates) + extra_teacher(rows, candidates).to(torch.float32)
 
 
 def _user_inputs(towers: Towers, samples: AlignmentSamples, sequences: Sequence[np.ndarray],
@@ -297,17 +330,20 @@ def _objective(scores: torch.Tensor, target: torch.Tensor, rows: np.ndarray, ite
     return (1 - config.distill) * loss + config.distill * distillation_loss(scores, teacher, 1.0)
 
 
-def _train_heads(towers: Towers, samples: AlignmentSamples, user_cf: torch.Tensor, user_tokens: list[list[int]],
-                 user_states: list[torch.Tensor] | None, teacher_items: torch.Tensor | None, log_q: torch.Tensor,
-                 config: AlignmentConfig, rng: np.random.Generator, group: Group,
-                 extra_teacher: Callable | None) -> dict:
+def _train_heads(towers: Towers, samples: AlignmentSamples, sequences: Sequence[np.ndarray], user_cf: torch.Tensor,
+                 user_tokens: list[list[int]], user_states: list[torch.Tensor] | None,
+                 teacher_items: torch.Tensor | None, log_q: torch.Tensor, config: AlignmentConfig,
+                 rng: np.random.Generator, group: Group, extra_teacher: Callable | None) -> dict:
     """Train output heads (identity at the start) on the vectors the trained prefixes give; leaves them in
     ``towers.aligner.heads`` and returns the stage's record.
 
     The samples' users and the catalogue are encoded once, so a step runs no
     LLM and costs a few small matrix products: many epochs are affordable.
     Same objective and candidates as the prefixes' (the whole catalogue with
-    ``negatives="catalogue"``); Adam with a cosine decay to 0.
+    ``negatives="catalogue"``); Adam with a cosine decay to 0. With
+    ``history_pooling`` the user head also reads each sample's mean item
+    vector over its whole history (the catalogue's outputs before the heads,
+    kept as ``towers.item_basis`` to encode users later).
     """
     started = time.perf_counter()
     aligner, device = towers.aligner, towers.llm.device
@@ -322,9 +358,12 @@ def _train_heads(towers: Towers, samples: AlignmentSamples, user_cf: torch.Tenso
     outputs = group.sharded(lambda part: towers.encode_items(part), towers.n_items)
     towers.item_outputs = outputs  # the prefixes are final: later catalogue encodings only apply the heads
     items = outputs.to(device)
+    towers.item_basis = outputs if config.history_pooling else None
+    pooled = None if towers.item_basis is None else towers.pooled_history(
+        [sequences[u][:e] for u, e in zip(samples.users, samples.ends)]).to(device)
     # the MLP's first layer is drawn from the fit's seed (linear heads draw nothing: their fits are unchanged)
     generator = torch.Generator().manual_seed(int(rng.integers(2**31))) if config.head_hidden else None
-    heads = OutputHeads(users.shape[1], config.head_hidden, generator).to(device)
+    heads = OutputHeads(users.shape[1], config.head_hidden, generator, pool=pooled is not None).to(device)
     optimizer = torch.optim.Adam(heads.parameters(), lr=config.head_lr)
     batch = config.batch_size * group.size  # the prefixes' global batch: every rank trains the same heads
     per_epoch = -(-len(samples) // batch)
@@ -345,7 +384,9 @@ def _train_heads(towers: Towers, samples: AlignmentSamples, user_cf: torch.Tenso
                 candidates, target = np.unique(np.concatenate([samples.targets[rows], extra]), return_inverse=True)
                 target = target[:len(rows)]
             h_i = heads("item", items if candidates is None else items[torch.as_tensor(candidates, device=device)])
-            scores = heads("user", users[torch.as_tensor(rows, device=device)]) @ h_i.T * scale
+            batch_rows = torch.as_tensor(rows, device=device)
+            h_u = heads("user", users[batch_rows], None if pooled is None else pooled[batch_rows])
+            scores = h_u @ h_i.T * scale
             loss = _objective(scores, torch.as_tensor(target, device=device), rows, candidates, user_cf,
                               teacher_items, log_q, config, extra_teacher)
             _optimizer_step(heads, optimizer, loss, config, epoch, step + 1, heads=True)

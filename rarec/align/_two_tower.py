@@ -37,11 +37,21 @@ class OutputHeads(nn.Module):
     generator : torch.Generator, optional
         Draws the MLP's first layer (uniform in ±1/√width, as ``nn.Linear``
         draws it), so that a seeded fit is reproducible.
+    pool : bool, default False
+        The user head also adds a linear map (zero at the start) of a second
+        input: the mean of the LLM's item vectors (before the heads) over the
+        user's whole history, which the prompt (a few titles) and the CF
+        vector (the last ``max_history`` items) only summarise.
     """
 
-    def __init__(self, width: int, hidden: int = 0, generator: torch.Generator | None = None) -> None:
+    def __init__(self, width: int, hidden: int = 0, generator: torch.Generator | None = None,
+                 pool: bool = False) -> None:
         super().__init__()
         self.hidden = hidden
+        self.user_pool = None
+        if pool:
+            self.user_pool = nn.Linear(width, width, bias=False)
+            nn.init.zeros_(self.user_pool.weight)
         self.user, self.item = nn.Linear(width, width), nn.Linear(width, width, bias=False)
         with torch.no_grad():
             for layer in (self.user, self.item):
@@ -60,10 +70,20 @@ class OutputHeads(nn.Module):
                     nn.init.zeros_(mlp[2].weight)
                 nn.init.zeros_(self.user_mlp[2].bias)
 
-    def forward(self, tower: str, vectors: torch.Tensor) -> torch.Tensor:
-        """``vectors`` (B, hidden) of ``"user"`` or ``"item"`` through that tower's head, in float32."""
+    @property
+    def pools(self) -> bool:
+        """Whether the user head reads the history's mean item vector (``pool``)."""
+        return self.user_pool is not None
+
+    def forward(self, tower: str, vectors: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """``vectors`` (B, hidden) of ``"user"`` or ``"item"`` through that tower's head, in float32; ``pooled``
+        (B, hidden): the users' mean history item vectors, needed when the user head pools."""
         linear, mlp = (self.user, self.user_mlp) if tower == "user" else (self.item, self.item_mlp)
         vectors = linear(vectors.float())
+        if tower == "user" and self.user_pool is not None:
+            if pooled is None:
+                raise ValueError("these output heads pool the history's item vectors: pass them as pooled.")
+            vectors = vectors + self.user_pool(pooled.to(vectors))
         return vectors if mlp is None else vectors + mlp(vectors)
 
 
@@ -88,7 +108,8 @@ class TwoTowerAligner(nn.Module):
         self.heads = heads
 
     def encode(self, llm: FrozenLLM, tower: str, id_embeddings: torch.Tensor, tokens: Sequence[Sequence[int]],
-               lower_states: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+               lower_states: Sequence[torch.Tensor] | None = None, pooled: torch.Tensor | None = None,
+               heads: bool = True) -> torch.Tensor:
         """Vectors (B, hidden) of one tower for CF embeddings (B, K, d) and prompt tokens (through the
         output heads when there are any).
 
@@ -97,17 +118,19 @@ class TwoTowerAligner(nn.Module):
         When the prefixes cover only the top layers (:attr:`start` > 0), the
         lower layers run without a prefix; their output may be passed in as
         ``lower_states`` (see :meth:`FrozenLLM.lower_states`) to skip them.
+        ``pooled``: the users' mean history item vectors, for heads that pool;
+        ``heads=False`` gives the LLM's outputs before the heads.
         """
         projector = self.tower(tower)
         if projector.config.use_id:
             id_embeddings = id_embeddings.to(next(projector.parameters()).device)
         prefix = projector(id_embeddings if projector.config.use_id else None, batch_size=len(tokens))
         vectors = llm.forward(tokens, prefix, start=self.start(llm), lower_states=lower_states)
-        return self.through_heads(tower, vectors)
+        return self.through_heads(tower, vectors, pooled) if heads else vectors
 
-    def through_heads(self, tower: str, vectors: torch.Tensor) -> torch.Tensor:
+    def through_heads(self, tower: str, vectors: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
         """One tower's LLM outputs (B, hidden) through its output head, or unchanged when there are no heads."""
-        return vectors if self.heads is None else self.heads(tower, vectors)
+        return vectors if self.heads is None else self.heads(tower, vectors, pooled)
 
     def tower(self, name: str) -> PrefixProjector:
         """The prefix projector of ``"user"`` or ``"item"``."""

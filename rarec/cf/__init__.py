@@ -9,6 +9,7 @@ from ._base import CFBackbone
 from ._bpr import BPR, BPRConfig
 from ._histories import next_item_positions
 from ._comirec import ComiRec, ComiRecConfig
+from ._ease import EASE
 from ._popularity import PopularityRecommender
 from ._precomputed import Precomputed, PrecomputedConfig
 from ._registry import BACKBONES, make_backbone
@@ -23,6 +24,7 @@ __all__ = [
     "CFBackbone",
     "ComiRec",
     "ComiRecConfig",
+    "EASE",
     "PopularityRecommender",
     "Precomputed",
     "PrecomputedConfig",

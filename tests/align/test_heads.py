@@ -57,7 +57,7 @@ def test_heads_that_raise_validation_are_kept_trained_and_saved(data, monkeypatc
     ids, scores = rec.recommend(np.arange(10), k=5)
     folder = rec.save(tmp_path / "m")
     config = json.loads((folder / "config.json").read_text())
-    assert config["format_version"] == 4 and config["aligner"]["output_head_hidden"] == rec.head_hidden == 1024
+    assert config["format_version"] == 5 and config["aligner"]["output_head_hidden"] == rec.head_hidden == 1024
     back = RARecommender.load(folder, llm=llm)
     assert back.towers_.aligner.heads is not None
     ids_back, scores_back = back.recommend(np.arange(10), k=5)
@@ -215,3 +215,79 @@ def test_heads_train_on_the_prefixes_samples_and_the_head_samples(data, monkeypa
     plain = small(llm, head_epochs=0, head_samples=40, prefix_layers=prefix_layers).fit(X, item_text=text)
     torch.testing.assert_close(plain.towers_.aligner.user_prefix.state_dict(),
                                rec.towers_.aligner.user_prefix.state_dict())  # the prefixes never see them
+
+
+def test_pooling_heads_read_the_history_mean_item_vector_and_survive_save_load_and_add_items(data, monkeypatch,
+                                                                                              tmp_path):
+    X, text, llm = data
+    scripted_validation(monkeypatch, [0.10, 0.20])
+    rec = small(llm, head_epochs=2, head_hidden=8).fit(X, item_text=text)  # history_pooling=True by default
+    towers, heads = rec.towers_, rec.towers_.aligner.heads
+    assert heads.pools and heads.user_pool.weight.abs().max() > 0  # zero at the start, then trained
+    # the basis is the catalogue's LLM outputs before the heads; the fitted item vectors are it through the item head
+    assert towers.item_basis.shape == (rec.n_items_, towers.hidden_size)
+    with torch.no_grad():
+        torch.testing.assert_close(rec.item_vectors_, heads("item", towers.item_basis), atol=1e-4, rtol=1e-4)
+    # a user vector adds the head's map of the mean basis vector over the history's distinct items
+    history = np.array([3, 5, 5, 9])
+    mean = towers.item_basis[[3, 5, 9]].mean(0, keepdim=True)
+    torch.testing.assert_close(towers.pooled_history([history]), mean, atol=1e-4, rtol=1e-4)
+    heads.user_pool.weight.data.zero_()
+    without = towers.encode_users([history], np.array([-1]))
+    heads.user_pool.weight.data.copy_(torch.eye(towers.hidden_size))
+    assert not torch.allclose(towers.encode_users([history], np.array([-1])), without, atol=1e-4)
+    rec = small(llm, head_epochs=2, head_hidden=8)
+    scripted_validation(monkeypatch, [0.10, 0.20])
+    rec.fit(X, item_text=text)
+    ids, _ = rec.recommend(np.arange(10), k=5)
+    new_history = [list(rec.items_.decode(np.array([1, 4, 7])))]
+    fresh = rec.recommend(histories=new_history, k=5)[0]
+    folder = rec.save(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["aligner"]["output_head_pool"] is True
+    back = RARecommender.load(folder, llm=llm)
+    torch.testing.assert_close(back.towers_.item_basis, rec.towers_.item_basis)
+    assert np.array_equal(ids, back.recommend(np.arange(10), k=5)[0])
+    torch.testing.assert_close(back.towers_.encode_users([np.array([1, 4, 7])], np.array([-1])),
+                               rec.towers_.encode_users([np.array([1, 4, 7])], np.array([-1])), atol=1e-5, rtol=1e-5)
+    assert np.array_equal(fresh, back.recommend(histories=new_history, k=5)[0])
+    # an added item joins the basis (its output before the heads), so a history may name it
+    back.add_items({10_000: "A brand new item"})
+    assert back.towers_.item_basis.shape[0] == back.n_items_ == rec.n_items_ + 1
+    with torch.no_grad():
+        torch.testing.assert_close(back.item_vectors_[-1:], back.towers_.aligner.heads(
+            "item", back.towers_.item_basis[-1:]), atol=1e-4, rtol=1e-4)
+    assert back.towers_.encode_users([np.array([1, back.n_items_ - 1])], np.array([-1])).shape == (1, 32)
+
+
+def test_without_pooling_or_kept_heads_no_basis_is_kept(data, monkeypatch, tmp_path):
+    X, text, llm = data
+    scripted_validation(monkeypatch, [0.10, 0.20])
+    rec = small(llm, head_epochs=2, head_hidden=0, history_pooling=False).fit(X, item_text=text)
+    assert not rec.towers_.aligner.heads.pools and rec.towers_.item_basis is None
+    folder = rec.save(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["aligner"]["output_head_pool"] is False
+    # a format-4 folder (before pooling and the co-occurrence teacher) reads with both off
+    config["format_version"] = 4
+    del config["aligner"]["output_head_pool"]
+    for name in ("cooccurrence_teacher", "history_pooling"):
+        del config["params"][name]
+    (folder / "config.json").write_text(json.dumps(config))
+    old = RARecommender.load(folder, llm=llm)
+    assert (old.cooccurrence_teacher, old.history_pooling) == (0.0, False) and old.towers_.item_basis is None
+    scripted_validation(monkeypatch, [0.20, 0.10])  # heads that do not help are dropped, and so is their basis
+    dropped = small(llm, head_epochs=2, head_hidden=0).fit(X, item_text=text)
+    assert dropped.towers_.aligner.heads is None and dropped.towers_.item_basis is None
+    with pytest.raises(ValueError, match="history_pooling"):
+        small(llm, history_pooling=1).fit(X, item_text=text)
+    with pytest.raises(ValueError, match="cooccurrence_teacher"):
+        small(llm, cooccurrence_teacher=-0.1).fit(X, item_text=text)
+
+
+def test_pooling_heads_need_the_pooled_vectors():
+    heads = OutputHeads(6, 0, pool=True)
+    x = torch.randn(2, 6)
+    torch.testing.assert_close(heads("user", x, torch.randn(2, 6)), x)  # the pooling map starts at zero
+    with pytest.raises(ValueError, match="pooled"):
+        heads("user", x)

@@ -87,7 +87,7 @@ def test_distillation_is_smallest_where_the_student_ranks_like_the_teacher():
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
 def test_the_catalogue_teacher_is_the_backbones_own_ranking_of_each_sample(data, monkeypatch, temperature):
     X, text, llm = data
-    rec = small(llm, negatives="catalogue", distill=1.0, distill_temperature=temperature)
+    rec = small(llm, negatives="catalogue", distill=1.0, distill_temperature=temperature, cooccurrence_teacher=0.0)
     steps = [(s, t * temperature) for s, t in captured_teachers(monkeypatch, rec, X, text)]  # logits / temperature
     assert len(steps) == 4 and all(t.shape == (16, rec.n_items_) for _, t in steps)
     # every teacher row is the backbone's score of one training history (a prefix of a user's sequence)
