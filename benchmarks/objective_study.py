@@ -305,20 +305,10 @@ def tfidf_teacher(towers, samples, sequences, weight: float):
 
 
 def ease_weights(sequences, n_items: int, l2: float) -> np.ndarray:
-    """EASE (Steck, 2019): the item-item weights B (n_items, n_items), zero diagonal, that best rebuild each
-    user's binary row from their other items under an L2 penalty ``l2``: B = -P / diag(P), P = (X'X + l2 I)^-1."""
-    import scipy.sparse as sp
+    """EASE's item-item weights (``rarec.cf.EASE``; the estimator's ``cooccurrence_teacher`` fits the same)."""
+    from rarec.cf import EASE
 
-    rows = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
-    x = sp.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, np.concatenate(sequences))),
-                      shape=(len(sequences), n_items))
-    x.data[:] = 1.0  # repeats count once
-    gram = (x.T @ x).toarray()
-    gram[np.diag_indices(n_items)] += l2
-    inverse = np.linalg.inv(gram)
-    weights = -inverse / np.diag(inverse)
-    weights[np.diag_indices(n_items)] = 0.0
-    return weights.astype(np.float32)
+    return EASE(l2).fit(sequences, n_items).weights_.numpy()
 
 
 def ease_teacher(towers, samples, sequences, weight: float, l2: float = EASE_L2):

@@ -191,14 +191,10 @@ def full_histories(vectors: dict, sequences) -> list[np.ndarray]:
 
 
 def history_rows(histories, n_items: int):
-    """Binary sparse rows (len(histories), n_items), an item once however often it recurs."""
-    import scipy.sparse as sp
+    """Binary sparse rows (len(histories), n_items) (``rarec.cf.history_matrix``)."""
+    from rarec.cf import history_matrix
 
-    rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
-    matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, np.concatenate(histories))),
-                           shape=(len(histories), n_items))
-    matrix.data[:] = 1.0
-    return matrix
+    return history_matrix([np.asarray(h) for h in histories], n_items)
 
 
 def pooled(histories, item_vectors: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ..cf import EASE
-from ..cf._ease import MAX_ITEMS, history_matrix
+from ..cf import EASE, history_matrix
 from ._samples import AlignmentSamples
 
 logger = logging.getLogger(__name__)
@@ -31,7 +30,8 @@ _PROBE = 1000
 
 def cooccurrence_teacher(weight: float, sequences: Sequence[np.ndarray], samples: AlignmentSamples,
                          backbone_scores: Callable[[np.ndarray], torch.Tensor], n_items: int,
-                         scale_from: int | None = None) -> Callable[[np.ndarray, np.ndarray | None], torch.Tensor] | None:
+                         scale_from: int | None = None,
+                         ) -> Callable[[np.ndarray, np.ndarray | None], torch.Tensor] | None:
     """``extra(rows, candidates)`` -> (len(rows), M) logits to add to the backbone's: ``weight`` x EASE's score of
     each sample's whole history (items before its target) for each candidate (every item when ``None``).
 
@@ -40,9 +40,9 @@ def cooccurrence_teacher(weight: float, sequences: Sequence[np.ndarray], samples
     ``backbone_scores(rows)`` (the catalogue's scores) over that of EASE's. ``None``, with a warning, for a
     catalogue too large for EASE's dense weights.
     """
-    if n_items > MAX_ITEMS:
-        warnings.warn(f"cooccurrence_teacher: the catalogue has {n_items:,} items, more than EASE's {MAX_ITEMS:,}; "
-                      "distilling from the CF backbone alone.", UserWarning, stacklevel=3)
+    if n_items > EASE.MAX_ITEMS:
+        warnings.warn(f"cooccurrence_teacher: the catalogue has {n_items:,} items, more than EASE's "
+                      f"{EASE.MAX_ITEMS:,}; distilling from the CF backbone alone.", UserWarning, stacklevel=3)
         return None
     ease = EASE().fit(sequences, n_items)
     histories = history_matrix([sequences[u][:e] for u, e in zip(samples.users, samples.ends)], n_items)

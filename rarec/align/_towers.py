@@ -21,8 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._errors import LLMMismatchError, ModelFormatError
-from ..cf import CFBackbone
-from ..cf._ease import history_matrix
+from ..cf import CFBackbone, history_matrix
 from ..data import ItemText
 from ..llm import FrozenLLM, LLMSpec, PromptBuilder
 from ._cold_items import with_cold_items

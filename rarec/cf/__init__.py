@@ -9,7 +9,7 @@ from ._base import CFBackbone
 from ._bpr import BPR, BPRConfig
 from ._histories import next_item_positions
 from ._comirec import ComiRec, ComiRecConfig
-from ._ease import EASE
+from ._ease import EASE, history_matrix
 from ._popularity import PopularityRecommender
 from ._precomputed import Precomputed, PrecomputedConfig
 from ._registry import BACKBONES, make_backbone
@@ -31,5 +31,6 @@ __all__ = [
     "SASRec",
     "SASRecConfig",
     "TrainingConfig",
+    "history_matrix",
     "make_backbone",
 ]

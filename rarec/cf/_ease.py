@@ -21,11 +21,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-#: Largest catalogue EASE is fitted for: its weights are a dense n_items^2 matrix (1.6 GB at 20,000 items, and
-#: the inverse needs twice that while it is computed).
-MAX_ITEMS = 20_000
-
-
 def history_matrix(histories: Sequence[np.ndarray], n_items: int) -> sp.csr_matrix:
     """Binary rows (len(histories), n_items), float32: an item counts once however often it recurs."""
     lengths = [len(h) for h in histories]
@@ -47,6 +42,9 @@ class EASE:
 
     Attributes
     ----------
+    MAX_ITEMS : int
+        The largest catalogue it is fitted for, 20,000: its weights are a dense n_items² matrix (1.6 GB at
+        20,000 items, and computing the inverse needs twice that again).
     weights_ : torch.Tensor of float32, shape (n_items, n_items)
         ``B``, zero on the diagonal: ``scores = history_row @ B``.
 
@@ -60,17 +58,19 @@ class EASE:
     True
     """
 
+    MAX_ITEMS = 20_000
+
     def __init__(self, l2: float = 200.0) -> None:
         self.l2 = l2
 
     def fit(self, histories: Sequence[np.ndarray], n_items: int) -> EASE:
         """Fit the weights on ``histories`` (item indices per user); returns self. Raises ``ValueError`` for a
-        catalogue above :data:`MAX_ITEMS` items."""
+        catalogue above :attr:`MAX_ITEMS` items."""
         import scipy.linalg
 
-        if n_items > MAX_ITEMS:
+        if n_items > self.MAX_ITEMS:
             raise ValueError(f"EASE needs a dense {n_items} x {n_items} matrix; it is fitted for up to "
-                             f"{MAX_ITEMS:,} items.")
+                             f"{self.MAX_ITEMS:,} items.")
         x = history_matrix(histories, n_items)
         gram = (x.T @ x).toarray().astype(np.float64)
         gram[np.diag_indices(n_items)] += self.l2

@@ -8,7 +8,6 @@ import rarec.align._trainer as trainer
 from rarec.align import all_next_item_samples
 from rarec.align._cooccurrence_teacher import cooccurrence_teacher
 from rarec.cf import EASE
-from rarec.cf import _ease
 
 from rarec.testing import tiny_llm
 
@@ -35,9 +34,7 @@ def test_the_teacher_adds_ease_scores_of_the_whole_history_in_units_of_the_backb
 
 
 def test_a_catalogue_too_large_for_ease_distils_the_backbone_alone(monkeypatch):
-    monkeypatch.setattr(_ease, "MAX_ITEMS", 3)
-    import rarec.align._cooccurrence_teacher as module
-    monkeypatch.setattr(module, "MAX_ITEMS", 3)
+    monkeypatch.setattr(EASE, "MAX_ITEMS", 3)
     sequences = [np.array([0, 1, 2, 3])]
     with pytest.warns(UserWarning, match="more than EASE's 3"):
         assert cooccurrence_teacher(0.25, sequences, all_next_item_samples(sequences), None, 4) is None

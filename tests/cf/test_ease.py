@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rarec.cf import EASE
-from rarec.cf import _ease
+from rarec.cf import EASE, history_matrix
 
 
 def test_ease_is_the_closed_form_ridge_regression_with_a_zero_diagonal():
@@ -21,12 +20,12 @@ def test_ease_is_the_closed_form_ridge_regression_with_a_zero_diagonal():
     scores = ease.score([np.array([0])])[0]
     assert int(scores.argmax()) == 1
     # scores of some candidates are those columns of every item's scores; a sparse history matrix reads the same
-    rows = _ease.history_matrix([np.array([0, 2]), np.array([], dtype=np.int64)], 5)
+    rows = history_matrix([np.array([0, 2]), np.array([], dtype=np.int64)], 5)
     torch.testing.assert_close(ease.score(rows, np.array([3, 1])), ease.score(rows)[:, [3, 1]])
     assert torch.all(ease.score(rows)[1] == 0)  # an empty history scores nothing
 
 
 def test_ease_refuses_catalogues_too_large_for_its_dense_weights(monkeypatch):
-    monkeypatch.setattr(_ease, "MAX_ITEMS", 3)
+    monkeypatch.setattr(EASE, "MAX_ITEMS", 3)
     with pytest.raises(ValueError, match="up to 3 items"):
         EASE().fit([np.array([0, 1])], n_items=4)
