@@ -296,9 +296,12 @@ def main() -> None:
     parser.add_argument("--heads", default=";".join(HEADS), help="names of HEADS separated by semicolons")
     parser.add_argument("--render", action="store_true")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="results file (default results/output_head[_<data>].json); session 20's rows, from a "
+                             "new fit of the cached vectors, are in results/output_head_session20.json")
     args = parser.parse_args()
     suffix = dataset_suffix(args.data)
-    results = HERE / "results" / f"output_head{suffix}.json"
+    results = args.results or HERE / "results" / f"output_head{suffix}.json"
     if not args.render:
         vectors, backbone, (split, part), texts = fitted_vectors(args.data, args.users, args.seed)
         inner = leave_last_out(part.train, n_valid=0)
