@@ -123,8 +123,8 @@ class RARecommender(RankingMixin, BaseEstimator):
         0.1161), which gives the student something to learn beyond its
         backbone. 0 distils the backbone alone. Skipped, with a warning, for
         catalogues above 20,000 items (EASE's weights are a dense n_items²
-        matrix: 0.6 GB at 12,000 items). Fitting EASE takes about a second
-        on ML-100K and a minute on a 12,000-item catalogue on a 2-core CPU.
+        matrix: 0.6 GB at 12,000 items). Fitting EASE took a second on
+        ML-100K on a 2-core CPU.
     score_fusion : float >= 0 or "auto", default 0.0
         Weight w of the CF backbone's own score in the ranking score:
         ``z(h_u · h_i) + w · z(cf(u, i))``, each standardised per user over
