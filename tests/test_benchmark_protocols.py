@@ -52,18 +52,22 @@ def test_user_subset_keeps_the_id_maps_and_only_the_chosen_users(log):
     assert np.array_equal(np.unique(objective_study.user_subset(split, 50).train.user_codes), users)  # seeded
 
 
+def tiny_cold_split(monkeypatch):
+    """(data, log, texts, (train, test pairs, cold items), test log) of a tiny catalogue, and a tiny shared SASRec."""
+    data = make_interactions(n_users=60, n_items=40, random_state=1)
+    log = data.interactions
+    split = cold_items.cold_split(log, 0.10, seed=0)
+    monkeypatch.setitem(objective_study.SETTINGS, "sasrec", (dict(dim=8, n_layers=1, n_heads=1, inner_dim=8),
+                                                            dict(batch_size=32, epochs=1)))
+    return data, log, data.item_text.align(log.items), split, cold_items.as_log(split[1], log)
+
+
 def test_cold_item_llm_row_ranks_the_cold_items_it_adds(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from rarec.testing import tiny_llm
 
-    data = make_interactions(n_users=60, n_items=40, random_state=1)
-    log = data.interactions
-    texts = data.item_text.align(log.items)
-    train, pairs, cold = cold_items.cold_split(log, 0.10, seed=0)
-    test = cold_items.as_log(pairs, log)
-    monkeypatch.setitem(objective_study.SETTINGS, "sasrec", (dict(dim=8, n_layers=1, n_heads=1, inner_dim=8),
-                                                            dict(batch_size=32, epochs=1)))
+    data, log, texts, (train, pairs, cold), test = tiny_cold_split(monkeypatch)
     args = SimpleNamespace(users=30, device="cpu", data=tmp_path, llm=tiny_llm(data.item_text), cache=tmp_path / "cf")
     row = cold_items.llm_row("rarec", 0, train, test, texts, cold, args)
     assert row["users"] == 30 and 0.0 <= row["hr@100"] <= 1.0
@@ -301,13 +305,7 @@ def test_cold_prefixes_nearest_rule_reproduces_the_cold_items_row(tmp_path, monk
     from rarec.testing import tiny_llm
 
     cold_prefixes = pytest.importorskip("cold_prefixes")
-    data = make_interactions(n_users=60, n_items=40, random_state=1)
-    log = data.interactions
-    texts = data.item_text.align(log.items)
-    train, pairs, cold = cold_items.cold_split(log, 0.10, seed=0)
-    test = cold_items.as_log(pairs, log)
-    monkeypatch.setitem(objective_study.SETTINGS, "sasrec", (dict(dim=8, n_layers=1, n_heads=1, inner_dim=8),
-                                                            dict(batch_size=32, epochs=1)))
+    data, log, texts, (train, pairs, cold), test = tiny_cold_split(monkeypatch)
     llm = tiny_llm(data.item_text)
     args = SimpleNamespace(users=30, device="cpu", data=tmp_path, llm=llm, cache=tmp_path / "cf",
                            keep_models=tmp_path / "models")
