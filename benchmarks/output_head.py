@@ -90,6 +90,8 @@ HEADS = {
         "sampled", 30, 1e-4, "cosine", 0.9, {"mlp": 1024, "pool": True, "ease_weight": 0.25}),
     "sampled, 30 epochs, lr 1e-4, cosine decay, + residual MLP 1024, pooled history": (
         "sampled", 30, 1e-4, "cosine", 0.9, {"mlp": 1024, "pool": True}),
+    "sampled, 30 epochs, lr 1e-4, cosine decay, + residual MLP 1024, pooled history, EASE teacher 0.5": (
+        "sampled", 30, 1e-4, "cosine", 0.9, {"mlp": 1024, "pool": True, "ease_weight": 0.5}),
     # the same with the history's mean CF item embedding (the backbone's, 64 wide) instead of the LLM's item vectors
     "sampled, 30 epochs, lr 1e-4, cosine decay, + residual MLP 1024, pooled CF history, EASE teacher 0.25": (
         "sampled", 30, 1e-4, "cosine", 0.9, {"mlp": 1024, "pool": "cf", "ease_weight": 0.25}),
