@@ -262,19 +262,17 @@ def text_teacher(weight: float | None):
     return added_teacher(None if weight is None else lambda *fit: tfidf_teacher(*fit, weight))
 
 
-def ease_teacher_of(weight: float | None, l2: float = EASE_L2):
+def ease_teacher_of(weight: float | None):
     """:func:`added_teacher` with :func:`ease_teacher` of this weight (nothing when ``weight`` is None)."""
-    return added_teacher(None if weight is None else lambda *fit: ease_teacher(*fit, weight, l2))
+    return added_teacher(None if weight is None else lambda *fit: ease_teacher(*fit, weight))
 
 
-def sample_histories(towers, samples, sequences, window: bool = True):
-    """Each sample's history (its user's items before the target; the prompt's window when ``window``) as a
-    binary sparse row over the catalogue, (n_samples, n_items)."""
+def sample_histories(towers, samples, sequences):
+    """Each sample's history window (its user's last items before the target, as the prompt sees them) as a sparse
+    row over the catalogue, (n_samples, n_items)."""
     import scipy.sparse as sp
 
-    histories = [sequences[u][:e] for u, e in zip(samples.users, samples.ends)]
-    if window:
-        histories = [towers.window(h) for h in histories]
+    histories = [towers.window(sequences[u][:e]) for u, e in zip(samples.users, samples.ends)]
     return sp.csr_matrix((np.ones(sum(map(len, histories)), dtype=np.float32), np.concatenate(histories),
                           np.cumsum([0, *map(len, histories)])), shape=(len(histories), towers.n_items))
 
@@ -311,19 +309,16 @@ def ease_weights(sequences, n_items: int, l2: float) -> np.ndarray:
     return EASE(l2).fit(sequences, n_items).weights_.numpy()
 
 
-def ease_teacher(towers, samples, sequences, weight: float, l2: float = EASE_L2):
+def ease_teacher(towers, samples, sequences, weight: float):
     """``extra_teacher(rows, candidates)``: ``weight`` x the EASE score of each candidate given the sample's whole
-    history (item-item weights fitted on the fit's training sequences), in units of the backbone's score spread
-    (:func:`spread_scale`): a teacher that adds item co-occurrence to the backbone's sequence model."""
-    weights = torch.as_tensor(ease_weights(sequences, towers.n_items, l2))
-    histories = sample_histories(towers, samples, sequences, window=False)
+    history, in units of the backbone's score spread: the estimator's ``cooccurrence_teacher``, given here through
+    the ``extra_teacher`` hook (as the session-20 row "default + teacher SASRec + 0.25 x EASE" was run)."""
+    from rarec.align._cooccurrence_teacher import cooccurrence_teacher
 
-    def scores(rows, candidates=None):
-        dense = torch.as_tensor(histories[np.asarray(rows)].toarray())
-        return dense @ (weights if candidates is None else weights[:, torch.as_tensor(candidates)])
-
-    scale = spread_scale(towers, samples, sequences, lambda rows: scores(rows).numpy(), weight)
-    return lambda rows, candidates: scores(rows, candidates) * scale
+    def backbone(rows):
+        histories = [towers.window(sequences[samples.users[r]][:samples.ends[r]]) for r in rows]
+        return towers.user_cf(histories, samples.users[rows])[:, 0] @ towers.item_cf[:, 0].T
+    return cooccurrence_teacher(weight, sequences, samples, backbone, towers.n_items)
 
 
 def render(result: dict) -> str:

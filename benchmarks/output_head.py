@@ -192,35 +192,24 @@ def full_histories(vectors: dict, sequences) -> list[np.ndarray]:
     return [sequences[u][:e] for u, e in zip(vectors["sample_users"].tolist(), vectors["sample_ends"].tolist())]
 
 
-def history_rows(histories, n_items: int):
-    """Binary sparse rows (len(histories), n_items) (``rarec.cf.history_matrix``)."""
+def pooled(histories, item_vectors: torch.Tensor) -> torch.Tensor:
+    """The mean of ``item_vectors`` over each history's distinct items (zeros for an empty history), as the
+    estimator's ``history_pooling`` computes it."""
     from rarec.cf import history_matrix
 
-    return history_matrix([np.asarray(h) for h in histories], n_items)
-
-
-def pooled(histories, item_vectors: torch.Tensor) -> torch.Tensor:
-    """The mean of ``item_vectors`` over each history's distinct items (zeros for an empty history)."""
-    import scipy.sparse as sp
-
-    rows = history_rows(histories, item_vectors.shape[0])
-    rows = sp.diags(1.0 / np.maximum(rows.sum(1).A1, 1.0)).astype(np.float32) @ rows
+    rows = history_matrix([np.asarray(h) for h in histories], item_vectors.shape[0], mean=True)
     return torch.as_tensor(rows @ item_vectors.numpy())
 
 
-def ease_extra(vectors: dict, sequences, weight: float, n_probe: int = 1000):
-    """``extra(rows, items)``: weight x the EASE score (objective_study.ease_weights on the fit's training
-    sequences) of each sample's whole history for each item, in units of SASRec's score spread."""
-    from objective_study import EASE_L2, ease_weights
+def ease_extra(vectors: dict, sequences, weight: float):
+    """``extra(rows, items)``: the estimator's co-occurrence teacher (weight x the EASE score of each sample's whole
+    history, EASE fitted on the fit's training sequences, in units of SASRec's score spread) on the cached samples."""
+    from rarec.align import AlignmentSamples
+    from rarec.align._cooccurrence_teacher import cooccurrence_teacher
 
-    n_items = vectors["items"].shape[0]
-    weights = ease_weights(sequences, n_items, EASE_L2)
-    histories = history_rows(full_histories(vectors, sequences), n_items)
-    probe = np.random.default_rng(0).permutation(histories.shape[0])[:n_probe]
-    cf = vectors["teacher_samples"][probe] @ vectors["teacher_items"].T
-    scale = weight * float(cf.std(1).mean()) / float((histories[probe] @ weights).std(1).mean())
-    return lambda rows, columns: torch.as_tensor(histories[rows.numpy()] @ weights[:, columns.numpy()] * scale,
-                                                 dtype=torch.float32)
+    samples = AlignmentSamples(*(vectors[k].numpy() for k in ("sample_users", "sample_ends", "targets")))
+    backbone = lambda rows: vectors["teacher_samples"][rows] @ vectors["teacher_items"].T  # noqa: E731
+    return cooccurrence_teacher(weight, sequences, samples, backbone, vectors["items"].shape[0])
 
 
 def ranking(user_vectors, item_vectors, valid, valid_train, test, test_train) -> dict:

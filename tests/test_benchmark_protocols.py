@@ -383,7 +383,8 @@ def test_output_head_ease_teacher_scores_each_sample_whole_history():
     generator = torch.Generator().manual_seed(0)
     vectors = {"items": torch.randn(5, 6, generator=generator), "teacher_items": torch.randn(5, 4, generator=generator),
                "teacher_samples": torch.randn(3, 4, generator=generator),
-               "sample_users": torch.tensor([0, 1, 2]), "sample_ends": torch.tensor([3, 2, 4])}
+               "sample_users": torch.tensor([0, 1, 2]), "sample_ends": torch.tensor([3, 2, 4]),
+               "targets": torch.tensor([3, 4, 1])}
     extra = output_head.ease_extra(vectors, sequences, 0.25)
     weights = objective_study.ease_weights(sequences, 5, objective_study.EASE_L2)
     scores = extra(torch.tensor([0, 2]), torch.tensor([3, 4]))

@@ -219,10 +219,7 @@ class Towers:
 
     def pooled_history(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
         """The mean of :attr:`item_basis` over each history's distinct items (n, hidden); zeros for an empty one."""
-        import scipy.sparse as sp
-
-        rows = history_matrix([np.asarray(h) for h in histories], self.item_basis.shape[0])
-        rows = sp.diags(1.0 / np.maximum(rows.sum(1).A1, 1.0)).astype(np.float32) @ rows
+        rows = history_matrix([np.asarray(h) for h in histories], self.item_basis.shape[0], mean=True)
         return torch.as_tensor(rows @ self.item_basis.numpy())
 
     def encode_items(self, items: np.ndarray, progress: bool = False) -> torch.Tensor:

@@ -21,14 +21,19 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-def history_matrix(histories: Sequence[np.ndarray], n_items: int) -> sp.csr_matrix:
-    """Binary rows (len(histories), n_items), float32: an item counts once however often it recurs."""
+
+def history_matrix(histories: Sequence[np.ndarray], n_items: int, mean: bool = False) -> sp.csr_matrix:
+    """Binary rows (len(histories), n_items), float32: an item counts once however often it recurs. With
+    ``mean`` each row is divided by its number of distinct items, so that ``rows @ vectors`` is each history's
+    mean item vector (zeros for an empty history)."""
     lengths = [len(h) for h in histories]
     rows = np.repeat(np.arange(len(histories)), lengths)
     items = np.concatenate(histories).astype(np.int64) if sum(lengths) else np.zeros(0, dtype=np.int64)
     matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, items)), shape=(len(histories), n_items))
     matrix.data[:] = 1.0  # duplicates were summed
-    return matrix
+    if mean:
+        matrix = sp.diags(1.0 / np.maximum(matrix.sum(1).A1, 1.0)).astype(np.float32) @ matrix
+    return sp.csr_matrix(matrix)
 
 
 class EASE:
