@@ -26,6 +26,7 @@ does anything: a single process runs as before.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from collections.abc import Callable
@@ -63,6 +64,9 @@ class Group:
         if not dist.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
             dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+            # A group rarec started is also ended by rarec, while the interpreter is still whole: left to
+            # interpreter shutdown, gloo's worker threads can outlive it and abort the process.
+            atexit.register(_destroy_process_group)
         return cls(dist.get_rank(), dist.get_world_size())
 
     def local_device(self, device: torch.device) -> torch.device:
@@ -153,3 +157,9 @@ def run_step(wrapped: nn.Module, step: Callable[[nn.Module], torch.Tensor], modu
 def is_main_process() -> bool:
     """Whether this process is rank 0 of a launched distributed job, or not part of one."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def _destroy_process_group() -> None:
+    """End the default process group if it is still open (``atexit`` hook of :meth:`Group.from_environment`)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
