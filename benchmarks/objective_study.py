@@ -230,7 +230,8 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
            "train_s": sum(r["seconds"] for r in log), "setup_s": log[0].get("setup_seconds", 0.0),
            "samples": log[0]["samples"], "epochs_run": len(log),
            "valid_ndcg@10": max(r.get("valid_ndcg@10", -1.0) for r in rec.training_log_),
-           "valid_ndcg@10_by_epoch": [r.get("valid_ndcg@10") for r in log], **test}
+           "valid_ndcg@10_by_epoch": [r.get("valid_ndcg@10") for r in log],
+           "cooccurrence_check": log[0].get("cooccurrence_teacher"), **test}
     if heads:  # the output heads' stage: its own seconds and validation, and whether the fit kept them
         row.update({"heads_s": heads[0]["seconds"], "heads_valid_ndcg@10": heads[0].get("valid_ndcg@10"),
                     "heads_kept": heads[0].get("kept")})

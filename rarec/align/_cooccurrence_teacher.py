@@ -8,6 +8,14 @@ SASRec + 0.25 x EASE: NDCG@10 0.1294 against SASRec's 0.1161;
 docs/benchmarks.md). The teacher's logits become the backbone's plus
 ``weight`` x EASE's score of each sample's whole history, the weight in
 units of the backbone's score spread so that it means the same on any data.
+
+EASE is only as good as the histories it is fitted on: on 4,000 of Amazon
+Beauty's 22,363 users the fused teacher ranked the validation items worse
+than SASRec alone (NDCG@10 0.0469 against 0.0525), on all of them better
+(0.0558). So when the fit has validation items, the trainer first ranks
+them with the backbone alone and with the fused teacher
+(:meth:`CooccurrenceTeacher.validation_check`) and distils the backbone
+alone unless the teacher wins.
 """
 
 from __future__ import annotations
@@ -17,23 +25,26 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from ..cf import EASE, history_matrix
+from ..metrics import full_ranking_metrics
 from ._samples import AlignmentSamples
 
 logger = logging.getLogger(__name__)
 
 #: Samples whose score spreads set the scale (a fixed draw: the fit's own random stream is not touched).
 _PROBE = 1000
+#: Validation users the check ranks at most (a fixed draw, as the probe).
+_CHECK_USERS = 2000
 
 
 def cooccurrence_teacher(weight: float, sequences: Sequence[np.ndarray], samples: AlignmentSamples,
                          backbone_scores: Callable[[np.ndarray], torch.Tensor], n_items: int,
-                         scale_from: int | None = None,
-                         ) -> Callable[[np.ndarray, np.ndarray | None], torch.Tensor] | None:
-    """``extra(rows, candidates)`` -> (len(rows), M) logits to add to the backbone's: ``weight`` x EASE's score of
-    each sample's whole history (items before its target) for each candidate (every item when ``None``).
+                         scale_from: int | None = None) -> CooccurrenceTeacher | None:
+    """The teacher ``extra(rows, candidates)`` -> (len(rows), M) logits to add to the backbone's: ``weight`` x EASE's
+    score of each sample's whole history (items before its target) for each candidate (every item when ``None``).
 
     EASE is fitted on ``sequences`` (the fit's training sequences). One unit of ``weight`` is the backbone's score
     spread: the mean over probe samples (drawn among the first ``scale_from``, default all) of the std of
@@ -50,7 +61,37 @@ def cooccurrence_teacher(weight: float, sequences: Sequence[np.ndarray], samples
     spread = float(ease.score(histories[probe]).std(1).mean())
     scale = weight * float(backbone_scores(probe).float().std(1).mean()) / max(spread, 1e-12)
     logger.info("cooccurrence teacher: EASE on %d items, scale %.4g", n_items, scale)
+    return CooccurrenceTeacher(ease, histories, scale)
 
-    def extra(rows: np.ndarray, candidates: np.ndarray | None) -> torch.Tensor:
-        return ease.score(histories[np.asarray(rows)], candidates) * scale
-    return extra
+
+class CooccurrenceTeacher:
+    """``teacher(rows, candidates)`` -> ``scale`` x EASE's scores (len(rows), M) of the sample histories ``rows``
+    (rows of ``histories``) for ``candidates`` (every item when ``None``). Built by :func:`cooccurrence_teacher`."""
+
+    def __init__(self, ease: EASE, histories: sp.csr_matrix, scale: float) -> None:
+        self.ease, self.histories, self.scale = ease, histories, scale
+
+    def __call__(self, rows: np.ndarray, candidates: np.ndarray | None) -> torch.Tensor:
+        return self.ease.score(self.histories[np.asarray(rows)], candidates) * self.scale
+
+    def validation_check(self, sequences: Sequence[np.ndarray], held_out: sp.csr_matrix,
+                         backbone_scores: Callable[[list[np.ndarray], np.ndarray], torch.Tensor]) -> dict:
+        """Whether the teacher ranks the validation items better than the backbone alone.
+
+        ``held_out`` (n_users, n_items) marks each user's validation items; ``backbone_scores(histories, users)``
+        gives the backbone's catalogue scores (len(users), n_items) of users described by their whole training
+        ``sequences``. Up to 2,000 users with validation items (a fixed draw) are ranked, their training items
+        excluded. Returns both validation NDCG@10s and ``kept``: whether the teacher's is higher.
+        """
+        users = np.flatnonzero(held_out.getnnz(axis=1) > 0)
+        users = np.sort(np.random.default_rng(0).permutation(users)[:_CHECK_USERS])
+        histories = [np.asarray(sequences[u]) for u in users]
+        seen = history_matrix(histories, held_out.shape[1])
+        alone = backbone_scores(histories, users).float()
+        fused = alone + self.scale * self.ease.score(seen)
+        ndcg = [full_ranking_metrics(scores, held_out[users], seen, ks=[10], metrics=["ndcg"])["ndcg@10"]
+                for scores in (alone, fused)]
+        kept = ndcg[1] > ndcg[0]
+        logger.info("cooccurrence teacher: validation NDCG@10 %.4f with it, %.4f with the backbone alone: %s",
+                    ndcg[1], ndcg[0], "kept" if kept else "not used")
+        return {"valid_ndcg@10_backbone": ndcg[0], "valid_ndcg@10_with_teacher": ndcg[1], "kept": kept}

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
@@ -93,7 +94,8 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                     validate: Callable[[], dict[float, float]] | None = None,
                     checkpointer: Checkpointer | None = None,
                     extra_teacher: Callable[[np.ndarray, np.ndarray | None], torch.Tensor] | None = None,
-                    head_samples: AlignmentSamples | None = None) -> AlignmentResult:
+                    head_samples: AlignmentSamples | None = None,
+                    held_out: sp.csr_matrix | None = None) -> AlignmentResult:
     """Train ``towers.aligner`` on (history, next item) samples; keep the weights of the best validation round.
 
     Parameters
@@ -122,6 +124,10 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
         More samples for the output heads' stage only, beside ``samples``
         (their users are encoded once, with no gradient, after the prefixes
         are trained).
+    held_out : scipy.sparse matrix (n_users, n_items), optional
+        The validation items by user (not in ``sequences``). With them the
+        co-occurrence teacher is used only if it ranks them better than the
+        backbone alone; the first epoch's record says what it found.
     """
     if head_samples is not None and len(head_samples) and extra_teacher is not None:
         raise ValueError("extra_teacher scores the rows of samples; it cannot be combined with head_samples.")
@@ -145,7 +151,8 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
     log_q = _log_q(samples.targets, towers.n_items, config, group, device)
     teacher_items = item_cf[:, 0].to(device).float() if config.distill > 0 else None  # (n_items, d), moved once
     every_sample = _joined(samples, head_samples)
-    extra_teacher = _with_cooccurrence(extra_teacher, towers, sequences, every_sample, len(samples), config)
+    extra_teacher, teacher_check = _with_cooccurrence(extra_teacher, towers, sequences, every_sample, len(samples),
+                                                      config, held_out)
     borrowed = borrowed_embeddings(item_cf[:, 0], towers.texts)[:, None] if config.id_dropout > 0 else None
     saved = checkpointer.read_training() if checkpointer is not None else None
     if saved is not None:
@@ -228,6 +235,8 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                   "seconds": time.perf_counter() - t0, "samples": len(samples)}
         if epoch == 1:
             record["setup_seconds"] = setup_seconds
+            if teacher_check is not None:
+                record["cooccurrence_teacher"] = teacher_check
         if validate is not None:
             aligner.eval()
             by_weight = validate()
@@ -276,22 +285,33 @@ def _joined(samples: AlignmentSamples, more: AlignmentSamples | None) -> Alignme
 
 
 def _with_cooccurrence(extra_teacher: Callable | None, towers: Towers, sequences: Sequence[np.ndarray],
-                       samples: AlignmentSamples, n_prefix_samples: int, config: AlignmentConfig) -> Callable | None:
-    """``extra_teacher`` plus the co-occurrence teacher when ``config.cooccurrence_teacher`` > 0 (and distilling);
-    rows index ``samples`` (the prefixes' ``n_prefix_samples``, then the heads' extra ones; the scale is set on the
-    prefixes' alone, so that they train the same whatever the heads get)."""
+                       samples: AlignmentSamples, n_prefix_samples: int, config: AlignmentConfig,
+                       held_out: sp.csr_matrix | None) -> tuple[Callable | None, dict | None]:
+    """``extra_teacher`` plus the co-occurrence teacher when ``config.cooccurrence_teacher`` > 0 (and distilling),
+    and what its validation check found (``None`` when there was none). Rows index ``samples`` (the prefixes'
+    ``n_prefix_samples``, then the heads' extra ones; the scale is set on the prefixes' alone, so that they train
+    the same whatever the heads get). With ``held_out`` items the teacher is added only if it ranks them better
+    than the backbone alone."""
     if config.cooccurrence_teacher <= 0 or config.distill <= 0:
-        return extra_teacher
+        return extra_teacher, None
 
-    def backbone(rows: np.ndarray) -> torch.Tensor:  # the backbone's catalogue scores of some samples, on the CPU
-        histories = [towers.window(sequences[u][:e]) for u, e in zip(samples.users[rows], samples.ends[rows])]
-        return _teacher_scores(towers.user_cf(histories, samples.users[rows]), towers.item_cf[:, 0].float(), None)
+    def backbone(histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:  # catalogue scores, on the CPU
+        return _teacher_scores(towers.user_cf([towers.window(h) for h in histories], users),
+                               towers.item_cf[:, 0].float(), None)
 
-    added = cooccurrence_teacher(config.cooccurrence_teacher, sequences, samples, backbone, towers.n_items,
+    def of_samples(rows: np.ndarray) -> torch.Tensor:
+        return backbone([sequences[u][:e] for u, e in zip(samples.users[rows], samples.ends[rows])],
+                        samples.users[rows])
+
+    added = cooccurrence_teacher(config.cooccurrence_teacher, sequences, samples, of_samples, towers.n_items,
                                  scale_from=n_prefix_samples)
+    check = None if added is None or held_out is None else added.validation_check(sequences, held_out, backbone)
+    if check is not None and not check["kept"]:
+        added = None
     if added is None or extra_teacher is None:
-        return added or extra_teacher
-    return lambda rows, candidates: added(rows, candidates) + extra_teacher(rows, candidates).to(torch.float32)
+        return added or extra_teacher, check
+    return (lambda rows, candidates: added(rows, candidates) + extra_teacher(rows, candidates).to(torch.float32),
+            check)
 
 
 def _user_inputs(towers: Towers, samples: AlignmentSamples, sequences: Sequence[np.ndarray],

@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 import rarec.align._trainer as trainer
+from rarec.align._trainer import distillation_loss
 from rarec.align import all_next_item_samples
-from rarec.align._cooccurrence_teacher import cooccurrence_teacher
+from rarec.align._cooccurrence_teacher import CooccurrenceTeacher, cooccurrence_teacher
 from rarec.cf import EASE
 
 from rarec.testing import tiny_llm
@@ -40,18 +42,57 @@ def test_a_catalogue_too_large_for_ease_distils_the_backbone_alone(monkeypatch):
         assert cooccurrence_teacher(0.25, sequences, all_next_item_samples(sequences), None, 4) is None
 
 
-def test_fit_trains_with_the_teacher_unless_it_is_off(monkeypatch):
-    X, _, text = synthetic_split()
-    llm = tiny_llm(text)
-    given, original = [], trainer.distillation_loss
+def test_the_check_keeps_the_teacher_only_where_it_ranks_validation_items_better():
+    # items 0-1 and 2-3 always come together; each user's validation item is the partner of their history's item
+    sequences = [np.array([u % 2 * 2]) for u in range(40)] + [np.array([0, 1]), np.array([2, 3])] * 10
+    held_out = sp.csr_matrix((np.ones(40), (np.arange(40), [u % 2 * 2 + 1 for u in range(40)])), shape=(60, 5))
+    rng = np.random.default_rng(0)
+    teacher = cooccurrence_teacher(1.0, sequences, all_next_item_samples(sequences),
+                                   lambda rows: torch.as_tensor(rng.normal(size=(len(rows), 5))), 5)
+
+    def noise(histories, users):  # a backbone that knows nothing: random scores
+        return torch.as_tensor(rng.normal(size=(len(users), 5)), dtype=torch.float32) * 1e-3
+
+    def oracle(histories, users):  # a backbone that puts every validation item first
+        return torch.as_tensor(held_out[users].toarray() * 100.0)
+
+    helped = teacher.validation_check(sequences, held_out, noise)
+    assert helped["kept"] and helped["valid_ndcg@10_with_teacher"] == 1.0 > helped["valid_ndcg@10_backbone"]
+    perfect = teacher.validation_check(sequences, held_out, oracle)  # a tie at 1.0 is no reason to add it
+    assert not perfect["kept"] and perfect["valid_ndcg@10_backbone"] == 1.0
+
+
+def teachers_given(monkeypatch, X, text, llm, **params):
+    """The distillation teachers a small fit trains against (one tensor per step), and the fit."""
+    given = []
 
     def spy(scores, teacher, temperature):
         given.append(teacher.detach().clone())
-        return original(scores, teacher, temperature)
+        return distillation_loss(scores, teacher, temperature)
 
     monkeypatch.setattr(trainer, "distillation_loss", spy)
-    small(llm, cooccurrence_teacher=0.0).fit(X, item_text=text)
-    plain, given[:] = list(given), []
-    small(llm).fit(X, item_text=text)  # the default weight, 0.25
+    rec = small(llm, **params).fit(X, item_text=text)
+    return given, rec
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_fit_trains_with_the_teacher_only_when_it_is_on_and_passes_its_check(monkeypatch, kept):
+    X, _, text = synthetic_split()
+    llm = tiny_llm(text)
+    plain, rec = teachers_given(monkeypatch, X, text, llm, cooccurrence_teacher=0.0)
+    assert "cooccurrence_teacher" not in rec.training_log_[0]
+    monkeypatch.setattr(CooccurrenceTeacher, "validation_check",
+                        lambda self, *args: {"valid_ndcg@10_backbone": 0.5, "valid_ndcg@10_with_teacher": 0.6,
+                                             "kept": kept})
+    given, rec = teachers_given(monkeypatch, X, text, llm)  # the default weight, 0.25
+    assert rec.training_log_[0]["cooccurrence_teacher"]["kept"] is kept
     assert len(plain) == len(given) > 0
-    assert not all(torch.allclose(a, b) for a, b in zip(plain, given))
+    assert all(torch.equal(a, b) for a, b in zip(plain, given)) is not kept
+
+
+def test_the_check_runs_on_the_fit_s_own_validation_items():
+    X, _, text = synthetic_split()
+    check = small(tiny_llm(text)).fit(X, item_text=text).training_log_[0]["cooccurrence_teacher"]
+    assert set(check) == {"valid_ndcg@10_backbone", "valid_ndcg@10_with_teacher", "kept"}
+    assert check["kept"] == (check["valid_ndcg@10_with_teacher"] > check["valid_ndcg@10_backbone"])
+    assert 0 < check["valid_ndcg@10_backbone"] < 1
