@@ -391,3 +391,32 @@ def test_output_head_ease_teacher_scores_each_sample_whole_history():
     raw = np.stack([weights[[0, 1, 2]][:, [3, 4]].sum(0), weights[[0, 1, 3, 4]][:, [3, 4]].sum(0)])
     ratio = scores.numpy() / raw
     assert np.allclose(ratio, ratio[0, 0], rtol=1e-4) and ratio[0, 0] > 0  # one scale for every sample
+
+
+def test_teacher_fusion_weight_zero_is_sasrec_and_ease_never_sees_the_validation_items(log, monkeypatch):
+    teacher_fusion = pytest.importorskip("teacher_fusion")
+    from rarec.cf import EASE
+    from rarec.metrics import full_ranking_metrics
+
+    inner = leave_last_out(log, n_valid=0)
+    rng = np.random.default_rng(0)
+    table = torch.as_tensor(rng.normal(size=(log.n_users, log.n_items)), dtype=torch.float32)
+
+    class Backbone:  # stands in for SASRec: a fixed random score table
+        def scorer(self, history):
+            return lambda users: table[np.asarray(users)]
+
+    fitted = []
+    original = EASE.fit
+    monkeypatch.setattr(EASE, "fit", lambda self, histories, n: fitted.append(list(histories)) or original(
+        self, histories, n))
+    rows = teacher_fusion.fusion_rows(Backbone(), inner, inner.train.user_sequences(), [200.0], [0.0, 1.0, None])
+    alone = full_ranking_metrics(lambda u: table[np.asarray(u)], inner.test, inner.train, ks=[10, 100],
+                                 metrics=["ndcg", "hr"])
+    assert [r["weight"] for r in rows] == [0.0, 1.0, None]
+    assert rows[0]["ndcg@10"] == alone["ndcg@10"] and rows[0]["hr@100"] == alone["hr@100"]
+    assert rows[2]["ndcg@10"] > rows[0]["ndcg@10"]  # co-occurrence ranks a synthetic log better than noise
+    held = set(zip(inner.test.user_codes.tolist(), inner.test.item_codes.tolist()))
+    assert not any((u, i) in held for u, h in enumerate(fitted[0]) for i in h)
+    assert "| every user | 200 | SASRec alone |" in teacher_fusion.render(
+        {"dataset": "x", "users": 3, "all_users": 3, "machine": "m", "rows": {"subset": rows}})
