@@ -17,6 +17,7 @@ both.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import dataset_suffix, read_dataset, results_json, write_section
+from common import DATASET_TITLES, dataset_suffix, read_dataset, results_json, write_section
 from objective_study import shared_sasrec, user_subset
 
 from rarec.cf import EASE, history_matrix
@@ -67,7 +68,8 @@ def fusion_rows(backbone, inner, ease_histories, l2_values, weights) -> list[dic
 
 
 def render(result: dict) -> str:
-    lines = [f"## Is SASRec + EASE a better teacher? ({result['dataset']}, no training)", "",
+    title = DATASET_TITLES.get(result["dataset"], result["dataset"])
+    lines = [f"## Is SASRec + EASE a better teacher? ({title}, no training)", "",
              f"Written by `benchmarks/teacher_fusion.py` on {result['machine']}. The objective study's split, "
              f"{result['users']:,} evaluated users of {result['all_users']:,} and SASRec (seed 0): each user's last "
              "training item held out and ranked against the whole catalogue, the rest of the history excluded. "
@@ -92,10 +94,15 @@ def main() -> None:
     parser.add_argument("--l2", default="200", help="comma list of EASE's L2 (the estimator uses 200)")
     parser.add_argument("--weights", default="0,0.25,0.5,1", help="comma list of w; EASE alone is always added")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
+    parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     args = parser.parse_args()
+    suffix = dataset_suffix(args.data)
+    saved = HERE / "results" / f"teacher_fusion{suffix}.json"
+    if args.render:
+        marker = "teacher-fusion" + suffix.replace("_", "-")
+        return write_section(args.output, render(json.loads(saved.read_text())), marker=marker)
     log, _ = read_dataset(args.data)
     split = leave_last_out(log, n_valid=0)
-    suffix = dataset_suffix(args.data)
     backbone = shared_sasrec(split.train, HERE / "output" / f"objective_study_sasrec{suffix}")
     inner = leave_last_out(user_subset(split, args.users).train, n_valid=0)
     everyone = leave_last_out(split.train, n_valid=0).train.user_sequences()
@@ -107,8 +114,8 @@ def main() -> None:
     for fitted_on in args.ease_on.split(","):
         histories = {"subset": inner.train.user_sequences(), "all": everyone}[fitted_on]
         result["rows"][fitted_on] = fusion_rows(backbone, inner, histories, l2_values, weights)
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / f"teacher_fusion{suffix}.json").write_text(results_json(result))
+    saved.parent.mkdir(exist_ok=True)
+    saved.write_text(results_json(result))
     write_section(args.output, render(result), marker="teacher-fusion" + suffix.replace("_", "-"))
 
 
