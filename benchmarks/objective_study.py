@@ -122,10 +122,10 @@ TEXT_TEACHERS = {"default, hybrid teacher (SASRec + 0.25 x TF-IDF)": 0.25}
 VARIANTS.update({name: DEFAULT_OBJECTIVE for name in TEXT_TEACHERS})
 
 #: Variants whose teacher adds item co-occurrence (session 20): the backbone's logits plus this weight times the
-#: EASE score of the sample's history (EASE_L2 penalty), in the same units. Fused without training, SASRec + 0.25 x
-#: EASE ranks ML-100K's validation users well above SASRec (0.1294 against 0.1161 NDCG@10): a student that copies
-#: that teacher as closely as it copies SASRec would pass its backbone. The estimator's default otherwise.
-EASE_L2 = 200.0
+#: EASE score of the sample's history (``rarec.cf.EASE``, L2 200), in the same units. Fused without training,
+#: SASRec + 0.25 x EASE ranks ML-100K's validation users well above SASRec (0.1294 against 0.1161 NDCG@10): a
+#: student that copies that teacher as closely as it copies SASRec would pass its backbone. The estimator's default
+#: otherwise.
 EASE_TEACHERS = {"default + teacher SASRec + 0.25 x EASE": 0.25}
 VARIANTS.update({name: dict(DEFAULT_OBJECTIVE, head_epochs=30, head_hidden=1024) for name in EASE_TEACHERS})
 
@@ -301,13 +301,6 @@ def tfidf_teacher(towers, samples, sequences, weight: float):
         columns = items if candidates is None else items[candidates]
         return torch.as_tensor((users[rows] @ columns.T).toarray() * scale, dtype=torch.float32)
     return extra
-
-
-def ease_weights(sequences, n_items: int, l2: float) -> np.ndarray:
-    """EASE's item-item weights (``rarec.cf.EASE``; the estimator's ``cooccurrence_teacher`` fits the same)."""
-    from rarec.cf import EASE
-
-    return EASE(l2).fit(sequences, n_items).weights_.numpy()
 
 
 def ease_teacher(towers, samples, sequences, weight: float):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from rarec.cf import EASE
 from rarec.data import make_interactions
 from rarec.model_selection import leave_last_out
 
@@ -328,7 +329,7 @@ def test_ease_weights_rebuild_co_occurring_items_and_the_teacher_scores_the_whol
 
     # items 0 and 1 always together, item 2 with 3 once: EASE's B links 0 and 1 most, never an item to itself
     sequences = [np.array([0, 1]), np.array([1, 0, 2]), np.array([0, 1, 3]), np.array([2, 3])]
-    weights = objective_study.ease_weights(sequences, 5, l2=0.5)
+    weights = EASE(l2=0.5).fit(sequences, 5).weights_.numpy()
     assert weights.shape == (5, 5) and np.allclose(np.diag(weights), 0.0)
     assert weights[0, 1] > weights[0, 2] and weights[0, 1] > 0 and np.allclose(weights[:, 4], 0.0)
     x = np.zeros((4, 5))
@@ -353,7 +354,7 @@ def test_ease_weights_rebuild_co_occurring_items_and_the_teacher_scores_the_whol
     assert scores.shape == (2, 3) and scores.dtype == torch.float32
     torch.testing.assert_close(half(rows, candidates), 2 * scores)
     torch.testing.assert_close(quarter(rows, None)[:, candidates], scores)
-    b = objective_study.ease_weights(sequences, rec.n_items_, objective_study.EASE_L2)
+    b = EASE().fit(sequences, rec.n_items_).weights_.numpy()  # L2 200, the teacher's
     history = sequences[samples.users[5]][:samples.ends[5]]  # the whole history, not the prompt's window
     raw = b[np.unique(history)][:, candidates].sum(0)
     clear = np.abs(raw) > 1e-4
@@ -386,7 +387,7 @@ def test_output_head_ease_teacher_scores_each_sample_whole_history():
                "sample_users": torch.tensor([0, 1, 2]), "sample_ends": torch.tensor([3, 2, 4]),
                "targets": torch.tensor([3, 4, 1])}
     extra = output_head.ease_extra(vectors, sequences, 0.25)
-    weights = objective_study.ease_weights(sequences, 5, objective_study.EASE_L2)
+    weights = EASE().fit(sequences, 5).weights_.numpy()
     scores = extra(torch.tensor([0, 2]), torch.tensor([3, 4]))
     raw = np.stack([weights[[0, 1, 2]][:, [3, 4]].sum(0), weights[[0, 1, 3, 4]][:, [3, 4]].sum(0)])
     ratio = scores.numpy() / raw
