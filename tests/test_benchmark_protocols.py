@@ -421,3 +421,22 @@ def test_teacher_fusion_weight_zero_is_sasrec_and_ease_never_sees_the_validation
     assert not any((u, i) in held for u, h in enumerate(fitted[0]) for i in h)
     assert "| every user | 200 | SASRec alone |" in teacher_fusion.render(
         {"dataset": "x", "users": 3, "all_users": 3, "machine": "m", "rows": {"subset": rows}})
+
+
+def test_given_ease_is_fitted_on_every_user_without_their_validation_items_and_only_while_open(log, monkeypatch):
+    import rarec.align._trainer as trainer
+
+    original = trainer.cooccurrence_teacher
+    fitted = []
+    fit = EASE.fit
+    monkeypatch.setattr(EASE, "fit", lambda self, histories, n: fitted.append(list(histories)) or fit(
+        self, histories, n))
+    with objective_study.given_ease(None, log):
+        assert trainer.cooccurrence_teacher is original and not fitted
+    with objective_study.given_ease(50.0, log):
+        given = trainer.cooccurrence_teacher.keywords["ease"]
+        assert given.l2 == 50.0 and trainer.cooccurrence_teacher.func is original
+    assert trainer.cooccurrence_teacher is original
+    inner = leave_last_out(log, n_valid=0)
+    assert len(fitted) == 1 and len(fitted[0]) == log.n_users  # every user
+    assert [h.tolist() for h in fitted[0]] == [h.tolist() for h in inner.train.user_sequences()]

@@ -42,11 +42,12 @@ _CHECK_USERS = 2000
 
 def cooccurrence_teacher(weight: float, sequences: Sequence[np.ndarray], samples: AlignmentSamples,
                          backbone_scores: Callable[[np.ndarray], torch.Tensor], n_items: int,
-                         scale_from: int | None = None) -> CooccurrenceTeacher | None:
+                         scale_from: int | None = None, ease: EASE | None = None) -> CooccurrenceTeacher | None:
     """The teacher ``extra(rows, candidates)`` -> (len(rows), M) logits to add to the backbone's: ``weight`` x EASE's
     score of each sample's whole history (items before its target) for each candidate (every item when ``None``).
 
-    EASE is fitted on ``sequences`` (the fit's training sequences). One unit of ``weight`` is the backbone's score
+    EASE is fitted on ``sequences`` (the fit's training sequences) unless a fitted ``ease`` is given (one fitted on
+    the same item index, e.g. on more users than the fit sees, as a given backbone may have been). One unit of ``weight`` is the backbone's score
     spread: the mean over probe samples (drawn among the first ``scale_from``, default all) of the std of
     ``backbone_scores(rows)`` (the catalogue's scores) over that of EASE's. ``None``, with a warning, for a
     catalogue too large for EASE's dense weights.
@@ -55,7 +56,11 @@ def cooccurrence_teacher(weight: float, sequences: Sequence[np.ndarray], samples
         warnings.warn(f"cooccurrence_teacher: the catalogue has {n_items:,} items, more than EASE's "
                       f"{EASE.MAX_ITEMS:,}; distilling from the CF backbone alone.", UserWarning, stacklevel=3)
         return None
-    ease = EASE().fit(sequences, n_items)
+    if ease is None:
+        ease = EASE().fit(sequences, n_items)
+    elif tuple(ease.weights_.shape) != (n_items, n_items):
+        raise ValueError(f"the fitted EASE has weights of shape {tuple(ease.weights_.shape)}; this fit's catalogue "
+                         f"has {n_items} items: fit it on the same item index.")
     histories = history_matrix([sequences[u][:e] for u, e in zip(samples.users, samples.ends)], n_items)
     probe = np.sort(np.random.default_rng(0).permutation(scale_from or len(samples))[:_PROBE])
     spread = float(ease.score(histories[probe]).std(1).mean())

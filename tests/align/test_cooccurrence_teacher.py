@@ -42,6 +42,21 @@ def test_a_catalogue_too_large_for_ease_distils_the_backbone_alone(monkeypatch):
         assert cooccurrence_teacher(0.25, sequences, all_next_item_samples(sequences), None, 4) is None
 
 
+def test_a_given_fitted_ease_is_used_as_it_is_and_must_know_the_catalogue(monkeypatch):
+    sequences = [np.array([0, 1, 2, 3, 1]), np.array([2, 4, 0]), np.array([3, 0, 1, 4])]
+    samples = all_next_item_samples(sequences)
+    backbone = lambda rows: torch.ones(len(rows), 5) + torch.arange(5.0)  # noqa: E731
+    elsewhere = EASE(l2=1.0).fit([np.array([0, 4]), np.array([0, 4]), np.array([1, 2])], 5)  # other histories
+    fits = []
+    monkeypatch.setattr(EASE, "fit", lambda self, *a: fits.append(a) or self)
+    given = cooccurrence_teacher(1.0, sequences, samples, backbone, 5, ease=elsewhere)
+    assert given.ease is elsewhere and not fits  # not refitted on the fit's sequences
+    rows = np.arange(len(samples))
+    torch.testing.assert_close(given(rows, None), elsewhere.score(given.histories) * given.scale)
+    with pytest.raises(ValueError, match="same item index"):
+        cooccurrence_teacher(1.0, sequences, samples, backbone, 6, ease=elsewhere)
+
+
 def test_the_check_keeps_the_teacher_only_where_it_ranks_validation_items_better():
     # items 0-1 and 2-3 always come together; each user's validation item is the partner of their history's item
     sequences = [np.array([u % 2 * 2]) for u in range(40)] + [np.array([0, 1]), np.array([2, 3])] * 10
