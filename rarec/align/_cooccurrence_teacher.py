@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 _PROBE = 1000
 #: Validation users the check ranks at most (a fixed draw, as the probe).
 _CHECK_USERS = 2000
+#: Users the check scores at once (a multi-interest backbone's scores are K x this x the catalogue).
+_CHECK_BATCH = 256
 
 
 def cooccurrence_teacher(weight: float, sequences: Sequence[np.ndarray], samples: AlignmentSamples,
@@ -92,10 +94,15 @@ class CooccurrenceTeacher:
         users = np.sort(np.random.default_rng(0).permutation(users)[:_CHECK_USERS])
         histories = [np.asarray(sequences[u]) for u in users]
         seen = history_matrix(histories, held_out.shape[1])
-        alone = backbone_scores(histories, users).float()
-        fused = alone + self.scale * self.ease.score(seen)
-        ndcg = [full_ranking_metrics(scores, held_out[users], seen, ks=[10], metrics=["ndcg"])["ndcg@10"]
-                for scores in (alone, fused)]
+
+        def scorer(with_teacher: bool) -> Callable[[np.ndarray], torch.Tensor]:  # rows of ``users``, in batches
+            def scores(rows: np.ndarray) -> torch.Tensor:
+                alone = backbone_scores([histories[r] for r in rows], users[rows]).float()
+                return alone + self.scale * self.ease.score(seen[rows]) if with_teacher else alone
+            return scores
+
+        ndcg = [full_ranking_metrics(scorer(with_teacher), held_out[users], seen, ks=[10], metrics=["ndcg"],
+                                     batch_size=_CHECK_BATCH)["ndcg@10"] for with_teacher in (False, True)]
         kept = ndcg[1] > ndcg[0]
         logger.info("cooccurrence teacher: validation NDCG@10 %.4f with it, %.4f with the backbone alone: %s",
                     ndcg[1], ndcg[0], "kept" if kept else "not used")

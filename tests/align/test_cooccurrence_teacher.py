@@ -77,6 +77,26 @@ def test_the_check_keeps_the_teacher_only_where_it_ranks_validation_items_better
     assert not perfect["kept"] and perfect["valid_ndcg@10_backbone"] == 1.0
 
 
+def test_the_check_scores_users_in_batches_with_the_same_result(monkeypatch):
+    import rarec.align._cooccurrence_teacher as module
+
+    sequences = [np.array([u % 2 * 2]) for u in range(40)] + [np.array([0, 1]), np.array([2, 3])] * 10
+    held_out = sp.csr_matrix((np.ones(40), (np.arange(40), [u % 2 * 2 + 1 for u in range(40)])), shape=(60, 5))
+    table = torch.as_tensor(np.random.default_rng(0).normal(size=(60, 5)), dtype=torch.float32)
+    teacher = cooccurrence_teacher(0.1, sequences, all_next_item_samples(sequences), lambda rows: table[rows], 5)
+    calls = []
+
+    def backbone(histories, users):
+        calls.append(len(users))
+        return table[users]
+
+    whole = teacher.validation_check(sequences, held_out, backbone)
+    assert max(calls) == 40
+    calls.clear()
+    monkeypatch.setattr(module, "_CHECK_BATCH", 7)
+    assert teacher.validation_check(sequences, held_out, backbone) == whole and max(calls) == 7
+
+
 def teachers_given(monkeypatch, X, text, llm, **params):
     """The distillation teachers a small fit trains against (one tensor per step), and the fit."""
     given = []
