@@ -144,6 +144,15 @@ EASE_ON_EVERYONE = {"default, EASE teacher fitted on every user (L2 50)": 50.0}
 VARIANTS.update({name: VARIANTS["default + co-occurrence teacher + pooled history (session 20)"]
                  for name in EASE_ON_EVERYONE})
 
+#: Variants whose backbone's ID vectors carry co-occurrence too (session 22): SASRec's item and user vectors with
+#: EASE's leading singular factors appended (:class:`WithEaseFactors`, this rank, weight 0.25), so the LLM's ID
+#: prompts hold what the EASE teacher knows. teacher_span.py found the towers' item vectors span too little of
+#: EASE's directions for the student to copy that teacher. The backbone's own scores are then SASRec + 0.25 x
+#: rank-r EASE (of the last max_history items), so the separate co-occurrence teacher is off.
+EASE_FACTORS = {"default, ID vectors + EASE rank-64 factors (no EASE teacher)": 64}
+VARIANTS.update({name: dict(VARIANTS["default + co-occurrence teacher + pooled history (session 20)"],
+                            cooccurrence_teacher=0.0) for name in EASE_FACTORS})
+
 #: Variants of an option that was measured here and removed because it lost (its rows stay in the results):
 #: L2-normalised towers scored by cosine with a learned temperature (initial scale 20), ``similarity="cosine"``;
 #: a cosine decay of the learning rate from ``lr`` to 0 over the planned steps (session 11: in the probe it lifted
@@ -223,11 +232,15 @@ def mean_and_per_user(found: dict) -> dict:
 
 
 def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_scale: float = 1.0,
-                everyone=None) -> dict:
+                everyone=None, keep: Path | None = None) -> dict:
     """One RA-Rec fit; ``sample_scale`` multiplies sample_fraction (a user subset keeps the full data's count);
-    ``everyone``: the training log of every user (``split``'s may be a subset), for :data:`EASE_ON_EVERYONE`."""
+    ``everyone``: the training log of every user (``split``'s may be a subset), for :data:`EASE_ON_EVERYONE`;
+    ``keep``: a folder the fitted model is saved to."""
     params = {**BASE, **VARIANTS[name]}
     params["sample_fraction"] = min(1.0, params["sample_fraction"] * sample_scale)
+    if name in EASE_FACTORS:
+        everyone = split.train if everyone is None else everyone
+        backbone, keep = WithEaseFactors(backbone, leave_last_out(everyone, n_valid=0).train, EASE_FACTORS[name]), None
     rec = RARecommender(backbone=backbone, device="cpu", random_state=seed, verbose=0, **params)
     start = time.perf_counter()
     with text_teacher(TEXT_TEACHERS.get(name)), ease_teacher_of(EASE_TEACHERS.get(name)), \
@@ -235,6 +248,8 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
             given_ease(EASE_ON_EVERYONE.get(name), split.train if everyone is None else everyone):
         rec.fit(split.train, item_text=text)
     fit_s = time.perf_counter() - start
+    if keep is not None:
+        rec.save(keep)
     test = mean_and_per_user(rec.evaluate(split.test, ks=[10, 100], metrics=["ndcg", "hr"], per_user=True))
     heads = [r for r in rec.training_log_ if r.get("stage") == "output_heads"]
     log = [r for r in rec.training_log_ if "stage" not in r]  # the prefixes' epochs
@@ -248,6 +263,53 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
         row.update({"heads_s": heads[0]["seconds"], "heads_valid_ndcg@10": heads[0].get("valid_ndcg@10"),
                     "heads_kept": heads[0].get("kept")})
     return row
+
+
+class WithEaseFactors(CFBackbone):
+    """A fitted SASRec whose vectors carry EASE's leading ``rank`` singular factors too (a benchmark prototype).
+
+    With ``U S V^T`` EASE's weights truncated to ``rank``, an item's vector is ``[e_i, c v_i]`` and a user's
+    ``[u, c h U S]`` (``h`` the multi-hot row of the history the backbone reads), so a dot product is SASRec's score
+    plus ``weight`` x rank-r EASE, ``c**2`` putting that weight in units of SASRec's score spread (as the estimator's
+    co-occurrence teacher). EASE is fitted on ``train`` (every user's histories, validation items held out). Not
+    savable: its saved state would be SASRec's alone.
+    """
+
+    name = "sasrec"
+
+    def __init__(self, sasrec: CFBackbone, train, rank: int, weight: float = 0.25) -> None:
+        from rarec.cf import EASE, history_matrix
+
+        super().__init__(sasrec.config, sasrec.training)
+        self.sasrec = sasrec
+        for attribute in ("n_users_", "n_items_", "train_sequences_", "device_", "module_", "training_log_"):
+            setattr(self, attribute, getattr(sasrec, attribute))
+        sequences = train.user_sequences()
+        left, values, right = torch.linalg.svd(EASE().fit(sequences, train.n_items).weights_.double())
+        self.user_side, self.item_side = (left[:, :rank] * values[:rank]).float(), right[:rank].T.float()
+        probe = [np.asarray(q[-sasrec.config.max_len:]) for q in sequences[:1000]]
+        ease = torch.as_tensor(history_matrix(probe, train.n_items) @ self.user_side.numpy()) @ self.item_side.T
+        unit = float(sasrec.score_histories(probe).std(1).mean()) / float(ease.std(1).mean())
+        scale = (weight * unit) ** 0.5
+        self.user_side, self.item_side = self.user_side * scale, self.item_side * scale
+
+    def _build_module(self, n_users, n_items):
+        raise NotImplementedError("WithEaseFactors wraps a fitted backbone")
+
+    def _epoch_batches(self, store, generator):
+        raise NotImplementedError("WithEaseFactors wraps a fitted backbone")
+
+    def _batch_loss(self, batch):
+        raise NotImplementedError("WithEaseFactors wraps a fitted backbone")
+
+    def _item_table(self) -> torch.Tensor:
+        return torch.cat([self.sasrec._item_table().detach().cpu(), self.item_side], dim=1)
+
+    def _encode(self, histories, users) -> torch.Tensor:
+        from rarec.cf import history_matrix
+
+        rows = history_matrix(histories, self.n_items_) @ self.user_side.numpy()
+        return torch.cat([self.sasrec._encode(histories, users).cpu(), torch.as_tensor(rows)[:, None, :]], dim=2)
 
 
 @contextlib.contextmanager
@@ -349,6 +411,11 @@ def ease_teacher(towers, samples, sequences, weight: float):
     return cooccurrence_teacher(weight, sequences, samples, backbone, towers.n_items)
 
 
+def slug(name: str) -> str:
+    """A folder name for a variant: its words joined by underscores, other characters dropped."""
+    return "_".join("".join(c for c in word if c.isalnum() or c == ".") for word in name.lower().split()).strip("_")
+
+
 def render(result: dict) -> str:
     def cell(values):
         return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 \
@@ -407,6 +474,8 @@ def main() -> None:
                         help="names of VARIANTS separated by semicolons (names hold commas)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--again", action="store_true", help="rerun variants already in the results")
+    parser.add_argument("--keep-models", type=Path, default=None,
+                        help="save each fitted model in this folder (one subfolder per variant and seed)")
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     parser.add_argument("--users", type=int, default=None,
                         help="align on and evaluate a seeded subset of this many users (a CPU preset for large data: "
@@ -437,7 +506,8 @@ def main() -> None:
                 done = [r for r in result["rows"] if r["variant"] == name and r["seed"] == seed]
                 if done and not args.again:
                     continue
-                row = run_variant(name, seed, backbone, evaluated, text, log.n_users / n_users, split.train)
+                keep = None if args.keep_models is None else args.keep_models / f"{slug(name)}_seed{seed}"
+                row = run_variant(name, seed, backbone, evaluated, text, log.n_users / n_users, split.train, keep)
                 print(json.dumps({k: v for k, v in row.items() if k != "per_user"}), file=sys.stderr)
                 result["rows"] = [r for r in result["rows"] if r not in done] + [row]
                 results.parent.mkdir(parents=True, exist_ok=True)

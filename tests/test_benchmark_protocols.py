@@ -440,3 +440,24 @@ def test_given_ease_is_fitted_on_every_user_without_their_validation_items_and_o
     inner = leave_last_out(log, n_valid=0)
     assert len(fitted) == 1 and len(fitted[0]) == log.n_users  # every user
     assert [h.tolist() for h in fitted[0]] == [h.tolist() for h in inner.train.user_sequences()]
+
+
+def test_teacher_span_is_the_teacher_on_the_whole_space_and_less_on_a_narrow_one(log):
+    teacher_span = pytest.importorskip("teacher_span")
+
+    inner = leave_last_out(log, n_valid=0)
+    table = torch.as_tensor(np.random.default_rng(0).normal(size=(log.n_users, log.n_items)), dtype=torch.float32)
+    sasrec = lambda users: table[np.asarray(users)]  # noqa: E731  stands in for SASRec: a fixed random table
+    ease = EASE(200.0).fit(inner.train.user_sequences(), log.n_items)
+    whole = teacher_span.span_basis(torch.randn(log.n_items, log.n_items))
+    rows = {r["row"]: r for r in teacher_span.teacher_rows(sasrec, inner, ease, whole, whole, 1.0, [2])}
+    teacher = rows["SASRec + 1 x EASE (the teacher)"]
+    for name in ["EASE's history side restricted", "EASE's item side restricted", "EASE's both sides restricted"]:
+        assert rows[name]["ndcg@10"] == pytest.approx(teacher["ndcg@10"], abs=2e-3)
+    assert rows["SASRec alone, its item side restricted"]["ndcg@10"] == pytest.approx(rows["SASRec"]["ndcg@10"],
+                                                                                        abs=2e-3)
+    line = teacher_span.span_basis(torch.ones(log.n_items, 3))  # three equal columns: one direction
+    assert line.shape == (log.n_items, 1)
+    narrow = {r["row"]: r for r in teacher_span.teacher_rows(sasrec, inner, ease, line, line, 1.0, [2])}
+    assert narrow["EASE's both sides restricted"]["ndcg@10"] < teacher["ndcg@10"]
+    assert teacher_span.effective_rank(torch.randn(4000, 8)) == pytest.approx(8, abs=0.5)
