@@ -461,3 +461,24 @@ def test_teacher_span_is_the_teacher_on_the_whole_space_and_less_on_a_narrow_one
     narrow = {r["row"]: r for r in teacher_span.teacher_rows(sasrec, inner, ease, line, line, 1.0, [2])}
     assert narrow["EASE's both sides restricted"]["ndcg@10"] < teacher["ndcg@10"]
     assert teacher_span.effective_rank(torch.randn(4000, 8)) == pytest.approx(8, abs=0.5)
+
+
+def test_ease_factors_backbone_scores_sasrec_plus_a_weighted_truncated_ease(log, tmp_path, monkeypatch):
+    from rarec.cf import history_matrix
+
+    monkeypatch.setitem(objective_study.SETTINGS, "sasrec", (dict(dim=8, n_layers=1, n_heads=1, inner_dim=8),
+                                                            dict(batch_size=32, epochs=1)))
+    split = leave_last_out(log, n_valid=0)
+    sasrec = objective_study.shared_sasrec(split.train, tmp_path / "sasrec")
+    inner = leave_last_out(split.train, n_valid=0).train
+    wrapped = objective_study.WithEaseFactors(sasrec, inner, rank=5, weight=0.25)
+    assert wrapped.item_embeddings().shape == (log.n_items, 8 + 5) and wrapped.n_items_ == log.n_items
+    histories = [np.asarray(h) for h in inner.user_sequences()[:20]]
+    left, values, right = torch.linalg.svd(EASE().fit(inner.user_sequences(), log.n_items).weights_.double())
+    truncated = (history_matrix(histories, log.n_items) @ ((left[:, :5] * values[:5]) @ right[:5]).numpy())
+    added = wrapped.score_histories(histories) - sasrec.score_histories(histories)
+    clear = torch.as_tensor(np.abs(truncated) > 1e-4)
+    ratio = (added.double() / torch.as_tensor(truncated))[clear]
+    assert torch.allclose(ratio, ratio.mean(), rtol=1e-3) and ratio.mean() > 0  # one positive scale for all
+    with pytest.raises(NotImplementedError):
+        wrapped.fit(split.train)
