@@ -413,7 +413,8 @@ def ease_teacher(towers, samples, sequences, weight: float):
 
 def slug(name: str) -> str:
     """A folder name for a variant: its words joined by underscores, other characters dropped."""
-    return "_".join("".join(c for c in word if c.isalnum() or c == ".") for word in name.lower().split()).strip("_")
+    words = ("".join(c for c in word if c.isalnum() or c == ".") for word in name.lower().split())
+    return "_".join(word for word in words if word)
 
 
 def render(result: dict) -> str:

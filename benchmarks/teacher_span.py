@@ -110,7 +110,7 @@ def render(result: dict) -> str:
     title = DATASET_TITLES.get(result["dataset"], result["dataset"])
     spaces = result["spaces"]
     lines = [f"## Can the towers' item vectors carry the teacher? ({title}, no training)", "",
-             f"Written by `benchmarks/teacher_span.py` on {result['machine']} from the model `{result['model']}`. "
+             f"Written by `benchmarks/teacher_span.py` on {result['machine']} from the saved model `{result['model']}`. "
              f"The objective study's split, {result['users']:,} evaluated users of {result['all_users']:,} and "
              f"SASRec (seed 0); EASE (L2 {result['l2']:g}) fitted on {result['ease_on']}, validation items held "
              f"out. History side: the span of the LLM's item vectors before the heads ({spaces['history']['dim']} "
@@ -120,6 +120,9 @@ def render(result: dict) -> str:
              "and HR@100 of each teacher.", "",
              "| teacher | valid NDCG@10 | valid HR@100 |", "|---|---|---|"]
     lines += [f"| {r['row']} | {r['ndcg@10']:.4f} | {r['hr@100']:.4f} |" for r in result["rows"]]
+    if result.get("student_valid_ndcg@10") is not None:
+        lines.append(f"| the student: this model's LLM score (its fit's validation) | "
+                     f"{result['student_valid_ndcg@10']:.4f} | – |")
     return "\n".join(lines) + "\n"
 
 
@@ -164,7 +167,8 @@ def main() -> None:
               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
               "model": args.model.name, "l2": args.l2, "ease_on": {"subset": "the evaluated users",
                                                                    "all": "every user"}[args.ease_on],
-              "spaces": spaces, "rows": rows}
+              "spaces": spaces, "rows": rows,
+              "student_valid_ndcg@10": max((r.get("valid_ndcg@10", -1.0) for r in rec.training_log_), default=None)}
     saved.parent.mkdir(exist_ok=True)
     saved.write_text(results_json(result))
     write_section(args.output, render(result), marker="teacher-span" + suffix.replace("_", "-"))
