@@ -2,7 +2,7 @@
 
     python benchmarks/teacher_span.py /tmp/models/MODEL                       # ML-100K
     python benchmarks/teacher_span.py /tmp/models/MODEL --data ../shared/data/amazon-beauty --users 4000 \\
-        --ease-on all --l2 50
+        --ease-on all --l2 50 --ranks none
 
 The student's score is a dot product of a user vector and an item vector. With history pooling, the part of the user
 vector that reads the whole history is a linear map of the mean of the LLM's item vectors (before the heads) over
@@ -99,6 +99,8 @@ def teacher_rows(sasrec, inner, ease: EASE, history_basis: torch.Tensor, item_ba
             ranked("EASE's both sides restricted", teacher(both)),
             ranked("SASRec alone, its item side restricted", teacher(None, right)),
             ranked("SASRec's item side and EASE's both sides restricted", teacher(both, right))]
+    if not ranks:
+        return rows
     u, values, vt = torch.linalg.svd(b.double(), full_matrices=False)
     for r in ranks:
         truncated = ((u[:, :r] * values[:r]) @ vt[:r]).float()
@@ -136,7 +138,8 @@ def main() -> None:
                         help="fit EASE on the evaluated users' histories or on every user's")
     parser.add_argument("--l2", type=float, default=200.0)
     parser.add_argument("--weight", type=float, default=0.25)
-    parser.add_argument("--ranks", default="16,64", help="EASE truncations (the history span's rank is added)")
+    parser.add_argument("--ranks", default="16,64", help="EASE truncations (the history span's effective rank is "
+                                                         "added); none: skip them (an SVD of n_items^2 weights)")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     args = parser.parse_args()
@@ -160,7 +163,8 @@ def main() -> None:
     bases = {side: span_basis(v) for side, v in vectors.items()}
     spaces = {side: {"dim": v.shape[1], "rank": bases[side].shape[1], "effective_rank": effective_rank(v)}
               for side, v in vectors.items()}
-    ranks = sorted({*map(int, args.ranks.split(",")), round(spaces["history"]["effective_rank"])})
+    ranks = [] if args.ranks == "none" else sorted({*map(int, args.ranks.split(",")),
+                                                    round(spaces["history"]["effective_rank"])})
     rows = teacher_rows(backbone.scorer(inner.train), inner, ease, bases["history"], bases["item"], args.weight,
                         ranks)
     result = {"dataset": args.data.name, "users": len(np.unique(inner.test.user_codes)), "all_users": log.n_users,
