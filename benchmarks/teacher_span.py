@@ -130,7 +130,7 @@ def render(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", type=Path, help="a RA-Rec model with history pooling (objective_study.py "
+    parser.add_argument("model", type=Path, nargs="?", help="a RA-Rec model with history pooling (objective_study.py "
                                                  "--keep-models)")
     parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared/data/ml-100k")
     parser.add_argument("--users", type=int, default=None, help="the objective study's seeded user subset")
@@ -145,8 +145,11 @@ def main() -> None:
     args = parser.parse_args()
     suffix = dataset_suffix(args.data)
     saved = HERE / "results" / f"teacher_span{suffix}.json"
+    marker = "teacher-span" + suffix.replace("_", "-")
     if args.render:
-        return write_section(args.output, render(json.loads(saved.read_text())), marker="teacher-span" + suffix.replace("_", "-"))
+        return write_section(args.output, render(json.loads(saved.read_text())), marker=marker)
+    if args.model is None:
+        parser.error("give the saved model (or --render)")
     rec = RARecommender.load(args.model)
     if rec.towers_.item_basis is None:
         sys.exit(f"{args.model} was fitted without history pooling: its user head reads no item vectors")
@@ -175,7 +178,7 @@ def main() -> None:
               "student_valid_ndcg@10": max((r.get("valid_ndcg@10", -1.0) for r in rec.training_log_), default=None)}
     saved.parent.mkdir(exist_ok=True)
     saved.write_text(results_json(result))
-    write_section(args.output, render(result), marker="teacher-span" + suffix.replace("_", "-"))
+    write_section(args.output, render(result), marker=marker)
 
 
 if __name__ == "__main__":
