@@ -114,11 +114,13 @@ def render(result: dict) -> str:
     title = DATASET_TITLES.get(result["dataset"], result["dataset"])
     spaces = result["spaces"]
     lines = [f"## Can the towers' item vectors carry the teacher? ({title}, no training)", "",
-             f"Written by `benchmarks/teacher_span.py` on {result['machine']} from the saved model `{result['model']}`. "
+             f"Written by `benchmarks/teacher_span.py` on {result['machine']} from the saved model "
+             f"`{result['model']}`. "
              f"The objective study's split, {result['users']:,} evaluated users of {result['all_users']:,} and "
              f"SASRec (seed 0); EASE (L2 {result['l2']:g}) fitted on {result['ease_on']}, validation items held "
              f"out. History side: the span of the LLM's item vectors before the heads ({spaces['history']['dim']} "
-             f"dimensions, rank {spaces['history']['rank']}, effective rank {spaces['history']['effective_rank']:.0f}); "
+             f"dimensions, rank {spaces['history']['rank']}, effective rank "
+             f"{spaces['history']['effective_rank']:.0f}); "
              f"item side: the span of the item vectors the score uses ({spaces['item']['dim']} dimensions, rank "
              f"{spaces['item']['rank']}, effective rank {spaces['item']['effective_rank']:.0f}). Validation NDCG@10 "
              "and HR@100 of each teacher.", "",

@@ -51,8 +51,8 @@ def cooccurrence_teacher(weight: float, sequences: Sequence[np.ndarray], samples
     EASE is fitted on ``sequences`` (the fit's training sequences) unless a fitted ``ease`` is given (one fitted on
     the same item index, e.g. on more users than the fit sees, as a given backbone may have been). One unit of
     ``weight`` is the backbone's score spread: the mean over probe samples (drawn among the first ``scale_from``,
-    default all) of the std of ``backbone_scores(rows)`` (the catalogue's scores) over that of EASE's. ``None``, with a warning, for a
-    catalogue too large for EASE's dense weights.
+    default all) of the std of ``backbone_scores(rows)`` (the catalogue's scores) over that of EASE's. ``None``,
+    with a warning, for a catalogue too large for EASE's dense weights.
     """
     if n_items > EASE.MAX_ITEMS:
         warnings.warn(f"cooccurrence_teacher: the catalogue has {n_items:,} items, more than EASE's "
