@@ -48,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 #: The CPU preset of alignment_quality.py (1% of the training samples, one epoch) with the objective this study
 #: started from (no random extras, no distillation, no output heads); each variant says what it changes.
 BASE = dict(sample_fraction=0.01, epochs=1, n_random_negatives=0, distill=0.0, head_epochs=0, cooccurrence_teacher=0.0,
-            history_pooling=False)
+            cooccurrence_factors=0, history_pooling=False)
 #: The estimator's default objective and CPU budget, as changes from BASE (the variants named "default ..." change
 #: one thing more).
 DEFAULT_OBJECTIVE = dict(sample_fraction=0.05, epochs=1, negatives="in_batch", logq=True, n_random_negatives=64,
@@ -113,6 +113,11 @@ VARIANTS = {
     # + 0.25 x EASE and reading the history's mean item vector passed SASRec on test HR@100 (three head seeds)
     "default + co-occurrence teacher + pooled history (session 20)": dict(
         DEFAULT_OBJECTIVE, head_epochs=30, head_hidden=1024, cooccurrence_teacher=0.25, history_pooling=True),
+    # session 23: the estimator's new default. The prototype below (EASE_FACTORS) as the library builds it: EASE's
+    # 64 leading factors appended to the ID vectors (``cooccurrence_factors``) instead of the separate EASE teacher
+    "default + co-occurrence factors (session 23)": dict(
+        DEFAULT_OBJECTIVE, head_epochs=30, head_hidden=1024, cooccurrence_teacher=0.25, cooccurrence_factors=64,
+        history_pooling=True),
 }
 
 #: Variants whose distillation teacher also knows the text (session 12): the backbone's logits plus this weight
@@ -258,7 +263,7 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
            "samples": log[0]["samples"], "epochs_run": len(log),
            "valid_ndcg@10": max(r.get("valid_ndcg@10", -1.0) for r in rec.training_log_),
            "valid_ndcg@10_by_epoch": [r.get("valid_ndcg@10") for r in log],
-           "cooccurrence_check": log[0].get("cooccurrence_teacher"), **test}
+           "cooccurrence_check": log[0].get("cooccurrence_teacher", log[0].get("cooccurrence_factors")), **test}
     if heads:  # the output heads' stage: its own seconds and validation, and whether the fit kept them
         row.update({"heads_s": heads[0]["seconds"], "heads_valid_ndcg@10": heads[0].get("valid_ndcg@10"),
                     "heads_kept": heads[0].get("kept")})

@@ -130,6 +130,22 @@ class RARecommender(RankingMixin, BaseEstimator):
         catalogues above 20,000 items (EASE's weights are a dense n_items²
         matrix: 0.6 GB at 12,000 items). Fitting EASE took a second on
         ML-100K on a 2-core CPU.
+    cooccurrence_factors : int >= 0, default 64
+        Not in the paper. How the co-occurrence signal of
+        ``cooccurrence_teacher`` reaches the student. With a rank r > 0, EASE's
+        r leading singular factors are appended to the CF stage's ID vectors
+        (:class:`rarec.cf.CooccurrenceFactors`): a user's history and an item
+        each get r more numbers, scaled so that the ID vectors' dot product is
+        the backbone's score plus ``cooccurrence_teacher`` x rank-r EASE. The
+        alignment module then reads the signal in its ID prefixes and distils
+        it from the ID vectors, with no separate teacher. A student distilled
+        from the separate teacher could not follow it: the LLM's item vectors
+        do not span EASE's directions (docs/benchmarks.md). On ML-100K the
+        factors raised validation NDCG@10 from 0.1159 to 0.12 (three seeds).
+        0 keeps the separate teacher. With validation items the factors are
+        kept only if the backbone plus them ranks those items better than the
+        backbone alone (``training_log_[0]["cooccurrence_factors"]``); like the
+        teacher, skipped above 20,000 items.
     score_fusion : float >= 0 or "auto", default 0.0
         Weight w of the CF backbone's own score in the ranking score:
         ``z(h_u · h_i) + w · z(cf(u, i))``, each standardised per user over
@@ -289,7 +305,8 @@ class RARecommender(RankingMixin, BaseEstimator):
         (the text keys/values and cached lower-layer states computed once per fit)
         and, when the co-occurrence teacher was checked on validation items,
         ``cooccurrence_teacher``: its validation NDCG@10 and the backbone's,
-        and ``kept``: whether the fit distilled from it.
+        and ``kept``: whether the fit distilled from it (``cooccurrence_factors``
+        for the factors: whether they were appended).
         With ``head_epochs`` > 0 a last record (``"stage": "output_heads"``)
         gives the heads' epochs, loss, seconds (encoding included) and
         validation NDCG@10, and ``kept``: whether they beat the prefixes alone.
@@ -342,6 +359,7 @@ class RARecommender(RankingMixin, BaseEstimator):
         distill: float = 0.9,
         distill_temperature: float = 1.0,
         cooccurrence_teacher: float = 0.25,
+        cooccurrence_factors: int = 64,
         score_fusion: float | str = 0.0,
         user_template: str = DEFAULT_USER_TEMPLATE,
         item_template: str = DEFAULT_ITEM_TEMPLATE,
@@ -395,6 +413,7 @@ class RARecommender(RankingMixin, BaseEstimator):
         self.distill = distill
         self.distill_temperature = distill_temperature
         self.cooccurrence_teacher = cooccurrence_teacher
+        self.cooccurrence_factors = cooccurrence_factors
         self.score_fusion = score_fusion
         self.user_template = user_template
         self.item_template = item_template
@@ -470,11 +489,13 @@ class RARecommender(RankingMixin, BaseEstimator):
 
         backbone = (checkpointer.read_backbone(device) if resuming
                     else fit_steps.fit_backbone(self, train, valid, seed, device, group, progress))
+        sequences = train.user_sequences()
+        factors, factors_check = fit_steps.cooccurrence_factors(self, backbone, sequences, valid)
+        id_dim = backbone.item_embeddings().shape[1] + (0 if factors is None else factors.rank)
         llm = FrozenLLM.load(self.llm, device=device, dtype=_params.LLM_DTYPES[self.llm_dtype], verbose=progress)
         towers = Towers.build(backbone, texts, _params.prompt_settings(self), _params.llm_source(self, device), llm,
-                              _params.prefix_config(self, backbone.item_embeddings().shape[1]),
-                              generator=torch.Generator().manual_seed(seed))
-        sequences = train.user_sequences()
+                              _params.prefix_config(self, id_dim), generator=torch.Generator().manual_seed(seed),
+                              factors=factors)
         samples, self.selection_report_ = fit_steps.training_samples(self, sequences, texts, rng,
                                                                      held_out=validation is None)
         # a stream of its own, so that the prefixes train the same whatever head_samples is
@@ -496,6 +517,8 @@ class RARecommender(RankingMixin, BaseEstimator):
                                "fit(..., resume=True) (rarec fit --resume).", self.checkpoint_dir)
             raise
 
+        if factors_check is not None and result.log:
+            result.log[0]["cooccurrence_factors"] = factors_check
         # Known users are described by everything they did in X.
         histories, known = log.user_sequences(), log.user_lengths() > 0
         item_vectors = fit_steps.encode_catalogue(towers, checkpointer, group, progress)

@@ -17,7 +17,8 @@ from ._distributed import Group
 from ._fit_checkpoint import FitCheckpointer
 from .align import (AlignmentSamples, Towers, all_next_item_samples, select_alignment_samples,
                     select_random_samples)
-from .cf import CFBackbone, TrainingConfig, make_backbone
+from .align._cooccurrence_teacher import validation_check
+from .cf import EASE, CFBackbone, CooccurrenceFactors, TrainingConfig, make_backbone
 from .data import InteractionLog, ItemTextTable
 from .model_selection import leave_last_out
 
@@ -48,6 +49,32 @@ def fit_backbone(rec: RARecommender, train: InteractionLog, valid: InteractionLo
     if hasattr(backbone, "module_"):  # every rank of a distributed fit aligns the same CF model
         group.broadcast_module(backbone.module_)
     return backbone
+
+
+def cooccurrence_factors(rec: RARecommender, backbone: CFBackbone, sequences: list[np.ndarray],
+                         valid: InteractionLog | None) -> tuple[CooccurrenceFactors | None, dict | None]:
+    """EASE's ``rec.cooccurrence_factors`` leading factors, fitted on the training ``sequences`` and scaled to
+    ``rec.cooccurrence_teacher`` x the backbone's score spread, and what the validation check found. ``None``
+    (and no check) when off or the catalogue is too large for EASE; ``None`` after a check they lost."""
+    rank, weight, n_items = rec.cooccurrence_factors, rec.cooccurrence_teacher, backbone.n_items_
+    if rank == 0 or weight <= 0:
+        return None, None
+    if n_items > EASE.MAX_ITEMS:
+        warnings.warn(f"cooccurrence_factors: the catalogue has {n_items:,} items, more than EASE's "
+                      f"{EASE.MAX_ITEMS:,}; the ID vectors are the backbone's alone.", UserWarning, stacklevel=3)
+        return None, None
+    def backbone_scores(histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:  # as the towers read it
+        return backbone.score_histories([h[-rec.max_history:] for h in histories], users)
+
+    users = np.flatnonzero([len(seq) > 0 for seq in sequences])
+    factors = CooccurrenceFactors.fit(sequences, n_items, rank).scaled_to(
+        weight, [sequences[u] for u in users], lambda rows: backbone_scores([sequences[u] for u in users[rows]],
+                                                                            users[rows]))
+    if valid is None:
+        return factors, None
+    check = validation_check(sequences, valid.to_csr(), backbone_scores,
+                             lambda histories, seen: factors.score(histories), "factors")
+    return (factors if check["kept"] else None), {"rank": factors.rank, **check}
 
 
 def training_samples(rec: RARecommender, sequences: list[np.ndarray], texts: list, rng: np.random.Generator,

@@ -62,6 +62,7 @@ def validate_params(rec: RARecommender) -> None:
     check_float(rec.distill, "distill", name, 0.0, 1.0)
     check_float(rec.distill_temperature, "distill_temperature", name, 0.0, low_open=True)
     check_float(rec.cooccurrence_teacher, "cooccurrence_teacher", name, 0.0)
+    check_int(rec.cooccurrence_factors, "cooccurrence_factors", name, 0)
     if not isinstance(rec.history_pooling, bool):
         raise ValueError(f"The 'history_pooling' parameter of {name} must be True or False. "
                          f"Got {rec.history_pooling!r} instead.")
@@ -108,7 +109,7 @@ def alignment_config(rec: RARecommender, progress: bool) -> AlignmentConfig:
                            n_random_negatives=rec.n_random_negatives, negatives=rec.negatives, logq=rec.logq,
                            bank_refresh=rec.bank_refresh, distill=rec.distill,
                            distill_temperature=rec.distill_temperature,
-                           cooccurrence_teacher=rec.cooccurrence_teacher, epochs=rec.epochs, batch_size=rec.batch_size,
+                           cooccurrence_teacher=0.0 if rec.cooccurrence_factors else rec.cooccurrence_teacher, epochs=rec.epochs, batch_size=rec.batch_size,
                            lr=rec.lr, weight_decay=rec.weight_decay, max_grad_norm=rec.max_grad_norm,
                            patience=rec.patience, head_epochs=rec.head_epochs, head_lr=rec.head_lr,
                            head_hidden=rec.head_hidden, history_pooling=rec.history_pooling,

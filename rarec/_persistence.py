@@ -49,8 +49,9 @@ FORMAT = "rarec-recommender"
 #: (``aligner.output_heads`` in the config, their weights under ``aligner.heads.*``); 4: the heads may end in a
 #: residual MLP (``aligner.output_head_hidden``, its weights under ``aligner.heads.{user,item}_mlp.*``); 5: the user
 #: head may pool the history's item vectors (``aligner.output_head_pool``, ``aligner.heads.user_pool.weight``, and
-#: the catalogue's outputs before the heads as ``item_basis``). All are read.
-FORMAT_VERSION = 5
+#: the catalogue's outputs before the heads as ``item_basis``); 6: the ID vectors may end in EASE factors
+#: (``cooccurrence.history_side`` and ``cooccurrence.item_side``). All are read.
+FORMAT_VERSION = 6
 CONFIG_FILE, WEIGHTS_FILE, TEXT_FILE = "config.json", "model.safetensors", "item_text.json"
 
 
@@ -96,7 +97,7 @@ def _encode_params(params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> 
 #: Parameters of older rarec versions that were removed, with the value that means "off".
 REMOVED_PARAMS = {"output_head": False, "cf_residual": 0.0}
 #: Parameters added since, with the value that describes what a model saved before them computed.
-ADDED_PARAMS = {"cooccurrence_teacher": 0.0, "history_pooling": False}
+ADDED_PARAMS = {"cooccurrence_teacher": 0.0, "history_pooling": False, "cooccurrence_factors": 0}
 
 
 def _decode_params(params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -269,7 +270,7 @@ def load_recommender(cls: type[RARecommender], path: str | os.PathLike, llm: Any
                                f"{tuple(item_vectors.shape)} do not fit {n_users} users, {n_items} items and "
                                f"hidden size {spec.hidden_size}.")
     cf_user_vectors = tensors.get("cf_user_vectors")  # absent in folders written by rarec 0.2.0
-    expected = (n_users, backbone.n_interests, backbone.item_embeddings().shape[1])
+    expected = (n_users, backbone.n_interests, towers.item_cf.shape[2])
     if cf_user_vectors is not None and tuple(cf_user_vectors.shape) != expected:
         raise ModelFormatError(f"{path / WEIGHTS_FILE}: CF user vectors of shape {tuple(cf_user_vectors.shape)} do not "
                                f"fit {expected}.")
@@ -302,7 +303,8 @@ def load_recommender(cls: type[RARecommender], path: str | os.PathLike, llm: Any
 
 #: Tensors a model file holds: exact names with their dtype, and name prefixes with the kind of dtype allowed.
 _TENSORS = {"item_vectors": torch.float32, "user_vectors": torch.float32, "cf_user_vectors": torch.float32,
-            "item_basis": torch.float32,
+            "item_basis": torch.float32, "cooccurrence.history_side": torch.float32,
+            "cooccurrence.item_side": torch.float32,
             "seen.indptr": torch.int64, "seen.indices": torch.int64}
 _PREFIXES = {"aligner.": "float", "backbone.": "any", "params.backbone_params.": "any"}
 

@@ -128,7 +128,7 @@ class RankingMixin:
             rows = [h for h, f in zip(encoded, filled) if f]
             unknown = np.full(len(rows), -1)
             vectors = self.towers_.encode_users(rows, unknown, progress=bool(self.verbose))
-            # the CF score of a history as for a known user: from the whole history (as in towers_.cf_user_vectors)
+            # the CF score of a history as for a known user (as in towers_.cf_user_vectors)
             cf_vectors = self.towers_.user_cf(rows, unknown) if self.score_fusion_ else None
             ids[filled], values[filled] = self._top_k_ids(vectors, cf_vectors, rows if exclude_seen else None, k)
         if not filled.all():  # users without a history: the most popular items of the fit data

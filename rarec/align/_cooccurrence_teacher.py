@@ -83,27 +83,39 @@ class CooccurrenceTeacher:
 
     def validation_check(self, sequences: Sequence[np.ndarray], held_out: sp.csr_matrix,
                          backbone_scores: Callable[[list[np.ndarray], np.ndarray], torch.Tensor]) -> dict:
-        """Whether the teacher ranks the validation items better than the backbone alone.
+        """Whether the teacher ranks the validation items better than the backbone alone
+        (:func:`validation_check`, the teacher scoring each user's whole training sequence)."""
+        return validation_check(sequences, held_out, backbone_scores,
+                                lambda histories, seen: self.scale * self.ease.score(seen), "teacher")
 
-        ``held_out`` (n_users, n_items) marks each user's validation items; ``backbone_scores(histories, users)``
-        gives the backbone's catalogue scores (len(users), n_items) of users described by their whole training
-        ``sequences``. Up to 2,000 users with validation items (a fixed draw) are ranked, their training items
-        excluded. Returns both validation NDCG@10s and ``kept``: whether the teacher's is higher.
-        """
-        users = np.flatnonzero(held_out.getnnz(axis=1) > 0)
-        users = np.sort(np.random.default_rng(0).permutation(users)[:_CHECK_USERS])
-        histories = [np.asarray(sequences[u]) for u in users]
-        seen = history_matrix(histories, held_out.shape[1])
 
-        def scorer(with_teacher: bool) -> Callable[[np.ndarray], torch.Tensor]:  # rows of ``users``, in batches
-            def scores(rows: np.ndarray) -> torch.Tensor:
-                alone = backbone_scores([histories[r] for r in rows], users[rows]).float()
-                return alone + self.scale * self.ease.score(seen[rows]) if with_teacher else alone
-            return scores
+def validation_check(sequences: Sequence[np.ndarray], held_out: sp.csr_matrix,
+                     backbone_scores: Callable[[list[np.ndarray], np.ndarray], torch.Tensor],
+                     added_scores: Callable[[list[np.ndarray], sp.csr_matrix], torch.Tensor], name: str) -> dict:
+    """Whether adding ``added_scores`` to the backbone's ranks the validation items better than the backbone alone.
 
-        ndcg = [full_ranking_metrics(scorer(with_teacher), held_out[users], seen, ks=[10], metrics=["ndcg"],
-                                     batch_size=_CHECK_BATCH)["ndcg@10"] for with_teacher in (False, True)]
-        kept = ndcg[1] > ndcg[0]
-        logger.info("cooccurrence teacher: validation NDCG@10 %.4f with it, %.4f with the backbone alone: %s",
-                    ndcg[1], ndcg[0], "kept" if kept else "not used")
-        return {"valid_ndcg@10_backbone": ndcg[0], "valid_ndcg@10_with_teacher": ndcg[1], "kept": kept}
+    ``held_out`` (n_users, n_items) marks each user's validation items; ``backbone_scores(histories, users)``
+    gives the backbone's catalogue scores (len(users), n_items) of users described by their whole training
+    ``sequences``, ``added_scores(histories, seen)`` the scores to add (``seen``: the histories' multi-hot rows).
+    Up to 2,000 users with validation items (a fixed draw) are ranked, their training items excluded. Returns
+    both validation NDCG@10s (the second under ``valid_ndcg@10_with_<name>``) and ``kept``: whether the sum's is
+    higher.
+    """
+    users = np.flatnonzero(held_out.getnnz(axis=1) > 0)
+    users = np.sort(np.random.default_rng(0).permutation(users)[:_CHECK_USERS])
+    histories = [np.asarray(sequences[u]) for u in users]
+    seen = history_matrix(histories, held_out.shape[1])
+
+    def scorer(with_added: bool) -> Callable[[np.ndarray], torch.Tensor]:  # rows of ``users``, in batches
+        def scores(rows: np.ndarray) -> torch.Tensor:
+            batch = [histories[r] for r in rows]
+            alone = backbone_scores(batch, users[rows]).float()
+            return alone + added_scores(batch, seen[rows]).float() if with_added else alone
+        return scores
+
+    ndcg = [full_ranking_metrics(scorer(with_added), held_out[users], seen, ks=[10], metrics=["ndcg"],
+                                 batch_size=_CHECK_BATCH)["ndcg@10"] for with_added in (False, True)]
+    kept = ndcg[1] > ndcg[0]
+    logger.info("cooccurrence %s: validation NDCG@10 %.4f with it, %.4f with the backbone alone: %s", name,
+                ndcg[1], ndcg[0], "kept" if kept else "not used")
+    return {"valid_ndcg@10_backbone": ndcg[0], f"valid_ndcg@10_with_{name}": ndcg[1], "kept": kept}

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._errors import LLMMismatchError, ModelFormatError
-from ..cf import CFBackbone, history_matrix
+from ..cf import CFBackbone, CooccurrenceFactors, history_matrix
 from ..data import ItemText
 from ..llm import FrozenLLM, LLMSpec, PromptBuilder
 from ._cold_items import with_cold_items
@@ -78,10 +78,12 @@ class Towers:
 
     def __init__(self, backbone: CFBackbone, texts: Sequence[ItemText | None], prompts: PromptSettings,
                  source: LLMSource, aligner: TwoTowerAligner, llm: FrozenLLM | None = None,
-                 llm_identity: dict | None = None) -> None:
+                 llm_identity: dict | None = None, factors: CooccurrenceFactors | None = None) -> None:
         if llm is None and llm_identity is None:
             raise ValueError("Towers needs the LLM or the identity of the one it was trained with.")
         self.backbone = backbone
+        #: EASE factors appended to every ID vector (``cooccurrence_factors``), or None.
+        self.factors = factors
         self.texts = list(texts)
         self.settings = prompts
         self.source = source
@@ -90,7 +92,10 @@ class Towers:
         self._llm = llm
         self._prompts: PromptBuilder | None = None
         self._item_tokens: list[list[int]] | None = None
-        self.item_cf = with_cold_items(backbone.item_embeddings(), self.texts)[:, None, :]  # (n_items, 1, d)
+        items = backbone.item_embeddings()
+        if factors is not None:
+            items = torch.cat([items, factors.items], dim=1)
+        self.item_cf = with_cold_items(items, self.texts)[:, None, :]  # (n_items, 1, d)
         self.cf_user_vectors: torch.Tensor | None = None  # (n_users, K, d), set by set_user_table
         self._fallback_cf: torch.Tensor | None = None
         #: Lower-layer states of the item prompts (prefixes in the top layers only), kept while fitting.
@@ -105,12 +110,14 @@ class Towers:
     @classmethod
     def build(cls, backbone: CFBackbone, texts: Sequence[ItemText | None], prompts: PromptSettings,
               source: LLMSource, llm: FrozenLLM, config: PrefixConfig,
-              generator: torch.Generator | None = None) -> Towers:
+              generator: torch.Generator | None = None, factors: CooccurrenceFactors | None = None) -> Towers:
         """New towers with an untrained alignment module (initial weights drawn from ``generator``);
-        ``config`` is shared by both towers, except the user tower's K interests."""
+        ``config`` is shared by both towers, except the user tower's K interests; its ``id_dim`` is the width of
+        the ID vectors (the backbone's, plus ``factors.rank`` with factors)."""
         user = PrefixProjector(llm.spec, dataclasses.replace(config, n_interests=backbone.n_interests), generator)
         item = PrefixProjector(llm.spec, dataclasses.replace(config, n_interests=1), generator)
-        return cls(backbone, texts, prompts, source, TwoTowerAligner(user, item).to(llm.device), llm=llm)
+        return cls(backbone, texts, prompts, source, TwoTowerAligner(user, item).to(llm.device), llm=llm,
+                   factors=factors)
 
     # ------------------------------------------------------------------ LLM
     @property
@@ -168,21 +175,30 @@ class Towers:
         return history[-self.settings.max_history:]
 
     def user_cf(self, histories: Sequence[np.ndarray], users: np.ndarray) -> torch.Tensor:
-        """CF user vectors (n, K, d). Items added after fit are unknown to the backbone and skipped; a history
-        of nothing else gets the mean CF vector of the known users."""
+        """CF user vectors (n, K, d) of whole histories: the backbone reads each one's :meth:`window`, the
+        co-occurrence factors (if any) all of it. Items added after fit are unknown to the backbone and skipped; a
+        history of nothing else gets the mean CF vector of the known users."""
         known = self.backbone.n_items_
         kept = [np.asarray(h)[np.asarray(h) < known] for h in histories]
         empty = np.array([len(h) == 0 for h in kept], dtype=bool)
         if not empty.any():
-            return self.backbone.user_embeddings(kept, users)  # (n, K, d)
+            return self._id_vectors(kept, users)  # (n, K, d)
         if self._fallback_cf is None:
             raise ValueError("a history made only of items added after fit needs the known users' CF table.")
         out = torch.zeros(len(kept), self.backbone.n_interests, self.item_cf.shape[2])
         if (~empty).any():
-            out[~empty] = self.backbone.user_embeddings([h for h, e in zip(kept, empty) if not e],
-                                                        np.asarray(users)[~empty])
+            out[~empty] = self._id_vectors([h for h, e in zip(kept, empty) if not e], np.asarray(users)[~empty])
         out[empty] = self._fallback_cf
         return out
+
+    def _id_vectors(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
+        """The backbone's user vectors (n, K, d) of the windows of non-empty histories of known items, each
+        interest followed by the whole history's co-occurrence factors when there are factors."""
+        vectors = self.backbone.user_embeddings([self.window(h) for h in histories], users)
+        if self.factors is None:
+            return vectors
+        added = self.factors.users(histories).to(vectors.dtype)[:, None, :].expand(-1, vectors.shape[1], -1)
+        return torch.cat([vectors, added.to(vectors.device)], dim=2)
 
     def user_cf_table(self, sequences: Sequence[np.ndarray], users: np.ndarray, n_users: int) -> torch.Tensor:
         """CF vectors (n_users, K, d) of ``users`` from their sequences; zeros for every other user."""
@@ -237,7 +253,7 @@ class Towers:
         windows = [self.window(np.asarray(h)) for h in histories]
         tokens = [self.prompts.user_tokens(h) for h in windows]
         pooled = None if self.item_basis is None else self.pooled_history(histories)
-        return self.encode("user", self.user_cf(windows, users), tokens, progress=progress, pooled=pooled)
+        return self.encode("user", self.user_cf(histories, users), tokens, progress=progress, pooled=pooled)
 
     def encode_added_items(self, items: np.ndarray, progress: bool = False) -> torch.Tensor:
         """Vectors of items appended by :meth:`add_items`; their outputs before the heads join
@@ -276,6 +292,9 @@ class Towers:
             tensors["item_basis"] = self.item_basis.contiguous()
         if self.cf_user_vectors is not None:
             tensors["cf_user_vectors"] = self.cf_user_vectors.contiguous()
+        if self.factors is not None:
+            tensors["cooccurrence.history_side"] = self.factors.history_side.contiguous()
+            tensors["cooccurrence.item_side"] = self.factors.item_side.contiguous()
         texts = [None if t is None else {"title": t.title, "categories": list(t.categories)} for t in self.texts]
         return config, tensors, texts
 
@@ -284,7 +303,8 @@ class Towers:
                    backbone: CFBackbone, prompts: PromptSettings, source: LLMSource) -> Towers:
         """Towers from :meth:`to_state`'s output (the LLM is loaded on first use).
 
-        Reads every layout: format 5 (``aligner.output_head_pool``: the user
+        Reads every layout: format 6 (``cooccurrence.*`` tensors: EASE factors appended to the ID vectors),
+        format 5 (``aligner.output_head_pool``: the user
         head pools the history's item vectors, kept as ``item_basis``), format 4 (``aligner.output_head_hidden``: the
         heads' MLP width), format 3 (``aligner.output_heads`` says whether
         output heads were trained), format 2 (``llm_spec`` is the LLM's, each
@@ -314,8 +334,14 @@ class Towers:
         item_texts = [None if t is None else ItemText(t["title"], tuple(t.get("categories", ()))) for t in texts]
         if heads is not None and heads.pools and "item_basis" not in tensors:
             raise ModelFormatError("the output heads pool the history's item vectors, but item_basis is missing.")
+        factors = None
+        if "cooccurrence.item_side" in tensors:  # format 6
+            factors = CooccurrenceFactors(tensors["cooccurrence.history_side"], tensors["cooccurrence.item_side"])
+            if factors.history_side.shape[0] != backbone.n_items_:
+                raise ModelFormatError(f"the co-occurrence factors cover {factors.history_side.shape[0]} items; the "
+                                       f"CF backbone knows {backbone.n_items_}.")
         towers = cls(backbone, item_texts, prompts, source, aligner.to(source.device).eval(),
-                     llm_identity=config["llm"])
+                     llm_identity=config["llm"], factors=factors)
         towers.item_basis = tensors.get("item_basis") if heads is not None and heads.pools else None
         return towers
 

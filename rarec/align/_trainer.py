@@ -296,7 +296,7 @@ def _with_cooccurrence(extra_teacher: Callable | None, towers: Towers, sequences
         return extra_teacher, None
 
     def backbone(histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:  # catalogue scores, on the CPU
-        return _teacher_scores(towers.user_cf([towers.window(h) for h in histories], users),
+        return _teacher_scores(towers.user_cf(histories, users),
                                towers.item_cf[:, 0].float(), None)
 
     def of_samples(rows: np.ndarray) -> torch.Tensor:
@@ -316,9 +316,10 @@ def _with_cooccurrence(extra_teacher: Callable | None, towers: Towers, sequences
 
 def _user_inputs(towers: Towers, samples: AlignmentSamples, sequences: Sequence[np.ndarray],
                  ) -> tuple[torch.Tensor, list[list[int]]]:
-    """The CF vectors (S, K, d) and prompt tokens of each sample's history window."""
-    histories = [towers.window(sequences[u][:e]) for u, e in zip(samples.users, samples.ends)]
-    return towers.user_cf(histories, samples.users), [towers.prompts.user_tokens(h) for h in histories]
+    """The CF vectors (S, K, d) and prompt tokens (of the window) of each sample's history."""
+    histories = [sequences[u][:e] for u, e in zip(samples.users, samples.ends)]
+    return (towers.user_cf(histories, samples.users),
+            [towers.prompts.user_tokens(towers.window(h)) for h in histories])
 
 
 def _log_q(targets: np.ndarray, n_items: int, config: AlignmentConfig, group: Group, device) -> torch.Tensor:

@@ -9,6 +9,7 @@ from ._base import CFBackbone
 from ._bpr import BPR, BPRConfig
 from ._histories import next_item_positions
 from ._comirec import ComiRec, ComiRecConfig
+from ._cooccurrence_factors import CooccurrenceFactors
 from ._ease import EASE, history_matrix
 from ._popularity import PopularityRecommender
 from ._precomputed import Precomputed, PrecomputedConfig
@@ -24,6 +25,7 @@ __all__ = [
     "CFBackbone",
     "ComiRec",
     "ComiRecConfig",
+    "CooccurrenceFactors",
     "EASE",
     "PopularityRecommender",
     "Precomputed",

@@ -114,12 +114,12 @@ def teachers_given(monkeypatch, X, text, llm, **params):
 def test_fit_trains_with_the_teacher_only_when_it_is_on_and_passes_its_check(monkeypatch, kept):
     X, _, text = synthetic_split()
     llm = tiny_llm(text)
-    plain, rec = teachers_given(monkeypatch, X, text, llm, cooccurrence_teacher=0.0)
+    plain, rec = teachers_given(monkeypatch, X, text, llm, cooccurrence_teacher=0.0, cooccurrence_factors=0)
     assert "cooccurrence_teacher" not in rec.training_log_[0]
     monkeypatch.setattr(CooccurrenceTeacher, "validation_check",
                         lambda self, *args: {"valid_ndcg@10_backbone": 0.5, "valid_ndcg@10_with_teacher": 0.6,
                                              "kept": kept})
-    given, rec = teachers_given(monkeypatch, X, text, llm)  # the default weight, 0.25
+    given, rec = teachers_given(monkeypatch, X, text, llm, cooccurrence_factors=0)  # the default weight, 0.25
     assert rec.training_log_[0]["cooccurrence_teacher"]["kept"] is kept
     assert len(plain) == len(given) > 0
     assert all(torch.equal(a, b) for a, b in zip(plain, given)) is not kept
@@ -127,7 +127,7 @@ def test_fit_trains_with_the_teacher_only_when_it_is_on_and_passes_its_check(mon
 
 def test_the_check_runs_on_the_fit_s_own_validation_items():
     X, _, text = synthetic_split()
-    check = small(tiny_llm(text)).fit(X, item_text=text).training_log_[0]["cooccurrence_teacher"]
+    check = small(tiny_llm(text), cooccurrence_factors=0).fit(X, item_text=text).training_log_[0]["cooccurrence_teacher"]
     assert set(check) == {"valid_ndcg@10_backbone", "valid_ndcg@10_with_teacher", "kept"}
     assert check["kept"] == (check["valid_ndcg@10_with_teacher"] > check["valid_ndcg@10_backbone"])
     assert 0 < check["valid_ndcg@10_backbone"] < 1
