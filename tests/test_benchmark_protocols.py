@@ -482,3 +482,24 @@ def test_ease_factors_backbone_scores_sasrec_plus_a_weighted_truncated_ease(log,
     assert torch.allclose(ratio, ratio.mean(), rtol=1e-3) and ratio.mean() > 0  # one positive scale for all
     with pytest.raises(NotImplementedError):
         wrapped.fit(split.train)
+
+
+def test_factor_check_is_the_fit_s_own_check_on_the_fit_s_validation_items(log, tmp_path, monkeypatch):
+    factor_check = pytest.importorskip("factor_check")
+    import rarec._fit_steps as fit_steps
+
+    monkeypatch.setitem(objective_study.SETTINGS, "sasrec", (dict(dim=8, n_layers=1, n_heads=1, inner_dim=8),
+                                                            dict(batch_size=32, epochs=1)))
+    split = leave_last_out(log, n_valid=0)
+    sasrec = objective_study.shared_sasrec(split.train, tmp_path / "sasrec")
+    seen = []
+    check = fit_steps.validation_check
+    monkeypatch.setattr(fit_steps, "validation_check", lambda sequences, held_out, *rest: seen.append(
+        (sequences, held_out)) or check(sequences, held_out, *rest))
+    row = factor_check.check_rank(sasrec, split.train, 4)
+    assert row["rank"] == 4 and row["kept"] == (row["valid_ndcg@10_with_factors"] > row["valid_ndcg@10_backbone"])
+    inner = leave_last_out(split.train, n_valid=0)  # what fit(split.train) trains and validates on
+    sequences, held_out = seen[0]
+    assert [s.tolist() for s in sequences] == [s.tolist() for s in inner.train.user_sequences()]
+    assert (held_out != inner.test.to_csr()).nnz == 0
+    assert "| 4 |" in factor_check.render({"machine": "m", "users": 200, "all_users": 200, "rows": [row]})
