@@ -63,6 +63,7 @@ def cooccurrence_factors(rec: RARecommender, backbone: CFBackbone, sequences: li
         warnings.warn(f"cooccurrence_factors: the catalogue has {n_items:,} items, more than EASE's "
                       f"{EASE.MAX_ITEMS:,}; the ID vectors are the backbone's alone.", UserWarning, stacklevel=3)
         return None, None
+
     def backbone_scores(histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:  # as the towers read it
         return backbone.score_histories([h[-rec.max_history:] for h in histories], users)
 

@@ -109,7 +109,9 @@ def alignment_config(rec: RARecommender, progress: bool) -> AlignmentConfig:
                            n_random_negatives=rec.n_random_negatives, negatives=rec.negatives, logq=rec.logq,
                            bank_refresh=rec.bank_refresh, distill=rec.distill,
                            distill_temperature=rec.distill_temperature,
-                           cooccurrence_teacher=0.0 if rec.cooccurrence_factors else rec.cooccurrence_teacher, epochs=rec.epochs, batch_size=rec.batch_size,
+                           # with factors the co-occurrence signal is in the ID vectors: no separate teacher
+                           cooccurrence_teacher=0.0 if rec.cooccurrence_factors else rec.cooccurrence_teacher,
+                           epochs=rec.epochs, batch_size=rec.batch_size,
                            lr=rec.lr, weight_decay=rec.weight_decay, max_grad_norm=rec.max_grad_norm,
                            patience=rec.patience, head_epochs=rec.head_epochs, head_lr=rec.head_lr,
                            head_hidden=rec.head_hidden, history_pooling=rec.history_pooling,

@@ -127,7 +127,8 @@ def test_fit_trains_with_the_teacher_only_when_it_is_on_and_passes_its_check(mon
 
 def test_the_check_runs_on_the_fit_s_own_validation_items():
     X, _, text = synthetic_split()
-    check = small(tiny_llm(text), cooccurrence_factors=0).fit(X, item_text=text).training_log_[0]["cooccurrence_teacher"]
+    rec = small(tiny_llm(text), cooccurrence_factors=0).fit(X, item_text=text)
+    check = rec.training_log_[0]["cooccurrence_teacher"]
     assert set(check) == {"valid_ndcg@10_backbone", "valid_ndcg@10_with_teacher", "kept"}
     assert check["kept"] == (check["valid_ndcg@10_with_teacher"] > check["valid_ndcg@10_backbone"])
     assert 0 < check["valid_ndcg@10_backbone"] < 1
