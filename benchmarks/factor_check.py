@@ -53,7 +53,7 @@ def render(result: dict) -> str:
     for row in result["rows"]:
         lines.append(f"| {row['rank']} | {row['valid_ndcg@10_backbone']:.4f} | {row['valid_ndcg@10_with_factors']:.4f} "
                      f"| {'yes' if row['kept'] else 'no'} | {row['seconds']:.0f} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
