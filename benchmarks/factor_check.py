@@ -64,14 +64,14 @@ def main() -> None:
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     args = parser.parse_args()
-    suffix = dataset_suffix(args.data)
+    suffix = dataset_suffix(args.data) + (f"_{args.users}users" if args.users else "")
     results = HERE / "results" / f"factor_check{suffix}.json"
     if args.render:
         result = json.loads(results.read_text())
     else:
         log, _ = read_dataset(args.data)
         split = leave_last_out(log, n_valid=0)
-        backbone = shared_sasrec(split.train, HERE / "output" / f"objective_study_sasrec{suffix}")
+        backbone = shared_sasrec(split.train, HERE / "output" / f"objective_study_sasrec{dataset_suffix(args.data)}")
         n_users = min(args.users or log.n_users, log.n_users)
         fit_log = user_subset(split, n_users).train
         rows = [check_rank(backbone, fit_log, int(rank)) for rank in args.ranks.split(",")]
@@ -81,6 +81,8 @@ def main() -> None:
         results.write_text(results_json(result))
         print(json.dumps(rows, indent=1))
     title = DATASET_TITLES.get(result["dataset"], result["dataset"])
+    if result["users"] < result["all_users"]:
+        title += f", {result['users']:,} users"
     write_section(args.output, f"## What the ID vectors rank with co-occurrence factors ({title}, no training)\n\n"
                   + render(result), marker="factor-check" + suffix.replace("_", "-"))
 
