@@ -5,8 +5,9 @@ module's ``__main__``: the "cached_fused" rows from the code before the
 estimator was taken apart into towers, trainer, checkpointer and ranker (no
 output heads, ``head_epochs=0``, and no co-occurrence teacher), the "default"
 rows again when the output heads became a default (0.3.0) and when the
-co-occurrence teacher and history pooling became defaults; a refactoring that changes a single number of
-the fit fails here. Regenerate it only for a change meant to alter results,
+co-occurrence teacher and history pooling became defaults, and when the co-occurrence factors did (the old
+"default" rows were first reproduced with ``cooccurrence_factors=0``); a refactoring that changes a single number
+of the fit fails here. Regenerate it only for a change meant to alter results,
 and say so in the changelog: ``python -m tests.test_pinned_fit``.
 
 Floats are compared to 1e-4 of each tensor's largest magnitude, and never
