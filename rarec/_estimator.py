@@ -150,7 +150,8 @@ class RARecommender(RankingMixin, BaseEstimator):
     score_fusion : float >= 0 or "auto", default 0.0
         Weight w of the CF backbone's own score in the ranking score:
         ``z(h_u · h_i) + w · z(cf(u, i))``, each standardised per user over
-        the catalogue. 0 is the paper's RA-Rec (the LLM score alone);
+        the catalogue (``cf``: the ID vectors' dot product, so the backbone's
+        score plus the co-occurrence factors' when the fit kept them). 0 is the paper's RA-Rec (the LLM score alone);
         "auto" picks w from ``(0, 0.25, 0.5, 1, 2, 4, 8, 16)`` on the
         validation items (fitted as ``score_fusion_``). Not part of the paper; see
         docs/method.md.

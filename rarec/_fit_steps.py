@@ -52,10 +52,11 @@ def fit_backbone(rec: RARecommender, train: InteractionLog, valid: InteractionLo
 
 
 def cooccurrence_factors(rec: RARecommender, backbone: CFBackbone, sequences: list[np.ndarray],
-                         valid: InteractionLog | None) -> tuple[CooccurrenceFactors | None, dict | None]:
-    """EASE's ``rec.cooccurrence_factors`` leading factors, fitted on the training ``sequences`` and scaled to
-    ``rec.cooccurrence_teacher`` x the backbone's score spread, and what the validation check found. ``None``
-    (and no check) when off or the catalogue is too large for EASE; ``None`` after a check they lost."""
+                         valid: InteractionLog | None, l2: float = 200.0,
+                         ) -> tuple[CooccurrenceFactors | None, dict | None]:
+    """EASE's (L2 penalty ``l2``) ``rec.cooccurrence_factors`` leading factors, fitted on the training ``sequences``
+    and scaled to ``rec.cooccurrence_teacher`` x the backbone's score spread, and what the validation check found.
+    ``None`` (and no check) when off or the catalogue is too large for EASE; ``None`` after a check they lost."""
     rank, weight, n_items = rec.cooccurrence_factors, rec.cooccurrence_teacher, backbone.n_items_
     if rank == 0 or weight <= 0:
         return None, None
@@ -68,7 +69,7 @@ def cooccurrence_factors(rec: RARecommender, backbone: CFBackbone, sequences: li
         return backbone.score_histories([h[-rec.max_history:] for h in histories], users)
 
     users = np.flatnonzero([len(seq) > 0 for seq in sequences])
-    factors = CooccurrenceFactors.fit(sequences, n_items, rank).scaled_to(
+    factors = CooccurrenceFactors.fit(sequences, n_items, rank, l2).scaled_to(
         weight, [sequences[u] for u in users], lambda rows: backbone_scores([sequences[u] for u in users[rows]],
                                                                             users[rows]))
     if valid is None:

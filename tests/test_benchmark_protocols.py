@@ -498,8 +498,12 @@ def test_factor_check_is_the_fit_s_own_check_on_the_fit_s_validation_items(log, 
         (sequences, held_out)) or check(sequences, held_out, *rest))
     row = factor_check.check_rank(sasrec, split.train, 4)
     assert row["rank"] == 4 and row["kept"] == (row["valid_ndcg@10_with_factors"] > row["valid_ndcg@10_backbone"])
+    assert (row["weight"], row["l2"]) == (0.25, 200.0)  # the estimator's defaults
+    other = factor_check.check_rank(sasrec, split.train, 4, weight=0.5, l2=10.0)
+    assert other["valid_ndcg@10_backbone"] == row["valid_ndcg@10_backbone"]
+    assert other["valid_ndcg@10_with_factors"] != row["valid_ndcg@10_with_factors"]
     inner = leave_last_out(split.train, n_valid=0)  # what fit(split.train) trains and validates on
-    sequences, held_out = seen[0]
+    sequences, held_out = seen[0]  # the first call
     assert [s.tolist() for s in sequences] == [s.tolist() for s in inner.train.user_sequences()]
     assert (held_out != inner.test.to_csr()).nnz == 0
     assert "| 4 |" in factor_check.render({"machine": "m", "users": 200, "all_users": 200, "rows": [row]})

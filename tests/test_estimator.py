@@ -62,8 +62,9 @@ def test_gradients_reach_every_trainable_tensor_and_nothing_else(data):
     rec = small((model, tokenizer), epochs=1, max_train_samples=16).fit(X, item_text=text)
     aligner, llm = rec.aligner_, rec.llm_
     aligner.train()
-    users = torch.randn(4, 1, 32)
-    items = torch.randn(4, 1, 32)
+    id_dim = aligner.user_prefix.config.id_dim  # SASRec's 32 plus the co-occurrence factors
+    users = torch.randn(4, 1, id_dim)
+    items = torch.randn(4, 1, id_dim)
     h_u = aligner.encode(llm, "user", users, [[4, 5, 6]] * 4)
     h_i = aligner.encode(llm, "item", items, [[7, 8]] * 4)
     (h_u * h_i).sum().backward()
@@ -212,7 +213,8 @@ def test_score_fusion_blends_in_the_cf_score_and_auto_picks_a_weight_on_validati
     from rarec._scoring import FUSION_WEIGHTS
 
     X, _, text = data
-    rec = small(tiny_llm(text), score_fusion="auto").fit(X, item_text=text)
+    # without co-occurrence factors the CF score is the backbone's own (with them, tests/align has it)
+    rec = small(tiny_llm(text), score_fusion="auto", cooccurrence_factors=0).fit(X, item_text=text)
     by_weight = rec.training_log_[0]["valid_ndcg@10_by_fusion_weight"]
     assert set(by_weight) == set(FUSION_WEIGHTS) and rec.score_fusion_ in FUSION_WEIGHTS
     best = max(r["valid_ndcg@10"] for r in rec.training_log_)

@@ -161,3 +161,17 @@ def test_the_rank_must_be_a_non_negative_int():
     for bad in (-1, 2.5, True):
         with pytest.raises(ValueError, match="cooccurrence_factors"):
             RARecommender(cooccurrence_factors=bad).fit(X, item_text=text)
+
+
+def test_score_fusion_blends_in_the_id_vectors_score_with_the_factors(fitted):
+    import copy
+
+    rec, X = copy.deepcopy(fitted[0]), fitted[1]
+    users = np.unique(X[:, 0])[:6]
+    idx = rec._user_indices(users)
+    histories = [rec.items_.encode([i for u2, i, *_ in X if u2 == u]) for u in users]
+    rec.score_fusion_ = 1e6  # ranks by the CF score alone
+    cf = rec.backbone_.score_histories([h[-rec.max_history:] for h in histories], idx)
+    cf = cf + rec.towers_.factors.score(histories)
+    torch.testing.assert_close(rec._scores(idx).argsort(dim=1, descending=True)[:, :5],
+                               cf.argsort(dim=1, descending=True)[:, :5])
