@@ -296,8 +296,7 @@ def _with_cooccurrence(extra_teacher: Callable | None, towers: Towers, sequences
         return extra_teacher, None
 
     def backbone(histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:  # catalogue scores, on the CPU
-        return _teacher_scores(towers.user_cf(histories, users),
-                               towers.item_cf[:, 0].float(), None)
+        return _teacher_scores(towers.user_cf(histories, users), towers.item_cf[:, 0].float(), None)
 
     def of_samples(rows: np.ndarray) -> torch.Tensor:
         return backbone([sequences[u][:e] for u, e in zip(samples.users[rows], samples.ends[rows])],

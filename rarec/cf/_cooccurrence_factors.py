@@ -28,7 +28,8 @@ _EXACT_SVD_ITEMS = 4000
 
 
 class CooccurrenceFactors:
-    """Rank-``r`` factors of EASE's weights: ``users(histories) @ items.T`` is ``scale`` x rank-r EASE.
+    """Rank-``r`` factors of EASE's weights: ``users(histories) @ items.T`` is rank-r EASE's score (times the
+    factor :meth:`scaled_to` sets).
 
     Parameters
     ----------
