@@ -113,7 +113,11 @@ class RARecommender(RankingMixin, BaseEstimator):
         Temperature of the backbone's softmax in the distillation term (1
         suits backbones trained with a softmax, such as SASRec).
     cooccurrence_teacher : float >= 0, default 0.25
-        Not in the paper. The teacher's logits become the backbone's plus
+        Not in the paper. The weight of item co-occurrence, in units of the
+        backbone's score spread; 0 turns co-occurrence off. With
+        ``cooccurrence_factors`` > 0 (the default) it weights the factors
+        appended to the ID vectors (below). With ``cooccurrence_factors=0``
+        the teacher's logits become the backbone's plus
         this weight times EASE's score (:class:`rarec.cf.EASE`, an item-item
         model fitted in closed form on the training histories) of the
         sample's whole history, the weight in units of the backbone's score
