@@ -60,9 +60,7 @@ def cooccurrence_factors(rec: RARecommender, backbone: CFBackbone, sequences: li
     rank, weight, n_items = rec.cooccurrence_factors, rec.cooccurrence_teacher, backbone.n_items_
     if rank == 0 or weight <= 0:
         return None, None
-    if n_items > EASE.MAX_ITEMS:
-        warnings.warn(f"cooccurrence_factors: the catalogue has {n_items:,} items, more than EASE's "
-                      f"{EASE.MAX_ITEMS:,}; the ID vectors are the backbone's alone.", UserWarning, stacklevel=3)
+    if not EASE.fits(n_items, "cooccurrence_factors", "the ID vectors are the backbone's alone"):
         return None, None
 
     def backbone_scores(histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:  # as the towers read it

@@ -21,7 +21,6 @@ alone unless the teacher wins.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -54,9 +53,7 @@ def cooccurrence_teacher(weight: float, sequences: Sequence[np.ndarray], samples
     default all) of the std of ``backbone_scores(rows)`` (the catalogue's scores) over that of EASE's. ``None``,
     with a warning, for a catalogue too large for EASE's dense weights.
     """
-    if n_items > EASE.MAX_ITEMS:
-        warnings.warn(f"cooccurrence_teacher: the catalogue has {n_items:,} items, more than EASE's "
-                      f"{EASE.MAX_ITEMS:,}; distilling from the CF backbone alone.", UserWarning, stacklevel=3)
+    if not EASE.fits(n_items, "cooccurrence_teacher", "distilling from the CF backbone alone"):
         return None
     if ease is None:
         ease = EASE().fit(sequences, n_items)

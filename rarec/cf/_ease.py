@@ -15,6 +15,7 @@ it ranks ML-100K's validation items well above SASRec alone
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -67,6 +68,16 @@ class EASE:
 
     def __init__(self, l2: float = 200.0) -> None:
         self.l2 = l2
+
+    @classmethod
+    def fits(cls, n_items: int, setting: str, instead: str) -> bool:
+        """Whether a catalogue of ``n_items`` is within :attr:`MAX_ITEMS`; if not, warn that ``setting`` (the
+        estimator parameter that asked for EASE) is skipped and ``instead`` is done."""
+        if n_items <= cls.MAX_ITEMS:
+            return True
+        warnings.warn(f"{setting}: the catalogue has {n_items:,} items, more than EASE's {cls.MAX_ITEMS:,}; "
+                      f"{instead}.", UserWarning, stacklevel=4)
+        return False
 
     def fit(self, histories: Sequence[np.ndarray], n_items: int) -> EASE:
         """Fit the weights on ``histories`` (item indices per user); returns self. Raises ``ValueError`` for a
