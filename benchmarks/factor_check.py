@@ -13,6 +13,8 @@ does not expose): the second NDCG@10 column is the ceiling a student of the ID v
 what a fit with that setting would do. No LLM, no training.
 
     python benchmarks/factor_check.py --data ../shared/data/amazon-beauty --ranks 256 --weights 0.1,0.25 --l2 50
+    python benchmarks/factor_check.py --data ../shared/data/amazon-beauty --ranks 512 --weights 0.1 --l2 50 \
+        --text 512:0.25
 """
 
 from __future__ import annotations
@@ -27,25 +29,31 @@ from types import SimpleNamespace
 import torch
 
 from common import DATASET_TITLES, dataset_suffix, read_dataset, results_json, write_section
-from objective_study import shared_sasrec, user_subset
+from objective_study import given_factors, shared_sasrec, user_subset
 
 from rarec import RARecommender
-from rarec._fit_steps import cooccurrence_factors, train_valid
+import rarec._fit_steps as fit_steps
+from rarec._fit_steps import train_valid
 from rarec.model_selection import leave_last_out
 
 HERE = Path(__file__).resolve().parent
 
 
-def check_rank(backbone, fit_log, rank: int, weight: float | None = None, l2: float = 200.0) -> dict:
+def check_rank(backbone, fit_log, rank: int, weight: float | None = None, l2: float = 200.0,
+               text: tuple[int, float] | None = None, texts=None) -> dict:
     """The fit's own factor check at this rank, on ``fit_log`` (what ``fit(X)`` is given); ``weight`` (default: the
-    estimator's ``cooccurrence_teacher``) and EASE's ``l2`` (default: the estimator's, 200)."""
+    estimator's ``cooccurrence_teacher``) and EASE's ``l2`` (default: the estimator's, 200). ``text``: (rank, weight)
+    of TF-IDF factors of ``texts`` appended too (the objective study's prototype, ``given_factors``)."""
     defaults = RARecommender()
     weight = defaults.cooccurrence_teacher if weight is None else weight
     rec = SimpleNamespace(cooccurrence_factors=rank, cooccurrence_teacher=weight, max_history=defaults.max_history)
     train, valid = train_valid(fit_log, None)
     start = time.perf_counter()
-    factors, check = cooccurrence_factors(rec, backbone, train.user_sequences(), valid, l2=l2)
-    return {"rank": rank, "weight": weight, "l2": l2, "seconds": time.perf_counter() - start, **check}
+    spec = None if text is None else dict(rank=rank, l2=l2, weight=weight, text_rank=text[0], text_weight=text[1])
+    with given_factors(spec, fit_log, texts):
+        factors, check = fit_steps.cooccurrence_factors(rec, backbone, train.user_sequences(), valid, l2=l2)
+    return {**check, "rank": rank, "weight": weight, "l2": l2, "seconds": time.perf_counter() - start,
+            **({} if text is None else {"text_rank": text[0], "text_weight": text[1]})}
 
 
 def render(result: dict) -> str:
@@ -53,11 +61,15 @@ def render(result: dict) -> str:
              f"(seed 0), {result['users']:,} fit users of {result['all_users']:,}; each fit user's last training item "
              "held out, as `fit` holds it out, and up to 2,000 of them ranked against the whole catalogue, their other "
              "items excluded. Factors fitted on the fit users' histories; the estimator's defaults are weight 0.25 and "
-             "L2 200.", "",
-             "| EASE rank | weight | EASE L2 | valid NDCG@10, SASRec | valid NDCG@10, ID vectors with the factors "
-             "| kept by the fit | seconds |", "|---|---|---|---|---|---|---|"]
+             "L2 200. TF-IDF factors (a benchmark prototype, `objective_study.TextFactors`): each item's TF-IDF row "
+             "of title and categories projected on its leading singular directions, a user the unit-length mean of "
+             "their items' (an approximation of the TF-IDF cosine baseline), weighted as the EASE factors.", "",
+             "| EASE rank | weight | EASE L2 | TF-IDF factors (rank, weight) | valid NDCG@10, SASRec "
+             "| valid NDCG@10, ID vectors with the factors | kept by the fit | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
-        lines.append(f"| {row['rank']} | {row.get('weight', 0.25):g} | {row.get('l2', 200.0):g} "
+        text = f"{row['text_rank']}, {row['text_weight']:g}" if "text_rank" in row else "–"
+        lines.append(f"| {row['rank']} | {row.get('weight', 0.25):g} | {row.get('l2', 200.0):g} | {text} "
                      f"| {row['valid_ndcg@10_backbone']:.4f} | {row['valid_ndcg@10_with_factors']:.4f} "
                      f"| {'yes' if row['kept'] else 'no'} | {row['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
@@ -70,6 +82,9 @@ def main() -> None:
     parser.add_argument("--ranks", default="16,64,256")
     parser.add_argument("--weights", default=None, help="comma-separated factor weights (default: the estimator's)")
     parser.add_argument("--l2", default="200", help="comma-separated EASE L2 penalties")
+    parser.add_argument("--text", default=None, help="comma-separated RANK:WEIGHT of TF-IDF factors appended too "
+                        "(title + categories, the objective study's session-24 prototype), each with every setting "
+                        "above")
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     args = parser.parse_args()
@@ -78,19 +93,26 @@ def main() -> None:
     if args.render:
         result = json.loads(results.read_text())
     else:
-        log, _ = read_dataset(args.data)
+        log, item_text = read_dataset(args.data)
         split = leave_last_out(log, n_valid=0)
         backbone = shared_sasrec(split.train, HERE / "output" / f"objective_study_sasrec{dataset_suffix(args.data)}")
         n_users = min(args.users or log.n_users, log.n_users)
         fit_log = user_subset(split, n_users).train
         weights = [None] if args.weights is None else [float(w) for w in args.weights.split(",")]
-        rows = [check_rank(backbone, fit_log, int(rank), weight, float(l2)) for l2 in args.l2.split(",")
-                for weight in weights for rank in args.ranks.split(",")]
+        texts = item_text.align(log.items, on_unknown="ignore")
+        text_settings = [None] if args.text is None else [(int(t.split(":")[0]), float(t.split(":")[1]))
+                                                          for t in args.text.split(",")]
+        rows = [check_rank(backbone, fit_log, int(rank), weight, float(l2), text, texts) for l2 in args.l2.split(",")
+                for weight in weights for rank in args.ranks.split(",") for text in text_settings]
+
+        def setting(row: dict) -> tuple:
+            return (row["rank"], row.get("weight", 0.25), row.get("l2", 200.0), row.get("text_rank", 0),
+                    row.get("text_weight", 0.0))
         if results.exists():  # settings measured before and not now are kept
-            measured = {(r["rank"], r["weight"], r["l2"]) for r in rows}
-            rows = [r for r in json.loads(results.read_text())["rows"]
-                    if (r["rank"], r.get("weight", 0.25), r.get("l2", 200.0)) not in measured] + rows
-        rows.sort(key=lambda r: (-r.get("l2", 200.0), r.get("weight", 0.25), r["rank"]))
+            measured = {setting(r) for r in rows}
+            rows = [r for r in json.loads(results.read_text())["rows"] if setting(r) not in measured] + rows
+        rows.sort(key=lambda r: (-r.get("l2", 200.0), r.get("weight", 0.25), r["rank"], r.get("text_rank", 0),
+                                 r.get("text_weight", 0.0)))
         result = {"dataset": args.data.name, "users": n_users, "all_users": log.n_users, "rows": rows,
                   "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"}
         results.parent.mkdir(parents=True, exist_ok=True)
