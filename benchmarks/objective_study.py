@@ -163,17 +163,17 @@ EASE_FACTORS = {"default, ID vectors + EASE rank-64 factors (no EASE teacher)": 
 VARIANTS.update({name: dict(VARIANTS["default + co-occurrence teacher + pooled history (session 20)"],
                             cooccurrence_teacher=0.0) for name in EASE_FACTORS})
 
-#: Variants whose ID vectors carry factors built outside the fit (session 24), replacing the fit's own
-#: ``cooccurrence_factors`` step (:func:`given_factors`): EASE (this L2) fitted on every user (the data the shared
-#: SASRec saw; at the CPU preset a fit sees 4,000 of Beauty's 22,363 users) truncated to ``rank``, at ``weight``;
-#: optionally the items' TF-IDF (title + categories) truncated to ``text_rank`` (:class:`TextFactors`), at
-#: ``text_weight``. With no training, on 5,000 of Beauty's validation users, SASRec + 0.1 x EASE-512 + 0.25 x
-#: TF-IDF-512 ranked at 0.0674 against SASRec's 0.0582 (EASE-512 alone 0.0618). The fit's check still decides.
-GIVEN_FACTORS = {
-    "default + EASE factors on every user (512, L2 50, 0.1) + TF-IDF factors (512, 0.25)":
-        dict(rank=512, l2=50.0, weight=0.1, text_rank=512, text_weight=0.25),
+#: Variants whose co-occurrence factors come from an EASE fitted on every user (the data the shared SASRec saw;
+#: at the CPU preset a fit sees 4,000 of Beauty's 22,363 users), not on the fit's own users (session 24): the
+#: estimator's text factors beside EASE's at the setting factor_check.py found best on Beauty's validation items
+#: with no training (SASRec 0.0583; EASE factors 512, L2 50, weight 0.1: 0.0634; and TF-IDF factors 512: 0.0671).
+FACTORS_ON_EVERYONE = {
+    "default + EASE factors on every user (512, L2 50, 0.1) + TF-IDF factors (512, 0.25)": dict(
+        cooccurrence_factors=512, cooccurrence_teacher=0.1, cooccurrence_l2=50.0, text_factors=512,
+        text_factor_weight=0.25),
 }
-VARIANTS.update({name: VARIANTS["default + co-occurrence factors (session 23)"] for name in GIVEN_FACTORS})
+VARIANTS.update({name: dict(VARIANTS["default + co-occurrence factors (session 23)"], **params)
+                 for name, params in FACTORS_ON_EVERYONE.items()})
 
 #: Variants of an option that was measured here and removed because it lost (its rows stay in the results):
 #: L2-normalised towers scored by cosine with a learned temperature (initial scale 20), ``similarity="cosine"``;
@@ -263,15 +263,13 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
     if name in EASE_FACTORS:
         everyone = split.train if everyone is None else everyone
         backbone, keep = WithEaseFactors(backbone, leave_last_out(everyone, n_valid=0).train, EASE_FACTORS[name]), None
-    if name in GIVEN_FACTORS:  # the saved factor tables would not describe the text factors' users
-        keep = None
     rec = RARecommender(backbone=backbone, device="cpu", random_state=seed, verbose=0, **params)
     start = time.perf_counter()
     with text_teacher(TEXT_TEACHERS.get(name)), ease_teacher_of(EASE_TEACHERS.get(name)), \
             alignment_overrides(**ALIGNMENT_OVERRIDES.get(name, {})), \
             given_ease(EASE_ON_EVERYONE.get(name), split.train if everyone is None else everyone), \
-            given_factors(GIVEN_FACTORS.get(name), split.train if everyone is None else everyone,
-                          text.align(split.train.items, on_unknown="ignore") if text is not None else None):
+            factors_fitted_on((split.train if everyone is None else everyone) if name in FACTORS_ON_EVERYONE
+                              else None):
         rec.fit(split.train, item_text=text)
     fit_s = time.perf_counter() - start
     if keep is not None:
@@ -284,7 +282,8 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
            "samples": log[0]["samples"], "epochs_run": len(log),
            "valid_ndcg@10": max(r.get("valid_ndcg@10", -1.0) for r in rec.training_log_),
            "valid_ndcg@10_by_epoch": [r.get("valid_ndcg@10") for r in log],
-           "cooccurrence_check": log[0].get("cooccurrence_teacher", log[0].get("cooccurrence_factors")), **test}
+           "cooccurrence_check": log[0].get("cooccurrence_teacher", log[0].get("cooccurrence_factors")),
+           **({"text_check": log[0]["text_factors"]} if "text_factors" in log[0] else {}), **test}
     if heads:  # the output heads' stage: its own seconds and validation, and whether the fit kept them
         row.update({"heads_s": heads[0]["seconds"], "heads_valid_ndcg@10": heads[0].get("valid_ndcg@10"),
                     "heads_kept": heads[0].get("kept")})
@@ -380,89 +379,29 @@ def given_ease(l2: float | None, train):
         trainer.cooccurrence_teacher = original
 
 
-class StackedFactors(CooccurrenceFactors):
-    """Several factor sets side by side (a benchmark prototype; its saved tables would not describe ``users``)."""
-
-    def __init__(self, parts: list[CooccurrenceFactors]) -> None:
-        super().__init__(torch.cat([p.history_side for p in parts], 1), torch.cat([p.item_side for p in parts], 1))
-        self.parts = parts
-
-    def users(self, histories) -> torch.Tensor:
-        return torch.cat([p.users(histories) for p in self.parts], 1)
-
-
-class TextFactors(CooccurrenceFactors):
-    """The items' TF-IDF rows (title + categories, unit length) truncated to their ``rank`` leading directions: an
-    item's factor is its row's projection, a history's the unit-length mean of its items' (times the scale), so
-    their dot product approximates the TF-IDF baseline's cosine (cold_items.py)."""
-
-    def __init__(self, item_side: torch.Tensor, user_scale: float = 1.0) -> None:
-        super().__init__(item_side, item_side)
-        self.user_scale = user_scale
-
-    @classmethod
-    def from_texts(cls, texts, rank: int) -> TextFactors:
-        from sklearn.utils.extmath import randomized_svd
-
-        from cold_items import tfidf_items
-
-        left, values, _ = randomized_svd(tfidf_items(texts), rank, random_state=0)
-        return cls(torch.as_tensor(left * values, dtype=torch.float32))
-
-    def users(self, histories) -> torch.Tensor:
-        from rarec.cf import history_matrix
-
-        rows = history_matrix([np.asarray(h) for h in histories], self.item_side.shape[0])
-        mean = torch.as_tensor(rows @ self.history_side.numpy())
-        return torch.nn.functional.normalize(mean, dim=1) * self.user_scale
-
-    def scaled_to(self, weight, histories, backbone_scores) -> TextFactors:
-        spread = float(self.score(histories[:1000]).std(1).mean())
-        unit = float(backbone_scores(np.arange(min(1000, len(histories)))).float().std(1).mean()) / spread
-        factor = (weight * unit) ** 0.5
-        return TextFactors(self.item_side * factor, self.user_scale * factor)
-
-
 @contextlib.contextmanager
-def given_factors(spec: dict | None, train, texts):
-    """While it is open, the estimator's ``cooccurrence_factors`` step appends the factors ``spec`` describes
-    (:data:`GIVEN_FACTORS`; EASE fitted on ``train``, each user's last item held out, as :func:`given_ease`) and
-    checks them on the fit's validation items as the step does; nothing changes when ``spec`` is None."""
-    if spec is None:
+def factors_fitted_on(train):
+    """While it is open, the fit's co-occurrence factors (``cooccurrence_factors``) come from an EASE fitted on
+    ``train`` with each user's last item held out (as :func:`given_ease`) instead of the fit's own users; nothing
+    changes when ``train`` is None."""
+    if train is None:
         yield
         return
     import rarec._fit_steps as fit_steps
-    from rarec.align._cooccurrence_teacher import validation_check
 
-    start = time.perf_counter()
-    ease = CooccurrenceFactors.fit(leave_last_out(train, n_valid=0).train.user_sequences(), train.n_items,
-                                   spec["rank"], spec["l2"])
-    text = TextFactors.from_texts(texts, spec["text_rank"]) if spec.get("text_rank") else None
-    print(f"factors: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    everyone = leave_last_out(train, n_valid=0).train.user_sequences()
 
-    def step(rec, backbone, sequences, valid, l2=None):
-        def backbone_scores(histories, users):
-            return backbone.score_histories([h[-rec.max_history:] for h in histories], users)
+    class OnEveryone(CooccurrenceFactors):
+        @classmethod
+        def fit(cls, histories, n_items, rank, l2=200.0):
+            return CooccurrenceFactors.fit(everyone, n_items, rank, l2)
 
-        users = np.flatnonzero([len(seq) > 0 for seq in sequences])
-        fitted = [sequences[u] for u in users]
-
-        def scores(rows):
-            return backbone_scores([fitted[r] for r in rows], users[rows])
-        parts = [ease.scaled_to(spec["weight"], fitted, scores)]
-        if text is not None:
-            parts.append(text.scaled_to(spec["text_weight"], fitted, scores))
-        factors = StackedFactors(parts)
-        check = validation_check(sequences, valid.to_csr(), backbone_scores, lambda h, seen: factors.score(h),
-                                 "factors")
-        return (factors if check["kept"] else None), {"rank": factors.rank, **check}
-
-    original = fit_steps.cooccurrence_factors
-    fit_steps.cooccurrence_factors = step
+    original = fit_steps.CooccurrenceFactors
+    fit_steps.CooccurrenceFactors = OnEveryone
     try:
         yield
     finally:
-        fit_steps.cooccurrence_factors = original
+        fit_steps.CooccurrenceFactors = original
 
 
 def text_teacher(weight: float | None):

@@ -18,7 +18,7 @@ from ._fit_checkpoint import FitCheckpointer
 from .align import (AlignmentSamples, Towers, all_next_item_samples, select_alignment_samples,
                     select_random_samples)
 from .align._cooccurrence_teacher import validation_check
-from .cf import EASE, CFBackbone, CooccurrenceFactors, TrainingConfig, make_backbone
+from .cf import EASE, CFBackbone, CooccurrenceFactors, TextFactors, TrainingConfig, make_backbone
 from .data import InteractionLog, ItemTextTable
 from .model_selection import leave_last_out
 
@@ -52,28 +52,54 @@ def fit_backbone(rec: RARecommender, train: InteractionLog, valid: InteractionLo
 
 
 def cooccurrence_factors(rec: RARecommender, backbone: CFBackbone, sequences: list[np.ndarray],
-                         valid: InteractionLog | None, l2: float = 200.0,
-                         ) -> tuple[CooccurrenceFactors | None, dict | None]:
-    """EASE's (L2 penalty ``l2``) ``rec.cooccurrence_factors`` leading factors, fitted on the training ``sequences``
-    and scaled to ``rec.cooccurrence_teacher`` x the backbone's score spread, and what the validation check found.
-    ``None`` (and no check) when off or the catalogue is too large for EASE; ``None`` after a check they lost."""
+                         valid: InteractionLog | None) -> tuple[CooccurrenceFactors | None, dict | None]:
+    """EASE's (L2 penalty ``rec.cooccurrence_l2``) ``rec.cooccurrence_factors`` leading factors, fitted on the
+    training ``sequences`` and scaled to ``rec.cooccurrence_teacher`` x the backbone's score spread, and what the
+    validation check found. ``None`` (and no check) when off or the catalogue is too large for EASE; ``None`` after
+    a check they lost."""
     rank, weight, n_items = rec.cooccurrence_factors, rec.cooccurrence_teacher, backbone.n_items_
     if rank == 0 or weight <= 0:
         return None, None
     if not EASE.fits(n_items, "cooccurrence_factors", "the ID vectors are the backbone's alone"):
         return None, None
+    fitted = CooccurrenceFactors.fit(sequences, n_items, rank, rec.cooccurrence_l2)
+    return _scaled_and_checked(rec, backbone, sequences, valid, fitted, weight, None, "factors")
 
+
+def text_factors(rec: RARecommender, backbone: CFBackbone, sequences: list[np.ndarray], valid: InteractionLog | None,
+                 texts: list, before: CooccurrenceFactors | None) -> tuple[TextFactors | None, dict | None]:
+    """The known items' TF-IDF factors (rank ``rec.text_factors``) scaled to ``rec.text_factor_weight`` x the
+    backbone's score spread, and what the validation check found: they must rank the validation items better
+    added to the backbone and the factors ``before`` them than without. ``None`` (and no check) when off or when
+    no item text holds a word; ``None`` after a check they lost."""
+    if rec.text_factors == 0 or rec.text_factor_weight <= 0:
+        return None, None
+    try:
+        fitted = TextFactors.fit(texts[:backbone.n_items_], rec.text_factors)
+    except ValueError:  # no text holds a word the vectorizer keeps
+        warnings.warn("text_factors: no item text holds a word (was item_text given?); the ID vectors carry no "
+                      "text factors.", UserWarning, stacklevel=3)
+        return None, None
+    return _scaled_and_checked(rec, backbone, sequences, valid, fitted, rec.text_factor_weight, before,
+                               "text_factors")
+
+
+def _scaled_and_checked(rec: RARecommender, backbone: CFBackbone, sequences: list[np.ndarray],
+                        valid: InteractionLog | None, fitted, weight: float, before: CooccurrenceFactors | None,
+                        name: str) -> tuple[Any, dict | None]:
+    """``fitted`` scaled to ``weight`` x the backbone's score spread, kept if the backbone plus ``before`` (if any)
+    ranks the validation items worse without it than with it (always kept without validation items)."""
     def backbone_scores(histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:  # as the towers read it
-        return backbone.score_histories([h[-rec.max_history:] for h in histories], users)
+        scores = backbone.score_histories([h[-rec.max_history:] for h in histories], users)
+        return scores if before is None else scores + before.score(histories).to(scores)
 
     users = np.flatnonzero([len(seq) > 0 for seq in sequences])
-    factors = CooccurrenceFactors.fit(sequences, n_items, rank, l2).scaled_to(
-        weight, [sequences[u] for u in users], lambda rows: backbone_scores([sequences[u] for u in users[rows]],
-                                                                            users[rows]))
+    factors = fitted.scaled_to(weight, [sequences[u] for u in users], lambda rows: backbone.score_histories(
+        [sequences[u][-rec.max_history:] for u in users[rows]], users[rows]))
     if valid is None:
         return factors, None
     check = validation_check(sequences, valid.to_csr(), backbone_scores,
-                             lambda histories, seen: factors.score(histories), "factors")
+                             lambda histories, seen: factors.score(histories), name)
     return (factors if check["kept"] else None), {"rank": factors.rank, **check}
 
 

@@ -63,6 +63,9 @@ def validate_params(rec: RARecommender) -> None:
     check_float(rec.distill_temperature, "distill_temperature", name, 0.0, low_open=True)
     check_float(rec.cooccurrence_teacher, "cooccurrence_teacher", name, 0.0)
     check_int(rec.cooccurrence_factors, "cooccurrence_factors", name, 0)
+    check_float(rec.cooccurrence_l2, "cooccurrence_l2", name, 0.0, low_open=True)
+    check_int(rec.text_factors, "text_factors", name, 0)
+    check_float(rec.text_factor_weight, "text_factor_weight", name, 0.0)
     if not isinstance(rec.history_pooling, bool):
         raise ValueError(f"The 'history_pooling' parameter of {name} must be True or False. "
                          f"Got {rec.history_pooling!r} instead.")

@@ -50,8 +50,9 @@ FORMAT = "rarec-recommender"
 #: residual MLP (``aligner.output_head_hidden``, its weights under ``aligner.heads.{user,item}_mlp.*``); 5: the user
 #: head may pool the history's item vectors (``aligner.output_head_pool``, ``aligner.heads.user_pool.weight``, and
 #: the catalogue's outputs before the heads as ``item_basis``); 6: the ID vectors may end in EASE factors
-#: (``cooccurrence.history_side`` and ``cooccurrence.item_side``). All are read.
-FORMAT_VERSION = 6
+#: (``cooccurrence.history_side`` and ``cooccurrence.item_side``); 7: and then in TF-IDF factors of the item texts
+#: (``text_factors.components`` and ``text_factors.scale``). All are read.
+FORMAT_VERSION = 7
 CONFIG_FILE, WEIGHTS_FILE, TEXT_FILE = "config.json", "model.safetensors", "item_text.json"
 
 
@@ -97,7 +98,8 @@ def _encode_params(params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> 
 #: Parameters of older rarec versions that were removed, with the value that means "off".
 REMOVED_PARAMS = {"output_head": False, "cf_residual": 0.0}
 #: Parameters added since, with the value that describes what a model saved before them computed.
-ADDED_PARAMS = {"cooccurrence_teacher": 0.0, "history_pooling": False, "cooccurrence_factors": 0}
+ADDED_PARAMS = {"cooccurrence_teacher": 0.0, "history_pooling": False, "cooccurrence_factors": 0,
+                "cooccurrence_l2": 200.0, "text_factors": 0, "text_factor_weight": 0.25}
 
 
 def _decode_params(params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -304,7 +306,8 @@ def load_recommender(cls: type[RARecommender], path: str | os.PathLike, llm: Any
 #: Tensors a model file holds: exact names with their dtype, and name prefixes with the kind of dtype allowed.
 _TENSORS = {"item_vectors": torch.float32, "user_vectors": torch.float32, "cf_user_vectors": torch.float32,
             "item_basis": torch.float32, "cooccurrence.history_side": torch.float32,
-            "cooccurrence.item_side": torch.float32,
+            "cooccurrence.item_side": torch.float32, "text_factors.components": torch.float32,
+            "text_factors.scale": torch.float32,
             "seen.indptr": torch.int64, "seen.indices": torch.int64}
 _PREFIXES = {"aligner.": "float", "backbone.": "any", "params.backbone_params.": "any"}
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rarec.cf import EASE, history_matrix
+from rarec.cf import EASE
 from rarec.data import make_interactions
 from rarec.model_selection import leave_last_out
 
@@ -509,18 +509,11 @@ def test_factor_check_is_the_fit_s_own_check_on_the_fit_s_validation_items(log, 
     assert "| 4 |" in factor_check.render({"machine": "m", "users": 200, "all_users": 200, "rows": [row]})
 
 
-def test_text_factors_approximate_the_tfidf_cosine_and_stack_after_ease(log, tmp_path, monkeypatch):
+def test_factor_check_checks_text_factors_after_ease_s(log, tmp_path, monkeypatch):
     factor_check = pytest.importorskip("factor_check")
     from rarec.data import ItemText
 
     texts = [ItemText(f"item {i} brand{i % 7}", (f"shelf {i % 3}",)) for i in range(log.n_items)]
-    full = objective_study.TextFactors.from_texts(texts, rank=log.n_items)  # every direction: the exact cosine
-    histories = [np.array([0, 1, 2]), np.array([5])]
-    items = cold_items.tfidf_items(texts)
-    exact = cold_items.tfidf_users(history_matrix(histories, log.n_items), items) @ items.T
-    np.testing.assert_allclose(full.score(histories).numpy(), exact.toarray(), atol=1e-4)
-    assert torch.allclose(full.users(histories).norm(dim=1), torch.ones(2), atol=1e-5)
-
     monkeypatch.setitem(objective_study.SETTINGS, "sasrec", (dict(dim=8, n_layers=1, n_heads=1, inner_dim=8),
                                                             dict(batch_size=32, epochs=1)))
     split = leave_last_out(log, n_valid=0)
@@ -529,5 +522,6 @@ def test_text_factors_approximate_the_tfidf_cosine_and_stack_after_ease(log, tmp
     row = factor_check.check_rank(sasrec, split.train, 4, weight=0.25, l2=50.0, text=(6, 0.5), texts=texts)
     assert (row["rank"], row["text_rank"], row["text_weight"]) == (4, 6, 0.5)
     assert row["valid_ndcg@10_backbone"] == alone["valid_ndcg@10_backbone"]
+    assert row["ease_kept"] == alone["kept"]
     assert row["valid_ndcg@10_with_factors"] != alone["valid_ndcg@10_with_factors"]
     assert "| 6, 0.5 |" in factor_check.render({"machine": "m", "users": 200, "all_users": 200, "rows": [row]})

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._errors import LLMMismatchError, ModelFormatError
-from ..cf import CFBackbone, CooccurrenceFactors, history_matrix
+from ..cf import CFBackbone, CooccurrenceFactors, TextFactors, history_matrix
 from ..data import ItemText
 from ..llm import FrozenLLM, LLMSpec, PromptBuilder
 from ._cold_items import with_cold_items
@@ -78,12 +78,15 @@ class Towers:
 
     def __init__(self, backbone: CFBackbone, texts: Sequence[ItemText | None], prompts: PromptSettings,
                  source: LLMSource, aligner: TwoTowerAligner, llm: FrozenLLM | None = None,
-                 llm_identity: dict | None = None, factors: CooccurrenceFactors | None = None) -> None:
+                 llm_identity: dict | None = None, factors: CooccurrenceFactors | None = None,
+                 text_factors: TextFactors | None = None) -> None:
         if llm is None and llm_identity is None:
             raise ValueError("Towers needs the LLM or the identity of the one it was trained with.")
         self.backbone = backbone
         #: EASE factors appended to every ID vector (``cooccurrence_factors``), or None.
         self.factors = factors
+        #: TF-IDF factors of the item texts appended after them (``text_factors``), or None.
+        self.text_factors = text_factors
         self.texts = list(texts)
         self.settings = prompts
         self.source = source
@@ -95,7 +98,7 @@ class Towers:
         items = backbone.item_embeddings()
         if factors is not None:
             items = torch.cat([items, factors.items], dim=1)
-        self.item_cf = with_cold_items(items, self.texts)[:, None, :]  # (n_items, 1, d)
+        self.item_cf = self._item_id_vectors(items, self.texts)[:, None, :]  # (n_items, 1, d)
         self.cf_user_vectors: torch.Tensor | None = None  # (n_users, K, d), set by set_user_table
         self._fallback_cf: torch.Tensor | None = None
         #: Lower-layer states of the item prompts (prefixes in the top layers only), kept while fitting.
@@ -110,14 +113,15 @@ class Towers:
     @classmethod
     def build(cls, backbone: CFBackbone, texts: Sequence[ItemText | None], prompts: PromptSettings,
               source: LLMSource, llm: FrozenLLM, config: PrefixConfig,
-              generator: torch.Generator | None = None, factors: CooccurrenceFactors | None = None) -> Towers:
+              generator: torch.Generator | None = None, factors: CooccurrenceFactors | None = None,
+              text_factors: TextFactors | None = None) -> Towers:
         """New towers with an untrained alignment module (initial weights drawn from ``generator``);
         ``config`` is shared by both towers, except the user tower's K interests; its ``id_dim`` is the width of
-        the ID vectors (the backbone's, plus ``factors.rank`` with factors)."""
+        the ID vectors (the backbone's, plus the rank of each factor set given)."""
         user = PrefixProjector(llm.spec, dataclasses.replace(config, n_interests=backbone.n_interests), generator)
         item = PrefixProjector(llm.spec, dataclasses.replace(config, n_interests=1), generator)
         return cls(backbone, texts, prompts, source, TwoTowerAligner(user, item).to(llm.device), llm=llm,
-                   factors=factors)
+                   factors=factors, text_factors=text_factors)
 
     # ------------------------------------------------------------------ LLM
     @property
@@ -174,9 +178,18 @@ class Towers:
         """The most recent ``max_history`` items of a history (what the CF backbone and prompts see)."""
         return history[-self.settings.max_history:]
 
+    def _item_id_vectors(self, known: torch.Tensor, texts: Sequence[ItemText | None]) -> torch.Tensor:
+        """The ID vectors (len(texts), d) of the items with these texts, given the known items' vectors before
+        the text factors (``known``, the backbone's plus the co-occurrence factors): an item added after fit
+        borrows them from its nearest known item by text; the text factors are each item's own."""
+        borrowed = with_cold_items(known, texts)
+        if self.text_factors is None:
+            return borrowed
+        return torch.cat([borrowed, self.text_factors.for_texts(texts)], dim=1)
+
     def user_cf(self, histories: Sequence[np.ndarray], users: np.ndarray) -> torch.Tensor:
         """CF user vectors (n, K, d) of whole histories: the backbone reads each one's :meth:`window`, the
-        co-occurrence factors (if any) all of it. Items added after fit are unknown to the backbone and skipped; a
+        factor sets (if any) all of it. Items added after fit are unknown to the backbone and skipped; a
         history of nothing else gets the mean CF vector of the known users."""
         known = self.backbone.n_items_
         kept = [np.asarray(h)[np.asarray(h) < known] for h in histories]
@@ -193,11 +206,12 @@ class Towers:
 
     def _id_vectors(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
         """The backbone's user vectors (n, K, d) of the windows of non-empty histories of known items, each
-        interest followed by the whole history's co-occurrence factors when there are factors."""
+        interest followed by the whole history's factors (co-occurrence, then text) when there are any."""
         vectors = self.backbone.user_embeddings([self.window(h) for h in histories], users)
-        if self.factors is None:
+        parts = [f.users(histories) for f in (self.factors, self.text_factors) if f is not None]
+        if not parts:
             return vectors
-        added = self.factors.users(histories).to(vectors.dtype)[:, None, :].expand(-1, vectors.shape[1], -1)
+        added = torch.cat(parts, dim=1).to(vectors.dtype)[:, None, :].expand(-1, vectors.shape[1], -1)
         return torch.cat([vectors, added.to(vectors.device)], dim=2)
 
     def user_cf_table(self, sequences: Sequence[np.ndarray], users: np.ndarray, n_users: int) -> torch.Tensor:
@@ -268,10 +282,13 @@ class Towers:
 
     def add_items(self, texts: Sequence[ItemText]) -> np.ndarray:
         """Append items unknown to the CF backbone; returns their indices. Each one's ID prefix uses the CF
-        embedding of the known item closest in text (the mean CF item when none shares a word with it)."""
+        embedding of the known item closest in text (the mean CF item when none shares a word with it), and the
+        text factors (if any) of its own text."""
         first, n_known = self.n_items, self.backbone.n_items_
+        borrowed = self.item_cf.shape[2] - (0 if self.text_factors is None else self.text_factors.rank)
         # only the new rows: an added item's prefix depends on the known items and its own text alone
-        added = with_cold_items(self.item_cf[:n_known, 0], self.texts[:n_known] + list(texts))[n_known:]
+        added = self._item_id_vectors(self.item_cf[:n_known, 0, :borrowed],
+                                      self.texts[:n_known] + list(texts))[n_known:]
         self.item_cf = torch.cat([self.item_cf, added[:, None, :]])
         self.texts += list(texts)
         self._prompts, self._item_tokens, self.item_outputs = None, None, None
@@ -295,6 +312,9 @@ class Towers:
         if self.factors is not None:
             tensors["cooccurrence.history_side"] = self.factors.history_side.contiguous()
             tensors["cooccurrence.item_side"] = self.factors.item_side.contiguous()
+        if self.text_factors is not None:
+            tensors["text_factors.components"] = self.text_factors.components.contiguous()
+            tensors["text_factors.scale"] = torch.tensor(self.text_factors.scale)
         texts = [None if t is None else {"title": t.title, "categories": list(t.categories)} for t in self.texts]
         return config, tensors, texts
 
@@ -303,7 +323,8 @@ class Towers:
                    backbone: CFBackbone, prompts: PromptSettings, source: LLMSource) -> Towers:
         """Towers from :meth:`to_state`'s output (the LLM is loaded on first use).
 
-        Reads every layout: format 6 (``cooccurrence.*`` tensors: EASE factors appended to the ID vectors),
+        Reads every layout: format 7 (``text_factors.*`` tensors: TF-IDF factors of the item texts appended after
+        them), format 6 (``cooccurrence.*`` tensors: EASE factors appended to the ID vectors),
         format 5 (``aligner.output_head_pool``: the user
         head pools the history's item vectors, kept as ``item_basis``), format 4 (``aligner.output_head_hidden``: the
         heads' MLP width), format 3 (``aligner.output_heads`` says whether
@@ -340,8 +361,15 @@ class Towers:
             if factors.history_side.shape[0] != backbone.n_items_:
                 raise ModelFormatError(f"the co-occurrence factors cover {factors.history_side.shape[0]} items; the "
                                        f"CF backbone knows {backbone.n_items_}.")
+        text_factors = None
+        if "text_factors.components" in tensors:  # format 7
+            try:
+                text_factors = TextFactors(tensors["text_factors.components"], item_texts[:backbone.n_items_],
+                                           float(tensors["text_factors.scale"]))
+            except (KeyError, ValueError) as exc:
+                raise ModelFormatError(f"the text factors do not fit the saved item texts ({exc}).") from None
         towers = cls(backbone, item_texts, prompts, source, aligner.to(source.device).eval(),
-                     llm_identity=config["llm"], factors=factors)
+                     llm_identity=config["llm"], factors=factors, text_factors=text_factors)
         towers.item_basis = tensors.get("item_basis") if heads is not None and heads.pools else None
         return towers
 

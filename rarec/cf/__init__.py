@@ -15,6 +15,7 @@ from ._popularity import PopularityRecommender
 from ._precomputed import Precomputed, PrecomputedConfig
 from ._registry import BACKBONES, make_backbone
 from ._sasrec import SASRec, SASRecConfig
+from ._text_factors import TextFactors
 from ._training import TrainingConfig
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "PrecomputedConfig",
     "SASRec",
     "SASRecConfig",
+    "TextFactors",
     "TrainingConfig",
     "history_matrix",
     "make_backbone",

@@ -14,22 +14,21 @@ becomes the backbone's score plus ``c**2`` x rank-r EASE.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from ._ease import EASE, history_matrix
+from ._id_factors import IdFactors
 
-#: Histories whose score spreads set the scale (a fixed draw).
-_PROBE = 1000
 #: Catalogues up to this size get the exact SVD (seconds); larger ones a randomised one of the leading directions.
 _EXACT_SVD_ITEMS = 4000
 
 
-class CooccurrenceFactors:
+class CooccurrenceFactors(IdFactors):
     """Rank-``r`` factors of EASE's weights: ``users(histories) @ items.T`` is rank-r EASE's score (times the
-    factor :meth:`scaled_to` sets).
+    factor :meth:`~IdFactors.scaled_to` sets).
 
     Parameters
     ----------
@@ -62,10 +61,6 @@ class CooccurrenceFactors:
         return cls(left[:, :rank] * values[:rank], right[:, :rank])
 
     @property
-    def rank(self) -> int:
-        return self.item_side.shape[1]
-
-    @property
     def items(self) -> torch.Tensor:
         """Every item's factor (n_items, r)."""
         return self.item_side
@@ -75,17 +70,6 @@ class CooccurrenceFactors:
         rows = history_matrix([np.asarray(h) for h in histories], self.history_side.shape[0])
         return torch.as_tensor(rows @ self.history_side.numpy())
 
-    def score(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        """The added score (n, n_items) of each history for every item."""
-        return self.users(histories) @ self.item_side.T
-
-    def scaled_to(self, weight: float, histories: Sequence[np.ndarray],
-                  backbone_scores: Callable[[np.ndarray], torch.Tensor]) -> CooccurrenceFactors:
-        """Factors whose score is ``weight`` x the backbone's score spread per unit of its own: the mean over
-        (up to 1,000, a fixed draw of) ``histories`` of the std of ``backbone_scores(rows)`` (the catalogue
-        scores of those rows of ``histories``) over that of :meth:`score`."""
-        probe = np.sort(np.random.default_rng(0).permutation(len(histories))[:_PROBE])
-        spread = float(self.score([histories[p] for p in probe]).std(1).mean())
-        unit = float(backbone_scores(probe).float().std(1).mean()) / max(spread, 1e-12)
-        factor = (weight * unit) ** 0.5  # split between the two sides
+    def rescaled(self, factor: float) -> CooccurrenceFactors:
+        """These factors with both sides times ``factor`` (the score times ``factor**2``)."""
         return CooccurrenceFactors(self.history_side * factor, self.item_side * factor)

@@ -57,7 +57,7 @@ def test_heads_that_raise_validation_are_kept_trained_and_saved(data, monkeypatc
     ids, scores = rec.recommend(np.arange(10), k=5)
     folder = rec.save(tmp_path / "m")
     config = json.loads((folder / "config.json").read_text())
-    assert config["format_version"] == 6 and config["aligner"]["output_head_hidden"] == rec.head_hidden == 1024
+    assert config["format_version"] == 7 and config["aligner"]["output_head_hidden"] == rec.head_hidden == 1024
     back = RARecommender.load(folder, llm=llm)
     assert back.towers_.aligner.heads is not None
     ids_back, scores_back = back.recommend(np.arange(10), k=5)
