@@ -89,13 +89,16 @@ def _scaled_and_checked(rec: RARecommender, backbone: CFBackbone, sequences: lis
                         name: str) -> tuple[Any, dict | None]:
     """``fitted`` scaled to ``weight`` x the backbone's score spread, kept if the backbone plus ``before`` (if any)
     ranks the validation items worse without it than with it (always kept without validation items)."""
-    def backbone_scores(histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:  # as the towers read it
-        scores = backbone.score_histories([h[-rec.max_history:] for h in histories], users)
+    def backbone_alone(histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:  # as the towers read it
+        return backbone.score_histories([h[-rec.max_history:] for h in histories], users)
+
+    def backbone_scores(histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
+        scores = backbone_alone(histories, users)
         return scores if before is None else scores + before.score(histories).to(scores)
 
     users = np.flatnonzero([len(seq) > 0 for seq in sequences])
-    factors = fitted.scaled_to(weight, [sequences[u] for u in users], lambda rows: backbone.score_histories(
-        [sequences[u][-rec.max_history:] for u in users[rows]], users[rows]))
+    factors = fitted.scaled_to(weight, [sequences[u] for u in users],
+                               lambda rows: backbone_alone([sequences[u] for u in users[rows]], users[rows]))
     if valid is None:
         return factors, None
     check = validation_check(sequences, valid.to_csr(), backbone_scores,
