@@ -66,7 +66,9 @@ HERE = Path(__file__).resolve().parent
 KS, METRICS = (10, 100), ("hr", "ndcg")
 COLD_FRACTION, SPLIT_SEED = 0.10, 0
 TEXT_TEACHER = 0.25  # the TF-IDF cosine's weight in the text-aware teacher, in units of the backbone score's spread
-ROWS = ("popularity", "tfidf", "rarec", "rarec_id_dropout", "rarec_text_teacher", "text_only")
+ROWS = ("popularity", "tfidf", "rarec", "rarec_id_dropout", "rarec_text_teacher", "rarec_text_factors", "text_only")
+#: Rows with estimator parameters of their own (session 24: a cold item's ID vector ends in its own text's factors).
+ROW_PARAMS = {"rarec_text_factors": dict(text_factors=512)}
 LLM_ROWS = ROWS[2:]
 LABELS = {"popularity": "popularity", "tfidf": "TF-IDF of title + categories (user = mean of history), cosine",
           "rarec": "RA-Rec (LLM score; cold items encoded from their text)",
@@ -74,6 +76,8 @@ LABELS = {"popularity": "popularity", "tfidf": "TF-IDF of title + categories (us
                               "text neighbour's ID)",
           "rarec_text_teacher": "RA-Rec trained with ID dropout ({id_dropout:.0%}) and a text-aware teacher (SASRec "
                                 "+ 0.25 × TF-IDF)",
+          "rarec_text_factors": "RA-Rec with `text_factors=512` (a cold item's ID vector ends in its own text's "
+                                "factors)",
           "text_only": "text-only LLM (`use_id=False`)"}
 
 
@@ -151,7 +155,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
         fitted_on, scale = warm.subset(keep[warm.user_codes]), warm.n_users / keep.sum()
     fraction = min(1.0, RARecommender().sample_fraction * scale)  # the default, scaled to the full data's count
     rec = RARecommender(backbone=backbone, llm=getattr(args, "llm", None), device=args.device, random_state=seed,
-                        verbose=1, use_id=(name != "text_only"), sample_fraction=fraction)
+                        verbose=1, use_id=(name != "text_only"), sample_fraction=fraction, **ROW_PARAMS.get(name, {}))
     id_dropout = args.id_dropout if name in ("rarec_id_dropout", "rarec_text_teacher") else 0.0
     teacher = TEXT_TEACHER if name == "rarec_text_teacher" else None
     start = time.perf_counter()
