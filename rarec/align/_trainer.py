@@ -153,7 +153,12 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
     every_sample = _joined(samples, head_samples)
     extra_teacher, teacher_check = _with_cooccurrence(extra_teacher, towers, sequences, every_sample, len(samples),
                                                       config, held_out)
-    borrowed = borrowed_embeddings(item_cf[:, 0], towers.texts)[:, None] if config.id_dropout > 0 else None
+    borrowed = None
+    if config.id_dropout > 0:  # as add_items builds an added item's: the neighbour's CF part, its own text factors
+        own = 0 if towers.text_factors is None else towers.text_factors.rank
+        borrowed = item_cf.clone()
+        borrowed[:, 0, :item_cf.shape[2] - own] = borrowed_embeddings(item_cf[:, 0, :item_cf.shape[2] - own],
+                                                                      towers.texts)
     saved = checkpointer.read_training() if checkpointer is not None else None
     if saved is not None:
         run = TrainingState.from_checkpoint(*saved, aligner, optimizer, rng, config.patience)

@@ -188,6 +188,34 @@ def test_id_dropout_gives_a_share_of_the_training_items_a_borrowed_id(data, monk
         assert 0.3 < borrowed.float().mean() < 0.7
 
 
+def test_id_dropout_keeps_an_item_s_own_text_factors(data, monkeypatch):
+    import dataclasses
+
+    import rarec._fit_steps as fit_steps
+    from rarec import _params
+    from rarec.align import TwoTowerAligner
+
+    X, text, llm = data
+    monkeypatch.setattr(trainer, "borrowed_embeddings", lambda embeddings, texts: torch.full_like(embeddings, 7.0))
+    monkeypatch.setattr(fit_steps, "validation_check", lambda *args: {"kept": True})
+    original_config, original_encode = _params.alignment_config, TwoTowerAligner.encode
+    monkeypatch.setattr(_params, "alignment_config",
+                        lambda rec, progress: dataclasses.replace(original_config(rec, progress), id_dropout=1.0))
+    rows = []
+
+    def spy(self, llm_, tower, id_embeddings, *rest):
+        if tower == "item" and self.training:
+            rows.append(id_embeddings.detach().cpu().reshape(len(id_embeddings), -1))
+        return original_encode(self, llm_, tower, id_embeddings, *rest)
+
+    monkeypatch.setattr(TwoTowerAligner, "encode", spy)
+    rec = small(llm, max_train_samples=32, text_factors=5).fit(X, item_text=text)
+    ids = torch.cat(rows)
+    assert rec.towers_.text_factors is not None and ids.shape[1] == rec.towers_.item_cf.shape[2]
+    assert (ids[:, :-5] == 7.0).all()  # the CF part (and co-occurrence factors) borrowed
+    assert (ids[:, -5:] != 7.0).any(1).all()  # the words are the item's own
+
+
 def test_borrowed_embeddings_are_the_nearest_other_items_or_the_mean():
     from rarec.align._cold_items import borrowed_embeddings, nearest_other_items
     from rarec.data import ItemText
