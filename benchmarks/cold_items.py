@@ -54,7 +54,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from common import alignment_overrides, read_dataset, results_json, write_section
+from common import alignment_overrides, id_factor_overrides, read_dataset, results_json, write_section
 from objective_study import mean_and_per_user, seeded_users, shared_sasrec, text_teacher
 
 from rarec import RARecommender
@@ -67,8 +67,9 @@ KS, METRICS = (10, 100), ("hr", "ndcg")
 COLD_FRACTION, SPLIT_SEED = 0.10, 0
 TEXT_TEACHER = 0.25  # the TF-IDF cosine's weight in the text-aware teacher, in units of the backbone score's spread
 ROWS = ("popularity", "tfidf", "rarec", "rarec_id_dropout", "rarec_text_teacher", "rarec_text_factors", "text_only")
-#: Rows with estimator parameters of their own (session 24: a cold item's ID vector ends in its own text's factors).
-ROW_PARAMS = {"rarec_text_factors": dict(text_factors=512)}
+#: Rows with ID-vector factor settings of their own (``id_factor_overrides``; session 24: a cold item's ID vector
+#: ends in its own text's factors).
+ROW_FACTORS = {"rarec_text_factors": dict(text_rank=512)}
 LLM_ROWS = ROWS[2:]
 LABELS = {"popularity": "popularity", "tfidf": "TF-IDF of title + categories (user = mean of history), cosine",
           "rarec": "RA-Rec (LLM score; cold items encoded from their text)",
@@ -76,7 +77,7 @@ LABELS = {"popularity": "popularity", "tfidf": "TF-IDF of title + categories (us
                               "text neighbour's ID)",
           "rarec_text_teacher": "RA-Rec trained with ID dropout ({id_dropout:.0%}) and a text-aware teacher (SASRec "
                                 "+ 0.25 × TF-IDF)",
-          "rarec_text_factors": "RA-Rec with `text_factors=512` (a cold item's ID vector ends in its own text's "
+          "rarec_text_factors": "RA-Rec with 512 text factors (a cold item's ID vector ends in its own text's "
                                 "factors)",
           "text_only": "text-only LLM (`use_id=False`)"}
 
@@ -155,11 +156,12 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
         fitted_on, scale = warm.subset(keep[warm.user_codes]), warm.n_users / keep.sum()
     fraction = min(1.0, RARecommender().sample_fraction * scale)  # the default, scaled to the full data's count
     rec = RARecommender(backbone=backbone, llm=getattr(args, "llm", None), device=args.device, random_state=seed,
-                        verbose=1, use_id=(name != "text_only"), sample_fraction=fraction, **ROW_PARAMS.get(name, {}))
+                        verbose=1, use_id=(name != "text_only"), sample_fraction=fraction)
     id_dropout = args.id_dropout if name in ("rarec_id_dropout", "rarec_text_teacher") else 0.0
     teacher = TEXT_TEACHER if name == "rarec_text_teacher" else None
     start = time.perf_counter()
-    with alignment_overrides(id_dropout=id_dropout), text_teacher(teacher):
+    with alignment_overrides(id_dropout=id_dropout), text_teacher(teacher), \
+            id_factor_overrides(**ROW_FACTORS.get(name, {})):
         rec.fit(fitted_on, item_text=warm_text)
     if getattr(args, "keep_models", None) is not None:  # the warm model, for cold_prefixes.py
         rec.save(args.keep_models / f"{name}_seed{seed}")

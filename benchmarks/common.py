@@ -40,6 +40,21 @@ def alignment_overrides(**fields):
         _params.alignment_config = original
 
 
+@contextlib.contextmanager
+def id_factor_overrides(**fields):
+    """While open, RARecommender builds its ID vectors' factor sets with these ``IdFactorSettings`` fields
+    replaced (EASE's ``cooccurrence_l2``, the text factors' ``text_rank`` and ``text_weight``): research settings
+    that are not estimator parameters."""
+    from rarec import _params
+
+    original = _params.id_factor_settings
+    _params.id_factor_settings = lambda rec: dataclasses.replace(original(rec), **fields)
+    try:
+        yield
+    finally:
+        _params.id_factor_settings = original
+
+
 def dataset_suffix(data: Path) -> str:
     """"" for ML-100K (the first data set, whose results files keep their names), else "_" + the folder's name."""
     return "" if data.name == "ml-100k" else "_" + data.name

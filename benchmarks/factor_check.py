@@ -28,7 +28,7 @@ from types import SimpleNamespace
 
 import torch
 
-from common import DATASET_TITLES, dataset_suffix, read_dataset, results_json, write_section
+from common import DATASET_TITLES, dataset_suffix, id_factor_overrides, read_dataset, results_json, write_section
 from objective_study import shared_sasrec, user_subset
 
 from rarec import RARecommender
@@ -42,24 +42,23 @@ HERE = Path(__file__).resolve().parent
 def check_rank(backbone, fit_log, rank: int, weight: float | None = None, l2: float = 200.0,
                text: tuple[int, float] | None = None, texts=None) -> dict:
     """The fit's own factor checks at this rank, on ``fit_log`` (what ``fit(X)`` is given); ``weight`` (default:
-    the estimator's ``cooccurrence_teacher``) and EASE's ``l2`` (``cooccurrence_l2``, default 200). ``text``: (rank,
-    weight) of the text factors of ``texts`` (``text_factors``, ``text_factor_weight``), checked after EASE's as the
-    fit checks them; the row's NDCG@10 with the factors is then the text check's (on top of the EASE factors if
-    those were kept)."""
+    the estimator's ``cooccurrence_teacher``) and EASE's ``l2`` (default 200). ``text``: (rank, weight) of text
+    factors of ``texts`` (:class:`rarec.cf.TextFactors`), checked after EASE's as the fit checks them; the row's
+    NDCG@10 with the factors is then the text check's (on top of the EASE factors if those were kept)."""
     defaults = RARecommender()
     weight = defaults.cooccurrence_teacher if weight is None else weight
     text_rank, text_weight = text or (0, 0.0)
-    rec = SimpleNamespace(cooccurrence_factors=rank, cooccurrence_teacher=weight, cooccurrence_l2=l2,
-                          text_factors=text_rank, text_factor_weight=text_weight, max_history=defaults.max_history)
+    rec = SimpleNamespace(cooccurrence_factors=rank, cooccurrence_teacher=weight, max_history=defaults.max_history)
     train, valid = train_valid(fit_log, None)
     sequences = train.user_sequences()
     start = time.perf_counter()
-    factors, check = fit_steps.cooccurrence_factors(rec, backbone, sequences, valid)
-    row = {**check, "rank": rank, "weight": weight, "l2": l2}
-    if text is not None:
-        _, words = fit_steps.text_factors(rec, backbone, sequences, valid, texts, factors)
-        row.update(text_rank=text_rank, text_weight=text_weight, ease_kept=check["kept"], kept=words["kept"],
-                   **{"valid_ndcg@10_with_factors": words["valid_ndcg@10_with_text_factors"]})
+    with id_factor_overrides(cooccurrence_l2=l2, text_rank=text_rank, text_weight=text_weight):
+        factors, check = fit_steps.cooccurrence_factors(rec, backbone, sequences, valid)
+        row = {**check, "rank": rank, "weight": weight, "l2": l2}
+        if text is not None:
+            _, words = fit_steps.text_factors(rec, backbone, sequences, valid, texts, factors)
+            row.update(text_rank=text_rank, text_weight=text_weight, ease_kept=check["kept"], kept=words["kept"],
+                       **{"valid_ndcg@10_with_factors": words["valid_ndcg@10_with_text_factors"]})
     return {**row, "seconds": time.perf_counter() - start}
 
 
@@ -68,8 +67,8 @@ def render(result: dict) -> str:
              f"(seed 0), {result['users']:,} fit users of {result['all_users']:,}; each fit user's last training item "
              "held out, as `fit` holds it out, and up to 2,000 of them ranked against the whole catalogue, their other "
              "items excluded. Factors fitted on the fit users' histories; the estimator's defaults are weight 0.25 and "
-             "L2 200. With TF-IDF factors (`text_factors`) the fit checks them after EASE's, on top of those if kept; "
-             "the row gives that second check.", "",
+             "L2 200. With TF-IDF factors (`rarec.cf.TextFactors`, a research setting) the fit checks them after "
+             "EASE's, on top of those if kept; the row gives that second check.", "",
              "| EASE rank | weight | EASE L2 | TF-IDF factors (rank, weight) | valid NDCG@10, SASRec "
              "| valid NDCG@10, ID vectors with the factors | kept by the fit | seconds |",
              "|---|---|---|---|---|---|---|---|"]
@@ -89,7 +88,7 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="comma-separated factor weights (default: the estimator's)")
     parser.add_argument("--l2", default="200", help="comma-separated EASE L2 penalties")
     parser.add_argument("--text", default=None, help="comma-separated RANK:WEIGHT of TF-IDF factors appended too "
-                        "(the estimator's text_factors and text_factor_weight), each with every setting above")
+                        "(rarec.cf.TextFactors, a research setting of the fit), each with every setting above")
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     args = parser.parse_args()

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from common import (DATASET_TITLES, SETTINGS, alignment_overrides, dataset_suffix, read_dataset, results_json,
-                    write_section)
+from common import (DATASET_TITLES, SETTINGS, alignment_overrides, dataset_suffix, id_factor_overrides, read_dataset,
+                    results_json, write_section)
 
 import rarec._estimator as estimator
 from rarec import RARecommender
@@ -167,13 +167,13 @@ VARIANTS.update({name: dict(VARIANTS["default + co-occurrence teacher + pooled h
 #: at the CPU preset a fit sees 4,000 of Beauty's 22,363 users), not on the fit's own users (session 24): the
 #: estimator's text factors beside EASE's at the setting factor_check.py found best on Beauty's validation items
 #: with no training (SASRec 0.0583; EASE factors 512, L2 50, weight 0.1: 0.0634; and TF-IDF factors 512: 0.0671).
+#: The factor settings that are not estimator parameters go through ``id_factor_overrides`` (common.py).
 FACTORS_ON_EVERYONE = {
     "default + EASE factors on every user (512, L2 50, 0.1) + TF-IDF factors (512, 0.25)": dict(
-        cooccurrence_factors=512, cooccurrence_teacher=0.1, cooccurrence_l2=50.0, text_factors=512,
-        text_factor_weight=0.25),
+        cooccurrence_l2=50.0, text_rank=512, text_weight=0.25),
 }
-VARIANTS.update({name: dict(VARIANTS["default + co-occurrence factors (session 23)"], **params)
-                 for name, params in FACTORS_ON_EVERYONE.items()})
+VARIANTS.update({name: dict(VARIANTS["default + co-occurrence factors (session 23)"], cooccurrence_factors=512,
+                            cooccurrence_teacher=0.1) for name in FACTORS_ON_EVERYONE})
 
 #: Variants of an option that was measured here and removed because it lost (its rows stay in the results):
 #: L2-normalised towers scored by cosine with a learned temperature (initial scale 20), ``similarity="cosine"``;
@@ -269,7 +269,7 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
             alignment_overrides(**ALIGNMENT_OVERRIDES.get(name, {})), \
             given_ease(EASE_ON_EVERYONE.get(name), split.train if everyone is None else everyone), \
             factors_fitted_on((split.train if everyone is None else everyone) if name in FACTORS_ON_EVERYONE
-                              else None):
+                              else None), id_factor_overrides(**FACTORS_ON_EVERYONE.get(name, {})):
         rec.fit(split.train, item_text=text)
     fit_s = time.perf_counter() - start
     if keep is not None:

@@ -151,30 +151,6 @@ class RARecommender(RankingMixin, BaseEstimator):
         kept only if the backbone plus them ranks those items better than the
         backbone alone (``training_log_[0]["cooccurrence_factors"]``); like the
         teacher, skipped above 20,000 items.
-    cooccurrence_l2 : float > 0, default 200.0
-        L2 penalty of the EASE behind ``cooccurrence_factors``. Sparse data
-        may want less: on Amazon Beauty (nine items per user) 50 with
-        ``cooccurrence_factors=512`` and ``cooccurrence_teacher=0.1`` is the
-        setting that beat SASRec on validation (docs/benchmarks.md).
-    text_factors : int >= 0, default 0
-        Not in the paper. With a rank r > 0 the items' words join the ID
-        vectors after the co-occurrence factors (:class:`rarec.cf.TextFactors`):
-        each item's TF-IDF row of ``title (categories)`` projected on the
-        catalogue's r leading singular directions, and a history's the
-        unit-length mean of its items', scaled so that they add
-        ``text_factor_weight`` x the TF-IDF cosine (in units of the backbone's
-        score spread) to the ID vectors' dot product. An item added after fit
-        gets the factors of its own text. With validation items they are
-        kept only if they rank those items better than the ID vectors
-        without them (``training_log_[0]["text_factors"]``, whose
-        ``valid_ndcg@10_backbone`` is the backbone plus the kept
-        co-occurrence factors). On Amazon Beauty, before any training,
-        SASRec plus EASE factors (512, L2 50, weight 0.1) ranked the
-        validation items at NDCG@10 0.0634 and with 512 text factors at 0.0671
-        (SASRec: 0.0583); on ML-100K the words lowered it. Needs ``item_text``;
-        without it they are skipped with a warning.
-    text_factor_weight : float >= 0, default 0.25
-        The text factors' weight, in units of the backbone's score spread.
     score_fusion : float >= 0 or "auto", default 0.0
         Weight w of the CF backbone's own score in the ranking score:
         ``z(h_u · h_i) + w · z(cf(u, i))``, each standardised per user over
@@ -390,9 +366,6 @@ class RARecommender(RankingMixin, BaseEstimator):
         distill_temperature: float = 1.0,
         cooccurrence_teacher: float = 0.25,
         cooccurrence_factors: int = 64,
-        cooccurrence_l2: float = 200.0,
-        text_factors: int = 0,
-        text_factor_weight: float = 0.25,
         score_fusion: float | str = 0.0,
         user_template: str = DEFAULT_USER_TEMPLATE,
         item_template: str = DEFAULT_ITEM_TEMPLATE,
@@ -447,9 +420,6 @@ class RARecommender(RankingMixin, BaseEstimator):
         self.distill_temperature = distill_temperature
         self.cooccurrence_teacher = cooccurrence_teacher
         self.cooccurrence_factors = cooccurrence_factors
-        self.cooccurrence_l2 = cooccurrence_l2
-        self.text_factors = text_factors
-        self.text_factor_weight = text_factor_weight
         self.score_fusion = score_fusion
         self.user_template = user_template
         self.item_template = item_template

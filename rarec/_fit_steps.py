@@ -53,35 +53,37 @@ def fit_backbone(rec: RARecommender, train: InteractionLog, valid: InteractionLo
 
 def cooccurrence_factors(rec: RARecommender, backbone: CFBackbone, sequences: list[np.ndarray],
                          valid: InteractionLog | None) -> tuple[CooccurrenceFactors | None, dict | None]:
-    """EASE's (L2 penalty ``rec.cooccurrence_l2``) ``rec.cooccurrence_factors`` leading factors, fitted on the
-    training ``sequences`` and scaled to ``rec.cooccurrence_teacher`` x the backbone's score spread, and what the
-    validation check found. ``None`` (and no check) when off or the catalogue is too large for EASE; ``None`` after
-    a check they lost."""
-    rank, weight, n_items = rec.cooccurrence_factors, rec.cooccurrence_teacher, backbone.n_items_
+    """EASE's ``rec.cooccurrence_factors`` leading factors (L2 penalty: :func:`_params.id_factor_settings`'s),
+    fitted on the training ``sequences`` and scaled to ``rec.cooccurrence_teacher`` x the backbone's score spread,
+    and what the validation check found. ``None`` (and no check) when off or the catalogue is too large for EASE;
+    ``None`` after a check they lost."""
+    settings = _params.id_factor_settings(rec)
+    rank, weight, n_items = settings.cooccurrence_rank, settings.cooccurrence_weight, backbone.n_items_
     if rank == 0 or weight <= 0:
         return None, None
     if not EASE.fits(n_items, "cooccurrence_factors", "the ID vectors are the backbone's alone"):
         return None, None
-    fitted = CooccurrenceFactors.fit(sequences, n_items, rank, rec.cooccurrence_l2)
+    fitted = CooccurrenceFactors.fit(sequences, n_items, rank, settings.cooccurrence_l2)
     return _scaled_and_checked(rec, backbone, sequences, valid, fitted, weight, None, "factors")
 
 
 def text_factors(rec: RARecommender, backbone: CFBackbone, sequences: list[np.ndarray], valid: InteractionLog | None,
                  texts: list, before: CooccurrenceFactors | None) -> tuple[TextFactors | None, dict | None]:
-    """The known items' TF-IDF factors (rank ``rec.text_factors``) scaled to ``rec.text_factor_weight`` x the
-    backbone's score spread, and what the validation check found: they must rank the validation items better
-    added to the backbone and the factors ``before`` them than without. ``None`` (and no check) when off or when
-    no item text holds a word; ``None`` after a check they lost."""
-    if rec.text_factors == 0 or rec.text_factor_weight <= 0:
+    """The known items' TF-IDF factors (:class:`TextFactors`; rank and weight: :func:`_params.id_factor_settings`'s,
+    off unless a benchmark turns them on) scaled to that weight x the backbone's score spread, and what the
+    validation check found: they must rank the validation items better added to the backbone and the factors
+    ``before`` them than without. ``None`` (and no check) when off or when no item text holds a word; ``None``
+    after a check they lost."""
+    settings = _params.id_factor_settings(rec)
+    if settings.text_rank == 0 or settings.text_weight <= 0:
         return None, None
     try:
-        fitted = TextFactors.fit(texts[:backbone.n_items_], rec.text_factors)
+        fitted = TextFactors.fit(texts[:backbone.n_items_], settings.text_rank)
     except ValueError:  # no text holds a word the vectorizer keeps
-        warnings.warn("text_factors: no item text holds a word (was item_text given?); the ID vectors carry no "
+        warnings.warn("text factors: no item text holds a word (was item_text given?); the ID vectors carry no "
                       "text factors.", UserWarning, stacklevel=3)
         return None, None
-    return _scaled_and_checked(rec, backbone, sequences, valid, fitted, rec.text_factor_weight, before,
-                               "text_factors")
+    return _scaled_and_checked(rec, backbone, sequences, valid, fitted, settings.text_weight, before, "text_factors")
 
 
 def _scaled_and_checked(rec: RARecommender, backbone: CFBackbone, sequences: list[np.ndarray],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import TYPE_CHECKING
 
@@ -63,9 +64,6 @@ def validate_params(rec: RARecommender) -> None:
     check_float(rec.distill_temperature, "distill_temperature", name, 0.0, low_open=True)
     check_float(rec.cooccurrence_teacher, "cooccurrence_teacher", name, 0.0)
     check_int(rec.cooccurrence_factors, "cooccurrence_factors", name, 0)
-    check_float(rec.cooccurrence_l2, "cooccurrence_l2", name, 0.0, low_open=True)
-    check_int(rec.text_factors, "text_factors", name, 0)
-    check_float(rec.text_factor_weight, "text_factor_weight", name, 0.0)
     if not isinstance(rec.history_pooling, bool):
         raise ValueError(f"The 'history_pooling' parameter of {name} must be True or False. "
                          f"Got {rec.history_pooling!r} instead.")
@@ -124,3 +122,21 @@ def alignment_config(rec: RARecommender, progress: bool) -> AlignmentConfig:
 #: Parameters that do not change what a fit computes (left out of a checkpoint's fingerprint).
 NOT_FINGERPRINTED = ("verbose", "device", "checkpoint_dir", "checkpoint_every", "retrieval", "ivf_lists",
                      "ivf_probe")
+
+
+@dataclasses.dataclass(frozen=True)
+class IdFactorSettings:
+    """The factor sets appended to the ID vectors. The co-occurrence factors' rank and weight are estimator
+    parameters (``cooccurrence_factors``, ``cooccurrence_teacher``); EASE's L2 and the text factors
+    (:class:`rarec.cf.TextFactors`) are research settings the benchmarks change (benchmarks/common.py,
+    ``id_factor_overrides``): with them the Amazon Beauty fit ranked worse (docs/benchmarks.md, session 24)."""
+
+    cooccurrence_rank: int
+    cooccurrence_weight: float
+    cooccurrence_l2: float = 200.0
+    text_rank: int = 0  # 0: no text factors
+    text_weight: float = 0.25
+
+
+def id_factor_settings(rec: RARecommender) -> IdFactorSettings:
+    return IdFactorSettings(rec.cooccurrence_factors, rec.cooccurrence_teacher)

@@ -98,8 +98,7 @@ def _encode_params(params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> 
 #: Parameters of older rarec versions that were removed, with the value that means "off".
 REMOVED_PARAMS = {"output_head": False, "cf_residual": 0.0}
 #: Parameters added since, with the value that describes what a model saved before them computed.
-ADDED_PARAMS = {"cooccurrence_teacher": 0.0, "history_pooling": False, "cooccurrence_factors": 0,
-                "cooccurrence_l2": 200.0, "text_factors": 0, "text_factor_weight": 0.25}
+ADDED_PARAMS = {"cooccurrence_teacher": 0.0, "history_pooling": False, "cooccurrence_factors": 0}
 
 
 def _decode_params(params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:

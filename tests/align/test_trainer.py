@@ -209,7 +209,9 @@ def test_id_dropout_keeps_an_item_s_own_text_factors(data, monkeypatch):
         return original_encode(self, llm_, tower, id_embeddings, *rest)
 
     monkeypatch.setattr(TwoTowerAligner, "encode", spy)
-    rec = small(llm, max_train_samples=32, text_factors=5).fit(X, item_text=text)
+    monkeypatch.setattr(_params, "id_factor_settings", lambda rec: _params.IdFactorSettings(
+        rec.cooccurrence_factors, rec.cooccurrence_teacher, text_rank=5))
+    rec = small(llm, max_train_samples=32).fit(X, item_text=text)
     ids = torch.cat(rows)
     assert rec.towers_.text_factors is not None and ids.shape[1] == rec.towers_.item_cf.shape[2]
     assert (ids[:, :-5] == 7.0).all()  # the CF part (and co-occurrence factors) borrowed
