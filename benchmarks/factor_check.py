@@ -40,26 +40,51 @@ HERE = Path(__file__).resolve().parent
 
 
 def check_rank(backbone, fit_log, rank: int, weight: float | None = None, l2: float = 200.0,
-               text: tuple[int, float] | None = None, texts=None) -> dict:
+               text: tuple[int, float] | None = None, texts=None, narrow: tuple[int, ...] = ()) -> dict:
     """The fit's own factor checks at this rank, on ``fit_log`` (what ``fit(X)`` is given); ``weight`` (default:
     the estimator's ``cooccurrence_teacher``) and EASE's ``l2`` (default 200). ``text``: (rank, weight) of text
     factors of ``texts`` (:class:`rarec.cf.TextFactors`), checked after EASE's as the fit checks them; the row's
-    NDCG@10 with the factors is then the text check's (on top of the EASE factors if those were kept)."""
+    NDCG@10 with the factors is then the text check's (on top of the EASE factors if those were kept). ``narrow``:
+    widths k to which the ID vectors with the kept factors are also cut (:func:`narrowed`), each ranked as the
+    check ranks (``row["narrow"]``, k to NDCG@10)."""
     defaults = RARecommender()
     weight = defaults.cooccurrence_teacher if weight is None else weight
     text_rank, text_weight = text or (0, 0.0)
     rec = SimpleNamespace(cooccurrence_factors=rank, cooccurrence_teacher=weight, max_history=defaults.max_history)
     train, valid = train_valid(fit_log, None)
     sequences = train.user_sequences()
-    start = time.perf_counter()
+    start, text_factors = time.perf_counter(), None
     with id_factor_overrides(cooccurrence_l2=l2, text_rank=text_rank, text_weight=text_weight):
         factors, check = fit_steps.cooccurrence_factors(rec, backbone, sequences, valid)
         row = {**check, "rank": rank, "weight": weight, "l2": l2}
         if text is not None:
-            _, words = fit_steps.text_factors(rec, backbone, sequences, valid, texts, factors)
+            text_factors, words = fit_steps.text_factors(rec, backbone, sequences, valid, texts, factors)
             row.update(text_rank=text_rank, text_weight=text_weight, ease_kept=check["kept"], kept=words["kept"],
                        **{"valid_ndcg@10_with_factors": words["valid_ndcg@10_with_text_factors"]})
+        parts = [f for f in (factors, text_factors if text is not None else None) if f is not None]
+        if parts and narrow:
+            row["narrow"] = {str(k): narrowed(backbone, parts, k, sequences, valid, rec.max_history) for k in narrow}
     return {**row, "seconds": time.perf_counter() - start}
+
+
+def narrowed(backbone, parts, k: int, sequences, valid, max_history: int) -> float:
+    """Validation NDCG@10 (the fit's check) of the ID vectors (the backbone's, one interest, then each factor set
+    of ``parts``) projected on the ``k`` leading right singular directions of the item table: ID vectors of width
+    ``k`` that keep as much of the item table as ``k`` numbers can."""
+    from rarec.align._cooccurrence_teacher import validation_check
+
+    items = torch.cat([backbone.item_embeddings().float(), *[p.items.float() for p in parts]], dim=1)
+    basis = torch.linalg.svd(items, full_matrices=False)[2][:k].T  # (D, k)
+    narrow_items = items @ basis
+
+    def alone(histories, users):
+        return backbone.score_histories([h[-max_history:] for h in histories], users)
+
+    def added(histories, seen):
+        users = backbone.user_embeddings([h[-max_history:] for h in histories])[:, 0].float()
+        vectors = torch.cat([users, *[p.users(histories).float() for p in parts]], dim=1)
+        return (vectors @ basis) @ narrow_items.T - alone(histories, None).float()
+    return validation_check(sequences, valid.to_csr(), alone, added, "narrow")["valid_ndcg@10_with_narrow"]
 
 
 def render(result: dict) -> str:
@@ -77,6 +102,16 @@ def render(result: dict) -> str:
         lines.append(f"| {row['rank']} | {row.get('weight', 0.25):g} | {row.get('l2', 200.0):g} | {text} "
                      f"| {row['valid_ndcg@10_backbone']:.4f} | {row['valid_ndcg@10_with_factors']:.4f} "
                      f"| {'yes' if row['kept'] else 'no'} | {row['seconds']:.0f} |")
+    narrow = [row for row in result["rows"] if row.get("narrow")]
+    if narrow:
+        lines += ["", "The ID vectors with the kept factors cut to their item table's k leading directions "
+                  "(`--narrow`; SASRec's own width is 64):", "",
+                  "| EASE rank | weight | EASE L2 | TF-IDF factors (rank, weight) | k | valid NDCG@10 |",
+                  "|---|---|---|---|---|---|"]
+        for row in narrow:
+            text = f"{row['text_rank']}, {row['text_weight']:g}" if "text_rank" in row else "–"
+            lines += [f"| {row['rank']} | {row.get('weight', 0.25):g} | {row.get('l2', 200.0):g} | {text} | {k} "
+                      f"| {value:.4f} |" for k, value in row["narrow"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -89,6 +124,8 @@ def main() -> None:
     parser.add_argument("--l2", default="200", help="comma-separated EASE L2 penalties")
     parser.add_argument("--text", default=None, help="comma-separated RANK:WEIGHT of TF-IDF factors appended too "
                         "(rarec.cf.TextFactors, a research setting of the fit), each with every setting above")
+    parser.add_argument("--narrow", default="", help="comma-separated widths k: also rank the ID vectors with the "
+                        "kept factors cut to their item table's k leading directions")
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     args = parser.parse_args()
@@ -106,7 +143,9 @@ def main() -> None:
         texts = item_text.align(log.items, on_unknown="ignore")
         text_settings = [None] if args.text is None else [(int(t.split(":")[0]), float(t.split(":")[1]))
                                                           for t in args.text.split(",")]
-        rows = [check_rank(backbone, fit_log, int(rank), weight, float(l2), text, texts) for l2 in args.l2.split(",")
+        narrow = tuple(int(k) for k in args.narrow.split(",") if k)
+        rows = [check_rank(backbone, fit_log, int(rank), weight, float(l2), text, texts, narrow)
+                for l2 in args.l2.split(",")
                 for weight in weights for rank in args.ranks.split(",") for text in text_settings]
 
         def setting(row: dict) -> tuple:

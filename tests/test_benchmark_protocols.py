@@ -525,3 +525,11 @@ def test_factor_check_checks_text_factors_after_ease_s(log, tmp_path, monkeypatc
     assert row["ease_kept"] == alone["kept"]
     assert row["valid_ndcg@10_with_factors"] != alone["valid_ndcg@10_with_factors"]
     assert "| 6, 0.5 |" in factor_check.render({"machine": "m", "users": 200, "all_users": 200, "rows": [row]})
+    width = sasrec.item_embeddings().shape[1] + (4 if row["ease_kept"] else 0) + (6 if row["kept"] else 0)
+    cut = factor_check.check_rank(sasrec, split.train, 4, weight=0.25, l2=50.0, text=(6, 0.5), texts=texts,
+                                  narrow=(3, width))
+    if row["ease_kept"] or row["kept"]:  # at full width the cut ID vectors rank as the kept ones do
+        kept = row["valid_ndcg@10_with_factors"] if row["kept"] else alone["valid_ndcg@10_with_factors"]
+        assert cut["narrow"][str(width)] == pytest.approx(kept, abs=1e-6)
+        assert 0.0 <= cut["narrow"]["3"] <= 1.0
+        assert "| 3 |" in factor_check.render({"machine": "m", "users": 200, "all_users": 200, "rows": [cut]})
