@@ -1,4 +1,4 @@
-"""The items' words as factors appended to the ID vectors (``text_factors``).
+"""The items' words as factors appended to the ID vectors (a research setting of the fit, off by default).
 
 On a sparse catalogue with informative titles (Amazon Beauty: nine items per
 user, titles that name the brand and the product) the words say what the
@@ -60,7 +60,7 @@ class TextFactors(IdFactors):
         if len(self._vectorizer.vocabulary_) != self.components.shape[0]:
             raise ValueError(f"the components cover {self.components.shape[0]} words; the known texts have "
                              f"{len(self._vectorizer.vocabulary_)}.")
-        self._unit_items = self.for_texts(self.known_texts) / self.scale  # before scaling: users average these
+        self._unit_items = self._projected(self.known_texts)  # before scaling: users average these
 
     @classmethod
     def fit(cls, known_texts: Sequence[ItemText | None], rank: int) -> TextFactors:
@@ -82,10 +82,14 @@ class TextFactors(IdFactors):
 
     def for_texts(self, texts: Sequence[ItemText | None]) -> torch.Tensor:
         """The factors (n, r) of any item texts, known or added after fit (zeros for a text of unknown words)."""
+        return self._projected(texts) * self.scale
+
+    def _projected(self, texts: Sequence[ItemText | None]) -> torch.Tensor:
+        """The unit-length TF-IDF rows of ``texts`` projected on the components (before the scale)."""
         from sklearn.preprocessing import normalize
 
         rows = normalize(self._vectorizer.transform(_documents(texts)))
-        return torch.as_tensor(rows @ self.components.numpy(), dtype=torch.float32) * self.scale
+        return torch.as_tensor(rows @ self.components.numpy(), dtype=torch.float32)
 
     def users(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
         """The factors (n, r) of histories: the unit-length mean of their items' factors (times the scale)."""
