@@ -66,26 +66,31 @@ HERE = Path(__file__).resolve().parent
 KS, METRICS = (10, 100), ("hr", "ndcg")
 COLD_FRACTION, SPLIT_SEED = 0.10, 0
 TEXT_TEACHER = 0.25  # the TF-IDF cosine's weight in the text-aware teacher, in units of the backbone score's spread
-ROWS = ("popularity", "tfidf", "rarec", "rarec_id_dropout", "rarec_text_teacher", "rarec_text_factors", "text_only")
-#: Rows with ID-vector factor settings of their own (``id_factor_overrides``; session 24: a cold item's ID vector
-#: ends in its own text's factors).
-ROW_FACTORS = {"rarec_text_factors": dict(text_rank=512)}
-LLM_ROWS = ROWS[2:]
+ROWS = ("popularity", "tfidf", "id_vectors", "id_vectors_text_factors", "rarec", "rarec_id_dropout",
+        "rarec_text_teacher", "rarec_text_factors", "text_only")
+ID_ROWS = ROWS[2:4]
+LLM_ROWS = ROWS[4:]
 LABELS = {"popularity": "popularity", "tfidf": "TF-IDF of title + categories (user = mean of history), cosine",
+          "id_vectors": "ID vectors, no LLM: SASRec, a cold item borrowing its text neighbour's (what the RA-Rec "
+                        "row distils)",
+          "id_vectors_text_factors": "ID vectors, no LLM: SASRec + {text_rank} text factors at weight {text_weight:g} "
+                                     "(what the text-factor row distils)",
           "rarec": "RA-Rec (LLM score; cold items encoded from their text)",
           "rarec_id_dropout": "RA-Rec trained with ID dropout ({id_dropout:.0%} of the batch's items borrow their "
                               "text neighbour's ID)",
           "rarec_text_teacher": "RA-Rec trained with ID dropout ({id_dropout:.0%}) and a text-aware teacher (SASRec "
                                 "+ 0.25 × TF-IDF)",
-          "rarec_text_factors": "RA-Rec with 512 text factors (a cold item's ID vector ends in its own text's "
-                                "factors)",
+          "rarec_text_factors": "RA-Rec with {text_rank} text factors at weight {text_weight:g} (a cold item's ID "
+                                "vector ends in its own text's factors)",
           "text_only": "text-only LLM (`use_id=False`)"}
 
 
-def cold_split(log: InteractionLog, fraction: float, seed: int):
-    """(training log, test interactions as (user code, item code), cold item codes), in the full log's codes."""
+def cold_split(log: InteractionLog, fraction: float, seed: int, pool: np.ndarray | None = None):
+    """(training log, test interactions as (user code, item code), cold item codes), in the full log's codes.
+    The cold items are ``fraction`` of the catalogue, drawn from ``pool`` (item codes; default: every item)."""
     rng = np.random.default_rng(seed)
-    cold = np.sort(rng.choice(log.n_items, size=round(fraction * log.n_items), replace=False))
+    pool = np.arange(log.n_items) if pool is None else np.asarray(pool)
+    cold = np.sort(rng.choice(pool, size=round(fraction * log.n_items), replace=False))
     is_cold = np.zeros(log.n_items, dtype=bool)
     is_cold[cold] = True
     sequences = log.user_sequences()
@@ -159,9 +164,11 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
                         verbose=1, use_id=(name != "text_only"), sample_fraction=fraction)
     id_dropout = args.id_dropout if name in ("rarec_id_dropout", "rarec_text_teacher") else 0.0
     teacher = TEXT_TEACHER if name == "rarec_text_teacher" else None
+    # session 24: the ID vectors of the text-factor row end in TF-IDF factors (a cold item's: its own text's)
+    factors = dict(text_rank=args.text_rank, text_weight=args.text_weight) if name == "rarec_text_factors" else {}
     start = time.perf_counter()
     with alignment_overrides(id_dropout=id_dropout), text_teacher(teacher), \
-            id_factor_overrides(**ROW_FACTORS.get(name, {})):
+            id_factor_overrides(**factors):
         rec.fit(fitted_on, item_text=warm_text)
     if getattr(args, "keep_models", None) is not None:  # the warm model, for cold_prefixes.py
         rec.save(args.keep_models / f"{name}_seed{seed}")
@@ -169,23 +176,76 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     held_out = list(zip(test.users.decode(test.user_codes), test.items.decode(test.item_codes)))
     found = rec.evaluate(held_out, ks=KS, metrics=METRICS, per_user=True)
     return {"row": name, "seed": seed, "seconds": time.perf_counter() - start, "id_dropout": id_dropout,
-            "text_teacher": teacher, "factor_checks": {key: rec.training_log_[0].get(key) for key in
+            "text_teacher": teacher, **factors, "factor_checks": {key: rec.training_log_[0].get(key) for key in
                                                        ("cooccurrence_factors", "text_factors")},
             "users": int(len(np.unique(fitted_on.user_codes))), **mean_and_per_user(found)}
 
 
-def results_path(data: Path) -> Path:
-    return HERE / "results" / f"cold_items_{data.name}.json"
+def id_vectors_row(name: str, train: InteractionLog, test: InteractionLog, texts, cold, args) -> dict:
+    """The catalogue ranked by the ID vectors alone, no LLM: what an RA-Rec row's towers are taught to reproduce,
+    so the most its LLM score can reach by copying them. The cached warm SASRec's user and item vectors; a cold
+    item borrows its nearest warm item's by text, as ``add_items`` gives it. ``id_vectors_text_factors`` appends
+    ``args.text_rank`` TF-IDF factors of the warm items' texts (``rarec.cf.TextFactors``, scaled to
+    ``args.text_weight`` x SASRec's score spread as the fit scales them; a cold item's are its own text's)."""
+    from rarec.align._cold_items import with_cold_items
+    from rarec.cf import TextFactors
+
+    warm, warm_text, cold_text = warm_catalogue(train, texts, cold)
+    backbone = shared_sasrec(warm, getattr(args, "cache", None) or HERE / "output" / f"cold_items_sasrec_{args.data.name}")
+    all_text = [warm_text.get(i) for i in warm.items.decode(np.arange(warm.n_items))] + list(cold_text.values())
+    items = with_cold_items(backbone.item_embeddings().float(), all_text)
+    sequences = warm.user_sequences()
+    factors, row = None, {}
+    if name == "id_vectors_text_factors":
+        histories = [s for s in sequences if len(s)]
+        factors = TextFactors.fit(all_text[:warm.n_items], args.text_rank).scaled_to(
+            args.text_weight, histories, lambda rows: backbone.score_histories([histories[r] for r in rows]))
+        items = torch.cat([items, factors.for_texts(all_text).float()], dim=1)
+        row = {"text_rank": args.text_rank, "text_weight": args.text_weight}
+    where = {raw: i for i, raw in enumerate(list(warm.items.decode(np.arange(warm.n_items))) + list(cold_text))}
+    test_items = np.array([where.get(raw, -1) for raw in test.items.decode(test.item_codes)])
+    # as the LLM rows' evaluate, which leaves out users it never saw and cold items with no text (never added)
+    known = np.array([len(sequences[u]) > 0 for u in test.user_codes]) & (test_items >= 0)
+    shape, trained = (warm.n_users, len(where)), warm.to_csr()
+    held_out = sp.csr_matrix((np.ones(known.sum()), (test.user_codes[known], test_items[known])), shape=shape)
+    seen = sp.csr_matrix((trained.data, trained.indices, trained.indptr), shape=shape)
+
+    def score(user_codes):
+        histories = [sequences[u] for u in user_codes]
+        users = backbone.user_embeddings([h[-RARecommender().max_history:] for h in histories])[:, 0].float()
+        if factors is not None:
+            users = torch.cat([users, factors.users(histories).float()], dim=1)
+        return users @ items.T
+
+    start = time.perf_counter()
+    found = full_ranking_metrics(score, held_out, seen, ks=KS, metrics=METRICS, per_user=True)
+    found["users"] = test.users.decode(found["users"])
+    return {"row": name, "seed": 0, "seconds": time.perf_counter() - start, **row, **mean_and_per_user(found)}
+
+
+def validation_split(train: InteractionLog, fraction: float):
+    """The same protocol inside the test split's training log, to choose settings without the test users: as
+    many items again, drawn (seed ``SPLIT_SEED + 1``) among the warm ones, are held out of it; the test split's
+    cold items stay out of both sides, never seen."""
+    warm_items = np.unique(train.item_codes)
+    return cold_split(train, fraction, SPLIT_SEED + 1, pool=warm_items)
+
+
+def results_path(data: Path, split: str = "test") -> Path:
+    return HERE / "results" / f"cold_items_{data.name}{'_valid' if split == 'valid' else ''}.json"
 
 
 def run(args) -> dict:
     log, text = read_dataset(args.data)
     texts = text.align(log.items, on_unknown="ignore")
     train, test_pairs, cold = cold_split(log, COLD_FRACTION, SPLIT_SEED)
+    if args.split == "valid":
+        train, test_pairs, cold = validation_split(train, COLD_FRACTION)
+        args.cache = HERE / "output" / f"cold_items_valid_sasrec_{args.data.name}"
     test = as_log(test_pairs, log)
     print(f"{args.data.name}: {len(cold)} cold items, {len(test)} test users, {len(train)} training interactions",
           file=sys.stderr)
-    path = results_path(args.data)
+    path = results_path(args.data, args.split)
     result = json.loads(path.read_text()) if path.exists() else {"rows": []}
     result.update(dataset=args.data.name, cold_items=len(cold), test_users=len(test), items=log.n_items,
                   train_interactions=len(train),
@@ -200,29 +260,44 @@ def run(args) -> dict:
                 found = full_ranking_metrics(scorer, test, seen, ks=KS, metrics=METRICS, per_user=True)
                 found["users"] = log.users.decode(found["users"])  # ids, as the LLM rows' evaluate gives them
                 row = {"row": name, "seed": seed, "seconds": time.perf_counter() - start, **mean_and_per_user(found)}
+            elif name in ID_ROWS:
+                row = id_vectors_row(name, train, test, texts, cold, args)
             else:
                 row = llm_row(name, seed, train, test, texts, cold, args)
             print(json.dumps({k: v for k, v in row.items() if k != "per_user"}), file=sys.stderr)
-            result["rows"] = [r for r in result["rows"] if (r["row"], r["seed"]) != (name, seed)] + [row]
+            result["rows"] = [r for r in result["rows"] if setting(r) != setting(row)] + [row]
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(results_json(result))
     return result
 
 
-def render(result: dict) -> str:
+def setting(row: dict) -> tuple:
+    """What tells two result rows apart: a row re-run with the same setting replaces the old one."""
+    return row["row"], row["seed"], row.get("text_rank"), row.get("text_weight")
+
+
+def render(result: dict, split: str = "test") -> str:
     def cell(values):
         return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 \
             else f"{values[0]:.4f}"
 
-    lines = ["## Cold items (Amazon Beauty): ranking items nobody has interacted with", "",
-             f"Written by `benchmarks/cold_items.py` on {result['machine']}. {result['cold_items']:,} of "
-             f"{result['items']:,} items (10%, seed {SPLIT_SEED}) held out of training entirely; "
-             f"{result['test_users']:,} test users, each with a cold item as their last interaction; the whole "
+    if split == "valid":
+        title, held = ("### Cold items, validation split (to choose settings on)", f"{result['cold_items']:,} "
+                       f"more items (seed {SPLIT_SEED + 1}, among the warm ones) held out of the test split's "
+                       "training log, which also lacks the test split's cold items; ")
+    else:
+        title, held = ("## Cold items (Amazon Beauty): ranking items nobody has interacted with",
+                       f"{result['cold_items']:,} of {result['items']:,} items (10%, seed {SPLIT_SEED}) held out of "
+                       "training entirely; ")
+    lines = [title, "", f"Written by `benchmarks/cold_items.py --split {split}` on {result['machine']}. " + held +
+             f"{result['test_users']:,} {'validation' if split == 'valid' else 'test'} users, each with a cold item as their last interaction; the whole "
              "catalogue ranked, the user's training items excluded. LLM rows: mean ± std over the seeds run.", "",
              "| row | seeds | HR@10 | NDCG@10 | HR@100 | NDCG@100 | wall (s) |", "|---|---|---|---|---|---|---|"]
     for name in ROWS:
-        rows = [r for r in result["rows"] if r["row"] == name]
-        if rows:
+        settings = {}  # rows of one setting, its seeds together
+        for r in sorted((r for r in result["rows"] if r["row"] == name), key=lambda r: setting(r)[2:]):
+            settings.setdefault(setting(r)[2:], []).append(r)
+        for rows in settings.values():
             lines.append(f"| {label(name, rows)} | {len(rows)} | " + " | ".join(
                 cell([r[m] for r in rows]) for m in ("hr@10", "ndcg@10", "hr@100", "ndcg@100"))
                 + f" | {statistics.mean(r['seconds'] for r in rows):.0f} |")
@@ -231,7 +306,9 @@ def render(result: dict) -> str:
 
 def label(name: str, rows: list[dict]) -> str:
     """A row's name in the tables (with its ID-dropout share and text teacher's weight where it has them)."""
-    return LABELS[name].format(id_dropout=rows[0].get("id_dropout", 0.0), text_teacher=rows[0].get("text_teacher"))
+    first = rows[0]
+    return LABELS[name].format(id_dropout=first.get("id_dropout", 0.0), text_teacher=first.get("text_teacher"),
+                               text_rank=first.get("text_rank", 0), text_weight=first.get("text_weight", 0.0))
 
 
 def same_users(per_user: dict, users: list) -> dict:
@@ -284,18 +361,25 @@ def main() -> None:
     parser.add_argument("--id-dropout", type=float, default=0.5,
                         help="the share of training items with a borrowed ID prefix in the rarec_id_dropout and "
                              "rarec_text_teacher rows")
+    parser.add_argument("--text-rank", type=int, default=512,
+                        help="the rank of the text factors of the id_vectors_text_factors and rarec_text_factors rows")
+    parser.add_argument("--text-weight", type=float, default=0.25, help="their weight, in units of SASRec's score "
+                        "spread (the research setting's default is 0.25)")
     parser.add_argument("--keep-models", type=Path, default=None,
                         help="LLM rows: also save each fitted model (before add_items) in DIR/<row>_seed<seed>, so "
                              "that cold_prefixes.py can try other ID prefixes for the cold items without refitting")
+    parser.add_argument("--split", choices=("test", "valid"), default="test",
+                        help="valid: the same protocol inside the test split's training log (its own SASRec, "
+                             "cached), to choose settings on; results in cold_items_<data>_valid.json")
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     args = parser.parse_args()
     unknown = set(args.rows.split(",")) - set(ROWS)
     if unknown:
         sys.exit(f"unknown rows {sorted(unknown)}; known: {', '.join(ROWS)}")
-    path = results_path(args.data)
+    path = results_path(args.data, args.split)
     result = json.loads(path.read_text()) if args.render else run(args)
-    write_section(args.output, render(result), marker="cold-items")
+    write_section(args.output, render(result, args.split), marker="cold-items" + ("-valid" if args.split == "valid" else ""))
     print(f"wrote {args.output} and {path}", file=sys.stderr)
 
 

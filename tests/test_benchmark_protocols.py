@@ -32,6 +32,45 @@ def test_cold_split_keeps_every_cold_interaction_out_of_training(log):
     assert all(test[i, 1] == sequences[u][-1] for i, u in enumerate(expected))
 
 
+def test_validation_split_holds_out_warm_items_and_never_the_test_cold_ones(log):
+    train, _, cold = cold_items.cold_split(log, 0.10, seed=0)
+    inner, pairs, held = cold_items.validation_split(train, 0.10)
+    assert len(held) == len(cold) and not np.isin(held, cold).any()  # drawn among the warm items
+    assert not np.isin(inner.item_codes, np.concatenate([cold, held])).any()
+    assert np.isin(pairs[:, 1], held).all() and len(pairs) > 0
+
+
+def test_id_vector_rows_rank_a_cold_item_by_its_neighbour_s_ids_and_its_own_words(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from rarec.align._cold_items import nearest_known_items
+
+    data, log, texts, (train, pairs, cold), test = tiny_cold_split(monkeypatch)
+    seen, original = {}, cold_items.full_ranking_metrics
+
+    def spy(scorer, held_out, exclude, **kwargs):
+        seen.update(scorer=scorer, held_out=held_out)
+        return original(scorer, held_out, exclude, **kwargs)
+    monkeypatch.setattr(cold_items, "full_ranking_metrics", spy)
+    args = SimpleNamespace(data=tmp_path, cache=tmp_path / "cf", text_rank=4, text_weight=0.5)
+    warm, warm_text, cold_text = cold_items.warm_catalogue(train, texts, cold)
+    all_text = [warm_text.get(i) for i in warm.items.decode(np.arange(warm.n_items))] + list(cold_text.values())
+    nearest = nearest_known_items(all_text, warm.n_items)
+    columns = {}
+    for name in ("id_vectors", "id_vectors_text_factors"):
+        row = cold_items.id_vectors_row(name, train, test, texts, cold, args)
+        held = seen["held_out"]
+        assert held.shape[1] == warm.n_items + len(cold_text) and (held.indices >= warm.n_items).all()
+        assert held.nnz == len(row["per_user"]["users"]) > 0 and 0.0 <= row["hr@10"] <= 1.0
+        scores = seen["scorer"](np.unique(held.nonzero()[0])).numpy()
+        columns[name] = scores[:, warm.n_items:], scores[:, nearest]
+    # without words a cold item scores as the warm item it borrows from; its own words set it apart
+    assert np.allclose(*columns["id_vectors"], atol=1e-5)
+    assert not np.allclose(*columns["id_vectors_text_factors"], atol=1e-5)
+    assert (row["text_rank"], row["text_weight"]) == (4, 0.5)
+    assert "SASRec + 4 text factors at weight 0.5" in cold_items.label(row["row"], [row])
+
+
 def test_tfidf_scorer_ranks_items_sharing_words_with_the_history_first(log):
     from rarec.data import ItemText
 
@@ -533,3 +572,23 @@ def test_factor_check_checks_text_factors_after_ease_s(log, tmp_path, monkeypatc
         assert cut["narrow"][str(width)] == pytest.approx(kept, abs=1e-6)
         assert 0.0 <= cut["narrow"]["3"] <= 1.0
         assert "| 3 |" in factor_check.render({"machine": "m", "users": 200, "all_users": 200, "rows": [cut]})
+        by_scores = factor_check.check_rank(sasrec, split.train, 4, weight=0.25, l2=50.0, text=(6, 0.5),
+                                            texts=texts, narrow=(width,), narrow_by="scores")
+        assert by_scores["narrow_by_scores"][str(width)] == pytest.approx(kept, abs=1e-4)
+
+
+def test_narrowing_by_scores_is_the_best_rank_k_approximation_of_the_users_scores():
+    factor_check = pytest.importorskip("factor_check")
+    generator = torch.Generator().manual_seed(0)
+    users = torch.randn(300, 12, generator=generator) * torch.linspace(3.0, 0.1, 12)  # users vary unevenly
+    items = torch.randn(50, 12, generator=generator)
+    scores = users.double() @ items.double().T
+    best = torch.linalg.svdvals(scores)[4:].square().sum().sqrt()  # Eckart-Young: the rank-4 error
+    errors = {}
+    for by in ("items", "scores"):
+        user_map, item_map = factor_check.narrow_maps(items, 4, by, lambda h: users[h], np.arange(300))
+        errors[by] = torch.linalg.norm(scores - ((users @ user_map) @ (items @ item_map).T).double())
+        full = factor_check.narrow_maps(items, 12, by, lambda h: users[h], np.arange(300))
+        assert torch.allclose((users @ full[0]) @ (items @ full[1]).T, scores.float(), atol=1e-3)
+    assert errors["scores"] == pytest.approx(best.item(), rel=1e-4)
+    assert errors["items"] > errors["scores"]
