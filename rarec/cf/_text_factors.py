@@ -52,11 +52,14 @@ class TextFactors(IdFactors):
         The known items' texts in item-index order (the vocabulary and its weights are fitted on them).
     scale : float, default 1.0
         Both sides' factor (the score's is its square).
+    vectorizer : fitted TfidfVectorizer, optional
+        The TF-IDF already fitted on ``known_texts`` (it is refitted from them when not given).
     """
 
-    def __init__(self, components: torch.Tensor, known_texts: Sequence[ItemText | None], scale: float = 1.0) -> None:
+    def __init__(self, components: torch.Tensor, known_texts: Sequence[ItemText | None], scale: float = 1.0,
+                 vectorizer=None) -> None:
         self.components, self.known_texts, self.scale = components.float(), list(known_texts), float(scale)
-        self._vectorizer = _vectorizer(self.known_texts)
+        self._vectorizer = _vectorizer(self.known_texts) if vectorizer is None else vectorizer
         if len(self._vectorizer.vocabulary_) != self.components.shape[0]:
             raise ValueError(f"the components cover {self.components.shape[0]} words; the known texts have "
                              f"{len(self._vectorizer.vocabulary_)}.")
@@ -70,10 +73,11 @@ class TextFactors(IdFactors):
         from sklearn.preprocessing import normalize
         from sklearn.utils.extmath import randomized_svd
 
-        rows = normalize(_vectorizer(known_texts).transform(_documents(known_texts)))
+        vectorizer = _vectorizer(known_texts)
+        rows = normalize(vectorizer.transform(_documents(known_texts)))
         rank = max(1, min(rank, *rows.shape))
         _, _, right_t = randomized_svd(rows, rank, random_state=0)
-        return cls(torch.as_tensor(right_t.T.copy()), known_texts)
+        return cls(torch.as_tensor(right_t.T.copy()), known_texts, vectorizer=vectorizer)
 
     @property
     def items(self) -> torch.Tensor:
@@ -98,6 +102,4 @@ class TextFactors(IdFactors):
         return torch.nn.functional.normalize(mean, dim=1) * self.scale
 
     def rescaled(self, factor: float) -> TextFactors:
-        scaled = object.__new__(TextFactors)
-        scaled.__dict__.update(self.__dict__, scale=self.scale * factor)
-        return scaled
+        return TextFactors(self.components, self.known_texts, self.scale * factor, vectorizer=self._vectorizer)

@@ -36,6 +36,19 @@ def test_at_full_rank_the_factors_score_as_the_tfidf_cosine():
     torch.testing.assert_close(factors.users(histories).norm(dim=1), torch.ones(3))
 
 
+def test_the_tfidf_is_fitted_once_and_shared_by_rescaled_factors(monkeypatch):
+    import rarec.cf._text_factors as module
+
+    fitted, original = [], module._vectorizer
+    monkeypatch.setattr(module, "_vectorizer", lambda texts: fitted.append(len(texts)) or original(texts))
+    factors = TextFactors.fit(TEXTS, rank=4)
+    scaled = factors.rescaled(2.0)
+    assert fitted == [len(TEXTS)] and scaled._vectorizer is factors._vectorizer
+    torch.testing.assert_close(scaled.items, 2.0 * factors.items)
+    TextFactors(factors.components, TEXTS)  # loading refits it from the saved texts
+    assert fitted == [len(TEXTS)] * 2
+
+
 def test_truncated_factors_keep_the_leading_directions_and_rescale_quadratically():
     factors = TextFactors.fit(TEXTS, rank=4)
     assert factors.rank == 4 and factors.items.shape == (30, 4) and factors.components.shape[1] == 4
