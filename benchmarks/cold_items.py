@@ -273,7 +273,7 @@ def run(args) -> dict:
 
 def setting(row: dict) -> tuple:
     """What tells two result rows apart: a row re-run with the same setting replaces the old one."""
-    return row["row"], row["seed"], row.get("text_rank"), row.get("text_weight")
+    return row["row"], row.get("seed"), row.get("text_rank"), row.get("text_weight")
 
 
 def render(result: dict, split: str = "test") -> str:
@@ -320,26 +320,31 @@ def same_users(per_user: dict, users: list) -> dict:
 
 
 def paired_lines(result: dict) -> list[str]:
-    """Each LLM row that kept per-user metrics against TF-IDF on the same test users: HR@100's ratio of means (the
+    """Each ID-vector and LLM row that kept per-user metrics against TF-IDF on the same test users: HR@100's ratio of means (the
     issue's target is 1.2x) and the per-user differences ± one standard error, the seeds averaged per user first."""
     tfidf = next((r["per_user"] for r in result["rows"] if r["row"] == "tfidf" and "per_user" in r), None)
-    runs = {name: [r for r in result["rows"] if r["row"] == name and "per_user" in r] for name in LLM_ROWS}
+    runs = {}  # (row, its setting): the runs of its seeds
+    for r in result["rows"]:
+        if r["row"] in ID_ROWS + LLM_ROWS and "per_user" in r:
+            runs.setdefault((r["row"], setting(r)[2:]), []).append(r)
+    runs = {key: runs[key] for key in sorted(runs, key=lambda key: [(v is None, v or 0) for v in key[1]])}
     # a row whose per-user lists were lost keeps the figures they gave (session 18), used when it has no other seed
     kept = {name: [r["paired_with_tfidf"] for r in result["rows"] if r["row"] == name and "paired_with_tfidf" in r]
             for name in LLM_ROWS}
     if tfidf is None or not any(runs.values()) and not any(kept.values()):
         return []
-    lines = ["", "Paired with TF-IDF on the same test users (LLM row − TF-IDF per user, the seeds averaged per user "
+    lines = ["", "Paired with TF-IDF on the same test users (row − TF-IDF per user, the seeds averaged per user "
              "first; ± one standard error; the users the LLM rows evaluate):", "",
              "| row | seeds | HR@100 ÷ TF-IDF's | Δ HR@100 | Δ NDCG@10 | users better / worse (HR@100) |",
              "|---|---|---|---|---|---|"]
-    for name, rows in runs.items():
-        if not rows and kept[name]:
+    for name in ID_ROWS + LLM_ROWS:
+        measured = [rows for key, rows in runs.items() if key[0] == name]
+        if not measured and kept.get(name):  # its per-user lists were lost
             (paired,) = kept[name]
             lines.append(f"| {label(name, [{}])} | 1 | {paired['ratio']:.2f}× | {paired['hr@100'][0]:+.4f} ± "
                          f"{paired['hr@100'][1]:.4f} | {paired['ndcg@10'][0]:+.4f} ± {paired['ndcg@10'][1]:.4f} | "
                          f"{paired['better_worse'][0]} / {paired['better_worse'][1]} |")
-        elif rows:
+        for rows in measured:
             per_user = [r["per_user"] for r in rows]
             same = same_users(tfidf, per_user[0]["users"])
             hr, ndcg = (paired_difference(per_user, same, metric) for metric in ("hr@100", "ndcg@10"))

@@ -152,6 +152,26 @@ def test_cold_item_paired_table_sets_each_llm_row_against_tfidf_user_by_user():
     assert cold_items.paired_lines({"rows": [{"row": "tfidf", "seed": 0, "per_user": tfidf}]}) == []
 
 
+def test_cold_item_tables_keep_each_text_factor_setting_on_a_line_of_its_own():
+    users = [1, 2]
+    tfidf = {"users": users, "hr@100": [1.0, 0.0], "ndcg@10": [0.5, 0.0]}
+    rows = [{"row": "tfidf", "seed": 0, "seconds": 1.0, "per_user": tfidf, "hr@10": 0.5, "ndcg@10": 0.25,
+             "hr@100": 0.5, "ndcg@100": 0.25}]
+    for weight, hit in ((0.5, 1.0), (0.25, 0.0)):
+        per_user = {"users": users, "hr@100": [1.0, hit], "ndcg@10": [0.5, 0.0]}
+        rows.append({"row": "id_vectors_text_factors", "seed": 0, "seconds": 1.0, "text_rank": 8,
+                     "text_weight": weight, "per_user": per_user, "hr@10": 0.5, "ndcg@10": 0.25,
+                     "hr@100": (1.0 + hit) / 2, "ndcg@100": 0.25})
+    result = {"rows": rows, "machine": "m", "cold_items": 4, "items": 40, "test_users": 2}
+    table = cold_items.render(result)
+    assert "SASRec + 8 text factors at weight 0.25 (what the text-factor row distils) | 1 | 0.5000 | 0.2500 | 0.5000 |" \
+        in table
+    (low,) = [line for line in cold_items.paired_lines(result) if "weight 0.25" in line]
+    (high,) = [line for line in cold_items.paired_lines(result) if "weight 0.5" in line]
+    assert "| 1 | 1.00× |" in low and "| 1 | 2.00× |" in high  # each against TF-IDF's 0.5, not averaged
+    assert table.index("weight 0.25") < table.index("weight 0.5")
+
+
 def test_text_teacher_adds_the_scaled_tfidf_cosine_of_history_and_candidate(monkeypatch):
     import rarec._estimator as estimator
     from rarec import RARecommender
