@@ -301,7 +301,7 @@ def render(result: dict, split: str = "test") -> str:
             lines.append(f"| {label(name, rows)} | {len(rows)} | " + " | ".join(
                 cell([r[m] for r in rows]) for m in ("hr@10", "ndcg@10", "hr@100", "ndcg@100"))
                 + f" | {statistics.mean(r['seconds'] for r in rows):.0f} |")
-    return "\n".join(lines + paired_lines(result)) + "\n"
+    return "\n".join(lines + paired_lines(result, "validation" if split == "valid" else "test")) + "\n"
 
 
 def label(name: str, rows: list[dict]) -> str:
@@ -319,7 +319,7 @@ def same_users(per_user: dict, users: list) -> dict:
     return {key: [values[i] for i in rows] for key, values in per_user.items()}
 
 
-def paired_lines(result: dict) -> list[str]:
+def paired_lines(result: dict, who: str = "test") -> list[str]:
     """Each ID-vector and LLM row that kept per-user metrics against TF-IDF on the same test users: HR@100's ratio of means (the
     issue's target is 1.2x) and the per-user differences ± one standard error, the seeds averaged per user first."""
     tfidf = next((r["per_user"] for r in result["rows"] if r["row"] == "tfidf" and "per_user" in r), None)
@@ -333,7 +333,7 @@ def paired_lines(result: dict) -> list[str]:
             for name in LLM_ROWS}
     if tfidf is None or not any(runs.values()) and not any(kept.values()):
         return []
-    lines = ["", "Paired with TF-IDF on the same test users (row − TF-IDF per user, the seeds averaged per user "
+    lines = ["", f"Paired with TF-IDF on the same {who} users (row − TF-IDF per user, the seeds averaged per user "
              "first; ± one standard error; the users the LLM rows evaluate):", "",
              "| row | seeds | HR@100 ÷ TF-IDF's | Δ HR@100 | Δ NDCG@10 | users better / worse (HR@100) |",
              "|---|---|---|---|---|---|"]
