@@ -2,6 +2,7 @@
 
     python benchmarks/cold_items.py --data ../shared/data/amazon-beauty --rows popularity,tfidf
     python benchmarks/cold_items.py --rows rarec,text_only --seeds 0 --users 4000   # LLM rows, CPU preset
+    python benchmarks/cold_items.py --split valid --rows tfidf,id_vectors_text_factors --text-weight 0.5
     python benchmarks/cold_items.py --render
 
 Protocol (issue #16, item 5): a seeded 10% of the items is held out
@@ -17,6 +18,10 @@ Rows:
 - TF-IDF: a classical content baseline; each item is the TF-IDF vector of
   its title and categories, a user the mean of their history's vectors,
   scored by cosine;
+- ID vectors, no LLM: the dot product of the ID vectors an RA-Rec row is
+  taught to reproduce (SASRec's, a cold item borrowing its text
+  neighbour's; with text factors, each item's own TF-IDF factors
+  appended): the ceiling of a student that copies them;
 - RA-Rec: fitted on the training log, then ``add_items`` encodes the cold
   items from their text (their ID prefix is the CF embedding of the warm
   item nearest in TF-IDF of title and categories; the mean CF item embedding
@@ -29,7 +34,14 @@ Rows:
   distilled from the backbone's logits plus 0.25 × the TF-IDF cosine of
   each sample's history and candidate (``objective_study.text_teacher``),
   so the towers learn the content match the TF-IDF row ranks by;
+- RA-Rec with text factors: the ID vectors end in ``--text-rank`` TF-IDF
+  factors at ``--text-weight`` (``rarec.cf.TextFactors``, a research
+  setting), a cold item's its own text's;
 - text-only LLM: the same with ``use_id=False`` (no CF vector in any prompt).
+
+``--split valid`` runs the same protocol inside the test split's training
+log (a second 10% of the items, drawn among the warm ones, held out; its own
+cached SASRec), so that settings are chosen without the test users.
 
 Every row keeps its per-user metrics (under the test users' ids), so that
 the LLM rows are also compared with TF-IDF user by user: HR@100's ratio of
@@ -58,7 +70,7 @@ from common import alignment_overrides, id_factor_overrides, read_dataset, resul
 from objective_study import mean_and_per_user, seeded_users, shared_sasrec, text_teacher
 
 from rarec import RARecommender
-from rarec.cf import PopularityRecommender
+from rarec.cf import CFBackbone, PopularityRecommender
 from rarec.data import InteractionLog
 from rarec.metrics import full_ranking_metrics, paired_difference
 
@@ -152,7 +164,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     many (its cost on a CPU is mostly encoding users); the backbone saw every user either way.
     """
     warm, warm_text, cold_text = warm_catalogue(train, texts, cold)
-    backbone = shared_sasrec(warm, getattr(args, "cache", None) or HERE / "output" / f"cold_items_sasrec_{args.data.name}")
+    backbone = warm_sasrec(warm, args)
     fitted_on, scale = warm, 1.0
     if args.users is not None and args.users < warm.n_users:
         test_users = np.zeros(warm.n_users, dtype=bool)
@@ -181,6 +193,11 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
             "users": int(len(np.unique(fitted_on.user_codes))), **mean_and_per_user(found)}
 
 
+def warm_sasrec(warm: InteractionLog, args) -> CFBackbone:
+    """The one SASRec of a split, fitted on its warm log and cached (``args.cache``, else the test split's folder)."""
+    return shared_sasrec(warm, getattr(args, "cache", None) or HERE / "output" / f"cold_items_sasrec_{args.data.name}")
+
+
 def id_vectors_row(name: str, train: InteractionLog, test: InteractionLog, texts, cold, args) -> dict:
     """The catalogue ranked by the ID vectors alone, no LLM: what an RA-Rec row's towers are taught to reproduce,
     so the most its LLM score can reach by copying them. The cached warm SASRec's user and item vectors; a cold
@@ -191,7 +208,7 @@ def id_vectors_row(name: str, train: InteractionLog, test: InteractionLog, texts
     from rarec.cf import TextFactors
 
     warm, warm_text, cold_text = warm_catalogue(train, texts, cold)
-    backbone = shared_sasrec(warm, getattr(args, "cache", None) or HERE / "output" / f"cold_items_sasrec_{args.data.name}")
+    backbone = warm_sasrec(warm, args)
     all_text = [warm_text.get(i) for i in warm.items.decode(np.arange(warm.n_items))] + list(cold_text.values())
     items = with_cold_items(backbone.item_embeddings().float(), all_text)
     sequences = warm.user_sequences()
@@ -210,9 +227,11 @@ def id_vectors_row(name: str, train: InteractionLog, test: InteractionLog, texts
     held_out = sp.csr_matrix((np.ones(known.sum()), (test.user_codes[known], test_items[known])), shape=shape)
     seen = sp.csr_matrix((trained.data, trained.indices, trained.indptr), shape=shape)
 
+    window = RARecommender().max_history  # the backbone reads what the fit's towers give it
+
     def score(user_codes):
         histories = [sequences[u] for u in user_codes]
-        users = backbone.user_embeddings([h[-RARecommender().max_history:] for h in histories])[:, 0].float()
+        users = backbone.user_embeddings([h[-window:] for h in histories])[:, 0].float()
         if factors is not None:
             users = torch.cat([users, factors.users(histories).float()], dim=1)
         return users @ items.T
@@ -290,8 +309,9 @@ def render(result: dict, split: str = "test") -> str:
                        f"{result['cold_items']:,} of {result['items']:,} items (10%, seed {SPLIT_SEED}) held out of "
                        "training entirely; ")
     lines = [title, "", f"Written by `benchmarks/cold_items.py --split {split}` on {result['machine']}. " + held +
-             f"{result['test_users']:,} {'validation' if split == 'valid' else 'test'} users, each with a cold item as their last interaction; the whole "
-             "catalogue ranked, the user's training items excluded. LLM rows: mean ± std over the seeds run.", "",
+             f"{result['test_users']:,} {'validation' if split == 'valid' else 'test'} users, each with a cold item "
+             "as their last interaction; the whole catalogue ranked, the user's training items excluded. LLM rows: "
+             "mean ± std over the seeds run.", "",
              "| row | seeds | HR@10 | NDCG@10 | HR@100 | NDCG@100 | wall (s) |", "|---|---|---|---|---|---|---|"]
     for name in ROWS:
         settings = {}  # rows of one setting, its seeds together
@@ -320,8 +340,9 @@ def same_users(per_user: dict, users: list) -> dict:
 
 
 def paired_lines(result: dict, who: str = "test") -> list[str]:
-    """Each ID-vector and LLM row that kept per-user metrics against TF-IDF on the same test users: HR@100's ratio of means (the
-    issue's target is 1.2x) and the per-user differences ± one standard error, the seeds averaged per user first."""
+    """Each ID-vector and LLM row that kept per-user metrics against TF-IDF on the same ``who`` users: HR@100's
+    ratio of means (the issue's target is 1.2x) and the per-user differences ± one standard error, the seeds
+    averaged per user first."""
     tfidf = next((r["per_user"] for r in result["rows"] if r["row"] == "tfidf" and "per_user" in r), None)
     runs = {}  # (row, its setting): the runs of its seeds
     for r in result["rows"]:
@@ -384,7 +405,8 @@ def main() -> None:
         sys.exit(f"unknown rows {sorted(unknown)}; known: {', '.join(ROWS)}")
     path = results_path(args.data, args.split)
     result = json.loads(path.read_text()) if args.render else run(args)
-    write_section(args.output, render(result, args.split), marker="cold-items" + ("-valid" if args.split == "valid" else ""))
+    marker = "cold-items" + ("-valid" if args.split == "valid" else "")
+    write_section(args.output, render(result, args.split), marker=marker)
     print(f"wrote {args.output} and {path}", file=sys.stderr)
 
 

@@ -164,8 +164,8 @@ def test_cold_item_tables_keep_each_text_factor_setting_on_a_line_of_its_own():
                      "hr@100": (1.0 + hit) / 2, "ndcg@100": 0.25})
     result = {"rows": rows, "machine": "m", "cold_items": 4, "items": 40, "test_users": 2}
     table = cold_items.render(result)
-    assert "SASRec + 8 text factors at weight 0.25 (what the text-factor row distils) | 1 | 0.5000 | 0.2500 | 0.5000 |" \
-        in table
+    row = "SASRec + 8 text factors at weight 0.25 (what the text-factor row distils) | 1 | 0.5000 | 0.2500 | 0.5000 |"
+    assert row in table
     (low,) = [line for line in cold_items.paired_lines(result) if "weight 0.25" in line]
     (high,) = [line for line in cold_items.paired_lines(result) if "weight 0.5" in line]
     assert "| 1 | 1.00× |" in low and "| 1 | 2.00× |" in high  # each against TF-IDF's 0.5, not averaged
