@@ -209,25 +209,25 @@ def id_vectors_row(name: str, train: InteractionLog, test: InteractionLog, texts
 
     warm, warm_text, cold_text = warm_catalogue(train, texts, cold)
     backbone = warm_sasrec(warm, args)
-    all_text = [warm_text.get(i) for i in warm.items.decode(np.arange(warm.n_items))] + list(cold_text.values())
+    catalogue = list(warm.items.decode(np.arange(warm.n_items))) + list(cold_text)  # raw ids, cold ones last
+    all_text = [warm_text.get(i) for i in catalogue[:warm.n_items]] + list(cold_text.values())
     items = with_cold_items(backbone.item_embeddings().float(), all_text)
     sequences = warm.user_sequences()
+    window = RARecommender().max_history  # the backbone reads what the fit's towers give it
     factors, row = None, {}
     if name == "id_vectors_text_factors":
         histories = [s for s in sequences if len(s)]
         factors = TextFactors.fit(all_text[:warm.n_items], args.text_rank).scaled_to(
-            args.text_weight, histories, lambda rows: backbone.score_histories([histories[r] for r in rows]))
+            args.text_weight, histories, lambda rows: backbone.score_histories([histories[r][-window:] for r in rows]))
         items = torch.cat([items, factors.for_texts(all_text).float()], dim=1)
         row = {"text_rank": args.text_rank, "text_weight": args.text_weight}
-    where = {raw: i for i, raw in enumerate(list(warm.items.decode(np.arange(warm.n_items))) + list(cold_text))}
+    where = {raw: i for i, raw in enumerate(catalogue)}
     test_items = np.array([where.get(raw, -1) for raw in test.items.decode(test.item_codes)])
     # as the LLM rows' evaluate, which leaves out users it never saw and cold items with no text (never added)
     known = np.array([len(sequences[u]) > 0 for u in test.user_codes]) & (test_items >= 0)
     shape, trained = (warm.n_users, len(where)), warm.to_csr()
     held_out = sp.csr_matrix((np.ones(known.sum()), (test.user_codes[known], test_items[known])), shape=shape)
     seen = sp.csr_matrix((trained.data, trained.indices, trained.indptr), shape=shape)
-
-    window = RARecommender().max_history  # the backbone reads what the fit's towers give it
 
     def score(user_codes):
         histories = [sequences[u] for u in user_codes]

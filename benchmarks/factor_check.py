@@ -187,7 +187,8 @@ def main() -> None:
             for row in rows:  # narrow cuts measured before and not now are kept too
                 row.update({key: before[setting(row)][key] for key in NARROW_KEYS.values()
                             if key not in row and key in before.get(setting(row), {})})
-            rows = [r for key, r in before.items() if key not in {setting(r) for r in rows}] + rows
+            measured = {setting(r) for r in rows}
+            rows = [r for key, r in before.items() if key not in measured] + rows
         rows.sort(key=lambda r: (-r.get("l2", 200.0), r.get("weight", 0.25), r["rank"], r.get("text_rank", 0),
                                  r.get("text_weight", 0.0)))
         result = {"dataset": args.data.name, "users": n_users, "all_users": log.n_users, "rows": rows,
