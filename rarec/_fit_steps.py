@@ -17,6 +17,7 @@ from ._distributed import Group
 from ._fit_checkpoint import FitCheckpointer
 from .align import (AlignmentSamples, Towers, all_next_item_samples, select_alignment_samples,
                     select_random_samples)
+from .align._cold_items import nearest_other_items
 from .align._cooccurrence_teacher import validation_check
 from .cf import EASE, CFBackbone, CooccurrenceFactors, TextFactors, TrainingConfig, make_backbone
 from .data import InteractionLog, ItemTextTable
@@ -71,9 +72,11 @@ def text_factors(rec: RARecommender, backbone: CFBackbone, sequences: list[np.nd
                  texts: list, before: CooccurrenceFactors | None) -> tuple[TextFactors | None, dict | None]:
     """The known items' TF-IDF factors (:class:`TextFactors`; rank and weight: :func:`_params.id_factor_settings`'s,
     off unless a benchmark turns them on) scaled to that weight x the backbone's score spread, and what the
-    validation check found: they must rank the validation items better added to the backbone and the factors
-    ``before`` them than without. ``None`` (and no check) when off or when no item text holds a word; ``None``
-    after a check they lost."""
+    validation check found. Added to the backbone and the factors ``before`` them, they must improve the
+    validation NDCG@10 on average over two rankings: of the validation items as they are, and of the same items
+    as if added after fit (the ID vector borrowed from the nearest item by text, as ``add_items`` gives it; the
+    text factors their own), since ranking such items is what the words are for. ``None`` (and no check) when off
+    or when no item text holds a word; ``None`` after a check they lost."""
     settings = _params.id_factor_settings(rec)
     if settings.text_rank == 0 or settings.text_weight <= 0:
         return None, None
@@ -83,14 +86,16 @@ def text_factors(rec: RARecommender, backbone: CFBackbone, sequences: list[np.nd
         warnings.warn("text factors: no item text holds a word (was item_text given?); the ID vectors carry no "
                       "text factors.", UserWarning, stacklevel=3)
         return None, None
-    return _scaled_and_checked(rec, backbone, sequences, valid, fitted, settings.text_weight, before, "text_factors")
+    return _scaled_and_checked(rec, backbone, sequences, valid, fitted, settings.text_weight, before, "text_factors",
+                               neighbours=nearest_other_items(texts[:backbone.n_items_]))
 
 
 def _scaled_and_checked(rec: RARecommender, backbone: CFBackbone, sequences: list[np.ndarray],
                         valid: InteractionLog | None, fitted, weight: float, before: CooccurrenceFactors | None,
-                        name: str) -> tuple[Any, dict | None]:
+                        name: str, neighbours: np.ndarray | None = None) -> tuple[Any, dict | None]:
     """``fitted`` scaled to ``weight`` x the backbone's score spread, kept if the backbone plus ``before`` (if any)
-    ranks the validation items worse without it than with it (always kept without validation items)."""
+    ranks the validation items worse without it than with it (always kept without validation items; with
+    ``neighbours``, on average over the items as they are and as if added after fit: :func:`validation_check`)."""
     def backbone_alone(histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:  # as the towers read it
         return backbone.score_histories([h[-rec.max_history:] for h in histories], users)
 
@@ -104,7 +109,7 @@ def _scaled_and_checked(rec: RARecommender, backbone: CFBackbone, sequences: lis
     if valid is None:
         return factors, None
     check = validation_check(sequences, valid.to_csr(), backbone_scores,
-                             lambda histories, seen: factors.score(histories), name)
+                             lambda histories, seen: factors.score(histories), name, neighbours)
     return (factors if check["kept"] else None), {"rank": factors.rank, **check}
 
 

@@ -10,15 +10,16 @@ co-occurrence teacher and history pooling became defaults, and when the co-occur
 of the fit fails here. Regenerate it only for a change meant to alter results,
 and say so in the changelog: ``python -m tests.test_pinned_fit``.
 
-Floats are compared to 1e-4 of each tensor's largest magnitude, and never
-tighter than 1e-5: CPUs with different vector units (AVX2 against AVX-512,
-with or without AVX-512 FP16/BF16) round matrix products differently, which
-moved a prefix weight by 2e-6 of 0.13 when the reference was written
-elsewhere, and the output heads' last MLP layers (zero at the start, so of
-size 6e-3 after the fit) by 3e-6 on another CPU. The rounding error is
-absolute, not relative to a tensor that starts at zero, hence the floor. A
-refactoring that changes the fit moves weights by orders of magnitude more,
-and the recommended ids must still match exactly.
+Floats are compared to 2e-3 of each tensor's largest magnitude, and never
+tighter than 5e-5: CPUs with different vector units (AVX2 against AVX-512,
+with or without AVX-512 FP16/BF16, Intel against AMD) round matrix products
+differently, which moved a prefix weight by 2e-6 of 0.13 when the reference
+was written elsewhere, the output heads' last MLP layers (zero at the start,
+so of size 6e-3 after the fit) by 3e-6 on another CPU, and on an AMD EPYC
+the item prefix by 1.1e-4 of 0.097 and that MLP layer by 1.5e-5. The rounding
+error is absolute, not relative to a tensor that starts at zero, hence the
+floor. A refactoring that changes the fit moves weights by orders of magnitude
+more, and the recommended ids must still match exactly.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def test_fit_matches_the_pinned_reference(name, tmp_path):
     for key, expected in reference.items():
         if expected.dtype.is_floating_point:
             scale = float(expected.abs().max()) if expected.numel() else 1.0
-            torch.testing.assert_close(got[key], expected, rtol=1e-4, atol=max(1e-4 * scale, 1e-5), msg=key)
+            torch.testing.assert_close(got[key], expected, rtol=2e-3, atol=max(2e-3 * scale, 5e-5), msg=key)
         else:
             assert torch.equal(got[key], expected), key
 

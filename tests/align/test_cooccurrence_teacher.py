@@ -8,7 +8,7 @@ import torch
 import rarec.align._trainer as trainer
 from rarec.align._trainer import distillation_loss
 from rarec.align import all_next_item_samples
-from rarec.align._cooccurrence_teacher import CooccurrenceTeacher, cooccurrence_teacher
+from rarec.align._cooccurrence_teacher import CooccurrenceTeacher, cooccurrence_teacher, validation_check
 from rarec.cf import EASE
 
 from rarec.testing import tiny_llm
@@ -75,6 +75,34 @@ def test_the_check_keeps_the_teacher_only_where_it_ranks_validation_items_better
     assert helped["kept"] and helped["valid_ndcg@10_with_teacher"] == 1.0 > helped["valid_ndcg@10_backbone"]
     perfect = teacher.validation_check(sequences, held_out, oracle)  # a tie at 1.0 is no reason to add it
     assert not perfect["kept"] and perfect["valid_ndcg@10_backbone"] == 1.0
+
+
+def test_the_check_with_neighbours_also_ranks_the_validation_items_as_if_added_after_fit():
+    # each user's validation item is the text partner (0-1, 2-3) of their history's item; the backbone knows them
+    # all, but an item added after fit borrows its partner's score, which is noise
+    sequences = [np.array([u % 2 * 2]) for u in range(40)]
+    held_out = sp.csr_matrix((np.ones(40), (np.arange(40), [u % 2 * 2 + 1 for u in range(40)])), shape=(40, 5))
+    noise = torch.as_tensor(np.random.default_rng(0).normal(size=(40, 5)), dtype=torch.float32)
+
+    def oracle(histories, users):  # every validation item first; the rest noise
+        return torch.as_tensor(held_out[users].toarray() * 100.0, dtype=torch.float32) + noise[users]
+
+    def words(histories, seen):  # the history's text partner
+        partner = torch.zeros(len(histories), 5)
+        partner[torch.arange(len(histories)), torch.as_tensor([int(h[-1]) ^ 1 for h in histories])] = 50.0
+        return partner
+
+    plain = validation_check(sequences, held_out, oracle, words, "text_factors")
+    assert not plain["kept"] and "valid_ndcg@10_as_added_backbone" not in plain  # a tie at 1.0
+    both = validation_check(sequences, held_out, oracle, words, "text_factors", np.array([1, 0, 3, 2, -1]))
+    assert both["kept"] and both["valid_ndcg@10_backbone"] == both["valid_ndcg@10_with_text_factors"] == 1.0
+    assert both["valid_ndcg@10_as_added_backbone"] < 1.0 == both["valid_ndcg@10_as_added_with_text_factors"]
+    # words that push each validation item down are not kept
+    hurt = validation_check(sequences, held_out, lambda h, u: oracle(h, u) * 0.01, lambda h, s: -words(h, s),
+                            "text_factors", np.array([1, 0, 3, 2, -1]))
+    assert not hurt["kept"] and hurt["valid_ndcg@10_with_text_factors"] < hurt["valid_ndcg@10_backbone"]
+    alone = validation_check(sequences, held_out, oracle, words, "text_factors", np.full(5, -1))
+    assert alone == plain  # no validation item has a neighbour: the known items alone decide
 
 
 def test_the_check_scores_users_in_batches_with_the_same_result(monkeypatch):

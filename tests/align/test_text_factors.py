@@ -10,6 +10,7 @@ import torch
 
 import rarec._fit_steps as fit_steps
 from rarec import RARecommender, _params
+from rarec.align._cold_items import nearest_other_items
 from rarec.cf import TextFactors, history_matrix
 from rarec.data import ItemText
 from rarec.testing import tiny_llm
@@ -112,16 +113,19 @@ def test_the_text_check_ranks_against_the_backbone_plus_the_kept_cooccurrence_fa
     X, _, text = synthetic_split()
     seen = {}
 
-    def check(sequences, held_out, backbone_scores, added_scores, name):
+    def check(sequences, held_out, backbone_scores, added_scores, name, neighbours=None):
         histories = [np.asarray(s) for s in sequences[:3]]
-        seen[name] = histories, backbone_scores(histories, np.arange(3))
+        seen[name] = histories, backbone_scores(histories, np.arange(3)), neighbours
         return {"valid_ndcg@10_backbone": 0.5, f"valid_ndcg@10_with_{name}": 0.6, "kept": True}
 
     monkeypatch.setattr(fit_steps, "validation_check", check)
     with with_text_factors(6):
         rec = small(tiny_llm(text), cooccurrence_factors=4).fit(X, item_text=text)
-    histories, before = seen["factors"]
+    histories, before, none = seen["factors"]
     torch.testing.assert_close(seen["text_factors"][1] - before, rec.towers_.factors.score(histories))
+    # only the text factors are also checked on the validation items as if added after fit
+    texts = rec.towers_.texts[:rec.backbone_.n_items_]
+    assert none is None and np.array_equal(seen["text_factors"][2], nearest_other_items(texts))
 
 
 @pytest.mark.parametrize("kept", [True, False])
