@@ -102,15 +102,19 @@ def validation_check(sequences: Sequence[np.ndarray], held_out: sp.csr_matrix,
     With ``neighbours`` (each item's nearest other item by text, ``-1`` for none) the validation items are also
     ranked *as if added after fit*: an added item borrows its nearest known item's ID vector
     (:mod:`._cold_items`), so its backbone score is its neighbour's, while ``added_scores`` stays its own (items
-    without a neighbour are left out of this second ranking; without any, it is skipped). ``kept`` is then whether the mean of the two
-    relative changes of NDCG@10 (known, as added) is positive; both as-added NDCG@10s are returned too
-    (``valid_ndcg@10_as_added_backbone`` and ``..._as_added_with_<name>``).
+    without a neighbour are left out of this second ranking; without any, it is skipped). ``kept`` is then
+    whether the mean of the two relative changes of NDCG@10 (known, as added) is positive; both as-added
+    NDCG@10s are returned too (``valid_ndcg@10_as_added_backbone`` and ``..._as_added_with_<name>``).
     """
     users = np.flatnonzero(held_out.getnnz(axis=1) > 0)
     users = np.sort(np.random.default_rng(0).permutation(users)[:_CHECK_USERS])
     histories = [np.asarray(sequences[u]) for u in users]
     seen = history_matrix(histories, held_out.shape[1])
     held = held_out[users].tocsr()
+    borrowing = None  # the validation items that borrow a neighbour's ID vector when added after fit
+    if neighbours is not None:
+        borrowing = held.multiply(sp.csr_matrix(neighbours[None, :] >= 0)).tocsr()
+        borrowing.eliminate_zeros()
 
     def scorer(with_added: bool, as_added: bool) -> Callable[[np.ndarray], torch.Tensor]:  # rows of ``users``
         def scores(rows: np.ndarray) -> torch.Tensor:
@@ -126,16 +130,13 @@ def validation_check(sequences: Sequence[np.ndarray], held_out: sp.csr_matrix,
         return scores
 
     def ndcg(with_added: bool, as_added: bool) -> float:
-        targets = held
-        if as_added:  # only the items that borrow a neighbour's ID vector
-            targets = held.multiply(sp.csr_matrix(neighbours[None, :] >= 0)).tocsr()
-            targets.eliminate_zeros()
+        targets = borrowing if as_added else held
         return full_ranking_metrics(scorer(with_added, as_added), targets, seen, ks=[10], metrics=["ndcg"],
                                     batch_size=_CHECK_BATCH)["ndcg@10"]
 
     known = [ndcg(with_added, False) for with_added in (False, True)]
     found = {"valid_ndcg@10_backbone": known[0], f"valid_ndcg@10_with_{name}": known[1]}
-    if neighbours is None or not (held.multiply(sp.csr_matrix(neighbours[None, :] >= 0))).nnz:
+    if borrowing is None or not borrowing.nnz:
         kept = known[1] > known[0]
     else:
         added = [ndcg(with_added, True) for with_added in (False, True)]
