@@ -121,11 +121,10 @@ def validation_check(sequences: Sequence[np.ndarray], held_out: sp.csr_matrix,
             batch = [histories[r] for r in rows]
             alone = backbone_scores(batch, users[rows]).float()
             if as_added:  # each validation item's backbone score is its neighbour's
-                pairs = held[rows].tocoo()
-                found = neighbours[pairs.col] >= 0
-                rows_, cols = torch.as_tensor(pairs.row[found]), torch.as_tensor(pairs.col[found])
+                pairs = borrowing[rows].tocoo()
+                rows_, cols = torch.as_tensor(pairs.row), torch.as_tensor(pairs.col)
                 alone = alone.clone()
-                alone[rows_, cols] = alone[rows_, torch.as_tensor(neighbours[pairs.col[found]])]
+                alone[rows_, cols] = alone[rows_, torch.as_tensor(neighbours[pairs.col])]
             return alone + added_scores(batch, seen[rows]).float() if with_added else alone
         return scores
 
