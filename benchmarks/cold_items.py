@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import statistics
 import sys
@@ -400,6 +401,9 @@ def main() -> None:
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     args = parser.parse_args()
+    # the fit's own checks (which ID-vector factors it keeps, and why) show within minutes, not after the whole row
+    logging.basicConfig(format="%(name)s: %(message)s")
+    logging.getLogger("rarec").setLevel(logging.INFO)
     unknown = set(args.rows.split(",")) - set(ROWS)
     if unknown:
         sys.exit(f"unknown rows {sorted(unknown)}; known: {', '.join(ROWS)}")
