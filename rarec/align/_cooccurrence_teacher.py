@@ -141,9 +141,9 @@ def validation_check(sequences: Sequence[np.ndarray], held_out: sp.csr_matrix,
         added = [ndcg(with_added, True) for with_added in (False, True)]
         found.update({"valid_ndcg@10_as_added_backbone": added[0], f"valid_ndcg@10_as_added_with_{name}": added[1]})
         kept = (_relative_change(*known) + _relative_change(*added)) / 2 > 0
-        logger.info("cooccurrence %s, validation items as if added after fit: NDCG@10 %.4f with it, %.4f with the "
+        logger.info("validation check of the %s, the items as if added after fit: NDCG@10 %.4f with it, %.4f with the "
                     "backbone alone", name, added[1], added[0])
-    logger.info("cooccurrence %s: validation NDCG@10 %.4f with it, %.4f with the backbone alone: %s", name,
+    logger.info("validation check of the %s: NDCG@10 %.4f with it, %.4f with the backbone alone: %s", name,
                 known[1], known[0], "kept" if kept else "not used")
     return {**found, "kept": bool(kept)}
 

@@ -121,11 +121,11 @@ def test_the_text_check_ranks_against_the_backbone_plus_the_kept_cooccurrence_fa
     monkeypatch.setattr(fit_steps, "validation_check", check)
     with with_text_factors(6):
         rec = small(tiny_llm(text), cooccurrence_factors=4).fit(X, item_text=text)
-    histories, before, none = seen["factors"]
+    histories, before, factor_neighbours = seen["factors"]
     torch.testing.assert_close(seen["text_factors"][1] - before, rec.towers_.factors.score(histories))
     # only the text factors are also checked on the validation items as if added after fit
     texts = rec.towers_.texts[:rec.backbone_.n_items_]
-    assert none is None and np.array_equal(seen["text_factors"][2], nearest_other_items(texts))
+    assert factor_neighbours is None and np.array_equal(seen["text_factors"][2], nearest_other_items(texts))
 
 
 @pytest.mark.parametrize("kept", [True, False])
