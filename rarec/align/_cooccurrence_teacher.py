@@ -116,26 +116,35 @@ def validation_check(sequences: Sequence[np.ndarray], held_out: sp.csr_matrix,
         borrowing = held.multiply(sp.csr_matrix(neighbours[None, :] >= 0)).tocsr()
         borrowing.eliminate_zeros()
 
-    def scorer(with_added: bool, as_added: bool) -> Callable[[np.ndarray], torch.Tensor]:  # rows of ``users``
-        def scores(rows: np.ndarray) -> torch.Tensor:
-            batch = [histories[r] for r in rows]
-            alone = backbone_scores(batch, users[rows]).float()
+    # each batch of users is scored once (backbone and added scores), then ranked up to four ways:
+    # (with_added, as_added) = (False, False), (True, False), and with ``borrowing`` (False, True), (True, True)
+    per_user: dict[tuple[bool, bool], list[np.ndarray]] = {}
+    for start in range(0, len(users), _CHECK_BATCH):
+        rows = np.arange(start, min(start + _CHECK_BATCH, len(users)))
+        batch = [histories[r] for r in rows]
+        alone = backbone_scores(batch, users[rows]).float()
+        extra = added_scores(batch, seen[rows]).float()
+        for as_added in (False, True) if borrowing is not None else (False,):
+            targets = (borrowing if as_added else held)[rows]
+            if not targets.nnz:
+                continue
+            scores = alone
             if as_added:  # each validation item's backbone score is its neighbour's
-                pairs = borrowing[rows].tocoo()
-                rows_, cols = torch.as_tensor(pairs.row), torch.as_tensor(pairs.col)
-                alone = alone.clone()
-                alone[rows_, cols] = alone[rows_, torch.as_tensor(neighbours[pairs.col])]
-            return alone + added_scores(batch, seen[rows]).float() if with_added else alone
-        return scores
+                pairs = targets.tocoo()
+                scores = alone.clone()
+                scores[torch.as_tensor(pairs.row), torch.as_tensor(pairs.col)] = \
+                    alone[torch.as_tensor(pairs.row), torch.as_tensor(neighbours[pairs.col])]
+            for with_added in (False, True):
+                found = full_ranking_metrics(scores + extra if with_added else scores, targets, seen[rows], ks=[10],
+                                             metrics=["ndcg"], batch_size=len(rows), per_user=True)
+                per_user.setdefault((with_added, as_added), []).append(found["ndcg@10"])
 
     def ndcg(with_added: bool, as_added: bool) -> float:
-        targets = borrowing if as_added else held
-        return full_ranking_metrics(scorer(with_added, as_added), targets, seen, ks=[10], metrics=["ndcg"],
-                                    batch_size=_CHECK_BATCH)["ndcg@10"]
+        return float(np.concatenate(per_user[with_added, as_added]).mean())
 
     known = [ndcg(with_added, False) for with_added in (False, True)]
     found = {"valid_ndcg@10_backbone": known[0], f"valid_ndcg@10_with_{name}": known[1]}
-    if borrowing is None or not borrowing.nnz:
+    if (False, True) not in per_user:  # no validation item has a neighbour by text (or no neighbours given)
         kept = known[1] > known[0]
     else:
         added = [ndcg(with_added, True) for with_added in (False, True)]
