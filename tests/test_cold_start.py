@@ -79,6 +79,26 @@ def test_an_added_items_prefix_does_not_depend_on_what_else_is_added(with_new_it
     torch.testing.assert_close(one_by_one.towers_.item_cf[n + 1, 0], rec.towers_.item_cf[n, 0])
 
 
+def test_adding_items_one_call_at_a_time_reuses_the_text_index_and_prompts(with_new_items, monkeypatch):
+    from rarec.align import _cold_items
+
+    _, before, rec = with_new_items
+    n = before.n_items_
+    fitted = []
+    original = _cold_items.TextNeighbours.__init__
+    monkeypatch.setattr(_cold_items.TextNeighbours, "__init__",
+                        lambda self, known: (fitted.append(len(known)), original(self, known))[1])
+    rec.add_items({1001: "A brand new film"})
+    tokens = rec.towers_.item_tokens
+    rec.add_items({1002: before.towers_.texts[5].title})
+    assert fitted == [n]  # the known items' TF-IDF is fitted by the first call alone
+    assert rec.towers_.item_tokens is tokens and len(tokens) == n + 2  # the prompts are extended, not rebuilt
+    together = copy.deepcopy(before)
+    together.add_items({1001: "A brand new film", 1002: before.towers_.texts[5].title})
+    assert rec.towers_.item_tokens == together.towers_.item_tokens
+    torch.testing.assert_close(rec.item_vectors_, together.item_vectors_)
+
+
 def test_a_history_may_name_new_items(with_new_items):
     _, _, rec = with_new_items
     rec.add_items({1001: "A brand new film"})

@@ -32,6 +32,47 @@ from ..data import ItemText
 _CHUNK = 2048
 
 
+class TextNeighbours:
+    """The known items' TF-IDF vectors of ``title (categories)``, fitted once: the nearest known item of any text.
+
+    ``add_items`` keeps one for the fitted catalogue, so that adding items one
+    call at a time does not refit the vectorizer on every known item's text.
+    """
+
+    def __init__(self, known: Sequence[ItemText | None]) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.preprocessing import normalize
+
+        self.n_known = len(known)
+        self._vectorizer = TfidfVectorizer(sublinear_tf=True)
+        try:
+            self._known_t = normalize(self._vectorizer.fit_transform(_documents(known))).T.tocsr()
+        except ValueError:  # no known item has a word the vectorizer keeps
+            self._known_t = None
+
+    def nearest(self, texts: Sequence[ItemText | None], first_known: int | None = None) -> np.ndarray:
+        """For each text, the index of the most similar known item (cosine; ties go to the lower index), ``-1``
+        where it shares no word with any. ``first_known``: the texts are the known items from that index on, and
+        none is its own neighbour (a duplicate title still is)."""
+        from sklearn.preprocessing import normalize
+
+        nearest = np.full(len(texts), -1, dtype=np.int64)
+        if not len(nearest) or self._known_t is None:
+            return nearest
+        documents = _documents(texts)
+        for begin in range(0, len(nearest), _CHUNK):
+            query = normalize(self._vectorizer.transform(documents[begin:begin + _CHUNK]))
+            similarity = (query @ self._known_t).tocoo()
+            if first_known is not None:
+                similarity.data[similarity.col == similarity.row + first_known + begin] = 0.0
+            similarity = similarity.tocsr()
+            similarity.eliminate_zeros()
+            best = np.asarray(similarity.argmax(axis=1)).ravel()
+            found = similarity.max(axis=1).toarray().ravel() > 0
+            nearest[begin:begin + len(best)] = np.where(found, best, -1)
+        return nearest
+
+
 def nearest_known_items(texts: Sequence[ItemText | None], n_known: int) -> np.ndarray:
     """For each item after the first ``n_known``, the index of the known item whose text is most similar.
 
@@ -39,50 +80,30 @@ def nearest_known_items(texts: Sequence[ItemText | None], n_known: int) -> np.nd
     ties go to the lower index. ``-1`` where an item shares no word with any
     known item's text (or no known item has text).
     """
-    return _nearest(texts, n_known, first=n_known)
+    return TextNeighbours(texts[:n_known]).nearest(texts[n_known:])
 
 
 def nearest_other_items(texts: Sequence[ItemText | None]) -> np.ndarray:
     """For each item, the index of the most similar *other* item by text (as :func:`nearest_known_items`, with
     every item known): the ID an item borrows when training teaches the towers to rank items added later."""
-    return _nearest(texts, len(texts), first=0)
+    return TextNeighbours(texts).nearest(texts, first_known=0)
 
 
-def _nearest(texts: Sequence[ItemText | None], n_known: int, first: int) -> np.ndarray:
-    """The most similar of the first ``n_known`` items for each item from ``first`` on, never the item itself."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.preprocessing import normalize
-
-    documents = [t.render() if t is not None else "" for t in texts]
-    nearest = np.full(len(documents) - first, -1, dtype=np.int64)
-    if not len(nearest):
-        return nearest
-    vectorizer = TfidfVectorizer(sublinear_tf=True)
-    try:
-        known = normalize(vectorizer.fit_transform(documents[:n_known]))
-    except ValueError:  # no known item has a word the vectorizer keeps
-        return nearest
-    known_t = known.T.tocsr()
-    for begin in range(0, len(nearest), _CHUNK):
-        query = normalize(vectorizer.transform(documents[first + begin:first + begin + _CHUNK]))
-        similarity = (query @ known_t).tocoo()
-        itself = similarity.col == similarity.row + first + begin
-        similarity.data[itself] = 0.0  # an item is not its own neighbour (a duplicate title still is)
-        similarity = similarity.tocsr()
-        similarity.eliminate_zeros()
-        best = np.asarray(similarity.argmax(axis=1)).ravel()
-        found = similarity.max(axis=1).toarray().ravel() > 0
-        nearest[begin:begin + len(best)] = np.where(found, best, -1)
-    return nearest
+def _documents(texts: Sequence[ItemText | None]) -> list[str]:
+    return [t.render() if t is not None else "" for t in texts]
 
 
-def with_cold_items(embeddings: torch.Tensor, texts: Sequence[ItemText | None]) -> torch.Tensor:
+def with_cold_items(embeddings: torch.Tensor, texts: Sequence[ItemText | None],
+                    neighbours: TextNeighbours | None = None) -> torch.Tensor:
     """CF item embeddings (n, d) extended to one row per text: an added item gets its nearest known item's
-    embedding (:func:`nearest_known_items`), or the mean embedding when it shares no word with any."""
+    embedding (:func:`nearest_known_items`; ``neighbours``, the known items' index, when one is kept), or the
+    mean embedding when it shares no word with any."""
     n_known = embeddings.shape[0]
     if len(texts) <= n_known:
         return embeddings
-    return torch.cat([embeddings, _embeddings_of(embeddings, nearest_known_items(texts, n_known))])
+    if neighbours is None:
+        neighbours = TextNeighbours(texts[:n_known])
+    return torch.cat([embeddings, _embeddings_of(embeddings, neighbours.nearest(texts[n_known:]))])
 
 
 def borrowed_embeddings(embeddings: torch.Tensor, texts: Sequence[ItemText | None]) -> torch.Tensor:

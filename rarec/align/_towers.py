@@ -24,7 +24,7 @@ from .._errors import LLMMismatchError, ModelFormatError
 from ..cf import CFBackbone, CooccurrenceFactors, TextFactors, history_matrix
 from ..data import ItemText
 from ..llm import FrozenLLM, LLMSpec, PromptBuilder
-from ._cold_items import with_cold_items
+from ._cold_items import TextNeighbours, with_cold_items
 from ._projector import PrefixConfig, PrefixProjector
 from ._two_tower import OutputHeads, TwoTowerAligner
 
@@ -95,6 +95,7 @@ class Towers:
         self._llm = llm
         self._prompts: PromptBuilder | None = None
         self._item_tokens: list[list[int]] | None = None
+        self._neighbours: TextNeighbours | None = None  # the known items' TF-IDF index, built by the first add_items
         items = backbone.item_embeddings()
         if factors is not None:
             items = torch.cat([items, factors.items], dim=1)
@@ -178,11 +179,13 @@ class Towers:
         """The most recent ``max_history`` items of a history (what the CF backbone and prompts see)."""
         return history[-self.settings.max_history:]
 
-    def _item_id_vectors(self, known: torch.Tensor, texts: Sequence[ItemText | None]) -> torch.Tensor:
+    def _item_id_vectors(self, known: torch.Tensor, texts: Sequence[ItemText | None],
+                         neighbours: TextNeighbours | None = None) -> torch.Tensor:
         """The ID vectors (len(texts), d) of the items with these texts, given the known items' vectors before
         the text factors (``known``, the backbone's plus the co-occurrence factors): an item added after fit
-        borrows them from its nearest known item by text; the text factors are each item's own."""
-        borrowed = with_cold_items(known, texts)
+        borrows them from its nearest known item by text (``neighbours``: the known items' index, if kept); the
+        text factors are each item's own."""
+        borrowed = with_cold_items(known, texts, neighbours)
         if self.text_factors is None:
             return borrowed
         return torch.cat([borrowed, self.text_factors.for_texts(texts)], dim=1)
@@ -287,11 +290,17 @@ class Towers:
         first, n_known = self.n_items, self.backbone.n_items_
         borrowed = self.item_cf.shape[2] - (0 if self.text_factors is None else self.text_factors.rank)
         # only the new rows: an added item's prefix depends on the known items and its own text alone
+        if getattr(self, "_neighbours", None) is None:  # fitted once (the known items never change); not pickled
+            self._neighbours = TextNeighbours(self.texts[:n_known])
         added = self._item_id_vectors(self.item_cf[:n_known, 0, :borrowed],
-                                      self.texts[:n_known] + list(texts))[n_known:]
+                                      self.texts[:n_known] + list(texts), self._neighbours)[n_known:]
         self.item_cf = torch.cat([self.item_cf, added[:, None, :]])
         self.texts += list(texts)
-        self._prompts, self._item_tokens, self.item_outputs = None, None, None
+        if self._prompts is not None:  # the known items' prompts stay as they are; only the new ones are built
+            self._prompts.extend(texts)
+            if self._item_tokens is not None:
+                self._item_tokens += [self._prompts.item_tokens(i) for i in range(first, self.n_items)]
+        self.item_outputs = None
         return np.arange(first, self.n_items)
 
     # ------------------------------------------------------------ persistence
@@ -376,7 +385,8 @@ class Towers:
     def __getstate__(self) -> dict:
         # Pickles never carry the frozen LLM: it is reloaded (and checked) on first use.
         state = dict(self.__dict__)
-        state.update(_llm=None, _prompts=None, _item_tokens=None, item_states=None, item_outputs=None)
+        state.update(_llm=None, _prompts=None, _item_tokens=None, item_states=None, item_outputs=None,
+                     _neighbours=None)
         return state
 
     def __deepcopy__(self, memo: dict) -> Towers:

@@ -52,6 +52,11 @@ class PromptBuilder:
         self.user_template, self.item_template = user_template, item_template
         self.n_history_titles, self.max_prompt_tokens = n_history_titles, max_prompt_tokens
 
+    def extend(self, texts: Sequence[ItemText | None]) -> None:
+        """Append the texts of items added to the catalogue (their indices follow the known items')."""
+        self.titles += [NO_TEXT if t is None else t.title for t in texts]
+        self.rendered += [NO_TEXT if t is None else t.render() for t in texts]
+
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text)["input_ids"])
 
