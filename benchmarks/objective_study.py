@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from common import (DATASET_TITLES, SETTINGS, alignment_overrides, dataset_suffix, id_factor_overrides, read_dataset,
-                    results_json, write_section)
+from common import (DATASET_TITLES, SETTINGS, alignment_overrides, cached_prompt_states, dataset_suffix,
+                    id_factor_overrides, read_dataset, results_json, write_section)
 
 import rarec._estimator as estimator
 from rarec import RARecommender
@@ -45,6 +45,8 @@ from rarec.metrics import full_ranking_metrics, paired_difference
 from rarec.model_selection import leave_last_out
 
 HERE = Path(__file__).resolve().parent
+#: Where the fits keep their once-per-fit prompt pass for later fits (``common.cached_prompt_states``).
+PROMPT_CACHE = HERE / "output" / "prompt_states"
 #: The CPU preset of alignment_quality.py (1% of the training samples, one epoch) with the objective this study
 #: started from (no random extras, no distillation, no output heads); each variant says what it changes.
 BASE = dict(sample_fraction=0.01, epochs=1, n_random_negatives=0, distill=0.0, head_epochs=0, cooccurrence_teacher=0.0,
@@ -254,10 +256,11 @@ def mean_and_per_user(found: dict) -> dict:
 
 
 def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_scale: float = 1.0,
-                everyone=None, keep: Path | None = None) -> dict:
+                everyone=None, keep: Path | None = None, prompt_cache: Path | None = PROMPT_CACHE) -> dict:
     """One RA-Rec fit; ``sample_scale`` multiplies sample_fraction (a user subset keeps the full data's count);
     ``everyone``: the training log of every user (``split``'s may be a subset), for :data:`EASE_ON_EVERYONE`;
-    ``keep``: a folder the fitted model is saved to."""
+    ``keep``: a folder the fitted model is saved to; ``prompt_cache``: where the fit's once-per-fit prompt pass
+    is kept for later fits (``common.cached_prompt_states``; None: not kept)."""
     params = {**BASE, **VARIANTS[name]}
     params["sample_fraction"] = min(1.0, params["sample_fraction"] * sample_scale)
     if name in EASE_FACTORS:
@@ -269,7 +272,8 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
             alignment_overrides(**ALIGNMENT_OVERRIDES.get(name, {})), \
             given_ease(EASE_ON_EVERYONE.get(name), split.train if everyone is None else everyone), \
             factors_fitted_on((split.train if everyone is None else everyone) if name in FACTORS_ON_EVERYONE
-                              else None), id_factor_overrides(**FACTORS_ON_EVERYONE.get(name, {})):
+                              else None), id_factor_overrides(**FACTORS_ON_EVERYONE.get(name, {})), \
+            cached_prompt_states(prompt_cache):
         rec.fit(split.train, item_text=text)
     fit_s = time.perf_counter() - start
     if keep is not None:

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import DATASET_TITLES, dataset_suffix, read_dataset, results_json, write_section
+from common import DATASET_TITLES, cached_prompt_states, dataset_suffix, read_dataset, results_json, write_section
 from objective_probe import BATCH, lr_decay, sampled_log_q
-from objective_study import (BASE, DEFAULT_OBJECTIVE, HERE, mean_and_per_user, reference_rows, shared_sasrec,
-                             user_subset)
+from objective_study import (BASE, DEFAULT_OBJECTIVE, HERE, PROMPT_CACHE, mean_and_per_user, reference_rows,
+                             shared_sasrec, user_subset)
 
 from rarec import RARecommender
 from rarec.align import (all_next_item_samples, distillation_loss, select_alignment_samples,
@@ -242,7 +242,8 @@ def fitted_vectors(data: Path, n_users: int | None, seed: int) -> tuple[dict, ob
     params["sample_fraction"] = min(1.0, params["sample_fraction"] * log.n_users / n_users)
     rec = RARecommender(backbone=backbone, device="cpu", random_state=seed, verbose=0, **params)
     start = time.perf_counter()
-    rec.fit(part.train, item_text=text)
+    with cached_prompt_states(PROMPT_CACHE):
+        rec.fit(part.train, item_text=text)
     fit_s = time.perf_counter() - start
     towers = rec.towers_
     inner = leave_last_out(part.train, n_valid=0)  # the split the fit validated on

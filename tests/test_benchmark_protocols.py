@@ -307,6 +307,37 @@ def test_cold_items_pairs_tfidf_on_the_users_the_llm_row_evaluated():
     assert "| 0.50× | -0.5000" in lines
 
 
+def test_cached_prompt_states_give_the_same_fit_and_skip_the_prompt_pass_the_second_time(tmp_path, monkeypatch):
+    common = pytest.importorskip("common")
+    from rarec import RARecommender
+    from rarec.align import _trainer
+    from rarec.testing import tiny_llm
+
+    data = make_interactions(n_users=40, n_items=30, random_state=2)
+    llm = tiny_llm(data.item_text, layers=3)
+    passes, original = [], _trainer._prepare_prompts
+    monkeypatch.setattr(_trainer, "_prepare_prompts", lambda *args: (passes.append(args[1]), original(*args))[1])
+
+    def fit(seed=0):
+        rec = RARecommender(llm=llm, backbone="bpr", cf_epochs=2, max_train_samples=32, sample_fraction=None,
+                            batch_size=16, prefix_layers=1, head_epochs=2, device="cpu", random_state=seed, verbose=0)
+        return rec.fit(data.interactions, item_text=data.item_text)
+
+    plain = fit()
+    with common.cached_prompt_states(tmp_path / "states"):
+        first = fit()
+        assert passes == ["item", "user"] * 2  # written by the first fit under the cache
+        second = fit()
+        assert passes == ["item", "user"] * 2  # the second read both from disk
+        fit(seed=1)  # other samples: the same item prompts, other user prompts
+        assert passes == ["item", "user"] * 2 + ["user"]
+    assert _trainer._prepare_prompts.__name__ == "<lambda>"  # the spy is back in place once closed
+    assert len(list((tmp_path / "states").glob("*.pt"))) == 3
+    for rec in (first, second):
+        torch.testing.assert_close(rec.item_vectors_, plain.item_vectors_)
+        torch.testing.assert_close(rec.user_vectors_, plain.user_vectors_)
+
+
 def test_alignment_overrides_replace_trainer_fields_only_while_open():
     common = pytest.importorskip("common")
     from rarec import RARecommender, _params
