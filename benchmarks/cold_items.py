@@ -157,6 +157,16 @@ def warm_catalogue(train: InteractionLog, texts, cold: np.ndarray) -> tuple[Inte
     return warm, warm_text, cold_text
 
 
+def checkpoint_folder(args, name: str, seed: int, id_dropout: float, factors: dict) -> Path | None:
+    """With ``--checkpoints DIR``, the folder of one LLM row's fit: named by what the fit's own fingerprint does not
+    hold (the row's research settings, the split and the user preset), so a rerun resumes only its own fit."""
+    if getattr(args, "checkpoints", None) is None:
+        return None
+    settings = f"_text{factors['text_rank']}x{factors['text_weight']:g}" if factors else ""
+    split = getattr(args, "split", "test")
+    return Path(args.checkpoints) / f"{split}_{name}_seed{seed}_users{args.users}_dropout{id_dropout:g}{settings}"
+
+
 def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, texts, cold, args) -> dict:
     """RA-Rec (with ID dropout and a text-aware teacher, or its text-only twin) fitted on the warm log, then
     ``add_items`` with the cold items' text.
@@ -174,16 +184,17 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
         keep = seeded_users(warm.n_users, args.users, keep=test_users)
         fitted_on, scale = warm.subset(keep[warm.user_codes]), warm.n_users / keep.sum()
     fraction = min(1.0, RARecommender().sample_fraction * scale)  # the default, scaled to the full data's count
-    rec = RARecommender(backbone=backbone, llm=getattr(args, "llm", None), device=args.device, random_state=seed,
-                        verbose=1, use_id=(name != "text_only"), sample_fraction=fraction)
     id_dropout = args.id_dropout if name in ("rarec_id_dropout", "rarec_text_teacher") else 0.0
     teacher = TEXT_TEACHER if name == "rarec_text_teacher" else None
     # session 24: the ID vectors of the text-factor row end in TF-IDF factors (a cold item's: its own text's)
     factors = dict(text_rank=args.text_rank, text_weight=args.text_weight) if name == "rarec_text_factors" else {}
+    checkpoints = checkpoint_folder(args, name, seed, id_dropout, factors)
+    rec = RARecommender(backbone=backbone, llm=getattr(args, "llm", None), device=args.device, random_state=seed,
+                        verbose=1, use_id=(name != "text_only"), sample_fraction=fraction, checkpoint_dir=checkpoints)
     start = time.perf_counter()
     with alignment_overrides(id_dropout=id_dropout), text_teacher(teacher), \
             id_factor_overrides(**factors), cached_prompt_states(getattr(args, "prompt_cache", None)):
-        rec.fit(fitted_on, item_text=warm_text)
+        rec.fit(fitted_on, item_text=warm_text, resume=checkpoints is not None and checkpoints.exists())
     if getattr(args, "keep_models", None) is not None:  # the warm model, for cold_prefixes.py
         rec.save(args.keep_models / f"{name}_seed{seed}")
     rec.add_items(cold_text)
@@ -403,6 +414,10 @@ def main() -> None:
                         help="LLM rows: where the fits' once-per-fit prompt pass is kept for later seeds and reruns "
                              "(common.cached_prompt_states; the same results, about 24 minutes less per fit on a "
                              "2-core CPU); 'none' turns it off")
+    parser.add_argument("--checkpoints", type=Path, default=None,
+                        help="LLM rows: checkpoint each fit under DIR (one folder per row, seed and setting) and "
+                             "resume a stopped one from there when the row is run again; delete a folder to refit "
+                             "it (after a code change, always)")
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     args = parser.parse_args()

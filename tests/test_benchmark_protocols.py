@@ -115,6 +115,16 @@ def test_cold_item_llm_row_ranks_the_cold_items_it_adds(tmp_path, monkeypatch):
     # per-user metrics under the test users' ids, sorted, so that rows pair user by user with TF-IDF's
     assert row["per_user"]["users"] == sorted(log.users.decode(pairs[:, 0]).tolist())
     assert np.mean(row["per_user"]["ndcg@10"]) == pytest.approx(row["ndcg@10"])
+    # with --checkpoints the fit writes its own folder, and running the row again resumes from it: the same row
+    args.checkpoints = tmp_path / "checkpoints"
+    fits, original = [], cold_items.RARecommender.fit
+    monkeypatch.setattr(cold_items.RARecommender, "fit",
+                        lambda self, *a, resume=False, **k: fits.append(resume) or original(self, *a, resume=resume, **k))
+    first = cold_items.llm_row("rarec", 0, train, test, texts, cold, args)
+    (folder,) = args.checkpoints.iterdir()
+    assert folder.name == "test_rarec_seed0_users30_dropout0" and (folder / "latest.json").exists()
+    again = cold_items.llm_row("rarec", 0, train, test, texts, cold, args)
+    assert fits == [False, True] and again["per_user"] == first["per_user"] == row["per_user"]
 
 
 def test_cold_item_text_teacher_row_trains_with_id_dropout_and_the_tfidf_teacher(tmp_path, monkeypatch):
