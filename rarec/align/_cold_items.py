@@ -43,7 +43,6 @@ class TextNeighbours:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.preprocessing import normalize
 
-        self.n_known = len(known)
         self._vectorizer = TfidfVectorizer(sublinear_tf=True)
         try:
             self._known_t = normalize(self._vectorizer.fit_transform(_documents(known))).T.tocsr()
