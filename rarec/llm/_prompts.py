@@ -47,8 +47,9 @@ class PromptBuilder:
         check_template(user_template, "history", "user_template")
         check_template(item_template, "item", "item_template")
         self.tokenizer = tokenizer
-        self.titles = [NO_TEXT if t is None else t.title for t in texts]
-        self.rendered = [NO_TEXT if t is None else t.render() for t in texts]
+        self.titles: list[str] = []
+        self.rendered: list[str] = []
+        self.extend(texts)
         self.user_template, self.item_template = user_template, item_template
         self.n_history_titles, self.max_prompt_tokens = n_history_titles, max_prompt_tokens
 
