@@ -147,6 +147,12 @@ VARIANTS.update({name: dict(DEFAULT_OBJECTIVE, head_epochs=30, head_hidden=1024)
 #: CF embedding as ID prefix, as add_items gives a cold item); must not cost the warm ranking.
 ALIGNMENT_OVERRIDES = {"default + ID dropout 50%": dict(id_dropout=0.5)}
 VARIANTS.update({name: dict(DEFAULT_OBJECTIVE, head_epochs=30, head_hidden=1024) for name in ALIGNMENT_OVERRIDES})
+#: Session 29, on the estimator's default since session 23: the 64 random extra negatives encoded forward-only
+#: (on Beauty they hold about 2,900 of a step's 3,900 tokens, and the backward pass half of a step's time); it pays
+#: only if the warm ranking holds.
+FORWARD_ONLY = {"default (session 23) + forward-only random negatives": dict(live_random_negatives=False)}
+ALIGNMENT_OVERRIDES.update(FORWARD_ONLY)
+VARIANTS.update({name: VARIANTS["default + co-occurrence factors (session 23)"] for name in FORWARD_ONLY})
 
 #: Variants whose co-occurrence teacher is an EASE fitted on every user's training items (the data the shared SASRec
 #: saw) with this L2, not on the fit's own users (session 22). At the CPU preset a fit sees 4,000 of Beauty's 22,363

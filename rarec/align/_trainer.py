@@ -67,6 +67,10 @@ class AlignmentConfig:
     #: item added after fit gets), so the towers learn to read an item's text when its ID is borrowed. A research
     #: setting for the benchmarks, not an estimator parameter: it did not earn one (docs/benchmarks.md, cold items)
     id_dropout: float = 0.0
+    #: the random extra negatives (``in_batch``) are encoded with gradients; False encodes the extras that are not
+    #: also a target of the batch forward-only, so that they move the users' vectors but not the item tower, and a
+    #: step skips most of its backward pass (they hold most of a step's tokens). A research setting, as id_dropout
+    live_random_negatives: bool = True
     lower_cache_mb: float = 2048  # budget for cached lower-layer states (items first, then samples)
     progress: bool = False
 
@@ -208,8 +212,9 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                 h_u = module.encode(llm, "user", user_cf[users].to(device), [user_tokens[r] for r in users],
                                     pick(user_states, users))
                 part = items[its]
-                h_i = module.encode(llm, "item", batch_cf[its].to(device), [item_tokens[i] for i in part],
-                                    pick(towers.item_states, part))
+                live = None if config.live_random_negatives else np.isin(part, samples.targets[rows])
+                h_i = _encode_candidates(module, llm, batch_cf[its].to(device), [item_tokens[i] for i in part],
+                                         pick(towers.item_states, part), live)
                 h_i = group.gather_rows(h_i.float(), len(items))  # every item of the global batch
                 if vectors is not None:  # the whole catalogue: the batch's items live, the others from the bank
                     h_i = vectors.index_copy(0, torch.as_tensor(items, device=device), h_i)  # (N, hidden)
@@ -279,6 +284,23 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
         run.log.append(record)
         logger.info("output heads: %s", record)
     return AlignmentResult(run.log, run.best_fusion if run.stopping.best_state is not None else None)
+
+
+def _encode_candidates(module: torch.nn.Module, llm, cf: torch.Tensor, tokens: list[list[int]],
+                       states: list[torch.Tensor] | None, live: np.ndarray | None) -> torch.Tensor:
+    """The candidate items' vectors (M, hidden), in the order given; those not ``live`` (a boolean mask; None: all
+    live) are encoded without gradients, so that the backward pass skips them."""
+    if live is None or live.all():
+        return module.encode(llm, "item", cf, tokens, states)
+    live_rows, other_rows = np.flatnonzero(live), np.flatnonzero(~live)
+    parts = []
+    for rows, grad in ((live_rows, True), (other_rows, False)):
+        if len(rows):
+            with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+                parts.append(module.encode(llm, "item", cf[torch.as_tensor(rows)], [tokens[r] for r in rows],
+                                           pick(states, rows)).float())
+    back = np.argsort(np.concatenate([live_rows, other_rows]))  # from live-first order to the order given
+    return torch.cat(parts)[torch.as_tensor(back, device=parts[0].device)]
 
 
 def _joined(samples: AlignmentSamples, more: AlignmentSamples | None) -> AlignmentSamples:

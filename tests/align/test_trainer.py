@@ -232,3 +232,52 @@ def test_borrowed_embeddings_are_the_nearest_other_items_or_the_mean():
     torch.testing.assert_close(borrowed_embeddings(embeddings, texts), expected)
     # only the known items (the rows of the table) are neighbours
     torch.testing.assert_close(borrowed_embeddings(embeddings[1:3], texts[1:]), embeddings[[2, 1]])
+
+
+def test_forward_only_random_negatives_score_the_same_but_train_only_through_the_batch_s_targets(data, monkeypatch):
+    import dataclasses
+
+    from rarec import _params
+    from rarec.align import TwoTowerAligner
+
+    X, text, llm = data
+    original_config, original_encode = _params.alignment_config, TwoTowerAligner.encode
+    calls = []
+
+    def spy(self, llm_, tower, id_embeddings, tokens, *rest):
+        if tower == "item" and self.training:
+            calls.append((torch.is_grad_enabled(), len(tokens)))
+        return original_encode(self, llm_, tower, id_embeddings, tokens, *rest)
+
+    monkeypatch.setattr(TwoTowerAligner, "encode", spy)
+    seen = {}
+    for live in (True, False):
+        calls.clear()
+        with monkeypatch.context() as patch:
+            patch.setattr(_params, "alignment_config", lambda rec, progress, live=live: dataclasses.replace(
+                original_config(rec, progress), live_random_negatives=live))
+            seen[live] = captured_scores(monkeypatch, small(llm, max_train_samples=32, n_random_negatives=24), X,
+                                         text)
+        seen[live, "calls"] = list(calls)
+    # the first step: same seed, weights and candidates, so the same scores whichever way the extras are encoded
+    torch.testing.assert_close(seen[True][0][0], seen[False][0][0])
+    assert all(grad for grad, _ in seen[True, "calls"])
+    frozen = [n for grad, n in seen[False, "calls"] if not grad]
+    assert 0 < len(frozen) <= len(seen[False])  # at most one forward-only pass per step
+    # the same candidates at every step (the random draws do not depend on how the extras are encoded)
+    assert sum(n for _, n in seen[False, "calls"]) == sum(n for _, n in seen[True, "calls"])
+
+
+def test_encode_candidates_keeps_the_order_and_sends_no_gradient_through_forward_only_rows(data):
+    X, text, llm = data
+    towers = small(llm, max_train_samples=16).fit(X, item_text=text).towers_
+    module, items, frozen_llm = towers.aligner.train(), np.arange(6), towers.llm
+    cf, tokens = towers.item_cf[items], [towers.item_tokens[i] for i in items]
+    live = np.array([True, False, True, False, False, True])
+    together = module.encode(frozen_llm, "item", cf, tokens).float()
+    torch.testing.assert_close(trainer._encode_candidates(module, frozen_llm, cf, tokens, None, live), together)
+    for rows, moved in ((~live, False), (live, True)):
+        module.zero_grad()
+        trainer._encode_candidates(module, frozen_llm, cf, tokens, None, live)[torch.as_tensor(rows)].sum().backward()
+        grads = [p.grad for p in module.item_prefix.parameters() if p.grad is not None]
+        assert any(g.abs().sum() > 0 for g in grads) == moved
