@@ -158,8 +158,9 @@ def warm_catalogue(train: InteractionLog, texts, cold: np.ndarray) -> tuple[Inte
 
 
 def checkpoint_folder(args, name: str, seed: int, id_dropout: float, factors: dict) -> Path | None:
-    """With ``--checkpoints DIR``, the folder of one LLM row's fit: named by what the fit's own fingerprint does not
-    hold (the row's research settings, the split and the user preset), so a rerun resumes only its own fit."""
+    """With ``--checkpoints DIR``, the folder of one LLM row's fit: named by the row's research settings, the split
+    and the user preset, so a rerun resumes its own fit (the fit's fingerprint, which covers the research settings
+    too, would refuse another's) and each row and setting keeps its own."""
     if getattr(args, "checkpoints", None) is None:
         return None
     settings = f"_text{factors['text_rank']}x{factors['text_weight']:g}" if factors else ""

@@ -6,6 +6,7 @@ needs; none of them sets a fitted attribute.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -151,6 +152,10 @@ def make_checkpointer(rec: RARecommender, seed: int, log: InteractionLog, group:
     if rec.checkpoint_dir is None:
         return None
     params = {k: v for k, v in rec.get_params(deep=False).items() if k not in _params.NOT_FINGERPRINTED}
+    # the settings the trainer and the ID factors are given, so that one changed beside the parameters (the
+    # benchmarks' research settings) is fingerprinted too
+    params["derived"] = {"alignment": dataclasses.asdict(_params.alignment_config(rec, progress=False)),
+                         "id_factors": dataclasses.asdict(_params.id_factor_settings(rec))}
     return FitCheckpointer(rec.checkpoint_dir, FitCheckpointer.stamp_of(params, seed, log),
                            rec.checkpoint_every, writer=group.is_main, seed=seed)
 

@@ -101,6 +101,29 @@ def test_resuming_with_other_parameters_or_data_is_refused(data, tmp_path):
         fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X[:-5], item_text=text, resume=True)
 
 
+def test_resuming_with_another_research_setting_is_refused(data, tmp_path, monkeypatch):
+    """The trainer's and the ID factors' settings that are not estimator parameters (the benchmarks change them,
+    benchmarks/common.py) are part of the fingerprint too."""
+    import dataclasses
+
+    from rarec import _params
+
+    X, text, llm = data
+    fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text)
+    original_config, original_factors = _params.alignment_config, _params.id_factor_settings
+    with monkeypatch.context() as patch:
+        patch.setattr(_params, "alignment_config", lambda rec, progress: dataclasses.replace(
+            original_config(rec, progress), live_random_negatives=False))
+        with pytest.raises(ValueError, match="other parameters, seed or data"):
+            fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text, resume=True)
+    with monkeypatch.context() as patch:
+        patch.setattr(_params, "id_factor_settings", lambda rec: dataclasses.replace(original_factors(rec),
+                                                                                     cooccurrence_l2=50.0))
+        with pytest.raises(ValueError, match="other parameters, seed or data"):
+            fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text, resume=True)
+    fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text, resume=True)  # the same ones resume
+
+
 def test_resume_needs_a_checkpoint_dir_and_warns_when_it_is_empty(data, tmp_path):
     X, text, llm = data
     with pytest.raises(ValueError, match="needs checkpoint_dir"):
