@@ -1,4 +1,5 @@
-"""Checkpoints of one fit: the fitted CF backbone, the alignment trainer's state, the item vectors so far.
+"""Checkpoints of one fit: the fitted CF backbone, the alignment trainer's state, the output heads, the item
+vectors so far.
 
 A :class:`FitCheckpointer` owns ``checkpoint_dir`` for one fit. It stamps
 everything it writes with the fit's fingerprint (parameters, seed and data)
@@ -8,6 +9,7 @@ mixes in the state of another. Layout::
     checkpoint_dir/
         latest.json, step-00000120/     the alignment trainer's latest state
         backbone/                       the fitted CF backbone (written once)
+        heads/                          the output heads' stage, once it has run
         item_vectors/                   the catalogue encoded so far (resumable)
 
 Only the main process of a distributed fit writes.
@@ -95,6 +97,19 @@ class FitCheckpointer:
     def write_training(self, name: str, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         if self.writer:
             write_checkpoint(self.directory, name, {"fingerprint": self.stamp, "seed": self.seed, **meta}, tensors)
+
+    # --------------------------------------------------------- output heads
+    def write_heads(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """What the output heads' stage leaves (the trainer's ``_heads_checkpoint``), so that a fit resumed
+        after it does not encode the samples' users and the catalogue again to retrain them."""
+        if self.writer:
+            write_checkpoint(self.directory / "heads", "heads", {"fingerprint": self.stamp, **meta}, tensors)
+
+    def read_heads(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+        """The heads' stage of the fit this one resumes, else ``None`` (a fresh fit, or none was saved)."""
+        folder = self.directory / "heads"
+        saved = read_checkpoint(folder) if self.resuming and folder.is_dir() else None
+        return saved if saved is not None and saved[0].get("fingerprint") == self.stamp else None
 
     # ------------------------------------------------------------- backbone
     def write_backbone(self, backbone: CFBackbone) -> None:

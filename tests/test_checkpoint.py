@@ -191,3 +191,45 @@ def test_item_encoding_resumes_where_it_stopped(data, tmp_path, monkeypatch):
                                                                                            resume=True)
     assert counted["items"] == resumed.n_items_ - 16  # only the rest was encoded again
     torch.testing.assert_close(resumed.item_vectors_, straight.item_vectors_, rtol=0, atol=1e-6)
+
+
+def test_a_fit_stopped_after_the_output_heads_resumes_without_training_them_again(data, tmp_path, monkeypatch):
+    import rarec._fit_steps as fit_steps
+    import rarec.align._trainer as trainer
+
+    X, text, llm = data
+    straight = fitted(llm, epochs=1, head_epochs=2).fit(X, item_text=text)
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fit_steps, "encode_catalogue", stop)  # the final encoding, after the heads' stage
+        with pytest.raises(KeyboardInterrupt):
+            fitted(llm, epochs=1, head_epochs=2, checkpoint_dir=tmp_path).fit(X, item_text=text)
+    assert (tmp_path / "heads").is_dir()
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "_train_heads", stop)  # resuming must not train them again
+        resumed = fitted(llm, epochs=1, head_epochs=2, checkpoint_dir=tmp_path).fit(X, item_text=text, resume=True)
+    def record(rec):  # the heads' stage, as logged (its timing aside)
+        return {k: v for k, v in rec.training_log_[-1].items() if k != "seconds"}
+
+    assert record(resumed)["stage"] == "output_heads"
+    assert record(resumed) == record(straight)
+    for name, value in weights(straight).items():
+        torch.testing.assert_close(weights(resumed)[name], value, rtol=0, atol=0)
+    torch.testing.assert_close(resumed.item_vectors_, straight.item_vectors_, rtol=0, atol=1e-6)
+    users = np.unique(X[:, 0])[:10]
+    np.testing.assert_array_equal(resumed.predict(users), straight.predict(users))
+
+    with monkeypatch.context() as patch:  # a fresh fit (no resume) in the same folder trains its own heads
+        calls = {"n": 0}
+        original = trainer._train_heads
+
+        def counted(*args, **kwargs):
+            calls["n"] += 1
+            return original(*args, **kwargs)
+
+        patch.setattr(trainer, "_train_heads", counted)
+        fitted(llm, epochs=1, head_epochs=2, checkpoint_dir=tmp_path).fit(X, item_text=text)
+    assert calls["n"] == 1

@@ -92,6 +92,10 @@ class Checkpointer(Protocol):
 
     def write_training(self, name: str, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None: ...
 
+    def read_heads(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None: ...
+
+    def write_heads(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None: ...
+
 
 def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequence[np.ndarray],
                     config: AlignmentConfig, rng: np.random.Generator, group: Group | None = None,
@@ -264,7 +268,12 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
         save(epoch_done=True)
     run.stopping.restore_best(aligner)
     aligner.eval()
-    if config.head_epochs > 0:
+    saved_heads = checkpointer.read_heads() if checkpointer is not None and config.head_epochs > 0 else None
+    if saved_heads is not None:  # resumed after the heads' stage: their weights, record and the rng as it left them
+        record, run.best_fusion = _restore_heads(towers, *saved_heads, rng, run.best_fusion)
+        run.log.append(record)
+        logger.info("output heads (from the checkpoint): %s", record)
+    elif config.head_epochs > 0:
         if head_samples is not None and len(head_samples):
             more_cf, more_tokens = _user_inputs(towers, head_samples, sequences)
             samples = every_sample
@@ -283,7 +292,39 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                 aligner.heads, towers.item_basis = None, None
         run.log.append(record)
         logger.info("output heads: %s", record)
+        if checkpointer is not None and group.is_main:
+            checkpointer.write_heads(*_heads_checkpoint(towers, record, run.best_fusion, rng))
     return AlignmentResult(run.log, run.best_fusion if run.stopping.best_state is not None else None)
+
+
+def _heads_checkpoint(towers: Towers, record: dict, best_fusion: float | None,
+                      rng: np.random.Generator) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """What the heads' stage leaves, as (meta, tensors): its record, the fusion weight, the rng's state, the
+    catalogue's outputs before the heads (and the pooling basis), and the heads' weights when they were kept."""
+    heads = towers.aligner.heads
+    meta = {"record": record, "best_fusion": best_fusion, "numpy_rng": rng.bit_generator.state,
+            "heads": None if heads is None else {"hidden": heads.hidden, "pool": heads.pools}}
+    tensors = {"item_outputs": towers.item_outputs.contiguous()}
+    if towers.item_basis is not None:
+        tensors["item_basis"] = towers.item_basis.contiguous()
+    if heads is not None:
+        tensors.update({f"heads.{k}": v.detach().cpu().contiguous() for k, v in heads.state_dict().items()})
+    return meta, tensors
+
+
+def _restore_heads(towers: Towers, meta: dict[str, Any], tensors: dict[str, torch.Tensor],
+                   rng: np.random.Generator, best_fusion: float | None) -> tuple[dict, float | None]:
+    """Put back what :func:`_heads_checkpoint` saved: as if the heads' stage had just run. Returns its record
+    and the fusion weight."""
+    towers.item_outputs, towers.item_basis = tensors["item_outputs"], tensors.get("item_basis")
+    heads = None
+    if meta["heads"] is not None:
+        heads = OutputHeads(towers.item_outputs.shape[1], meta["heads"]["hidden"], pool=meta["heads"]["pool"])
+        heads.load_state_dict({k.removeprefix("heads."): v for k, v in tensors.items() if k.startswith("heads.")})
+        heads = heads.to(towers.llm.device).eval()
+    towers.aligner.heads = heads
+    rng.bit_generator.state = meta["numpy_rng"]
+    return meta["record"], meta.get("best_fusion", best_fusion)
 
 
 def _encode_candidates(module: torch.nn.Module, llm, cf: torch.Tensor, tokens: list[list[int]],
