@@ -193,12 +193,15 @@ def test_item_encoding_resumes_where_it_stopped(data, tmp_path, monkeypatch):
     torch.testing.assert_close(resumed.item_vectors_, straight.item_vectors_, rtol=0, atol=1e-6)
 
 
-def test_a_fit_stopped_after_the_output_heads_resumes_without_training_them_again(data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("head_epochs, kept", [(2, False), (30, True)])  # the validation check drops / keeps them
+def test_a_fit_stopped_after_the_output_heads_resumes_without_training_them_again(data, tmp_path, monkeypatch,
+                                                                                  head_epochs, kept):
     import rarec._fit_steps as fit_steps
     import rarec.align._trainer as trainer
 
     X, text, llm = data
-    straight = fitted(llm, epochs=1, head_epochs=2).fit(X, item_text=text)
+    straight = fitted(llm, epochs=1, head_epochs=head_epochs).fit(X, item_text=text)
+    assert straight.training_log_[-1]["kept"] is kept
 
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
@@ -206,11 +209,12 @@ def test_a_fit_stopped_after_the_output_heads_resumes_without_training_them_agai
     with monkeypatch.context() as patch:
         patch.setattr(fit_steps, "encode_catalogue", stop)  # the final encoding, after the heads' stage
         with pytest.raises(KeyboardInterrupt):
-            fitted(llm, epochs=1, head_epochs=2, checkpoint_dir=tmp_path).fit(X, item_text=text)
+            fitted(llm, epochs=1, head_epochs=head_epochs, checkpoint_dir=tmp_path).fit(X, item_text=text)
     assert (tmp_path / "heads").is_dir()
     with monkeypatch.context() as patch:
         patch.setattr(trainer, "_train_heads", stop)  # resuming must not train them again
-        resumed = fitted(llm, epochs=1, head_epochs=2, checkpoint_dir=tmp_path).fit(X, item_text=text, resume=True)
+        resumed = fitted(llm, epochs=1, head_epochs=head_epochs, checkpoint_dir=tmp_path).fit(X, item_text=text,
+                                                                                               resume=True)
     def record(rec):  # the heads' stage, as logged (its timing aside)
         return {k: v for k, v in rec.training_log_[-1].items() if k != "seconds"}
 
@@ -231,5 +235,5 @@ def test_a_fit_stopped_after_the_output_heads_resumes_without_training_them_agai
             return original(*args, **kwargs)
 
         patch.setattr(trainer, "_train_heads", counted)
-        fitted(llm, epochs=1, head_epochs=2, checkpoint_dir=tmp_path).fit(X, item_text=text)
+        fitted(llm, epochs=1, head_epochs=head_epochs, checkpoint_dir=tmp_path).fit(X, item_text=text)
     assert calls["n"] == 1

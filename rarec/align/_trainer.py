@@ -300,13 +300,13 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
 def _heads_checkpoint(towers: Towers, record: dict, best_fusion: float | None,
                       rng: np.random.Generator) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """What the heads' stage leaves, as (meta, tensors): its record, the fusion weight, the rng's state, the
-    catalogue's outputs before the heads (and the pooling basis), and the heads' weights when they were kept."""
+    catalogue's outputs before the heads (also the pooling basis, when the user head pools), and the heads'
+    weights when they were kept."""
     heads = towers.aligner.heads
     meta = {"record": record, "best_fusion": best_fusion, "numpy_rng": rng.bit_generator.state,
-            "heads": None if heads is None else {"hidden": heads.hidden, "pool": heads.pools}}
+            "heads": None if heads is None else {"hidden": heads.hidden, "pool": heads.pools},
+            "pooled": towers.item_basis is not None}  # the pooling basis is the outputs before the heads
     tensors = {"item_outputs": towers.item_outputs.contiguous()}
-    if towers.item_basis is not None:
-        tensors["item_basis"] = towers.item_basis.contiguous()
     if heads is not None:
         tensors.update({f"heads.{k}": v.detach().cpu().contiguous() for k, v in heads.state_dict().items()})
     return meta, tensors
@@ -316,7 +316,8 @@ def _restore_heads(towers: Towers, meta: dict[str, Any], tensors: dict[str, torc
                    rng: np.random.Generator, best_fusion: float | None) -> tuple[dict, float | None]:
     """Put back what :func:`_heads_checkpoint` saved: as if the heads' stage had just run. Returns its record
     and the fusion weight."""
-    towers.item_outputs, towers.item_basis = tensors["item_outputs"], tensors.get("item_basis")
+    towers.item_outputs = tensors["item_outputs"]
+    towers.item_basis = towers.item_outputs if meta["pooled"] else None
     heads = None
     if meta["heads"] is not None:
         heads = OutputHeads(towers.item_outputs.shape[1], meta["heads"]["hidden"], pool=meta["heads"]["pool"])
