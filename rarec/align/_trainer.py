@@ -270,7 +270,7 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
     aligner.eval()
     saved_heads = checkpointer.read_heads() if checkpointer is not None and config.head_epochs > 0 else None
     if saved_heads is not None:  # resumed after the heads' stage: their weights, record and the rng as it left them
-        record, run.best_fusion = _restore_heads(towers, *saved_heads, rng, run.best_fusion)
+        record, run.best_fusion = _restore_heads(towers, *saved_heads, rng)
         run.log.append(record)
         logger.info("output heads (from the checkpoint): %s", record)
     elif config.head_epochs > 0:
@@ -306,14 +306,14 @@ def _heads_checkpoint(towers: Towers, record: dict, best_fusion: float | None,
     meta = {"record": record, "best_fusion": best_fusion, "numpy_rng": rng.bit_generator.state,
             "heads": None if heads is None else {"hidden": heads.hidden, "pool": heads.pools},
             "pooled": towers.item_basis is not None}  # the pooling basis is the outputs before the heads
-    tensors = {"item_outputs": towers.item_outputs.contiguous()}
+    tensors = {"item_outputs": towers.item_outputs}  # write_checkpoint makes every tensor a contiguous CPU copy
     if heads is not None:
-        tensors.update({f"heads.{k}": v.detach().cpu().contiguous() for k, v in heads.state_dict().items()})
+        tensors.update({f"heads.{k}": v for k, v in heads.state_dict().items()})
     return meta, tensors
 
 
 def _restore_heads(towers: Towers, meta: dict[str, Any], tensors: dict[str, torch.Tensor],
-                   rng: np.random.Generator, best_fusion: float | None) -> tuple[dict, float | None]:
+                   rng: np.random.Generator) -> tuple[dict, float | None]:
     """Put back what :func:`_heads_checkpoint` saved: as if the heads' stage had just run. Returns its record
     and the fusion weight."""
     towers.item_outputs = tensors["item_outputs"]
@@ -325,7 +325,7 @@ def _restore_heads(towers: Towers, meta: dict[str, Any], tensors: dict[str, torc
         heads = heads.to(towers.llm.device).eval()
     towers.aligner.heads = heads
     rng.bit_generator.state = meta["numpy_rng"]
-    return meta["record"], meta.get("best_fusion", best_fusion)
+    return meta["record"], meta["best_fusion"]
 
 
 def _encode_candidates(module: torch.nn.Module, llm, cf: torch.Tensor, tokens: list[list[int]],
