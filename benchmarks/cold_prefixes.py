@@ -2,6 +2,7 @@
 
     python benchmarks/cold_items.py --rows rarec_id_dropout --seeds 0 --users 4000 --keep-models /tmp/cold_models
     python benchmarks/cold_prefixes.py /tmp/cold_models/rarec_id_dropout_seed0
+    python benchmarks/cold_prefixes.py --id-vectors --text-rank 512 --text-weight 0.5   # no model, no LLM
 
 ``add_items`` gives an item the CF backbone never saw the CF embedding of
 its nearest catalogue item by text (TF-IDF cosine of title and categories)
@@ -25,8 +26,17 @@ vectorizer fitted on the warm items' texts as ``add_items`` fits it):
   vector (``nearest`` prefix) mixed with its 10 neighbours' final vectors,
   weighted by cosine, A of its own.
 
-Results: benchmarks/results/cold_prefixes_<data folder>.json (printed, not
-written to the docs page; the page quotes them).
+``--id-vectors`` asks the same question of the ID vectors alone, with no
+LLM and no saved model, and without the test users: the cold-items split's
+cached SASRec ranks the warm catalogue for 3,000 seeded users (at least
+three warm interactions each; their last one, which SASRec did not train
+on, is the validation item), each validation item *as if added after fit*:
+its SASRec vector is replaced by the rule's mix of its nearest *other* warm
+items' (its own text factors kept, with ``--text-rank``/``--text-weight``).
+This is the fit's own check of the text factors, for every rule.
+
+Results: benchmarks/results/cold_prefixes_<data folder>.json (``..._id_vectors[_text<rank>x<weight>].json``
+with ``--id-vectors``); printed, not written to the docs page; the page quotes them.
 """
 
 from __future__ import annotations
@@ -97,10 +107,18 @@ def parse_rule(rule: str) -> tuple[str, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", type=Path, help="a warm model saved by cold_items.py --keep-models")
+    parser.add_argument("model", type=Path, nargs="?", help="a warm model saved by cold_items.py --keep-models")
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/amazon-beauty")
     parser.add_argument("--rules", default=";".join(RULES), help="semicolon-separated rules")
+    parser.add_argument("--id-vectors", action="store_true", help="rank with the ID vectors alone, no LLM and no "
+                        "model: the warm validation items as if added after fit (see above)")
+    parser.add_argument("--text-rank", type=int, default=0, help="--id-vectors: append this many text factors")
+    parser.add_argument("--text-weight", type=float, default=0.5, help="--id-vectors: the text factors' weight")
     args = parser.parse_args()
+    if args.id_vectors:
+        return id_vector_rules(args)
+    if args.model is None:
+        parser.error("give a saved model, or --id-vectors")
     log, text = read_dataset(args.data)
     texts = text.align(log.items, on_unknown="ignore")
     train, pairs, cold = cold_split(log, 0.10, 0)
@@ -143,6 +161,70 @@ def try_rules(rec: RARecommender, cold_text: dict, held_out: list, tfidf: dict, 
                "hr@100 / tfidf": found["hr@100"] / max(float(np.mean(same["hr@100"])), 1e-12),
                "paired hr@100": [hr["mean_difference"], hr["standard_error"]],
                "paired ndcg@10": [ndcg["mean_difference"], ndcg["standard_error"]]}
+
+
+VALIDATION_USERS = 3000
+
+
+def id_vector_rules(args) -> None:
+    """``--id-vectors``: each rule ranks the warm validation items as if added after fit, with the ID vectors
+    alone (the cold split's cached SASRec, plus text factors with ``--text-rank``); see the module's text."""
+    from cold_items import warm_sasrec
+    from rarec.cf import TextFactors
+
+    log, text = read_dataset(args.data)
+    texts = text.align(log.items, on_unknown="ignore")
+    train, _, cold = cold_split(log, 0.10, 0)
+    warm, warm_text, _ = warm_catalogue(train, texts, cold)
+    backbone = warm_sasrec(warm, args)
+    n_warm, window = warm.n_items, RARecommender().max_history
+    item_texts = [warm_text.get(i) for i in warm.items.decode(np.arange(n_warm))]
+    sequences = warm.user_sequences()
+    users = np.flatnonzero([len(s) >= 3 for s in sequences])
+    users = np.sort(np.random.default_rng(0).permutation(users)[:VALIDATION_USERS])
+    histories, targets = [sequences[u][:-1] for u in users], np.array([sequences[u][-1] for u in users])
+    rows = torch.arange(len(users))
+    items = backbone.item_embeddings().float()
+    user_vectors = torch.cat([backbone.user_embeddings([h[-window:] for h in histories[b:b + 500]])[:, 0].float()
+                              for b in range(0, len(histories), 500)])
+    scores, own_extra = user_vectors @ items.T, torch.zeros(len(users))
+    if args.text_rank:
+        known = [s for s in sequences if len(s)]
+        factors = TextFactors.fit(item_texts, args.text_rank).scaled_to(
+            args.text_weight, known, lambda r: backbone.score_histories([known[i][-window:] for i in r]))
+        scores = scores + factors.users(histories).float() @ factors.items.float().T
+        own_extra = scores[rows, targets] - (user_vectors * items[targets]).sum(1)
+    seen = torch.zeros(scores.shape, dtype=torch.bool)
+    for r, history in enumerate(histories):
+        seen[r, torch.as_tensor(history)] = True
+    unique = np.unique(targets)
+    similarity = warm_similarity(item_texts + [item_texts[i] for i in unique], n_warm)
+    similarity[np.arange(len(unique)), unique] = -1.0  # never its own neighbour
+    where = {item: r for r, item in enumerate(unique)}
+
+    def ranked(target_scores: torch.Tensor) -> dict:
+        s = scores.clone()
+        s[rows, targets] = target_scores
+        s[seen] = -float("inf")
+        rank = (s > s[rows, targets][:, None]).sum(1).numpy()
+        return {"ndcg@10": float(np.mean(np.where(rank < 10, 1 / np.log2(rank + 2), 0.0))),
+                "hr@10": float(np.mean(rank < 10)), "hr@100": float(np.mean(rank < 100))}
+
+    out = {"dataset": args.data.name, "users": len(users), "text_rank": args.text_rank,
+           "text_weight": args.text_weight if args.text_rank else None,
+           "as_they_are": ranked(scores[rows, targets]), "rows": []}
+    print(json.dumps({k: v for k, v in out.items() if k != "rows"}), file=sys.stderr)
+    suffix = f"_text{args.text_rank}x{args.text_weight:g}" if args.text_rank else ""
+    path = HERE / "results" / f"cold_prefixes_{args.data.name}_id_vectors{suffix}.json"
+    for rule in args.rules.split(";"):
+        name, options = parse_rule(rule)
+        if name == "blend":
+            continue  # a mix of final vectors: there are none without a model
+        borrowed = neighbour_mix(similarity, items, **options)[[where[t] for t in targets]]
+        row = {"rule": rule, **ranked((user_vectors * borrowed).sum(1) + own_extra)}
+        print(json.dumps(row), file=sys.stderr)
+        out["rows"].append(row)
+        path.write_text(results_json(out))
 
 
 if __name__ == "__main__":
