@@ -166,6 +166,20 @@ def try_rules(rec: RARecommender, cold_text: dict, held_out: list, tfidf: dict, 
 VALIDATION_USERS = 3000
 
 
+def target_metrics(scores: torch.Tensor, targets: np.ndarray, target_scores: torch.Tensor,
+                   seen: torch.Tensor) -> dict:
+    """NDCG@10, HR@10 and HR@100 of one target item per user (row of ``scores``, (n_users, n_items)) when each
+    target's own score is replaced by ``target_scores`` and the ``seen`` items are excluded (ties rank the target
+    first)."""
+    rows = torch.arange(len(targets))
+    s = scores.clone()
+    s[rows, torch.as_tensor(targets)] = target_scores.to(s)
+    s[seen] = -float("inf")
+    rank = (s > s[rows, torch.as_tensor(targets)][:, None]).sum(1).numpy()
+    return {"ndcg@10": float(np.mean(np.where(rank < 10, 1 / np.log2(rank + 2), 0.0))),
+            "hr@10": float(np.mean(rank < 10)), "hr@100": float(np.mean(rank < 100))}
+
+
 def id_vector_rules(args) -> None:
     """``--id-vectors``: each rule ranks the warm validation items as if added after fit, with the ID vectors
     alone (the cold split's cached SASRec, plus text factors with ``--text-rank``); see the module's text."""
@@ -203,12 +217,7 @@ def id_vector_rules(args) -> None:
     where = {item: r for r, item in enumerate(unique)}
 
     def ranked(target_scores: torch.Tensor) -> dict:
-        s = scores.clone()
-        s[rows, targets] = target_scores
-        s[seen] = -float("inf")
-        rank = (s > s[rows, targets][:, None]).sum(1).numpy()
-        return {"ndcg@10": float(np.mean(np.where(rank < 10, 1 / np.log2(rank + 2), 0.0))),
-                "hr@10": float(np.mean(rank < 10)), "hr@100": float(np.mean(rank < 100))}
+        return target_metrics(scores, targets, target_scores, seen)
 
     out = {"dataset": args.data.name, "users": len(users), "text_rank": args.text_rank,
            "text_weight": args.text_weight if args.text_rank else None,

@@ -653,3 +653,23 @@ def test_narrowing_by_scores_is_the_best_rank_k_approximation_of_the_users_score
         assert torch.allclose((users @ full[0]) @ (items @ full[1]).T, scores.float(), atol=1e-3)
     assert errors["scores"] == pytest.approx(best.item(), rel=1e-4)
     assert errors["items"] > errors["scores"]
+
+
+def test_id_vector_prefix_rules_rank_each_target_as_the_library_does_and_move_with_the_target_score():
+    cold_prefixes = pytest.importorskip("cold_prefixes")
+    import scipy.sparse as sp
+    from rarec.metrics import full_ranking_metrics
+
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(40, 150, generator=generator)
+    targets = np.random.default_rng(0).integers(0, 150, size=40)
+    seen = torch.rand(40, 150, generator=generator) < 0.2
+    seen[torch.arange(40), torch.as_tensor(targets)] = False
+    rows = torch.arange(40)
+    unchanged = cold_prefixes.target_metrics(scores, targets, scores[rows, targets], seen)
+    held_out = sp.csr_matrix((np.ones(40), (np.arange(40), targets)), shape=(40, 150))
+    expected = full_ranking_metrics(scores.numpy(), held_out, sp.csr_matrix(seen.numpy()), ks=(10, 100),
+                                    metrics=("hr", "ndcg"))
+    assert unchanged == pytest.approx({k: expected[k] for k in unchanged})
+    assert cold_prefixes.target_metrics(scores, targets, torch.full((40,), 1e6), seen)["ndcg@10"] == 1.0
+    assert cold_prefixes.target_metrics(scores, targets, torch.full((40,), -1e6), seen)["hr@100"] == 0.0
