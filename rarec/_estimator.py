@@ -266,7 +266,8 @@ class RARecommender(RankingMixin, BaseEstimator):
         the alignment module, the optimizer, the epoch and step, the random
         states (safetensors + JSON, written atomically). ``fit(...,
         resume=True)`` continues from the latest one, with the same result as
-        a fit that was never interrupted (same seed, CPU).
+        a fit that was never interrupted (same seed, CPU); a fit without
+        ``resume`` first removes what an earlier fit left there.
     checkpoint_every : int, default 100
         Alignment training steps between checkpoints (one is also written at
         the end of every epoch); when the final catalogue is encoded, the

@@ -18,6 +18,7 @@ Only the main process of a distributed fit writes.
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._checkpoint import fingerprint, read_checkpoint, write_checkpoint
+from ._checkpoint import LATEST, fingerprint, latest_name, read_checkpoint, write_checkpoint
 from ._errors import ModelFormatError
 from .cf import CFBackbone
 from .data import InteractionLog
@@ -77,7 +78,22 @@ class FitCheckpointer:
                                  "it) to start afresh.")
             else:
                 self.resuming, self._training = True, saved
+        if not self.resuming and self.writer:
+            self._clear()
         return self.resuming
+
+    def _clear(self) -> None:
+        """Remove what an earlier fit left in the folder (its training state, heads and item vectors), so that a
+        fresh fit interrupted before it writes its own is never resumed from them. Only the files this class
+        writes are touched; the backbone folder is written again by the fresh fit."""
+        try:
+            name = latest_name(self.directory)
+        except ModelFormatError:  # a damaged latest.json: removed below, its checkpoint is never read again
+            name = None
+        for stale in [self.directory / "heads", self.directory / "item_vectors"] + \
+                ([self.directory / name] if name is not None else []):
+            shutil.rmtree(stale, ignore_errors=True)
+        (self.directory / LATEST).unlink(missing_ok=True)
 
     @staticmethod
     def stamp_of(params: dict[str, Any], seed: int, log: InteractionLog) -> str:

@@ -237,3 +237,32 @@ def test_a_fit_stopped_after_the_output_heads_resumes_without_training_them_agai
         patch.setattr(trainer, "_train_heads", counted)
         fitted(llm, epochs=1, head_epochs=head_epochs, checkpoint_dir=tmp_path).fit(X, item_text=text)
     assert calls["n"] == 1
+
+
+def test_a_fresh_fit_clears_what_an_earlier_fit_left_so_a_resume_never_mixes_them(data, tmp_path, monkeypatch):
+    import rarec.align._trainer as trainer
+
+    X, text, llm = data
+    fitted(llm, epochs=1, head_epochs=2, checkpoint_dir=tmp_path).fit(X, item_text=text)
+    assert {"heads", "item_vectors", LATEST} <= {p.name for p in tmp_path.iterdir()}
+    (tmp_path / "notes.txt").write_text("the user's own file")
+
+    with monkeypatch.context() as patch:  # a fresh fit stopped at its first step, before any checkpoint of its own
+        interrupt_at_step(patch, 1)
+        with pytest.raises(KeyboardInterrupt):
+            fitted(llm, epochs=1, head_epochs=2, checkpoint_dir=tmp_path).fit(X, item_text=text)
+    assert not (tmp_path / "heads").exists() and not (tmp_path / "item_vectors").exists()
+    assert not (tmp_path / LATEST).exists() and (tmp_path / "notes.txt").read_text() == "the user's own file"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("step-")] == []
+
+    calls = {"n": 0}
+    original = trainer._train_heads
+
+    def counted(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_train_heads", counted)
+    with pytest.warns(UserWarning, match="holds no checkpoint"):  # nothing of the earlier fit is resumed
+        fitted(llm, epochs=1, head_epochs=2, checkpoint_dir=tmp_path).fit(X, item_text=text, resume=True)
+    assert calls["n"] == 1
