@@ -39,6 +39,11 @@ Rows:
   setting), a cold item's its own text's;
 - text-only LLM: the same with ``use_id=False`` (no CF vector in any prompt).
 
+``--epochs N`` and ``--forward-only-negatives`` change the LLM rows' training
+budget (N alignment epochs; the random extra negatives encoded without
+gradients, which makes a step cheaper); such rows are kept apart from the
+default's and say so in their label.
+
 ``--split valid`` runs the same protocol inside the test split's training
 log (a second 10% of the items, drawn among the warm ones, held out; its own
 cached SASRec), so that settings are chosen without the test users.
@@ -164,8 +169,16 @@ def checkpoint_folder(args, name: str, seed: int, id_dropout: float, factors: di
     if getattr(args, "checkpoints", None) is None:
         return None
     settings = f"_text{factors['text_rank']}x{factors['text_weight']:g}" if factors else ""
+    epochs, live = budget(args)
+    settings += (f"_epochs{epochs}" if epochs != 1 else "") + ("" if live else "_forward_only_negatives")
     split = getattr(args, "split", "test")
     return Path(args.checkpoints) / f"{split}_{name}_seed{seed}_users{args.users}_dropout{id_dropout:g}{settings}"
+
+
+def budget(args) -> tuple[int, bool]:
+    """The LLM rows' alignment epochs and whether their random extra negatives are encoded with gradients
+    (``--epochs``, ``--forward-only-negatives``; the estimator's defaults: 1 and True)."""
+    return getattr(args, "epochs", 1), not getattr(args, "forward_only_negatives", False)
 
 
 def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, texts, cold, args) -> dict:
@@ -190,10 +203,12 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     # session 24: the ID vectors of the text-factor row end in TF-IDF factors (a cold item's: its own text's)
     factors = dict(text_rank=args.text_rank, text_weight=args.text_weight) if name == "rarec_text_factors" else {}
     checkpoints = checkpoint_folder(args, name, seed, id_dropout, factors)
+    epochs, live = budget(args)
     rec = RARecommender(backbone=backbone, llm=getattr(args, "llm", None), device=args.device, random_state=seed,
-                        verbose=1, use_id=(name != "text_only"), sample_fraction=fraction, checkpoint_dir=checkpoints)
+                        verbose=1, use_id=(name != "text_only"), sample_fraction=fraction, checkpoint_dir=checkpoints,
+                        epochs=epochs)
     start = time.perf_counter()
-    with alignment_overrides(id_dropout=id_dropout), text_teacher(teacher), \
+    with alignment_overrides(id_dropout=id_dropout, live_random_negatives=live), text_teacher(teacher), \
             id_factor_overrides(**factors), cached_prompt_states(getattr(args, "prompt_cache", None)):
         rec.fit(fitted_on, item_text=warm_text, resume=checkpoints is not None and checkpoints.exists())
     if getattr(args, "keep_models", None) is not None:  # the warm model, for cold_prefixes.py
@@ -202,7 +217,8 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     held_out = list(zip(test.users.decode(test.user_codes), test.items.decode(test.item_codes)))
     found = rec.evaluate(held_out, ks=KS, metrics=METRICS, per_user=True)
     return {"row": name, "seed": seed, "seconds": time.perf_counter() - start, "id_dropout": id_dropout,
-            "text_teacher": teacher, **factors, "factor_checks": {key: rec.training_log_[0].get(key) for key in
+            "text_teacher": teacher, **factors, **({"epochs": epochs} if epochs != 1 else {}),
+            **({} if live else {"live_random_negatives": False}), "factor_checks": {key: rec.training_log_[0].get(key) for key in
                                                        ("cooccurrence_factors", "text_factors")},
             "users": int(len(np.unique(fitted_on.user_codes))), **mean_and_per_user(found)}
 
@@ -306,7 +322,8 @@ def run(args) -> dict:
 
 def setting(row: dict) -> tuple:
     """What tells two result rows apart: a row re-run with the same setting replaces the old one."""
-    return row["row"], row.get("seed"), row.get("text_rank"), row.get("text_weight")
+    return (row["row"], row.get("seed"), row.get("text_rank"), row.get("text_weight"), row.get("epochs", 1),
+            row.get("live_random_negatives", True))
 
 
 def render(result: dict, split: str = "test") -> str:
@@ -341,8 +358,11 @@ def render(result: dict, split: str = "test") -> str:
 def label(name: str, rows: list[dict]) -> str:
     """A row's name in the tables (with its ID-dropout share and text teacher's weight where it has them)."""
     first = rows[0]
-    return LABELS[name].format(id_dropout=first.get("id_dropout", 0.0), text_teacher=first.get("text_teacher"),
+    text = LABELS[name].format(id_dropout=first.get("id_dropout", 0.0), text_teacher=first.get("text_teacher"),
                                text_rank=first.get("text_rank", 0), text_weight=first.get("text_weight", 0.0))
+    if first.get("epochs", 1) != 1:
+        text += f", {first['epochs']} alignment epochs"
+    return text + ("" if first.get("live_random_negatives", True) else ", random negatives forward-only")
 
 
 def same_users(per_user: dict, users: list) -> dict:
@@ -419,6 +439,10 @@ def main() -> None:
                         help="LLM rows: checkpoint each fit under DIR (one folder per row, seed and setting) and "
                              "resume a stopped one from there when the row is run again; delete a folder to refit "
                              "it (after a code change, always)")
+    parser.add_argument("--epochs", type=int, default=1, help="LLM rows: alignment epochs (the estimator's epochs)")
+    parser.add_argument("--forward-only-negatives", action="store_true",
+                        help="LLM rows: encode the random extra negatives without gradients (the research setting "
+                             "AlignmentConfig.live_random_negatives=False: cheaper steps)")
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     args = parser.parse_args()

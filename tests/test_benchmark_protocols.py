@@ -673,3 +673,34 @@ def test_id_vector_prefix_rules_rank_each_target_as_the_library_does_and_move_wi
     assert unchanged == pytest.approx({k: expected[k] for k in unchanged})
     assert cold_prefixes.target_metrics(scores, targets, torch.full((40,), 1e6), seen)["ndcg@10"] == 1.0
     assert cold_prefixes.target_metrics(scores, targets, torch.full((40,), -1e6), seen)["hr@100"] == 0.0
+
+
+def test_cold_item_rows_with_another_training_budget_are_fitted_with_it_and_kept_apart(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from rarec import _params
+    from rarec.testing import tiny_llm
+
+    data, log, texts, (train, pairs, cold), test = tiny_cold_split(monkeypatch)
+    args = SimpleNamespace(users=30, device="cpu", data=tmp_path, llm=tiny_llm(data.item_text), cache=tmp_path / "cf",
+                           checkpoints=tmp_path / "checkpoints", epochs=2, forward_only_negatives=True)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fit(self, *a, **k):
+        config = _params.alignment_config(self, False)
+        seen.update(epochs=config.epochs, live=config.live_random_negatives, folder=self.checkpoint_dir.name)
+        raise Stop
+
+    monkeypatch.setattr(cold_items.RARecommender, "fit", fit)
+    with pytest.raises(Stop):
+        cold_items.llm_row("rarec", 0, train, test, texts, cold, args)
+    assert seen == {"epochs": 2, "live": False,
+                    "folder": "test_rarec_seed0_users30_dropout0_epochs2_forward_only_negatives"}
+    default = {"row": "rarec", "seed": 0}
+    budgeted = {**default, "epochs": 2, "live_random_negatives": False}
+    assert cold_items.setting(default) != cold_items.setting(budgeted)
+    assert cold_items.label("rarec", [budgeted]).endswith(", 2 alignment epochs, random negatives forward-only")
+    assert cold_items.label("rarec", [default]) == cold_items.LABELS["rarec"]
