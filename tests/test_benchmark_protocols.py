@@ -704,3 +704,25 @@ def test_cold_item_rows_with_another_training_budget_are_fitted_with_it_and_kept
     assert cold_items.setting(default) != cold_items.setting(budgeted)
     assert cold_items.label("rarec", [budgeted]).endswith(", 2 alignment epochs, random negatives forward-only")
     assert cold_items.label("rarec", [default]) == cold_items.LABELS["rarec"]
+
+
+def test_step_cost_times_the_requested_steps_of_a_real_fit_both_ways(tmp_path, monkeypatch):
+    step_cost = pytest.importorskip("step_cost")
+    from rarec.testing import tiny_llm
+
+    data = make_interactions(n_users=60, n_items=40, random_state=1)
+    monkeypatch.setitem(objective_study.SETTINGS, "sasrec", (dict(dim=8, n_layers=1, n_heads=1, inner_dim=8),
+                                                            dict(batch_size=32, epochs=1)))
+    split = leave_last_out(data.interactions, n_valid=0)
+    backbone = objective_study.shared_sasrec(split.train, tmp_path / "cf")
+    inner = leave_last_out(split.train, n_valid=0)
+    import rarec._estimator as estimator
+
+    seen, original = [], estimator.train_alignment  # the config the trainer is given, after the overrides
+    monkeypatch.setattr(estimator, "train_alignment", lambda towers, samples, sequences, config, *a, **k:
+                        seen.append(config) or original(towers, samples, sequences, config, *a, **k))
+    for live in (True, False):
+        run = step_cost.timed_epoch(backbone, inner.train, inner.test, data.item_text, live, steps=2,
+                                    llm=tiny_llm(data.item_text), prompt_cache=None)
+        assert run["steps"] == 2 and run["live"] is live and run["seconds_per_step"] > 0
+        assert seen[-1].live_random_negatives is live and seen[-1].n_random_negatives == 64

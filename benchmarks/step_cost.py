@@ -1,0 +1,86 @@
+"""What an alignment step costs with the random extra negatives encoded live or forward-only.
+
+    python benchmarks/step_cost.py                       # ML-100K, 40 steps each way
+    python benchmarks/step_cost.py --data ../shared/data/amazon-beauty --steps 20
+
+The estimator's default objective adds 64 uniformly drawn items to every
+batch's candidates. Encoded *live* (the default), they run through the item
+tower with gradients; *forward-only* (``AlignmentConfig.live_random_negatives
+=False``, a research setting) they move the users' vectors but not the item
+tower, and the backward pass skips them. The objective study measures what
+that does to quality; this script measures the time, both ways in one
+process on the same samples (the fit's first ``--steps`` batches of 16),
+alternating the two so that a machine that slows down or speeds up mid-run
+does not favour either. Each fit uses the objective study's shared SASRec
+and prompt-pass cache; a tiny validation set keeps the fit's validation
+short, and only the training epoch's own seconds are compared.
+
+Results: benchmarks/results/step_cost_<data folder>.json (printed; the page
+quotes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import alignment_overrides, cached_prompt_states, dataset_suffix, read_dataset, results_json
+from objective_study import BASE, HERE, PROMPT_CACHE, VARIANTS, shared_sasrec
+
+from rarec import RARecommender
+from rarec.model_selection import leave_last_out
+
+DEFAULT = "default + co-occurrence factors (session 23)"
+VALIDATION_USERS = 20
+BATCH = 16
+
+
+def timed_epoch(backbone, train, validation, text, live: bool, steps: int, llm=None,
+                prompt_cache: Path | None = PROMPT_CACHE) -> dict:
+    """One fit of ``steps`` batches with the default objective; the training epoch's seconds per step."""
+    params = {**BASE, **VARIANTS[DEFAULT], "max_train_samples": steps * BATCH, "head_epochs": 0}
+    rec = RARecommender(backbone=backbone, llm=llm, device="cpu", random_state=0, verbose=0, **params)
+    with alignment_overrides(live_random_negatives=live), cached_prompt_states(prompt_cache):
+        rec.fit(train, item_text=text, validation=validation)
+    epoch = rec.training_log_[0]
+    batches = -(-epoch["samples"] // BATCH)
+    return {"live": live, "seconds": epoch["seconds"], "steps": batches, "seconds_per_step": epoch["seconds"] / batches}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/ml-100k")
+    parser.add_argument("--steps", type=int, default=40, help="training steps (batches of 16) timed per fit")
+    parser.add_argument("--rounds", type=int, default=2, help="fits each way, alternating")
+    args = parser.parse_args()
+    suffix = dataset_suffix(args.data)
+    log, text = read_dataset(args.data)
+    split = leave_last_out(log, n_valid=0)
+    backbone = shared_sasrec(split.train, HERE / "output" / f"objective_study_sasrec{suffix}")
+    inner = leave_last_out(split.train, n_valid=0)  # the fit's own split: validation = each user's last item
+    users = np.random.default_rng(0).choice(np.unique(inner.test.user_codes), VALIDATION_USERS, replace=False)
+    validation = inner.test.subset(np.isin(inner.test.user_codes, users))
+    runs = []
+    for round_ in range(args.rounds):
+        for live in ((True, False) if round_ % 2 == 0 else (False, True)):
+            runs.append(timed_epoch(backbone, inner.train, validation, text, live, args.steps))
+            print(json.dumps(runs[-1]), file=sys.stderr)
+    per_step = {live: statistics.mean(r["seconds_per_step"] for r in runs if r["live"] is live) for live in (True, False)}
+    result = {"dataset": args.data.name, "steps": args.steps, "rounds": args.rounds,
+              "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+              "seconds_per_step_live": per_step[True], "seconds_per_step_forward_only": per_step[False],
+              "forward_only_over_live": per_step[False] / per_step[True], "runs": runs}
+    path = HERE / "results" / f"step_cost{suffix}.json"
+    path.write_text(results_json(result))
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
