@@ -13,7 +13,8 @@ process on the same samples (the fit's first ``--steps`` batches of 16),
 alternating the two so that a machine that slows down or speeds up mid-run
 does not favour either. Each fit uses the objective study's shared SASRec
 and prompt-pass cache; a tiny validation set keeps the fit's validation
-short, and only the training epoch's own seconds are compared.
+short, the fits align on 100 seeded users (a fit ends by encoding each
+user it was given), and only the training epoch's own seconds are compared.
 
 Results: benchmarks/results/step_cost_<data folder>.json (printed; the page
 quotes them).
@@ -38,14 +39,15 @@ from rarec import RARecommender
 from rarec.model_selection import leave_last_out
 
 DEFAULT = "default + co-occurrence factors (session 23)"
-VALIDATION_USERS = 20
+FIT_USERS, VALIDATION_USERS = 100, 20
 BATCH = 16
 
 
 def timed_epoch(backbone, train, validation, text, live: bool, steps: int, llm=None,
                 prompt_cache: Path | None = PROMPT_CACHE) -> dict:
     """One fit of ``steps`` batches with the default objective; the training epoch's seconds per step."""
-    params = {**BASE, **VARIANTS[DEFAULT], "max_train_samples": steps * BATCH, "head_epochs": 0}
+    params = {**BASE, **VARIANTS[DEFAULT], "sample_fraction": 1.0, "max_train_samples": steps * BATCH,
+              "head_epochs": 0}  # every sample a candidate, so that the few users give ``steps`` batches
     rec = RARecommender(backbone=backbone, llm=llm, device="cpu", random_state=0, verbose=0, **params)
     with alignment_overrides(live_random_negatives=live), cached_prompt_states(prompt_cache):
         rec.fit(train, item_text=text, validation=validation)
@@ -65,12 +67,14 @@ def main() -> None:
     split = leave_last_out(log, n_valid=0)
     backbone = shared_sasrec(split.train, HERE / "output" / f"objective_study_sasrec{suffix}")
     inner = leave_last_out(split.train, n_valid=0)  # the fit's own split: validation = each user's last item
-    users = np.random.default_rng(0).choice(np.unique(inner.test.user_codes), VALIDATION_USERS, replace=False)
-    validation = inner.test.subset(np.isin(inner.test.user_codes, users))
+    # a fit ends by encoding every user it was given: a seeded few keep that short (the steps do not depend on it)
+    users = np.random.default_rng(0).choice(np.unique(inner.test.user_codes), FIT_USERS, replace=False)
+    train = inner.train.subset(np.isin(inner.train.user_codes, users))
+    validation = inner.test.subset(np.isin(inner.test.user_codes, users[:VALIDATION_USERS]))
     runs = []
     for round_ in range(args.rounds):
         for live in ((True, False) if round_ % 2 == 0 else (False, True)):
-            runs.append(timed_epoch(backbone, inner.train, validation, text, live, args.steps))
+            runs.append(timed_epoch(backbone, train, validation, text, live, args.steps))
             print(json.dumps(runs[-1]), file=sys.stderr)
     per_step = {live: statistics.mean(r["seconds_per_step"] for r in runs if r["live"] is live) for live in (True, False)}
     result = {"dataset": args.data.name, "steps": args.steps, "rounds": args.rounds,
