@@ -218,8 +218,8 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     found = rec.evaluate(held_out, ks=KS, metrics=METRICS, per_user=True)
     return {"row": name, "seed": seed, "seconds": time.perf_counter() - start, "id_dropout": id_dropout,
             "text_teacher": teacher, **factors, **({"epochs": epochs} if epochs != 1 else {}),
-            **({} if live else {"live_random_negatives": False}), "factor_checks": {key: rec.training_log_[0].get(key) for key in
-                                                       ("cooccurrence_factors", "text_factors")},
+            **({} if live else {"live_random_negatives": False}),
+            "factor_checks": {key: rec.training_log_[0].get(key) for key in ("cooccurrence_factors", "text_factors")},
             "users": int(len(np.unique(fitted_on.user_codes))), **mean_and_per_user(found)}
 
 

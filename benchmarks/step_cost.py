@@ -76,7 +76,8 @@ def main() -> None:
         for live in ((True, False) if round_ % 2 == 0 else (False, True)):
             runs.append(timed_epoch(backbone, train, validation, text, live, args.steps))
             print(json.dumps(runs[-1]), file=sys.stderr)
-    per_step = {live: statistics.mean(r["seconds_per_step"] for r in runs if r["live"] is live) for live in (True, False)}
+    per_step = {live: statistics.mean(r["seconds_per_step"] for r in runs if r["live"] is live)
+                for live in (True, False)}
     result = {"dataset": args.data.name, "steps": args.steps, "rounds": args.rounds,
               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
               "seconds_per_step_live": per_step[True], "seconds_per_step_forward_only": per_step[False],

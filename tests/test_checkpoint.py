@@ -42,6 +42,20 @@ def interrupt_at_step(monkeypatch, step):
     return monkeypatch
 
 
+def count_heads_training(monkeypatch) -> dict:
+    """Count the trainer's runs of the output heads' stage (``calls["n"]``) while the patch holds."""
+    import rarec.align._trainer as trainer
+
+    calls, original = {"n": 0}, trainer._train_heads
+
+    def counted(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_train_heads", counted)
+    return calls
+
+
 def weights(rec):
     return {k: v.clone() for k, v in rec.aligner_.state_dict().items()}
 
@@ -227,21 +241,12 @@ def test_a_fit_stopped_after_the_output_heads_resumes_without_training_them_agai
     np.testing.assert_array_equal(resumed.predict(users), straight.predict(users))
 
     with monkeypatch.context() as patch:  # a fresh fit (no resume) in the same folder trains its own heads
-        calls = {"n": 0}
-        original = trainer._train_heads
-
-        def counted(*args, **kwargs):
-            calls["n"] += 1
-            return original(*args, **kwargs)
-
-        patch.setattr(trainer, "_train_heads", counted)
+        calls = count_heads_training(patch)
         fitted(llm, epochs=1, head_epochs=head_epochs, checkpoint_dir=tmp_path).fit(X, item_text=text)
     assert calls["n"] == 1
 
 
 def test_a_fresh_fit_clears_what_an_earlier_fit_left_so_a_resume_never_mixes_them(data, tmp_path, monkeypatch):
-    import rarec.align._trainer as trainer
-
     X, text, llm = data
     fitted(llm, epochs=1, head_epochs=2, checkpoint_dir=tmp_path).fit(X, item_text=text)
     assert {"heads", "item_vectors", LATEST} <= {p.name for p in tmp_path.iterdir()}
@@ -255,14 +260,7 @@ def test_a_fresh_fit_clears_what_an_earlier_fit_left_so_a_resume_never_mixes_the
     assert not (tmp_path / LATEST).exists() and (tmp_path / "notes.txt").read_text() == "the user's own file"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("step-")] == []
 
-    calls = {"n": 0}
-    original = trainer._train_heads
-
-    def counted(*args, **kwargs):
-        calls["n"] += 1
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "_train_heads", counted)
+    calls = count_heads_training(monkeypatch)
     with pytest.warns(UserWarning, match="holds no checkpoint"):  # nothing of the earlier fit is resumed
         fitted(llm, epochs=1, head_epochs=2, checkpoint_dir=tmp_path).fit(X, item_text=text, resume=True)
     assert calls["n"] == 1
