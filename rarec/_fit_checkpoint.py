@@ -32,6 +32,8 @@ from ._errors import ModelFormatError
 from .cf import CFBackbone
 from .data import InteractionLog
 
+HEADS, ITEM_VECTORS = "heads", "item_vectors"  # the folders of the heads' stage and of the catalogue encoded so far
+
 
 class FitCheckpointer:
     """Checkpoints of the fit whose fingerprint is ``stamp``, under ``directory``.
@@ -90,7 +92,7 @@ class FitCheckpointer:
             name = latest_name(self.directory)
         except ModelFormatError:  # a damaged latest.json: removed below, its checkpoint is never read again
             name = None
-        for stale in [self.directory / "heads", self.directory / "item_vectors"] + \
+        for stale in [self.directory / HEADS, self.directory / ITEM_VECTORS] + \
                 ([self.directory / name] if name is not None else []):
             shutil.rmtree(stale, ignore_errors=True)
         (self.directory / LATEST).unlink(missing_ok=True)
@@ -119,11 +121,11 @@ class FitCheckpointer:
         """What the output heads' stage leaves (the trainer's ``_heads_checkpoint``), so that a fit resumed
         after it does not encode the samples' users and the catalogue again to retrain them."""
         if self.writer:
-            write_checkpoint(self.directory / "heads", "heads", {"fingerprint": self.stamp, **meta}, tensors)
+            write_checkpoint(self.directory / HEADS, "heads", {"fingerprint": self.stamp, **meta}, tensors)
 
     def read_heads(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
         """The heads' stage of the fit this one resumes, else ``None`` (a fresh fit, or none was saved)."""
-        folder = self.directory / "heads"
+        folder = self.directory / HEADS
         saved = read_checkpoint(folder) if self.resuming and folder.is_dir() else None
         return saved if saved is not None and saved[0].get("fingerprint") == self.stamp else None
 
@@ -152,7 +154,7 @@ class FitCheckpointer:
         ``lengths`` (each item prompt's token count) orders the work shortest first (little padding).
         """
         n_items = len(lengths)
-        folder = self.directory / "item_vectors"
+        folder = self.directory / ITEM_VECTORS
         out = torch.zeros(n_items, hidden)
         done = torch.zeros(n_items, dtype=torch.bool)
         saved = read_checkpoint(folder)

@@ -292,7 +292,7 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                 aligner.heads, towers.item_basis = None, None
         run.log.append(record)
         logger.info("output heads: %s", record)
-        if checkpointer is not None and group.is_main:
+        if checkpointer is not None:  # only the writing rank writes
             checkpointer.write_heads(*_heads_checkpoint(towers, record, run.best_fusion, rng))
     return AlignmentResult(run.log, run.best_fusion if run.stopping.best_state is not None else None)
 
