@@ -126,6 +126,14 @@ VARIANTS = {
         DEFAULT_OBJECTIVE, head_epochs=30, head_hidden=1024, cooccurrence_teacher=0.25, cooccurrence_factors=256,
         history_pooling=True),
 }
+#: The GPU preset (the estimator's ``epochs`` docstring): its defaults with three alignment epochs. Meant for
+#: ``--device cuda`` on every user (session 32, the first lent GPU since the default changed).
+VARIANTS["default (session 23), 3 epochs (GPU preset)"] = dict(VARIANTS["default + co-occurrence factors (session 23)"],
+                                                               epochs=3)
+#: Session 9's lead on Beauty: 5,000 samples touch each of its 12,101 items about twice as a candidate. Four times
+#: the default's 5% with no cap (the row records how many that is) is a GPU budget.
+VARIANTS["default (session 23), 20% of the samples, no cap (GPU)"] = dict(
+    VARIANTS["default + co-occurrence factors (session 23)"], sample_fraction=0.20, max_train_samples=None)
 
 #: Variants whose distillation teacher also knows the text (session 12): the backbone's logits plus this weight
 #: times the TF-IDF cosine of each sample's history and each candidate, in units of the backbone score's spread
@@ -194,23 +202,23 @@ REMOVED = {
 }
 
 
-def shared_sasrec(train, cache: Path) -> CFBackbone:
-    """SASRec (seed 0) on RARecommender's own inner split, fitted once and cached as safetensors + JSON."""
-    if (cache / "meta.json").exists():
-        return CFBackbone.from_state(json.loads((cache / "meta.json").read_text()),
-                                     load_file(str(cache / "tensors.safetensors")), "cpu", source=str(cache))
-    config, training = SETTINGS["sasrec"]
-    inner = leave_last_out(train, n_valid=0)
-    backbone = make_backbone("sasrec", TrainingConfig(**training, random_state=0, device="cpu", verbose=False),
-                             **config)
-    start = time.perf_counter()
-    backbone.fit(inner.train, inner.test)
-    print(f"SASRec: {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    meta, tensors = backbone.to_state()
-    cache.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(cache / "tensors.safetensors"))
-    (cache / "meta.json").write_text(json.dumps(meta))
-    return backbone
+def shared_sasrec(train, cache: Path, device: str = "cpu") -> CFBackbone:
+    """SASRec (seed 0) on RARecommender's own inner split, fitted once on ``device`` and cached as safetensors +
+    JSON; always returned as read back from the cache, on the CPU."""
+    if not (cache / "meta.json").exists():
+        config, training = SETTINGS["sasrec"]
+        inner = leave_last_out(train, n_valid=0)
+        backbone = make_backbone("sasrec", TrainingConfig(**training, random_state=0, device=device, verbose=False),
+                                 **config)
+        start = time.perf_counter()
+        backbone.fit(inner.train, inner.test)
+        print(f"SASRec on {device}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        meta, tensors = backbone.to_state()
+        cache.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(cache / "tensors.safetensors"))
+        (cache / "meta.json").write_text(json.dumps(meta))
+    return CFBackbone.from_state(json.loads((cache / "meta.json").read_text()),
+                                 load_file(str(cache / "tensors.safetensors")), "cpu", source=str(cache))
 
 
 def seeded_users(n_total: int, n_users: int, keep: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
@@ -262,17 +270,20 @@ def mean_and_per_user(found: dict) -> dict:
 
 
 def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_scale: float = 1.0,
-                everyone=None, keep: Path | None = None, prompt_cache: Path | None = PROMPT_CACHE) -> dict:
+                everyone=None, keep: Path | None = None, prompt_cache: Path | None = PROMPT_CACHE,
+                device: str = "cpu", llm_dtype: str = "auto", verbose: int = 0) -> dict:
     """One RA-Rec fit; ``sample_scale`` multiplies sample_fraction (a user subset keeps the full data's count);
     ``everyone``: the training log of every user (``split``'s may be a subset), for :data:`EASE_ON_EVERYONE`;
     ``keep``: a folder the fitted model is saved to; ``prompt_cache``: where the fit's once-per-fit prompt pass
-    is kept for later fits (``common.cached_prompt_states``; None: not kept)."""
+    is kept for later fits (``common.cached_prompt_states``; None: not kept); ``device``, ``llm_dtype`` and
+    ``verbose``: the estimator's (the shared backbone stays where it was fitted)."""
     params = {**BASE, **VARIANTS[name]}
     params["sample_fraction"] = min(1.0, params["sample_fraction"] * sample_scale)
     if name in EASE_FACTORS:
         everyone = split.train if everyone is None else everyone
         backbone, keep = WithEaseFactors(backbone, leave_last_out(everyone, n_valid=0).train, EASE_FACTORS[name]), None
-    rec = RARecommender(backbone=backbone, device="cpu", random_state=seed, verbose=0, **params)
+    rec = RARecommender(backbone=backbone, device=device, llm_dtype=llm_dtype, random_state=seed, verbose=verbose,
+                        **params)
     start = time.perf_counter()
     with text_teacher(TEXT_TEACHERS.get(name)), ease_teacher_of(EASE_TEACHERS.get(name)), \
             alignment_overrides(**ALIGNMENT_OVERRIDES.get(name, {})), \
@@ -483,13 +494,18 @@ def render(result: dict) -> str:
             else f"{values[0]:.4f}"
 
     dataset = result.get("dataset", "ml-100k")
-    lines = [f"## Training objective study ({DATASET_TITLES.get(dataset, dataset)}, SmolLM2-135M, CPU)", "",
+    where = "GPU" if result.get("device", "cpu") != "cpu" else "CPU"
+    lines = [f"## Training objective study ({DATASET_TITLES.get(dataset, dataset)}, SmolLM2-135M, {where})", "",
              f"Written by `benchmarks/objective_study.py` on {result['machine']}. One SASRec backbone (seed 0) "
              "shared by every fit; each RA-Rec row is the LLM score alone (the paper's ranking), mean ± std over "
              "the seeds run. Base: the CPU preset (`sample_fraction=0.01`, one epoch, prefixes in the top 8 "
              "layers) unless a row names another budget; \"baseline\" is the objective before this study (in-batch "
-             "softmax without logQ). Fit seconds are wall clock, mean over seeds; many fits shared the 2 cores with "
-             "other jobs, so only quiet runs compare (see the text above the table).", "",
+             "softmax without logQ). " + (
+                 "Fit seconds are wall clock, mean over seeds, each fit alone on the GPU machine"
+                 + ("; SASRec was fitted there too." if result.get("sasrec_fitted_on", "cpu") != "cpu" else ".")
+                 if where == "GPU" else
+                 "Fit seconds are wall clock, mean over seeds; many fits shared the 2 cores with other jobs, so "
+                 "only quiet runs compare (see the text above the table)."), "",
              *([f"CPU preset for a large log: RA-Rec aligns on, and every row is evaluated on, a seeded subset of "
                 f"{result['users']:,} of the {result['all_users']:,} users (the backbone saw them all, the whole "
                 "catalogue is ranked, and `sample_fraction` is scaled so the fit draws as many samples as on all "
@@ -528,6 +544,13 @@ def paired_lines(result: dict) -> list[str]:
     return lines
 
 
+def results_and_marker(data: Path, device: str) -> tuple[Path, str]:
+    """Where a run's rows are kept and its docs section's marker: one pair per data set, and another for runs on a
+    GPU (their fits see every user and are timed on other hardware, so their rows never mix with the CPU's)."""
+    suffix = dataset_suffix(data) + ("" if device == "cpu" else "_gpu")
+    return HERE / "results" / f"objective_study{suffix}.json", "objective-study" + suffix.replace("_", "-")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/ml-100k")
@@ -542,10 +565,19 @@ def main() -> None:
                         help="align on and evaluate a seeded subset of this many users (a CPU preset for large data: "
                              "the backbone still sees everyone, the catalogue stays whole, sample_fraction is scaled "
                              "so the number of samples is the full data's); default: every user")
+    parser.add_argument("--device", default="cpu",
+                        help="the RA-Rec fits' device (cpu, cuda); a GPU's rows are kept and rendered apart")
+    parser.add_argument("--llm-dtype", default="auto", help="the RA-Rec fits' llm_dtype")
+    parser.add_argument("--sasrec-device", default="cpu",
+                        help="where the shared SASRec is fitted when it is not cached yet (it is read back on the CPU)")
+    parser.add_argument("--verbose", type=int, default=0, help="the RA-Rec fits' verbose (1: progress bars)")
+    parser.add_argument("--prompt-cache", default=str(PROMPT_CACHE),
+                        help="folder of the fits' cached prompt passes; 'none': not kept")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     args = parser.parse_args()
     suffix = dataset_suffix(args.data)
-    results = HERE / "results" / f"objective_study{suffix}.json"
+    results, marker = results_and_marker(args.data, args.device)
+    prompt_cache = None if args.prompt_cache == "none" else Path(args.prompt_cache)
     result = json.loads(results.read_text()) if results.exists() else {"rows": []}
     unknown = [name for name in args.variants.split(";") if name not in VARIANTS]
     if unknown:
@@ -553,7 +585,10 @@ def main() -> None:
     if not args.render:
         log, text = read_dataset(args.data)
         split = leave_last_out(log, n_valid=0)
-        backbone = shared_sasrec(split.train, HERE / "output" / f"objective_study_sasrec{suffix}")
+        sasrec_cache = HERE / "output" / f"objective_study_sasrec{suffix}"
+        if not (sasrec_cache / "meta.json").exists():
+            result["sasrec_fitted_on"] = args.sasrec_device
+        backbone = shared_sasrec(split.train, sasrec_cache, args.sasrec_device)
         n_users = min(args.users or log.n_users, log.n_users)
         evaluated = user_subset(split, n_users)
         held = result.get("users", log.n_users)
@@ -562,18 +597,22 @@ def main() -> None:
         result["reference"] = reference_rows(backbone, split, evaluated)
         result["dataset"], result["users"], result["all_users"] = args.data.name, n_users, log.n_users
         result["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        if args.device != "cpu":
+            result["machine"] += f", {torch.cuda.get_device_name()} (torch {torch.__version__})"
+            result["device"] = args.device
         for name in args.variants.split(";"):
             for seed in map(int, args.seeds.split(",")):
                 done = [r for r in result["rows"] if r["variant"] == name and r["seed"] == seed]
                 if done and not args.again:
                     continue
                 keep = None if args.keep_models is None else args.keep_models / f"{slug(name)}_seed{seed}"
-                row = run_variant(name, seed, backbone, evaluated, text, log.n_users / n_users, split.train, keep)
+                row = run_variant(name, seed, backbone, evaluated, text, log.n_users / n_users, split.train, keep,
+                                  prompt_cache, args.device, args.llm_dtype, args.verbose)
                 print(json.dumps({k: v for k, v in row.items() if k != "per_user"}), file=sys.stderr)
                 result["rows"] = [r for r in result["rows"] if r not in done] + [row]
                 results.parent.mkdir(parents=True, exist_ok=True)
                 results.write_text(results_json(result))
-    write_section(args.output, render(result), marker="objective-study" + suffix.replace("_", "-"))
+    write_section(args.output, render(result), marker=marker)
 
 
 if __name__ == "__main__":

@@ -726,3 +726,33 @@ def test_step_cost_times_the_requested_steps_of_a_real_fit_both_ways(tmp_path, m
                                     llm=tiny_llm(data.item_text), prompt_cache=None)
         assert run["steps"] == 2 and run["live"] is live and run["seconds_per_step"] > 0
         assert seen[-1].live_random_negatives is live and seen[-1].n_random_negatives == 64
+
+
+def test_objective_study_keeps_a_gpu_run_apart_from_the_cpu_rows():
+    from pathlib import Path
+
+    data = Path("somewhere/amazon-beauty")
+    cpu, cpu_marker = objective_study.results_and_marker(data, "cpu")
+    gpu, gpu_marker = objective_study.results_and_marker(data, "cuda")
+    assert (cpu.name, cpu_marker) == ("objective_study_amazon-beauty.json", "objective-study-amazon-beauty")
+    assert (gpu.name, gpu_marker) == ("objective_study_amazon-beauty_gpu.json", "objective-study-amazon-beauty-gpu")
+    reference = {"SASRec backbone": {"ndcg@10": 0.1, "hr@100": 0.5}}
+    result = {"dataset": "amazon-beauty", "machine": "m", "reference": reference, "rows": []}
+    assert "(Amazon Beauty, SmolLM2-135M, CPU)" in objective_study.render(result)
+    assert "(Amazon Beauty, SmolLM2-135M, GPU)" in objective_study.render(dict(result, device="cuda"))
+    gpu_variants = objective_study.VARIANTS
+    assert gpu_variants["default (session 23), 3 epochs (GPU preset)"]["epochs"] == 3
+    assert gpu_variants["default (session 23), 20% of the samples, no cap (GPU)"]["max_train_samples"] is None
+
+
+def test_shared_sasrec_is_fitted_once_and_always_read_back_from_its_cache(tmp_path, monkeypatch):
+    data = make_interactions(n_users=40, n_items=30, random_state=2)
+    monkeypatch.setitem(objective_study.SETTINGS, "sasrec", (dict(dim=8, n_layers=1, n_heads=1, inner_dim=8),
+                                                            dict(batch_size=32, epochs=1)))
+    first = objective_study.shared_sasrec(data.interactions, tmp_path / "sasrec")
+    assert {f.name for f in (tmp_path / "sasrec").iterdir()} == {"meta.json", "tensors.safetensors"}
+    monkeypatch.setitem(objective_study.SETTINGS, "sasrec", None)  # a second call must not fit again
+    again = objective_study.shared_sasrec(data.interactions, tmp_path / "sasrec", device="cuda")
+    histories = [np.array([0, 1, 2]), np.array([3])]
+    torch.testing.assert_close(first.score_histories(histories, np.array([0, 1])),
+                               again.score_histories(histories, np.array([0, 1])))
