@@ -544,11 +544,14 @@ def paired_lines(result: dict) -> list[str]:
     return lines
 
 
-def results_and_marker(data: Path, device: str) -> tuple[Path, str]:
-    """Where a run's rows are kept and its docs section's marker: one pair per data set, and another for runs on a
-    GPU (their fits see every user and are timed on other hardware, so their rows never mix with the CPU's)."""
+def run_files(data: Path, device: str) -> tuple[Path, str, Path]:
+    """Where a run's rows are kept, its docs section's marker and its shared SASRec's cache: one set per data set,
+    and another for runs on a GPU (their fits see every user and are timed on other hardware, and their SASRec may
+    be fitted there, so their rows never mix with the CPU's; carried to the next GPU, the cache keeps the GPU rows'
+    backbone the same)."""
     suffix = dataset_suffix(data) + ("" if device == "cpu" else "_gpu")
-    return HERE / "results" / f"objective_study{suffix}.json", "objective-study" + suffix.replace("_", "-")
+    return (HERE / "results" / f"objective_study{suffix}.json", "objective-study" + suffix.replace("_", "-"),
+            HERE / "output" / f"objective_study_sasrec{suffix}")
 
 
 def main() -> None:
@@ -575,8 +578,7 @@ def main() -> None:
                         help="folder of the fits' cached prompt passes; 'none': not kept")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     args = parser.parse_args()
-    suffix = dataset_suffix(args.data)
-    results, marker = results_and_marker(args.data, args.device)
+    results, marker, sasrec_cache = run_files(args.data, args.device)
     prompt_cache = None if args.prompt_cache == "none" else Path(args.prompt_cache)
     result = json.loads(results.read_text()) if results.exists() else {"rows": []}
     unknown = [name for name in args.variants.split(";") if name not in VARIANTS]
@@ -585,7 +587,6 @@ def main() -> None:
     if not args.render:
         log, text = read_dataset(args.data)
         split = leave_last_out(log, n_valid=0)
-        sasrec_cache = HERE / "output" / f"objective_study_sasrec{suffix}"
         if not (sasrec_cache / "meta.json").exists():
             result["sasrec_fitted_on"] = args.sasrec_device
         backbone = shared_sasrec(split.train, sasrec_cache, args.sasrec_device)

@@ -732,10 +732,12 @@ def test_objective_study_keeps_a_gpu_run_apart_from_the_cpu_rows():
     from pathlib import Path
 
     data = Path("somewhere/amazon-beauty")
-    cpu, cpu_marker = objective_study.results_and_marker(data, "cpu")
-    gpu, gpu_marker = objective_study.results_and_marker(data, "cuda")
+    cpu, cpu_marker, cpu_sasrec = objective_study.run_files(data, "cpu")
+    gpu, gpu_marker, gpu_sasrec = objective_study.run_files(data, "cuda")
     assert (cpu.name, cpu_marker) == ("objective_study_amazon-beauty.json", "objective-study-amazon-beauty")
     assert (gpu.name, gpu_marker) == ("objective_study_amazon-beauty_gpu.json", "objective-study-amazon-beauty-gpu")
+    assert (cpu_sasrec.name, gpu_sasrec.name) == ("objective_study_sasrec_amazon-beauty",
+                                                  "objective_study_sasrec_amazon-beauty_gpu")
     reference = {"SASRec backbone": {"ndcg@10": 0.1, "hr@100": 0.5}}
     result = {"dataset": "amazon-beauty", "machine": "m", "reference": reference, "rows": []}
     assert "(Amazon Beauty, SmolLM2-135M, CPU)" in objective_study.render(result)
