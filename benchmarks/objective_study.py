@@ -495,17 +495,18 @@ def render(result: dict) -> str:
 
     dataset = result.get("dataset", "ml-100k")
     where = "GPU" if result.get("device", "cpu") != "cpu" else "CPU"
+    if where == "GPU":
+        timing = "Fit seconds are wall clock, mean over seeds, each fit alone on the GPU machine" + (
+            "; SASRec was fitted there too." if result.get("sasrec_fitted_on", "cpu") != "cpu" else ".")
+    else:
+        timing = ("Fit seconds are wall clock, mean over seeds; many fits shared the 2 cores with other jobs, so "
+                  "only quiet runs compare (see the text above the table).")
     lines = [f"## Training objective study ({DATASET_TITLES.get(dataset, dataset)}, SmolLM2-135M, {where})", "",
              f"Written by `benchmarks/objective_study.py` on {result['machine']}. One SASRec backbone (seed 0) "
              "shared by every fit; each RA-Rec row is the LLM score alone (the paper's ranking), mean ± std over "
              "the seeds run. Base: the CPU preset (`sample_fraction=0.01`, one epoch, prefixes in the top 8 "
              "layers) unless a row names another budget; \"baseline\" is the objective before this study (in-batch "
-             "softmax without logQ). " + (
-                 "Fit seconds are wall clock, mean over seeds, each fit alone on the GPU machine"
-                 + ("; SASRec was fitted there too." if result.get("sasrec_fitted_on", "cpu") != "cpu" else ".")
-                 if where == "GPU" else
-                 "Fit seconds are wall clock, mean over seeds; many fits shared the 2 cores with other jobs, so "
-                 "only quiet runs compare (see the text above the table)."), "",
+             "softmax without logQ). " + timing, "",
              *([f"CPU preset for a large log: RA-Rec aligns on, and every row is evaluated on, a seeded subset of "
                 f"{result['users']:,} of the {result['all_users']:,} users (the backbone saw them all, the whole "
                 "catalogue is ranked, and `sample_fraction` is scaled so the fit draws as many samples as on all "
