@@ -498,7 +498,9 @@ class RARecommender(RankingMixin, BaseEstimator):
                     else fit_steps.fit_backbone(self, train, valid, seed, device, group, progress))
         sequences = train.user_sequences()
         factors, factors_check = fit_steps.cooccurrence_factors(self, backbone, sequences, valid)
-        words, words_check = fit_steps.text_factors(self, backbone, sequences, valid, texts, factors)
+        config = _params.alignment_config(self, progress)
+        neighbours = fit_steps.other_item_neighbours(self, texts, backbone.n_items_, config.id_dropout)
+        words, words_check = fit_steps.text_factors(self, backbone, sequences, valid, texts, factors, neighbours)
         id_dim = backbone.item_embeddings().shape[1] + sum(f.rank for f in (factors, words) if f is not None)
         llm = FrozenLLM.load(self.llm, device=device, dtype=_params.LLM_DTYPES[self.llm_dtype], verbose=progress)
         towers = Towers.build(backbone, texts, _params.prompt_settings(self), _params.llm_source(self, device), llm,
@@ -516,9 +518,10 @@ class RARecommender(RankingMixin, BaseEstimator):
                           "using 0 (the LLM score alone).", UserWarning, stacklevel=2)
         try:
             result = train_alignment(
-                towers, samples, sequences, _params.alignment_config(self, progress), rng, group,
+                towers, samples, sequences, config, rng, group,
                 None if valid is None else lambda: validation_ndcg(towers, train, valid, weights, group, progress),
-                checkpointer, head_samples=more, held_out=None if valid is None else valid.to_csr())
+                checkpointer, head_samples=more, held_out=None if valid is None else valid.to_csr(),
+                neighbours=neighbours)
         except KeyboardInterrupt:
             if self.checkpoint_dir is not None:
                 logger.warning("fit interrupted; the latest checkpoint in %s is intact: continue with "

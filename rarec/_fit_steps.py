@@ -69,15 +69,26 @@ def cooccurrence_factors(rec: RARecommender, backbone: CFBackbone, sequences: li
     return _scaled_and_checked(rec, backbone, sequences, valid, fitted, weight, None, "factors")
 
 
+def other_item_neighbours(rec: RARecommender, texts: list, n_items: int, id_dropout: float) -> np.ndarray | None:
+    """Each known item's nearest other item by text (:func:`nearest_other_items`), computed once for the two steps
+    that read it: the text factors' validation check and the trainer's ``id_dropout``. ``None`` when neither runs."""
+    settings = _params.id_factor_settings(rec)
+    if id_dropout <= 0 and (settings.text_rank == 0 or settings.text_weight <= 0):
+        return None
+    return nearest_other_items(texts[:n_items])
+
+
 def text_factors(rec: RARecommender, backbone: CFBackbone, sequences: list[np.ndarray], valid: InteractionLog | None,
-                 texts: list, before: CooccurrenceFactors | None) -> tuple[TextFactors | None, dict | None]:
+                 texts: list, before: CooccurrenceFactors | None,
+                 neighbours: np.ndarray | None = None) -> tuple[TextFactors | None, dict | None]:
     """The known items' TF-IDF factors (:class:`TextFactors`; rank and weight: :func:`_params.id_factor_settings`'s,
     off unless a benchmark turns them on) scaled to that weight x the backbone's score spread, and what the
     validation check found. Added to the backbone and the factors ``before`` them, they must improve the
     validation NDCG@10 on average over two rankings: of the validation items as they are, and of the same items
     as if added after fit (the ID vector borrowed from the nearest item by text, as ``add_items`` gives it; the
     text factors their own), since ranking such items is what the words are for. ``None`` (and no check) when off
-    or when no item text holds a word; ``None`` after a check they lost."""
+    or when no item text holds a word; ``None`` after a check they lost. ``neighbours``:
+    :func:`other_item_neighbours`, when the caller has it."""
     settings = _params.id_factor_settings(rec)
     if settings.text_rank == 0 or settings.text_weight <= 0:
         return None, None
@@ -88,7 +99,8 @@ def text_factors(rec: RARecommender, backbone: CFBackbone, sequences: list[np.nd
                       "text factors.", UserWarning, stacklevel=3)
         return None, None
     return _scaled_and_checked(rec, backbone, sequences, valid, fitted, settings.text_weight, before, "text_factors",
-                               neighbours=nearest_other_items(texts[:backbone.n_items_]))
+                               neighbours=(nearest_other_items(texts[:backbone.n_items_]) if neighbours is None
+                                           else neighbours))
 
 
 def _scaled_and_checked(rec: RARecommender, backbone: CFBackbone, sequences: list[np.ndarray],

@@ -105,11 +105,15 @@ def with_cold_items(embeddings: torch.Tensor, texts: Sequence[ItemText | None],
     return torch.cat([embeddings, _embeddings_of(embeddings, neighbours.nearest(texts[n_known:]))])
 
 
-def borrowed_embeddings(embeddings: torch.Tensor, texts: Sequence[ItemText | None]) -> torch.Tensor:
+def borrowed_embeddings(embeddings: torch.Tensor, texts: Sequence[ItemText | None],
+                        neighbours: np.ndarray | None = None) -> torch.Tensor:
     """For each known item (rows of ``embeddings``, (n, d)), the CF embedding of its most similar other item by
-    text (:func:`nearest_other_items`), or the mean embedding when it shares no word with any: the ID prefix an
-    item added after fit gets, given to known items while training so the towers learn to rank with it."""
-    return _embeddings_of(embeddings, nearest_other_items(texts[:embeddings.shape[0]]))
+    text (:func:`nearest_other_items`; ``neighbours``, its result, when the caller has it), or the mean embedding
+    when it shares no word with any: the ID prefix an item added after fit gets, given to known items while
+    training so the towers learn to rank with it."""
+    if neighbours is None:
+        neighbours = nearest_other_items(texts[:embeddings.shape[0]])
+    return _embeddings_of(embeddings, neighbours)
 
 
 def _embeddings_of(embeddings: torch.Tensor, nearest: np.ndarray) -> torch.Tensor:

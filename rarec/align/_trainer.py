@@ -103,7 +103,8 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                     checkpointer: Checkpointer | None = None,
                     extra_teacher: Callable[[np.ndarray, np.ndarray | None], torch.Tensor] | None = None,
                     head_samples: AlignmentSamples | None = None,
-                    held_out: sp.csr_matrix | None = None) -> AlignmentResult:
+                    held_out: sp.csr_matrix | None = None,
+                    neighbours: np.ndarray | None = None) -> AlignmentResult:
     """Train ``towers.aligner`` on (history, next item) samples; keep the weights of the best validation round.
 
     Parameters
@@ -136,6 +137,9 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
         The validation items by user (not in ``sequences``). With them the
         co-occurrence teacher is used only if it ranks them better than the
         backbone alone; the first epoch's record says what it found.
+    neighbours : int array (n_items,), optional
+        Each item's nearest other item by text (:func:`~rarec.align._cold_items.nearest_other_items`), which
+        ``id_dropout`` borrows ID vectors from; computed here when absent and needed.
     """
     if head_samples is not None and len(head_samples) and extra_teacher is not None:
         raise ValueError("extra_teacher scores the rows of samples; it cannot be combined with head_samples.")
@@ -166,7 +170,7 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
         own = 0 if towers.text_factors is None else towers.text_factors.rank
         borrowed = item_cf.clone()
         borrowed[:, 0, :item_cf.shape[2] - own] = borrowed_embeddings(item_cf[:, 0, :item_cf.shape[2] - own],
-                                                                      towers.texts)
+                                                                      towers.texts, neighbours)
     saved = checkpointer.read_training() if checkpointer is not None else None
     if saved is not None:
         run = TrainingState.from_checkpoint(*saved, aligner, optimizer, rng, config.patience)

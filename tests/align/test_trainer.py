@@ -164,8 +164,8 @@ def test_id_dropout_gives_a_share_of_the_training_items_a_borrowed_id(data, monk
 
     X, text, llm = data
     borrowed_value = 7.0  # no CF embedding has this value everywhere
-    monkeypatch.setattr(trainer, "borrowed_embeddings", lambda embeddings, texts: torch.full_like(embeddings,
-                                                                                                   borrowed_value))
+    monkeypatch.setattr(trainer, "borrowed_embeddings", lambda embeddings, *texts_and_neighbours: torch.full_like(
+        embeddings, borrowed_value))
     original_config, original_encode = _params.alignment_config, TwoTowerAligner.encode
     monkeypatch.setattr(_params, "alignment_config",
                         lambda rec, progress: dataclasses.replace(original_config(rec, progress), id_dropout=share))
@@ -196,7 +196,19 @@ def test_id_dropout_keeps_an_item_s_own_text_factors(data, monkeypatch):
     from rarec.align import TwoTowerAligner
 
     X, text, llm = data
-    monkeypatch.setattr(trainer, "borrowed_embeddings", lambda embeddings, texts: torch.full_like(embeddings, 7.0))
+    computed, given = [], []  # the text neighbours: computed once, for the factors' check and for id_dropout
+
+    def count(texts):
+        computed.append(original_nearest(texts))
+        return computed[-1]
+
+    def borrow(embeddings, texts, neighbours=None):
+        given.append(neighbours)
+        return torch.full_like(embeddings, 7.0)
+
+    original_nearest = fit_steps.nearest_other_items
+    monkeypatch.setattr(fit_steps, "nearest_other_items", count)
+    monkeypatch.setattr(trainer, "borrowed_embeddings", borrow)
     monkeypatch.setattr(fit_steps, "validation_check", lambda *args: {"kept": True})
     original_config, original_encode = _params.alignment_config, TwoTowerAligner.encode
     monkeypatch.setattr(_params, "alignment_config",
@@ -216,6 +228,7 @@ def test_id_dropout_keeps_an_item_s_own_text_factors(data, monkeypatch):
     assert rec.towers_.text_factors is not None and ids.shape[1] == rec.towers_.item_cf.shape[2]
     assert (ids[:, :-5] == 7.0).all()  # the CF part (and co-occurrence factors) borrowed
     assert (ids[:, -5:] != 7.0).any(1).all()  # the words are the item's own
+    assert len(computed) == 1 and len(given) == 1 and given[0] is computed[0]
 
 
 def test_borrowed_embeddings_are_the_nearest_other_items_or_the_mean():
