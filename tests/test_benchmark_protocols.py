@@ -745,6 +745,8 @@ def test_objective_study_keeps_a_gpu_run_apart_from_the_cpu_rows():
     gpu_variants = objective_study.VARIANTS
     assert gpu_variants["default (session 23), 3 epochs (GPU preset)"]["epochs"] == 3
     assert gpu_variants["default (session 23), 20% of the samples, no cap (GPU)"]["max_train_samples"] is None
+    assert gpu_variants["default (session 23), 6 epochs (GPU)"] == dict(gpu_variants[
+        "default (session 23), 3 epochs (GPU preset)"], epochs=6)
 
 
 def test_shared_sasrec_is_fitted_once_and_always_read_back_from_its_cache(tmp_path, monkeypatch):
