@@ -138,6 +138,10 @@ VARIANTS["default (session 23), 20% of the samples, no cap (GPU)"] = dict(
 #: epoch): the same samples for twice as long (early stopping still keeps the best epoch).
 VARIANTS["default (session 23), 6 epochs (GPU)"] = dict(VARIANTS["default + co-occurrence factors (session 23)"],
                                                       epochs=6)
+#: The longest of these that fits one 10-minute command on an H200 when SASRec is already fitted: session 32's
+#: 380 s fit spent about 30 s an epoch training and about as long validating every user (tools/offline_gpu).
+VARIANTS["default (session 23), 5 epochs (GPU)"] = dict(VARIANTS["default + co-occurrence factors (session 23)"],
+                                                      epochs=5)
 
 #: Variants whose distillation teacher also knows the text (session 12): the backbone's logits plus this weight
 #: times the TF-IDF cosine of each sample's history and each candidate, in units of the backbone score's spread

@@ -718,14 +718,19 @@ def test_step_cost_times_the_requested_steps_of_a_real_fit_both_ways(tmp_path, m
     inner = leave_last_out(split.train, n_valid=0)
     import rarec._estimator as estimator
 
-    seen, original = [], estimator.train_alignment  # the config the trainer is given, after the overrides
+    seen, dtypes, original = [], [], estimator.train_alignment  # the trainer's config (after the overrides), LLM
     monkeypatch.setattr(estimator, "train_alignment", lambda towers, samples, sequences, config, *a, **k:
-                        seen.append(config) or original(towers, samples, sequences, config, *a, **k))
+                        seen.append(config) or dtypes.append(towers.llm.dtype)
+                        or original(towers, samples, sequences, config, *a, **k))
     for live in (True, False):
         run = step_cost.timed_epoch(backbone, inner.train, inner.test, data.item_text, live, steps=2,
                                     llm=tiny_llm(data.item_text), prompt_cache=None)
         assert run["steps"] == 2 and run["live"] is live and run["seconds_per_step"] > 0
         assert seen[-1].live_random_negatives is live and seen[-1].n_random_negatives == 64
+        assert dtypes[-1] == torch.float32 and run["llm_dtype"] == "float32"
+    run = step_cost.timed_epoch(backbone, inner.train, inner.test, data.item_text, True, steps=2,
+                                llm=tiny_llm(data.item_text), prompt_cache=None, llm_dtype="bfloat16")
+    assert dtypes[-1] == torch.bfloat16 and run["llm_dtype"] == "bfloat16" and run["steps"] == 2
 
 
 def test_objective_study_keeps_a_gpu_run_apart_from_the_cpu_rows():
@@ -747,6 +752,8 @@ def test_objective_study_keeps_a_gpu_run_apart_from_the_cpu_rows():
     assert gpu_variants["default (session 23), 20% of the samples, no cap (GPU)"]["max_train_samples"] is None
     assert gpu_variants["default (session 23), 6 epochs (GPU)"] == dict(gpu_variants[
         "default (session 23), 3 epochs (GPU preset)"], epochs=6)
+    assert gpu_variants["default (session 23), 5 epochs (GPU)"] == dict(gpu_variants[
+        "default (session 23), 3 epochs (GPU preset)"], epochs=5)
 
 
 def test_shared_sasrec_is_fitted_once_and_always_read_back_from_its_cache(tmp_path, monkeypatch):
