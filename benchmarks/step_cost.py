@@ -1,7 +1,9 @@
-"""What an alignment step costs with the random extra negatives encoded live or forward-only.
+"""What an alignment step costs with the random extra negatives encoded live or forward-only, or with the
+frozen LLM held in fp32 or bf16.
 
     python benchmarks/step_cost.py                       # ML-100K, 40 steps each way
     python benchmarks/step_cost.py --data ../shared/data/amazon-beauty --steps 20
+    python benchmarks/step_cost.py --compare dtype       # llm_dtype float32 against bfloat16 (live negatives)
 
 The estimator's default objective adds 64 uniformly drawn items to every
 batch's candidates. Encoded *live* (the default), they run through the item
@@ -11,12 +13,15 @@ tower, and the backward pass skips them. The objective study measures what
 that does to quality; this script measures the time, both ways in one
 process on the same samples (the fit's first ``--steps`` batches of 16),
 alternating the two so that a machine that slows down or speeds up mid-run
-does not favour either. Each fit uses the objective study's shared SASRec
+does not favour either. ``--compare dtype`` times the default (live) step with
+the LLM in fp32 and in bf16 instead: on a CPU without bf16 units bf16 is far
+slower, on one with them (AMX) the frozen layers' matrix products run faster. Each fit uses the objective study's shared SASRec
 and prompt-pass cache; a tiny validation set keeps the fit's validation
 short, the fits align on 100 seeded users (a fit ends by encoding each
 user it was given), and only the training epoch's own seconds are compared.
 
-Results: benchmarks/results/step_cost_<data folder>.json (printed; the page
+Results: benchmarks/results/step_cost_<data folder>.json, or
+step_cost_dtype_<data folder>.json for ``--compare dtype`` (printed; the page
 quotes them).
 """
 
@@ -44,16 +49,18 @@ BATCH = 16
 
 
 def timed_epoch(backbone, train, validation, text, live: bool, steps: int, llm=None,
-                prompt_cache: Path | None = PROMPT_CACHE) -> dict:
+                prompt_cache: Path | None = PROMPT_CACHE, llm_dtype: str = "float32") -> dict:
     """One fit of ``steps`` batches with the default objective; the training epoch's seconds per step."""
     params = {**BASE, **VARIANTS[DEFAULT], "sample_fraction": 1.0, "max_train_samples": steps * BATCH,
               "head_epochs": 0}  # every sample a candidate, so that the few users give ``steps`` batches
-    rec = RARecommender(backbone=backbone, llm=llm, device="cpu", random_state=0, verbose=0, **params)
+    rec = RARecommender(backbone=backbone, llm=llm, device="cpu", llm_dtype=llm_dtype, random_state=0, verbose=0,
+                        **params)
     with alignment_overrides(live_random_negatives=live), cached_prompt_states(prompt_cache):
         rec.fit(train, item_text=text, validation=validation)
     epoch = rec.training_log_[0]
     batches = -(-epoch["samples"] // BATCH)
-    return {"live": live, "seconds": epoch["seconds"], "steps": batches, "seconds_per_step": epoch["seconds"] / batches}
+    return {"live": live, "llm_dtype": llm_dtype, "seconds": epoch["seconds"], "steps": batches,
+            "seconds_per_step": epoch["seconds"] / batches, "setup_seconds": epoch.get("setup_seconds")}
 
 
 def main() -> None:
@@ -61,6 +68,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/ml-100k")
     parser.add_argument("--steps", type=int, default=40, help="training steps (batches of 16) timed per fit")
     parser.add_argument("--rounds", type=int, default=2, help="fits each way, alternating")
+    parser.add_argument("--compare", choices=("negatives", "dtype"), default="negatives",
+                        help="negatives: live against forward-only random negatives (fp32); dtype: the LLM in "
+                             "float32 against bfloat16 (live negatives)")
     args = parser.parse_args()
     suffix = dataset_suffix(args.data)
     log, text = read_dataset(args.data)
@@ -71,18 +81,25 @@ def main() -> None:
     users = np.random.default_rng(0).choice(np.unique(inner.test.user_codes), FIT_USERS, replace=False)
     train = inner.train.subset(np.isin(inner.train.user_codes, users))
     validation = inner.test.subset(np.isin(inner.test.user_codes, users[:VALIDATION_USERS]))
+    # the two settings compared: (key in the results, timed_epoch's keyword arguments)
+    if args.compare == "negatives":
+        ways = [("live", dict(live=True)), ("forward_only", dict(live=False))]
+    else:
+        ways = [("float32", dict(live=True, llm_dtype="float32")), ("bfloat16", dict(live=True, llm_dtype="bfloat16"))]
     runs = []
     for round_ in range(args.rounds):
-        for live in ((True, False) if round_ % 2 == 0 else (False, True)):
-            runs.append(timed_epoch(backbone, train, validation, text, live, args.steps))
+        for key, kwargs in (ways if round_ % 2 == 0 else ways[::-1]):
+            runs.append({"way": key, **timed_epoch(backbone, train, validation, text, steps=args.steps, **kwargs)})
             print(json.dumps(runs[-1]), file=sys.stderr)
-    per_step = {live: statistics.mean(r["seconds_per_step"] for r in runs if r["live"] is live)
-                for live in (True, False)}
+    per_step = {key: statistics.mean(r["seconds_per_step"] for r in runs if r["way"] == key) for key, _ in ways}
+    (first, _), (second, _) = ways
     result = {"dataset": args.data.name, "steps": args.steps, "rounds": args.rounds,
               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-              "seconds_per_step_live": per_step[True], "seconds_per_step_forward_only": per_step[False],
-              "forward_only_over_live": per_step[False] / per_step[True], "runs": runs}
-    path = HERE / "results" / f"step_cost{suffix}.json"
+              "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              **{f"seconds_per_step_{key}": value for key, value in per_step.items()},
+              f"{second}_over_{first}": per_step[second] / per_step[first], "runs": runs}
+    name = "step_cost" if args.compare == "negatives" else "step_cost_dtype"
+    path = HERE / "results" / f"{name}{suffix}.json"
     path.write_text(results_json(result))
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}), file=sys.stderr)
 
