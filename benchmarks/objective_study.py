@@ -142,6 +142,10 @@ VARIANTS["default (session 23), 6 epochs (GPU)"] = dict(VARIANTS["default + co-o
 #: 380 s fit spent about 30 s an epoch training and about as long validating every user (tools/offline_gpu).
 VARIANTS["default (session 23), 5 epochs (GPU)"] = dict(VARIANTS["default + co-occurrence factors (session 23)"],
                                                       epochs=5)
+#: Session 34: on a CPU with AMX-BF16 units an alignment step took 0.63x as long with the LLM in bf16
+#: (step_cost.py --compare dtype); does the ranking keep its quality?
+VARIANTS["default (session 23), LLM in bf16"] = dict(VARIANTS["default + co-occurrence factors (session 23)"],
+                                                     llm_dtype="bfloat16")
 
 #: Variants whose distillation teacher also knows the text (session 12): the backbone's logits plus this weight
 #: times the TF-IDF cosine of each sample's history and each candidate, in units of the backbone score's spread
@@ -290,8 +294,9 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
     if name in EASE_FACTORS:
         everyone = split.train if everyone is None else everyone
         backbone, keep = WithEaseFactors(backbone, leave_last_out(everyone, n_valid=0).train, EASE_FACTORS[name]), None
-    rec = RARecommender(backbone=backbone, device=device, llm_dtype=llm_dtype, random_state=seed, verbose=verbose,
-                        **params)
+    # a variant may fix the LLM's dtype itself (``llm_dtype`` in its parameters); otherwise the run's applies
+    rec = RARecommender(**{"backbone": backbone, "device": device, "llm_dtype": llm_dtype, "random_state": seed,
+                           "verbose": verbose, **params})
     start = time.perf_counter()
     with text_teacher(TEXT_TEACHERS.get(name)), ease_teacher_of(EASE_TEACHERS.get(name)), \
             alignment_overrides(**ALIGNMENT_OVERRIDES.get(name, {})), \

@@ -756,6 +756,30 @@ def test_objective_study_keeps_a_gpu_run_apart_from_the_cpu_rows():
         "default (session 23), 3 epochs (GPU preset)"], epochs=5)
 
 
+def test_a_variant_may_fix_the_llm_dtype_over_the_run_s(monkeypatch):
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    class Recorder:
+        def __init__(self, **params):
+            seen.append(params)
+
+        def fit(self, *args, **kwargs):
+            raise Stop
+
+    monkeypatch.setattr(objective_study, "RARecommender", Recorder)
+    split = type("Split", (), {"train": None})()
+    for name, expected in (("default (session 23), LLM in bf16", "bfloat16"),
+                           ("default + co-occurrence factors (session 23)", "float32")):
+        with pytest.raises(Stop):
+            objective_study.run_variant(name, 0, None, split, None, prompt_cache=None, llm_dtype="float32")
+        assert seen[-1]["llm_dtype"] == expected and seen[-1]["random_state"] == 0
+    assert {k: v for k, v in objective_study.VARIANTS["default (session 23), LLM in bf16"].items()
+            if k != "llm_dtype"} == objective_study.VARIANTS["default + co-occurrence factors (session 23)"]
+
+
 def test_shared_sasrec_is_fitted_once_and_always_read_back_from_its_cache(tmp_path, monkeypatch):
     data = make_interactions(n_users=40, n_items=30, random_state=2)
     monkeypatch.setitem(objective_study.SETTINGS, "sasrec", (dict(dim=8, n_layers=1, n_heads=1, inner_dim=8),
