@@ -13,10 +13,11 @@ tower, and the backward pass skips them. The objective study measures what
 that does to quality; this script measures the time, both ways in one
 process on the same samples (the fit's first ``--steps`` batches of 16),
 alternating the two so that a machine that slows down or speeds up mid-run
-does not favour either. ``--compare dtype`` times the default (live) step with
-the LLM in fp32 and in bf16 instead: on a CPU without bf16 units bf16 is far
-slower, on one with them (AMX) the frozen layers' matrix products run faster. Each fit uses the objective study's shared SASRec
-and prompt-pass cache; a tiny validation set keeps the fit's validation
+does not favour either. ``--compare dtype`` times the default (live) step
+with the LLM in fp32 and in bf16 instead: on a CPU without bf16 units bf16 is
+far slower, on one with them (AMX) the frozen layers' matrix products run
+faster. Each fit uses the objective study's shared SASRec and prompt-pass
+cache; a tiny validation set keeps the fit's validation
 short, the fits align on 100 seeded users (a fit ends by encoding each
 user it was given), and only the training epoch's own seconds are compared.
 

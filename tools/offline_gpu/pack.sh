@@ -3,13 +3,13 @@
 # for a GPU machine with no network that receives the working tree plus a few named folders:
 #
 #   .device/one/  model.part1 (first half of the default GGUF), data.tar.xz (the benchmark data), the gguf wheel
-#   .device/two/  model.part2, model.sha256
+#   .device/two/  model.part2, model.sha256, model.name
 #
 # Run from the repository root, in the development virtual environment (the default model installed):
 #     bash tools/offline_gpu/pack.sh [DATA_FOLDER]        # default: ../shared/data/amazon-beauty
 # Then on the GPU machine, one call right after the other (the staged first half lives in /tmp there):
-#     bash tools/offline_gpu/run1.sh     carrying .device/one
-#     bash tools/offline_gpu/run2.sh     carrying .device/two (+ the GPU SASRec cache, if there is one)
+#     bash tools/offline_gpu/run1.sh     carrying .device/one (+ the GPU SASRec cache, if there is one)
+#     bash tools/offline_gpu/run2.sh     carrying .device/two
 # See tools/offline_gpu/README.md.
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
