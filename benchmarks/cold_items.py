@@ -207,10 +207,10 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     rec = RARecommender(backbone=backbone, llm=getattr(args, "llm", None), device=args.device, random_state=seed,
                         verbose=1, use_id=(name != "text_only"), sample_fraction=fraction, checkpoint_dir=checkpoints,
                         epochs=epochs)
-    start = time.perf_counter()
+    start, resumed = time.perf_counter(), checkpoints is not None and checkpoints.exists()
     with alignment_overrides(id_dropout=id_dropout, live_random_negatives=live), text_teacher(teacher), \
             id_factor_overrides(**factors), cached_prompt_states(getattr(args, "prompt_cache", None)):
-        rec.fit(fitted_on, item_text=warm_text, resume=checkpoints is not None and checkpoints.exists())
+        rec.fit(fitted_on, item_text=warm_text, resume=resumed)
     if getattr(args, "keep_models", None) is not None:  # the warm model, for cold_prefixes.py
         rec.save(args.keep_models / f"{name}_seed{seed}")
     rec.add_items(cold_text)
@@ -218,7 +218,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     found = rec.evaluate(held_out, ks=KS, metrics=METRICS, per_user=True)
     return {"row": name, "seed": seed, "seconds": time.perf_counter() - start, "id_dropout": id_dropout,
             "text_teacher": teacher, **factors, **({"epochs": epochs} if epochs != 1 else {}),
-            **({} if live else {"live_random_negatives": False}),
+            **({} if live else {"live_random_negatives": False}), **({"resumed": True} if resumed else {}),
             "factor_checks": {key: rec.training_log_[0].get(key) for key in ("cooccurrence_factors", "text_factors")},
             "users": int(len(np.unique(fitted_on.user_codes))), **mean_and_per_user(found)}
 
@@ -351,7 +351,11 @@ def render(result: dict, split: str = "test") -> str:
         for rows in settings.values():
             lines.append(f"| {label(name, rows)} | {len(rows)} | " + " | ".join(
                 cell([r[m] for r in rows]) for m in ("hr@10", "ndcg@10", "hr@100", "ndcg@100"))
-                + f" | {statistics.mean(r['seconds'] for r in rows):.0f} |")
+                + f" | {statistics.mean(r['seconds'] for r in rows):.0f}"
+                + (" (resumed)" if any(r.get("resumed") for r in rows) else "") + " |")
+    if any(r.get("resumed") for r in result["rows"]):
+        lines[2] += (" A wall time marked \"resumed\" counts only the run that finished the fit from a checkpoint, "
+                     "not the earlier run(s) that wrote it.")
     return "\n".join(lines + paired_lines(result, "validation" if split == "valid" else "test")) + "\n"
 
 

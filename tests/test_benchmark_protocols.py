@@ -182,6 +182,18 @@ def test_cold_item_tables_keep_each_text_factor_setting_on_a_line_of_its_own():
     assert table.index("weight 0.25") < table.index("weight 0.5")
 
 
+def test_cold_item_table_marks_a_resumed_row_s_wall_time_as_the_resumed_run_s_only():
+    rows = [{"row": "tfidf", "seed": 0, "seconds": 2.0, "hr@10": 0.5, "ndcg@10": 0.25, "hr@100": 0.5,
+             "ndcg@100": 0.25}]
+    result = {"rows": rows, "machine": "m", "cold_items": 4, "items": 40, "test_users": 2}
+    assert "resumed" not in cold_items.render(result)
+    rows.append({"row": "rarec_text_factors", "seed": 0, "seconds": 408.0, "text_rank": 8, "text_weight": 0.5,
+                 "epochs": 2, "resumed": True, "hr@10": 0.5, "ndcg@10": 0.25, "hr@100": 0.5, "ndcg@100": 0.25})
+    table = cold_items.render(result)
+    assert "2 alignment epochs | 1 | 0.5000 | 0.2500 | 0.5000 | 0.2500 | 408 (resumed) |" in table
+    assert "counts only the run that finished the fit from a checkpoint" in table
+
+
 def test_text_teacher_adds_the_scaled_tfidf_cosine_of_history_and_candidate(monkeypatch):
     import rarec._estimator as estimator
     from rarec import RARecommender
