@@ -262,8 +262,8 @@ class RARecommender(RankingMixin, BaseEstimator):
         guide). On a CPU with AMX bf16 units (recent Intel Xeons),
         "bfloat16" took 0.63x the fp32 alignment step and ranked as well
         (MovieLens-100K, three seeds); on a CPU without bf16 units keep
-        fp32, which "auto" does. The alignment module always trains in
-        fp32.
+        fp32. "auto" keeps fp32 on every CPU. The alignment module always
+        trains in fp32.
     checkpoint_dir : str, path or None, default None
         Folder for checkpoints of the fit in progress: the fitted CF backbone,
         the alignment module, the optimizer, the epoch and step, the random
