@@ -171,6 +171,8 @@ def checkpoint_folder(args, name: str, seed: int, id_dropout: float, factors: di
     settings = f"_text{factors['text_rank']}x{factors['text_weight']:g}" if factors else ""
     epochs, live = budget(args)
     settings += (f"_epochs{epochs}" if epochs != 1 else "") + ("" if live else "_forward_only_negatives")
+    id_tokens = getattr(args, "id_tokens", 1)
+    settings += f"_idtokens{id_tokens}" if id_tokens != 1 else ""
     split = getattr(args, "split", "test")
     return Path(args.checkpoints) / f"{split}_{name}_seed{seed}_users{args.users}_dropout{id_dropout:g}{settings}"
 
@@ -206,7 +208,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     epochs, live = budget(args)
     rec = RARecommender(backbone=backbone, llm=getattr(args, "llm", None), device=args.device, random_state=seed,
                         verbose=1, use_id=(name != "text_only"), sample_fraction=fraction, checkpoint_dir=checkpoints,
-                        epochs=epochs)
+                        epochs=epochs, n_id_tokens=getattr(args, "id_tokens", 1))
     start, resumed = time.perf_counter(), checkpoints is not None and checkpoints.exists()
     with alignment_overrides(id_dropout=id_dropout, live_random_negatives=live), text_teacher(teacher), \
             id_factor_overrides(**factors), cached_prompt_states(getattr(args, "prompt_cache", None)):
@@ -219,6 +221,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     return {"row": name, "seed": seed, "seconds": time.perf_counter() - start, "id_dropout": id_dropout,
             "text_teacher": teacher, **factors, **({"epochs": epochs} if epochs != 1 else {}),
             **({} if live else {"live_random_negatives": False}), **({"resumed": True} if resumed else {}),
+            **({"n_id_tokens": rec.n_id_tokens} if rec.n_id_tokens != 1 else {}),
             "factor_checks": {key: rec.training_log_[0].get(key) for key in ("cooccurrence_factors", "text_factors")},
             "users": int(len(np.unique(fitted_on.user_codes))), **mean_and_per_user(found)}
 
@@ -323,7 +326,7 @@ def run(args) -> dict:
 def setting(row: dict) -> tuple:
     """What tells two result rows apart: a row re-run with the same setting replaces the old one."""
     return (row["row"], row.get("seed"), row.get("text_rank"), row.get("text_weight"), row.get("epochs", 1),
-            row.get("live_random_negatives", True))
+            row.get("live_random_negatives", True), row.get("n_id_tokens", 1))
 
 
 def render(result: dict, split: str = "test") -> str:
@@ -366,6 +369,8 @@ def label(name: str, rows: list[dict]) -> str:
                                text_rank=first.get("text_rank", 0), text_weight=first.get("text_weight", 0.0))
     if first.get("epochs", 1) != 1:
         text += f", {first['epochs']} alignment epochs"
+    if first.get("n_id_tokens", 1) != 1:
+        text += f", {first['n_id_tokens']} ID tokens per vector"
     return text + ("" if first.get("live_random_negatives", True) else ", random negatives forward-only")
 
 
@@ -444,6 +449,8 @@ def main() -> None:
                              "resume a stopped one from there when the row is run again; delete a folder to refit "
                              "it (after a code change, always)")
     parser.add_argument("--epochs", type=int, default=1, help="LLM rows: alignment epochs (the estimator's epochs)")
+    parser.add_argument("--id-tokens", type=int, default=1,
+                        help="LLM rows: prefix tokens per ID vector (the estimator's n_id_tokens; default 1)")
     parser.add_argument("--forward-only-negatives", action="store_true",
                         help="LLM rows: encode the random extra negatives without gradients (the research setting "
                              "AlignmentConfig.live_random_negatives=False: cheaper steps)")

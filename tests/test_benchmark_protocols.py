@@ -194,6 +194,26 @@ def test_cold_item_table_marks_a_resumed_row_s_wall_time_as_the_resumed_run_s_on
     assert "counts only the run that finished the fit from a checkpoint" in table
 
 
+def test_cold_item_llm_row_with_more_id_tokens_keeps_its_own_checkpoint_and_table_line(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from rarec.testing import tiny_llm
+
+    data, log, texts, (train, pairs, cold), test = tiny_cold_split(monkeypatch)
+    args = SimpleNamespace(users=30, device="cpu", data=tmp_path, llm=tiny_llm(data.item_text), cache=tmp_path / "cf",
+                           id_tokens=2, checkpoints=tmp_path / "checkpoints")
+    fitted, original = [], cold_items.RARecommender.fit
+    monkeypatch.setattr(cold_items.RARecommender, "fit",
+                        lambda self, *a, **k: fitted.append(self.n_id_tokens) or original(self, *a, **k))
+    row = cold_items.llm_row("rarec", 0, train, test, texts, cold, args)
+    (folder,) = args.checkpoints.iterdir()
+    assert fitted == [2] and row["n_id_tokens"] == 2 and folder.name.endswith("_idtokens2")
+    one = dict(row, n_id_tokens=1)
+    assert cold_items.setting(row) != cold_items.setting(one)
+    assert cold_items.label("rarec", [row]).endswith(", 2 ID tokens per vector")
+    assert "ID tokens" not in cold_items.label("rarec", [one])
+
+
 def test_text_teacher_adds_the_scaled_tfidf_cosine_of_history_and_candidate(monkeypatch):
     import rarec._estimator as estimator
     from rarec import RARecommender
