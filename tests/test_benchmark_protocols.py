@@ -823,3 +823,36 @@ def test_shared_sasrec_is_fitted_once_and_always_read_back_from_its_cache(tmp_pa
     histories = [np.array([0, 1, 2]), np.array([3])]
     torch.testing.assert_close(first.score_histories(histories, np.array([0, 1])),
                                again.score_histories(histories, np.array([0, 1])))
+
+
+def test_id_recovery_reads_a_linear_part_back_and_not_noise():
+    id_recovery = pytest.importorskip("id_recovery")
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(500, 12))
+    carried = features[:, :3] @ rng.normal(size=(3, 4))
+    r2, alpha = id_recovery.held_out_r2(features, carried)
+    assert r2 > 0.99 and alpha in id_recovery.ALPHAS
+    noise, _ = id_recovery.held_out_r2(features, rng.normal(size=(500, 4)))
+    assert noise < 0.05
+
+
+def test_id_recovery_measures_each_id_part_of_a_saved_model(tmp_path):
+    id_recovery = pytest.importorskip("id_recovery")
+    from rarec import RARecommender
+    from rarec.testing import tiny_llm
+
+    log, text = make_interactions(n_users=40, n_items=30, n_categories=3, max_length=12, random_state=1)
+    llm = tiny_llm(text)
+    rec = RARecommender(llm=llm, cf_epochs=2, epochs=1, max_train_samples=32, batch_size=8, verbose=0,
+                        random_state=0, head_epochs=1, backbone_params=dict(dim=8, n_layers=1, n_heads=1,
+                                                                            inner_dim=8))
+    rec.fit(log.to_array(), item_text=text).save(tmp_path / "model")
+    row = id_recovery.measure(tmp_path / "model", words_only=True, llm=llm)
+    width = sum(part["width"] for part in row["parts"].values())
+    assert row["id_width"] == width and "backbone" in row["parts"] and row["items"] == rec.towers_.backbone.n_items_
+    assert set(row["spaces"]) == {"LLM item vectors before the heads", "item vectors after the heads",
+                                  id_recovery.WORDS_ONLY}
+    for found in row["spaces"].values():
+        assert set(found["r2"]) == set(row["parts"]) and all(value <= 1.0 for value in found["r2"].values())
+    table = id_recovery.render({"rows": [row], "machine": "m"})
+    assert "| model | items | ID tokens | epochs | vectors |" in table and "backbone 8" in table
