@@ -1,0 +1,162 @@
+"""How much of each part of the ID vectors can be read back from the LLM's item vectors? (issue #16)
+
+    python benchmarks/id_recovery.py benchmarks/output/cold_models/rarec_text_factors_seed0 [MORE MODELS]
+    python benchmarks/id_recovery.py --render     # docs section from the saved JSON
+
+The student's score is a dot product of a user vector and an item vector, and the teacher it distils is the dot
+product of the ID vectors. However the user side is trained, the student can rank items by a part of their ID vector
+(SASRec's embedding, the EASE factors, the text factors) only as far as its item vectors carry that part. This script
+takes saved RA-Rec models and measures, for every known item, how well each part of its ID vector is predicted by a
+linear map of
+
+- the LLM's item vector before the output heads (``item_basis``, kept by models whose user head pools the history),
+- the item vector the score uses (``item_vectors_``, after the heads),
+
+as the R² of a ridge regression fitted on a seeded 60% of the items, its penalty chosen on 20% and scored on the
+last 20% (the share of the part's variance across items that the map recovers). Effective rank: exp of the entropy
+of the normalised singular values. Each part's share of the ID vectors' variance across items is given too. No LLM
+runs (seconds per model) unless ``--words-only`` adds the control: the known items encoded again, each with its own
+prompt but the catalogue's mean ID vector, so that only the words tell them apart (minutes).
+
+Results: benchmarks/results/id_recovery.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import results_json, write_section
+
+from rarec import RARecommender
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "id_recovery.json"
+#: the control: the same LLM and trained prefixes, each item's own prompt, no item's own ID vector
+WORDS_ONLY = "words only: LLM item vectors before the heads, every ID vector the catalogue's mean"
+HELD_OUT, SEED, ALPHAS = 0.2, 0, (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def effective_rank(matrix: np.ndarray) -> float:
+    """exp(entropy) of the singular values of the centred matrix, normalised to sum to one."""
+    values = np.linalg.svd(matrix - matrix.mean(0), compute_uv=False)
+    shares = values / values.sum()
+    shares = shares[shares > 0]
+    return float(np.exp(-(shares * np.log(shares)).sum()))
+
+
+def held_out_r2(features: np.ndarray, target: np.ndarray, seed: int = SEED) -> tuple[float, float]:
+    """R² on a seeded held-out share of the rows of a ridge map from ``features`` to ``target``, and the ridge
+    penalty it used: the rows are split 60/20/20, the penalty (of ``ALPHAS``, in units of the training rows'
+    count, the features standardised on them) is chosen on the middle share and the map is scored on the last.
+    R² is pooled over the target's columns: the share of their variance across rows that the map recovers."""
+    order = np.random.default_rng(seed).permutation(len(features))
+    first, second = int(round(len(features) * (1 - 2 * HELD_OUT))), int(round(len(features) * (1 - HELD_OUT)))
+    train, valid, test = order[:first], order[first:second], order[second:]
+    mean, std = features[train].mean(0), features[train].std(0) + 1e-8
+    x = (features - mean) / std
+    y = target - target[train].mean(0)
+    gram, moment = x[train].T @ x[train], x[train].T @ y[train]
+
+    def r2(alpha: float, rows: np.ndarray) -> float:
+        weights = np.linalg.solve(gram + alpha * len(train) * np.eye(x.shape[1]), moment)
+        return float(1.0 - ((y[rows] - x[rows] @ weights) ** 2).sum() / ((y[rows] - y[rows].mean(0)) ** 2).sum())
+
+    alpha = max(ALPHAS, key=lambda a: r2(a, valid))
+    return r2(alpha, test), alpha
+
+
+def id_parts(towers) -> dict[str, slice]:
+    """The ID vector's parts by column: the backbone's embedding, then the EASE and the text factors if present."""
+    width = towers.item_cf.shape[2]
+    text = 0 if towers.text_factors is None else towers.text_factors.rank
+    ease = 0 if towers.factors is None else width - text - towers.backbone.item_embeddings().shape[-1]
+    parts, start = {"backbone": slice(0, width - text - ease)}, width - text - ease
+    if ease:
+        parts["EASE factors"] = slice(start, start + ease)
+    if text:
+        parts["text factors"] = slice(width - text, width)
+    return parts
+
+
+def measure(folder: Path, words_only: bool = False, llm=None) -> dict:
+    """One saved model's row; ``words_only`` adds the control of the known items re-encoded through the LLM with
+    their own prompts but every ID vector the catalogue's mean, so that the prefix tells no item from another
+    (``llm``: the one the model was fitted with, as ``RARecommender.load`` takes it; default: the default LLM)."""
+    rec = RARecommender.load(folder, llm=llm)
+    towers = rec.towers_
+    known = towers.backbone.n_items_
+    ids = towers.item_cf[:known, 0].double().numpy()
+    spaces = {"item vectors after the heads": rec.item_vectors_[:known].double().numpy()}
+    if towers.item_basis is not None:
+        spaces = {"LLM item vectors before the heads": towers.item_basis[:known].double().numpy(), **spaces}
+    if words_only:
+        mean = towers.item_cf[:known].mean(0, keepdim=True).expand(known, -1, -1)
+        words = towers.encode("item", mean, [towers.item_tokens[i] for i in range(known)], progress=True, heads=False)
+        spaces[WORDS_ONLY] = words.double().numpy()
+    row = {"model": f"{folder.parent.name}/{folder.name}", "path": str(folder), "items": int(known),
+           "n_id_tokens": rec.n_id_tokens,
+           "epochs": rec.epochs, "id_width": int(ids.shape[1]), "spaces": {}}
+    centred = ids - ids.mean(0)
+    row["parts"] = {name: {"width": part.stop - part.start, "effective_rank": effective_rank(ids[:, part]),
+                           "variance_share": float((centred[:, part] ** 2).sum() / (centred ** 2).sum())}
+                    for name, part in id_parts(towers).items()}
+    for space, vectors in spaces.items():
+        row["spaces"][space] = {"effective_rank": effective_rank(vectors),
+                                "r2": {}, "ridge": {}}
+        for name, part in id_parts(towers).items():
+            row["spaces"][space]["r2"][name], row["spaces"][space]["ridge"][name] = held_out_r2(vectors, ids[:, part])
+    return row
+
+
+def render(result: dict) -> str:
+    lines = ["## Can the item vectors carry the ID vectors? (no training)", "",
+             f"Written by `benchmarks/id_recovery.py` on {result['machine']}. For each saved model, each part of "
+             "the known items' ID vectors (what the student distils) predicted by a ridge map of the LLM's item "
+             f"vectors: R² on a seeded {HELD_OUT:.0%} of the items held out of the map's fit and of its penalty's "
+             "choice (another 20%). Each part's share of the variance: its share of the ID vectors' total variance "
+             "across the known items. Effective rank: exp of the entropy of the normalised singular values.", "",
+             "| model | items | ID tokens | epochs | vectors | effective rank | R² of each ID part |",
+             "|---|---|---|---|---|---|---|"]
+    for row in sorted(result["rows"], key=lambda r: (r["items"], r["model"])):
+        widths = ", ".join(f"{name} {p['width']} (eff. rank {p['effective_rank']:.0f}"
+                           + (f", {p['variance_share']:.0%} of the variance" if "variance_share" in p else "") + ")"
+                           for name, p in row["parts"].items())
+        for space, found in row["spaces"].items():
+            r2 = ", ".join(f"{name} {value:.2f}" for name, value in found["r2"].items())
+            lines.append(f"| {row['model']} ({widths}) | {row['items']:,} | {row['n_id_tokens']} | {row['epochs']} | "
+                         f"{space} | "
+                         f"{found['effective_rank']:.0f} | {r2} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", type=Path, nargs="*", help="saved RA-Rec model folders")
+    parser.add_argument("--words-only", action="store_true", help="also the words-only control (runs the LLM)")
+    parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
+    args = parser.parse_args()
+    result = json.loads(args.results.read_text()) if args.results.exists() else {"rows": []}
+    if not args.render:
+        if not args.models:
+            parser.error("name at least one saved model folder (or --render)")
+        for folder in args.models:
+            row = measure(folder, args.words_only)
+            print(json.dumps(row), flush=True)
+            result["rows"] = [r for r in result["rows"] if r["model"] != row["model"]] + [row]
+        result["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(results_json(result))
+    write_section(args.output, render(result), marker="id-recovery")
+    print(f"wrote {args.output} and {args.results}")
+
+
+if __name__ == "__main__":
+    main()
