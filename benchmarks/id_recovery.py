@@ -100,8 +100,7 @@ def measure(folder: Path, words_only: bool = False, llm=None) -> dict:
         words = towers.encode("item", mean, [towers.item_tokens[i] for i in range(known)], progress=True, heads=False)
         spaces[WORDS_ONLY] = words.double().numpy()
     row = {"model": f"{folder.parent.name}/{folder.name}", "path": str(folder), "items": int(known),
-           "n_id_tokens": rec.n_id_tokens,
-           "epochs": rec.epochs, "id_width": int(ids.shape[1]), "spaces": {}}
+           "n_id_tokens": rec.n_id_tokens, "epochs": rec.epochs, "id_width": int(ids.shape[1]), "spaces": {}}
     centred = ids - ids.mean(0)
     row["parts"] = {name: {"width": part.stop - part.start, "effective_rank": effective_rank(ids[:, part]),
                            "variance_share": float((centred[:, part] ** 2).sum() / (centred ** 2).sum())}
@@ -130,8 +129,7 @@ def render(result: dict) -> str:
         for space, found in row["spaces"].items():
             r2 = ", ".join(f"{name} {value:.2f}" for name, value in found["r2"].items())
             lines.append(f"| {row['model']} ({widths}) | {row['items']:,} | {row['n_id_tokens']} | {row['epochs']} | "
-                         f"{space} | "
-                         f"{found['effective_rank']:.0f} | {r2} |")
+                         f"{space} | {found['effective_rank']:.0f} | {r2} |")
     return "\n".join(lines) + "\n"
 
 
