@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from common import results_json, write_section
+from teacher_span import effective_rank
 
 from rarec import RARecommender
 
@@ -40,14 +41,6 @@ RESULTS = HERE / "results" / "id_recovery.json"
 #: the control: the same LLM and trained prefixes, each item's own prompt, no item's own ID vector
 WORDS_ONLY = "words only: LLM item vectors before the heads, every ID vector the catalogue's mean"
 HELD_OUT, SEED, ALPHAS = 0.2, 0, (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-
-
-def effective_rank(matrix: np.ndarray) -> float:
-    """exp(entropy) of the singular values of the centred matrix, normalised to sum to one."""
-    values = np.linalg.svd(matrix - matrix.mean(0), compute_uv=False)
-    shares = values / values.sum()
-    shares = shares[shares > 0]
-    return float(np.exp(-(shares * np.log(shares)).sum()))
 
 
 def held_out_r2(features: np.ndarray, target: np.ndarray, seed: int = SEED) -> tuple[float, float]:
@@ -75,7 +68,7 @@ def id_parts(towers) -> dict[str, slice]:
     """The ID vector's parts by column: the backbone's embedding, then the EASE and the text factors if present."""
     width = towers.item_cf.shape[2]
     text = 0 if towers.text_factors is None else towers.text_factors.rank
-    ease = 0 if towers.factors is None else width - text - towers.backbone.item_embeddings().shape[-1]
+    ease = 0 if towers.factors is None else towers.factors.item_side.shape[1]
     parts, start = {"backbone": slice(0, width - text - ease)}, width - text - ease
     if ease:
         parts["EASE factors"] = slice(start, start + ease)
@@ -101,14 +94,15 @@ def measure(folder: Path, words_only: bool = False, llm=None) -> dict:
         spaces[WORDS_ONLY] = words.double().numpy()
     row = {"model": f"{folder.parent.name}/{folder.name}", "path": str(folder), "items": int(known),
            "n_id_tokens": rec.n_id_tokens, "epochs": rec.epochs, "id_width": int(ids.shape[1]), "spaces": {}}
-    centred = ids - ids.mean(0)
-    row["parts"] = {name: {"width": part.stop - part.start, "effective_rank": effective_rank(ids[:, part]),
+    centred, parts = ids - ids.mean(0), id_parts(towers)
+    row["parts"] = {name: {"width": part.stop - part.start,
+                           "effective_rank": effective_rank(torch.as_tensor(ids[:, part])),
                            "variance_share": float((centred[:, part] ** 2).sum() / (centred ** 2).sum())}
-                    for name, part in id_parts(towers).items()}
+                    for name, part in parts.items()}
     for space, vectors in spaces.items():
-        row["spaces"][space] = {"effective_rank": effective_rank(vectors),
+        row["spaces"][space] = {"effective_rank": effective_rank(torch.as_tensor(vectors)),
                                 "r2": {}, "ridge": {}}
-        for name, part in id_parts(towers).items():
+        for name, part in parts.items():
             row["spaces"][space]["r2"][name], row["spaces"][space]["ridge"][name] = held_out_r2(vectors, ids[:, part])
     return row
 
