@@ -173,6 +173,7 @@ def checkpoint_folder(args, name: str, seed: int, id_dropout: float, factors: di
     settings += (f"_epochs{epochs}" if epochs != 1 else "") + ("" if live else "_forward_only_negatives")
     id_tokens = getattr(args, "id_tokens", 1)
     settings += f"_idtokens{id_tokens}" if id_tokens != 1 else ""
+    settings += "_balanced" if getattr(args, "balance_blocks", False) else ""
     split = getattr(args, "split", "test")
     return Path(args.checkpoints) / f"{split}_{name}_seed{seed}_users{args.users}_dropout{id_dropout:g}{settings}"
 
@@ -210,7 +211,9 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
                         verbose=1, use_id=(name != "text_only"), sample_fraction=fraction, checkpoint_dir=checkpoints,
                         epochs=epochs, n_id_tokens=getattr(args, "id_tokens", 1))
     start, resumed = time.perf_counter(), checkpoints is not None and checkpoints.exists()
-    with alignment_overrides(id_dropout=id_dropout, live_random_negatives=live), text_teacher(teacher), \
+    balanced = getattr(args, "balance_blocks", False)
+    with alignment_overrides(id_dropout=id_dropout, live_random_negatives=live, balance_id_blocks=balanced), \
+            text_teacher(teacher), \
             id_factor_overrides(**factors), cached_prompt_states(getattr(args, "prompt_cache", None)):
         rec.fit(fitted_on, item_text=warm_text, resume=resumed)
     if getattr(args, "keep_models", None) is not None:  # the warm model, for cold_prefixes.py
@@ -222,6 +225,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
             "text_teacher": teacher, **factors, **({"epochs": epochs} if epochs != 1 else {}),
             **({} if live else {"live_random_negatives": False}), **({"resumed": True} if resumed else {}),
             **({"n_id_tokens": rec.n_id_tokens} if rec.n_id_tokens != 1 else {}),
+            **({"balance_id_blocks": True} if balanced else {}),
             "factor_checks": {key: rec.training_log_[0].get(key) for key in ("cooccurrence_factors", "text_factors")},
             "users": int(len(np.unique(fitted_on.user_codes))), **mean_and_per_user(found)}
 
@@ -326,7 +330,7 @@ def run(args) -> dict:
 def setting(row: dict) -> tuple:
     """What tells two result rows apart: a row re-run with the same setting replaces the old one."""
     return (row["row"], row.get("seed"), row.get("text_rank"), row.get("text_weight"), row.get("epochs", 1),
-            row.get("live_random_negatives", True), row.get("n_id_tokens", 1))
+            row.get("live_random_negatives", True), row.get("n_id_tokens", 1), row.get("balance_id_blocks", False))
 
 
 def render(result: dict, split: str = "test") -> str:
@@ -371,6 +375,8 @@ def label(name: str, rows: list[dict]) -> str:
         text += f", {first['epochs']} alignment epochs"
     if first.get("n_id_tokens", 1) != 1:
         text += f", {first['n_id_tokens']} ID tokens per vector"
+    if first.get("balance_id_blocks", False):
+        text += ", ID blocks balanced at the projector's input"
     return text + ("" if first.get("live_random_negatives", True) else ", random negatives forward-only")
 
 
@@ -451,6 +457,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1, help="LLM rows: alignment epochs (the estimator's epochs)")
     parser.add_argument("--id-tokens", type=int, default=1,
                         help="LLM rows: prefix tokens per ID vector (the estimator's n_id_tokens; default 1)")
+    parser.add_argument("--balance-blocks", action="store_true",
+                        help="LLM rows: each projector scales the ID vectors' blocks (SASRec's embedding, the text "
+                             "factors) to equal shares of their variance (the research setting "
+                             "AlignmentConfig.balance_id_blocks)")
     parser.add_argument("--forward-only-negatives", action="store_true",
                         help="LLM rows: encode the random extra negatives without gradients (the research setting "
                              "AlignmentConfig.live_random_negatives=False: cheaper steps)")

@@ -66,15 +66,10 @@ def held_out_r2(features: np.ndarray, target: np.ndarray, seed: int = SEED) -> t
 
 def id_parts(towers) -> dict[str, slice]:
     """The ID vector's parts by column: the backbone's embedding, then the EASE and the text factors if present."""
-    width = towers.item_cf.shape[2]
-    text = 0 if towers.text_factors is None else towers.text_factors.rank
-    ease = 0 if towers.factors is None else towers.factors.item_side.shape[1]
-    parts, start = {"backbone": slice(0, width - text - ease)}, width - text - ease
-    if ease:
-        parts["EASE factors"] = slice(start, start + ease)
-    if text:
-        parts["text factors"] = slice(width - text, width)
-    return parts
+    names = ["backbone"] + [name for name, f in (("EASE factors", towers.factors),
+                                                 ("text factors", towers.text_factors)) if f is not None]
+    ends = np.cumsum(towers.id_block_widths())
+    return {name: slice(int(end - width), int(end)) for name, end, width in zip(names, ends, towers.id_block_widths())}
 
 
 def measure(folder: Path, words_only: bool = False, llm=None) -> dict:

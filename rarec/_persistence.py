@@ -51,8 +51,12 @@ FORMAT = "rarec-recommender"
 #: head may pool the history's item vectors (``aligner.output_head_pool``, ``aligner.heads.user_pool.weight``, and
 #: the catalogue's outputs before the heads as ``item_basis``); 6: the ID vectors may end in EASE factors
 #: (``cooccurrence.history_side`` and ``cooccurrence.item_side``); 7: and then in TF-IDF factors of the item texts
-#: (``text_factors.components`` and ``text_factors.scale``). All are read.
-FORMAT_VERSION = 7
+#: (``text_factors.components`` and ``text_factors.scale``); 8: the prefix projectors may scale their input columns
+#: (``aligner.{user,item}_prefix.input_scale``, the research setting ``balance_id_blocks``; a file without them is
+#: written as format 7, which older readers load). All are read.
+FORMAT_VERSION = 8
+#: What a file without format 8's input scales (a fit without ``balance_id_blocks``) is written as.
+UNSCALED_FORMAT_VERSION = 7
 CONFIG_FILE, WEIGHTS_FILE, TEXT_FILE = "config.json", "model.safetensors", "item_text.json"
 
 
@@ -154,7 +158,7 @@ def _write_folder(rec: RARecommender, path: Path, tensors: dict[str, torch.Tenso
         (tmp / TEXT_FILE).write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
         config = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION if any(k.endswith("input_scale") for k in tensors) else UNSCALED_FORMAT_VERSION,
             "versions": _versions(),
             "params": params,
             **towers_config,  # "llm" (identity), "llm_spec", "aligner"

@@ -118,6 +118,8 @@ class PrefixProjector(nn.Module):
             else:
                 self.weight = nn.Parameter(self._init_weight(maps, config.id_dim, out, generator))  # (L or 1, d, out)
             self.bias = nn.Parameter(torch.zeros(maps, out))  # (L or 1, out)
+            #: a fixed factor on each input column (:func:`balanced_block_scales`; ones unless set before training)
+            self.register_buffer("input_scale", torch.ones(config.id_dim))
 
     def _init_weight(self, maps: int, fan_in: int, out: int, generator: torch.Generator | None) -> torch.Tensor:
         weight = torch.zeros(maps, fan_in, self.config.n_id_tokens, 2, self.spec.kv_dim)
@@ -131,7 +133,8 @@ class PrefixProjector(nn.Module):
             raise ValueError(
                 f"ID embeddings must have shape (batch, {cfg.n_interests}, {cfg.id_dim}); got {tuple(embeddings.shape)}."
             )
-        x = self.down(embeddings) if cfg.reparameterization == "low_rank" else embeddings  # (B, K, d')
+        x = embeddings * self.input_scale.to(embeddings)
+        x = self.down(x) if cfg.reparameterization == "low_rank" else x  # (B, K, d')
         out = torch.einsum("bkd,ldo->blko", x, self.weight) + self.bias[None, :, None, :]  # (B, L|1, K, out)
         out = out.expand(-1, self.n_layers, -1, -1) if out.shape[1] == 1 else out  # shared map: same for all layers
         batch = embeddings.shape[0]
@@ -158,6 +161,23 @@ class PrefixProjector(nn.Module):
         prefix = prefix.view(batch, self.n_layers, cfg.length, 2, spec.n_kv_heads, spec.head_dim)  # (B, L, P, 2, H, D)
         prefix = prefix.permute(1, 3, 0, 4, 2, 5)  # (L, 2, B, H, P, D)
         return [(layer[0], layer[1]) for layer in prefix]
+
+
+def balanced_block_scales(vectors: torch.Tensor, widths: list[int]) -> torch.Tensor:
+    """A factor per column (d,) that gives each block of columns (``widths``, in order, summing to d) of
+    ``vectors`` (n, ..., d) the same share of their total variance across rows, the total unchanged.
+
+    The ID vectors join blocks of very different scales (the backbone's embedding, then factor sets scaled to their
+    score weight); Adam moves every input weight at the same rate, so a block of small scale is learned slowest.
+    A block without variance keeps the factor 1."""
+    flat = vectors.reshape(-1, vectors.shape[-1]).double()
+    if sum(widths) != flat.shape[1]:
+        raise ValueError(f"block widths {widths} do not add up to the vectors' width {flat.shape[1]}.")
+    variance = flat.var(0) if len(flat) > 1 else torch.zeros(flat.shape[1], dtype=torch.float64)
+    per_block = [part.sum() for part in variance.split(widths)]
+    share = sum(per_block) / max(sum(1 for v in per_block if v > 0), 1)
+    factors = [torch.sqrt(share / v) if v > 0 else torch.tensor(1.0, dtype=torch.float64) for v in per_block]
+    return torch.cat([f.expand(w) for f, w in zip(factors, widths)]).float()
 
 
 def alignment_loss(id_prefix: torch.Tensor, text_kv: torch.Tensor, temperature: float) -> torch.Tensor:

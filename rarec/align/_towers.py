@@ -190,6 +190,12 @@ class Towers:
             return borrowed
         return torch.cat([borrowed, self.text_factors.for_texts(texts)], dim=1)
 
+    def id_block_widths(self) -> list[int]:
+        """Widths of the ID vectors' blocks, in column order: the backbone's embedding, then the co-occurrence
+        factors and the text factors when there are any."""
+        added = [f.rank for f in (self.factors, self.text_factors) if f is not None]
+        return [self.item_cf.shape[2] - sum(added), *added]
+
     def user_cf(self, histories: Sequence[np.ndarray], users: np.ndarray) -> torch.Tensor:
         """CF user vectors (n, K, d) of whole histories: the backbone reads each one's :meth:`window`, the
         factor sets (if any) all of it. Items added after fit are unknown to the backbone and skipped; a
@@ -313,7 +319,8 @@ class Towers:
                               "output_heads": aligner.heads is not None,
                               "output_head_hidden": 0 if aligner.heads is None else aligner.heads.hidden,
                               "output_head_pool": aligner.heads is not None and aligner.heads.pools}}
-        tensors = {f"aligner.{k}": v.detach().cpu().contiguous() for k, v in aligner.state_dict().items()}
+        tensors = {f"aligner.{k}": v.detach().cpu().contiguous() for k, v in aligner.state_dict().items()
+                   if not (k.endswith("input_scale") and bool((v == 1).all()))}  # saved only when balanced
         if self.item_basis is not None:
             tensors["item_basis"] = self.item_basis.contiguous()
         if self.cf_user_vectors is not None:
@@ -332,7 +339,8 @@ class Towers:
                    backbone: CFBackbone, prompts: PromptSettings, source: LLMSource) -> Towers:
         """Towers from :meth:`to_state`'s output (the LLM is loaded on first use).
 
-        Reads every layout: format 7 (``text_factors.*`` tensors: TF-IDF factors of the item texts appended after
+        Reads every layout: format 8 (``aligner.*_prefix.input_scale`` tensors: the projectors' input scales, ones
+        when absent), format 7 (``text_factors.*`` tensors: TF-IDF factors of the item texts appended after
         them), format 6 (``cooccurrence.*`` tensors: EASE factors appended to the ID vectors),
         format 5 (``aligner.output_head_pool``: the user
         head pools the history's item vectors, kept as ``item_basis``), format 4 (``aligner.output_head_hidden``: the

@@ -19,7 +19,7 @@ from .._distributed import Group, run_step
 from .._early_stopping import EarlyStopping
 from ._cold_items import borrowed_embeddings
 from ._cooccurrence_teacher import cooccurrence_teacher
-from ._projector import alignment_loss
+from ._projector import alignment_loss, balanced_block_scales
 from ._samples import AlignmentSamples
 from ._towers import Towers, length_sorted_batches, pick
 from ._training_state import TrainingState
@@ -71,6 +71,11 @@ class AlignmentConfig:
     #: also a target of the batch forward-only, so that they move the users' vectors but not the item tower, and a
     #: step skips most of its backward pass (they hold most of a step's tokens). A research setting, as id_dropout
     live_random_negatives: bool = True
+    #: each tower's projector scales the blocks of its ID vectors (the backbone's embedding, the co-occurrence
+    #: factors, the text factors) to equal shares of their variance over its training inputs, the total unchanged
+    #: (:func:`~rarec.align._projector.balanced_block_scales`); the teacher's scores are untouched. A research
+    #: setting, as id_dropout
+    balance_id_blocks: bool = False
     lower_cache_mb: float = 2048  # budget for cached lower-layer states (items first, then samples)
     progress: bool = False
 
@@ -157,6 +162,10 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
     user_states, user_text_kv, _ = _prepare_prompts(towers, "user", user_tokens, start, budget, align,
                                                     config.progress)
     setup_seconds = time.perf_counter() - setup_start  # text keys/values and lower-layer states, once per fit
+    if config.balance_id_blocks and aligner.user_prefix.config.use_id:  # a resumed fit reloads the same scales
+        widths = towers.id_block_widths()
+        for projector, vectors in ((aligner.user_prefix, user_cf), (aligner.item_prefix, item_cf)):
+            projector.input_scale.copy_(balanced_block_scales(vectors, widths))
     optimizer = torch.optim.AdamW(aligner.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scale = llm.spec.hidden_size ** -0.5  # a fixed temperature for final-norm dot products
     catalogue = config.negatives == "catalogue"

@@ -147,6 +147,8 @@ class TwoTowerAligner(nn.Module):
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Load trained weights, refusing with a clear message weights made for another LLM or setting."""
         own = self.state_dict()
+        # the projectors' input scales are saved only when set (balance_id_blocks): absent, they are ones
+        state_dict = {**{k: torch.ones_like(v) for k, v in own.items() if k.endswith("input_scale")}, **state_dict}
         spec = self.user_prefix.spec
         for name, tensor in state_dict.items():
             if name in own and tuple(own[name].shape) != tuple(tensor.shape):

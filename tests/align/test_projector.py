@@ -68,3 +68,50 @@ def test_weights_for_another_llm_are_refused_with_a_clear_message():
     with pytest.raises(ValueError, match="hidden 64.*trained with a different LLM"):
         other.load_state_dict(trained.state_dict())
     aligner(SPEC).load_state_dict(trained.state_dict())  # same LLM: fine
+
+
+def test_balanced_block_scales_give_each_block_an_equal_share_of_the_variance():
+    from rarec.align._projector import balanced_block_scales
+
+    generator = torch.Generator().manual_seed(0)
+    vectors = torch.cat([0.1 * torch.randn(500, 1, 4, generator=generator),  # a small block of 4 columns
+                         3.0 * torch.randn(500, 1, 12, generator=generator),  # a large one of 12
+                         torch.zeros(500, 1, 2)], dim=2)  # and one without variance
+    scales = balanced_block_scales(vectors, [4, 12, 2])
+    scaled = (vectors * scales).reshape(500, -1)
+    shares = [part.sum() for part in scaled.var(0).split([4, 12, 2])]
+    torch.testing.assert_close(shares[0], shares[1], rtol=1e-4, atol=0)
+    assert torch.equal(scales[16:], torch.ones(2))  # no variance: left alone
+    torch.testing.assert_close(scaled.var(0).sum(), vectors.reshape(500, -1).var(0).sum(), rtol=1e-4, atol=0)
+    assert scales[0] > 10 * scales[4]  # the small block is scaled up, the large one down
+    with pytest.raises(ValueError, match="do not add up"):
+        balanced_block_scales(vectors, [4, 12])
+
+
+@pytest.mark.parametrize("reparam", ["layer", "low_rank"])
+def test_the_input_scale_multiplies_each_id_column_before_the_map(reparam):
+    proj = PrefixProjector(SPEC, PrefixConfig(id_dim=5, n_ctx=0, reparameterization=reparam, rank=3))
+    with torch.no_grad():
+        proj.bias.normal_()
+    x, scale = torch.randn(3, 1, 5), torch.tensor([1.0, 2.0, 0.5, 4.0, 1.0])
+    plain = proj.id_prefix(x * scale)
+    proj.input_scale.copy_(scale)
+    torch.testing.assert_close(proj.id_prefix(x), plain)
+
+
+def test_input_scales_are_saved_only_when_set_and_read_as_ones_when_absent():
+    from rarec.align._two_tower import TwoTowerAligner
+
+    def aligner():
+        cfg = PrefixConfig(id_dim=8, n_ctx=2)
+        return TwoTowerAligner(PrefixProjector(SPEC, cfg), PrefixProjector(SPEC, cfg))
+
+    balanced = aligner()
+    balanced.item_prefix.input_scale.fill_(3.0)
+    older = {k: v for k, v in balanced.state_dict().items() if not k.endswith("input_scale")}  # as format 7 wrote
+    loaded = aligner()
+    loaded.item_prefix.input_scale.fill_(5.0)
+    loaded.load_state_dict(older)
+    assert torch.equal(loaded.item_prefix.input_scale, torch.ones(8))
+    loaded.load_state_dict(balanced.state_dict())
+    assert torch.equal(loaded.item_prefix.input_scale, torch.full((8,), 3.0))

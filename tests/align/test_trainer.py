@@ -294,3 +294,39 @@ def test_encode_candidates_keeps_the_order_and_sends_no_gradient_through_forward
         trainer._encode_candidates(module, frozen_llm, cf, tokens, None, live)[torch.as_tensor(rows)].sum().backward()
         grads = [p.grad for p in module.item_prefix.parameters() if p.grad is not None]
         assert any(g.abs().sum() > 0 for g in grads) == moved
+
+
+def test_balance_id_blocks_scales_each_towers_inputs_and_the_saved_model_keeps_the_scales(data, monkeypatch, tmp_path):
+    import dataclasses
+
+    import rarec._fit_steps as fit_steps
+    from rarec import _params
+    from rarec.align._projector import balanced_block_scales
+
+    X, text, llm = data
+    monkeypatch.setattr(fit_steps, "validation_check", lambda *args: {"kept": True})
+    monkeypatch.setattr(_params, "id_factor_settings", lambda rec: _params.IdFactorSettings(
+        rec.cooccurrence_factors, rec.cooccurrence_teacher, text_rank=5))
+    plain = small(llm, max_train_samples=32).fit(X, item_text=text)
+    assert all(torch.equal(p.input_scale, torch.ones(p.config.id_dim))
+               for p in (plain.towers_.aligner.user_prefix, plain.towers_.aligner.item_prefix))
+    plain.save(tmp_path / "plain")
+    original = _params.alignment_config
+    monkeypatch.setattr(_params, "alignment_config", lambda rec, progress: dataclasses.replace(
+        original(rec, progress), balance_id_blocks=True))
+    rec = small(llm, max_train_samples=32).fit(X, item_text=text)
+    towers = rec.towers_
+    widths = towers.id_block_widths()
+    assert len(widths) == 3 and widths[1:] == [towers.factors.rank, 5]  # SASRec, EASE factors, text factors
+    torch.testing.assert_close(towers.aligner.item_prefix.input_scale, balanced_block_scales(towers.item_cf, widths))
+    assert not torch.equal(towers.aligner.user_prefix.input_scale, towers.aligner.item_prefix.input_scale)
+    rec.save(tmp_path / "balanced")
+    back = RARecommender.load(tmp_path / "balanced", llm=llm)
+    torch.testing.assert_close(back.towers_.aligner.item_prefix.input_scale, towers.aligner.item_prefix.input_scale)
+    assert np.array_equal(back.predict(rec.users_.ids), rec.predict(rec.users_.ids))
+    from safetensors.torch import load_file  # a default fit's file holds no scales (format-7 readers load it)
+    assert not any(k.endswith("input_scale") for f in (tmp_path / "plain").glob("*.safetensors") for k in load_file(f))
+    assert any(k.endswith("input_scale") for f in (tmp_path / "balanced").glob("*.safetensors") for k in load_file(f))
+    import json  # and only a file with scales says format 8, which older readers refuse
+    assert [json.loads((tmp_path / name / "config.json").read_text())["format_version"]
+            for name in ("plain", "balanced")] == [7, 8]
