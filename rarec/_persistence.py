@@ -158,7 +158,8 @@ def _write_folder(rec: RARecommender, path: Path, tensors: dict[str, torch.Tenso
         (tmp / TEXT_FILE).write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
         config = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION if any(k.endswith("input_scale") for k in tensors) else UNSCALED_FORMAT_VERSION,
+            "format_version": (FORMAT_VERSION if any(k.endswith("input_scale") for k in tensors)
+                               else UNSCALED_FORMAT_VERSION),
             "versions": _versions(),
             "params": params,
             **towers_config,  # "llm" (identity), "llm_spec", "aligner"
