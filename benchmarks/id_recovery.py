@@ -68,8 +68,9 @@ def id_parts(towers) -> dict[str, slice]:
     """The ID vector's parts by column: the backbone's embedding, then the EASE and the text factors if present."""
     names = ["backbone"] + [name for name, f in (("EASE factors", towers.factors),
                                                  ("text factors", towers.text_factors)) if f is not None]
-    ends = np.cumsum(towers.id_block_widths())
-    return {name: slice(int(end - width), int(end)) for name, end, width in zip(names, ends, towers.id_block_widths())}
+    widths = towers.id_block_widths()
+    starts = np.cumsum([0, *widths[:-1]])
+    return {name: slice(int(start), int(start + width)) for name, start, width in zip(names, starts, widths)}
 
 
 def measure(folder: Path, words_only: bool = False, llm=None) -> dict:
