@@ -208,6 +208,16 @@ FACTORS_ON_EVERYONE = {
 }
 VARIANTS.update({name: dict(VARIANTS["default + co-occurrence factors (session 23)"], cooccurrence_factors=512,
                             cooccurrence_teacher=0.1) for name in FACTORS_ON_EVERYONE})
+#: Session 38, for the next lent GPU (tools/offline_gpu): those wide ID vectors (64 + 512 + 512 numbers) ranked at
+#: 1.21x SASRec with no training, but one CPU epoch taught the student about 60% of that. Here with their blocks
+#: balanced at the projector's input (session 37: SASRec's part in the cold rows' item vectors from R² 0.25-0.38
+#: to 0.60) and four epochs on every user: one fewer than the 5-epoch variant, to leave one 10-minute command
+#: room for fitting the factors (about two minutes on the 2-core CPU, factor_check.py).
+WIDE_BALANCED_GPU = "default + EASE and TF-IDF factors on every user, ID blocks balanced, 4 epochs (GPU)"
+FACTORS_ON_EVERYONE[WIDE_BALANCED_GPU] = dict(cooccurrence_l2=50.0, text_rank=512, text_weight=0.25)
+ALIGNMENT_OVERRIDES[WIDE_BALANCED_GPU] = dict(balance_id_blocks=True)
+VARIANTS[WIDE_BALANCED_GPU] = dict(VARIANTS["default + co-occurrence factors (session 23)"], cooccurrence_factors=512,
+                                   cooccurrence_teacher=0.1, epochs=4)
 
 #: Variants of an option that was measured here and removed because it lost (its rows stay in the results):
 #: L2-normalised towers scored by cosine with a learned temperature (initial scale 20), ``similarity="cosine"``;

@@ -1,5 +1,6 @@
 """The splits behind the benchmark figures: what each benchmark holds out and ranks is what its page says."""
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from rarec.align import AlignmentConfig
 from rarec.cf import EASE
 from rarec.data import make_interactions
 from rarec.model_selection import leave_last_out
@@ -810,6 +812,45 @@ def test_a_variant_may_fix_the_llm_dtype_over_the_run_s(monkeypatch):
         assert seen[-1]["llm_dtype"] == expected and seen[-1]["random_state"] == 0
     assert {k: v for k, v in objective_study.VARIANTS["default (session 23), LLM in bf16"].items()
             if k != "llm_dtype"} == objective_study.VARIANTS["default + co-occurrence factors (session 23)"]
+
+
+def test_the_wide_balanced_gpu_variant_fits_with_balanced_blocks_wide_factors_and_four_epochs(monkeypatch):
+    from rarec import _params
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    class Recorder:
+        def __init__(self, **params):
+            self.params = params
+
+        def fit(self, *args, **kwargs):  # what the fit would read: its parameters and the research settings
+            seen.append((self.params, _params.alignment_config(self, False), _params.id_factor_settings(self)))
+            raise Stop
+
+    @contextlib.contextmanager
+    def factors_fitted_on(train):
+        fitted_on.append(train)
+        yield
+
+    fitted_on = []
+    monkeypatch.setattr(objective_study, "RARecommender", Recorder)
+    monkeypatch.setattr(objective_study, "factors_fitted_on", factors_fitted_on)
+    monkeypatch.setattr(_params, "alignment_config", lambda rec, progress: AlignmentConfig())
+    monkeypatch.setattr(_params, "id_factor_settings", lambda rec: _params.IdFactorSettings(64, 0.25))
+    split = type("Split", (), {"train": "the split's training log"})()
+    name = objective_study.WIDE_BALANCED_GPU
+    for variant in (name, "default (session 23), 5 epochs (GPU)"):
+        with pytest.raises(Stop):
+            objective_study.run_variant(variant, 0, None, split, None, prompt_cache=None, llm_dtype="float32")
+    (params, config, factors), (_, plain_config, plain_factors) = seen
+    assert (params["epochs"], params["cooccurrence_factors"], params["cooccurrence_teacher"]) == (4, 512, 0.1)
+    assert config.balance_id_blocks and not plain_config.balance_id_blocks
+    assert (factors.cooccurrence_l2, factors.text_rank, factors.text_weight) == (50.0, 512, 0.25)
+    assert plain_factors == _params.IdFactorSettings(64, 0.25)
+    assert fitted_on == ["the split's training log", None]  # the wide variant's EASE factors: on every user
 
 
 def test_shared_sasrec_is_fitted_once_and_always_read_back_from_its_cache(tmp_path, monkeypatch):
