@@ -36,13 +36,18 @@ Rows:
   so the towers learn the content match the TF-IDF row ranks by;
 - RA-Rec with text factors: the ID vectors end in ``--text-rank`` TF-IDF
   factors at ``--text-weight`` (``rarec.cf.TextFactors``, a research
-  setting), a cold item's its own text's;
+  setting), a cold item's its own text's; with ``--text-factors-id-dropout``
+  that share of the batch's items borrows its text neighbour's SASRec part
+  and keeps its own text factors, as a cold item's ID vector is built;
 - text-only LLM: the same with ``use_id=False`` (no CF vector in any prompt).
 
 ``--epochs N`` and ``--forward-only-negatives`` change the LLM rows' training
 budget (N alignment epochs; the random extra negatives encoded without
 gradients, which makes a step cheaper); such rows are kept apart from the
-default's and say so in their label.
+default's and say so in their label. ``--continue-from FOLDER`` (with
+``--checkpoints``) starts a longer fit where a finished shorter one of the
+same row, seed and settings ended, instead of from scratch
+(``common.continued_from``: exact, as the learning rate is constant).
 
 ``--split valid`` runs the same protocol inside the test split's training
 log (a second 10% of the items, drawn among the warm ones, held out; its own
@@ -72,8 +77,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from common import (alignment_overrides, cached_prompt_states, id_factor_overrides, read_dataset, results_json,
-                    write_section)
+from common import (alignment_overrides, cached_prompt_states, continued_from, id_factor_overrides, read_dataset,
+                    results_json, write_section)
 from objective_study import mean_and_per_user, seeded_users, shared_sasrec, text_teacher
 
 from rarec import RARecommender
@@ -184,6 +189,15 @@ def budget(args) -> tuple[int, bool]:
     return getattr(args, "epochs", 1), not getattr(args, "forward_only_negatives", False)
 
 
+def row_id_dropout(name: str, args) -> float:
+    """The share of a row's training items that borrow their text neighbour's CF part (``AlignmentConfig.id_dropout``):
+    ``--id-dropout`` for the two ID-dropout rows, ``--text-factors-id-dropout`` (default 0) for the text-factor row,
+    and none for the others."""
+    if name in ("rarec_id_dropout", "rarec_text_teacher"):
+        return args.id_dropout
+    return getattr(args, "text_factors_id_dropout", 0.0) if name == "rarec_text_factors" else 0.0
+
+
 def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, texts, cold, args) -> dict:
     """RA-Rec (with ID dropout and a text-aware teacher, or its text-only twin) fitted on the warm log, then
     ``add_items`` with the cold items' text.
@@ -201,7 +215,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
         keep = seeded_users(warm.n_users, args.users, keep=test_users)
         fitted_on, scale = warm.subset(keep[warm.user_codes]), warm.n_users / keep.sum()
     fraction = min(1.0, RARecommender().sample_fraction * scale)  # the default, scaled to the full data's count
-    id_dropout = args.id_dropout if name in ("rarec_id_dropout", "rarec_text_teacher") else 0.0
+    id_dropout = row_id_dropout(name, args)
     teacher = TEXT_TEACHER if name == "rarec_text_teacher" else None
     # session 24: the ID vectors of the text-factor row end in TF-IDF factors (a cold item's: its own text's)
     factors = dict(text_rank=args.text_rank, text_weight=args.text_weight) if name == "rarec_text_factors" else {}
@@ -210,9 +224,12 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     rec = RARecommender(backbone=backbone, llm=getattr(args, "llm", None), device=args.device, random_state=seed,
                         verbose=1, use_id=(name != "text_only"), sample_fraction=fraction, checkpoint_dir=checkpoints,
                         epochs=epochs, n_id_tokens=getattr(args, "id_tokens", 1))
-    start, resumed = time.perf_counter(), checkpoints is not None and checkpoints.exists()
+    shorter = getattr(args, "continue_from", None)  # a finished fit of this row and setting with fewer epochs
+    if shorter is not None and checkpoints is None:
+        raise ValueError("--continue-from needs --checkpoints (the longer fit's own folder is made there)")
+    start, resumed = time.perf_counter(), checkpoints is not None and (checkpoints.exists() or shorter is not None)
     balanced = getattr(args, "balance_blocks", False)
-    with alignment_overrides(id_dropout=id_dropout, live_random_negatives=live, balance_id_blocks=balanced), \
+    with continued_from(shorter, checkpoints), alignment_overrides(id_dropout=id_dropout, live_random_negatives=live, balance_id_blocks=balanced), \
             text_teacher(teacher), \
             id_factor_overrides(**factors), cached_prompt_states(getattr(args, "prompt_cache", None)):
         rec.fit(fitted_on, item_text=warm_text, resume=resumed)
@@ -330,7 +347,8 @@ def run(args) -> dict:
 def setting(row: dict) -> tuple:
     """What tells two result rows apart: a row re-run with the same setting replaces the old one."""
     return (row["row"], row.get("seed"), row.get("text_rank"), row.get("text_weight"), row.get("epochs", 1),
-            row.get("live_random_negatives", True), row.get("n_id_tokens", 1), row.get("balance_id_blocks", False))
+            row.get("live_random_negatives", True), row.get("n_id_tokens", 1), row.get("balance_id_blocks", False),
+            row.get("id_dropout", 0.0))
 
 
 def render(result: dict, split: str = "test") -> str:
@@ -377,6 +395,9 @@ def label(name: str, rows: list[dict]) -> str:
         text += f", {first['n_id_tokens']} ID tokens per vector"
     if first.get("balance_id_blocks", False):
         text += ", ID blocks balanced at the projector's input"
+    if name == "rarec_text_factors" and first.get("id_dropout", 0.0) > 0:
+        text += (f", ID dropout ({first['id_dropout']:.0%} of the batch's items borrow their text neighbour's "
+                 "SASRec part)")
     return text + ("" if first.get("live_random_negatives", True) else ", random negatives forward-only")
 
 
@@ -436,6 +457,10 @@ def main() -> None:
     parser.add_argument("--id-dropout", type=float, default=0.5,
                         help="the share of training items with a borrowed ID prefix in the rarec_id_dropout and "
                              "rarec_text_teacher rows")
+    parser.add_argument("--text-factors-id-dropout", type=float, default=0.0,
+                        help="rarec_text_factors: the share of the batch's items whose SASRec part is borrowed from "
+                             "their text neighbour while their own text factors stay, as a cold item's ID vector is "
+                             "built (the research setting AlignmentConfig.id_dropout; default 0)")
     parser.add_argument("--text-rank", type=int, default=512,
                         help="the rank of the text factors of the id_vectors_text_factors and rarec_text_factors rows")
     parser.add_argument("--text-weight", type=float, default=0.25, help="their weight, in units of SASRec's score "
@@ -455,6 +480,10 @@ def main() -> None:
                              "resume a stopped one from there when the row is run again; delete a folder to refit "
                              "it (after a code change, always)")
     parser.add_argument("--epochs", type=int, default=1, help="LLM rows: alignment epochs (the estimator's epochs)")
+    parser.add_argument("--continue-from", type=Path, default=None,
+                        help="LLM rows, with --checkpoints and one row and seed: start from the end of the finished "
+                             "fit checkpointed in this folder (the same row, seed and settings with fewer --epochs) "
+                             "instead of from scratch; exact, as the learning rate is constant (common.continued_from)")
     parser.add_argument("--id-tokens", type=int, default=1,
                         help="LLM rows: prefix tokens per ID vector (the estimator's n_id_tokens; default 1)")
     parser.add_argument("--balance-blocks", action="store_true",

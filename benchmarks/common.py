@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 # Training settings per backbone (RecBole's defaults where they exist; see docs/benchmarks.md).
@@ -53,6 +54,47 @@ def id_factor_overrides(**fields):
         yield
     finally:
         _params.id_factor_settings = original
+
+
+@contextlib.contextmanager
+def continued_from(shorter: Path | None, folder: Path | None):
+    """While open, the fit checkpointed in ``folder`` starts where the finished fit checkpointed in ``shorter`` ended:
+    the same parameters, seed and data but fewer ``epochs``. The alignment learning rate is constant, so the state
+    a fit saves after its last epoch (weights, Adam moments, the random state of the sample draw, the best
+    validation so far) is what a longer fit saves after that epoch, except the flag that says it is done: a copy of
+    that checkpoint (and of the fitted backbone), restamped with the longer fit's fingerprint and that flag cleared,
+    resumes into exactly the longer fit's next epoch (tests/test_benchmark_protocols.py checks it on a tiny LLM).
+    The fit must run with ``resume=True``; the shorter fit's heads and item vectors are not copied. Nothing changes
+    when either folder is None."""
+    if shorter is None or folder is None:
+        yield
+        return
+    from rarec._fit_checkpoint import FitCheckpointer
+
+    step = json.loads((shorter / "latest.json").read_text())["checkpoint"]
+    if not step.endswith("-epoch"):
+        raise ValueError(f"{shorter} holds a fit stopped inside an epoch ({step}): resume it first")
+    stamp = json.loads((shorter / step / "state.json").read_text())["fingerprint"]
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        for name in ("backbone", step, "latest.json"):
+            (shutil.copytree if (shorter / name).is_dir() else shutil.copy2)(shorter / name, folder / name)
+    begin = FitCheckpointer.begin
+
+    def restamped(self, resume):
+        if resume and Path(self.directory).resolve() == folder.resolve():
+            for path, extra in ((folder / step / "state.json", {"done": False}),
+                                (folder / "backbone" / "cf" / "state.json", {})):
+                state = json.loads(path.read_text())
+                if state.get("fingerprint") == stamp:  # not yet restamped (a stopped continuation is resumed as is)
+                    path.write_text(json.dumps(dict(state, fingerprint=self.stamp, **extra), indent=1))
+        return begin(self, resume)
+
+    FitCheckpointer.begin = restamped
+    try:
+        yield
+    finally:
+        FitCheckpointer.begin = begin
 
 
 @contextlib.contextmanager

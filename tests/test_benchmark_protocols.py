@@ -216,6 +216,52 @@ def test_cold_item_llm_row_with_more_id_tokens_keeps_its_own_checkpoint_and_tabl
     assert "ID tokens" not in cold_items.label("rarec", [one])
 
 
+def test_cold_item_text_factor_row_with_id_dropout_keeps_its_own_checkpoint_and_table_line(tmp_path):
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(id_dropout=0.5, text_factors_id_dropout=0.25, users=30, checkpoints=tmp_path)
+    assert cold_items.row_id_dropout("rarec_text_factors", args) == 0.25
+    assert cold_items.row_id_dropout("rarec_id_dropout", args) == 0.5 and cold_items.row_id_dropout("rarec", args) == 0
+    assert cold_items.row_id_dropout("rarec_text_factors", SimpleNamespace(id_dropout=0.5)) == 0.0  # off by default
+    factors = dict(text_rank=8, text_weight=0.5)
+    folders = {cold_items.checkpoint_folder(args, "rarec_text_factors", 0, share, factors) for share in (0.0, 0.25)}
+    assert len(folders) == 2
+    row = {"row": "rarec_text_factors", "seed": 0, "id_dropout": 0.25, **factors}
+    plain = dict(row, id_dropout=0.0)
+    assert cold_items.setting(row) != cold_items.setting(plain)
+    assert cold_items.label("rarec_text_factors", [row]).endswith(
+        ", ID dropout (25% of the batch's items borrow their text neighbour's SASRec part)")
+    assert "ID dropout" not in cold_items.label("rarec_text_factors", [plain])
+
+
+def test_a_fit_continued_from_a_shorter_fit_s_checkpoint_equals_the_longer_fit(tmp_path):
+    from common import continued_from
+
+    from rarec import RARecommender
+    from rarec.testing import tiny_llm
+
+    data = make_interactions(n_users=60, n_items=40, random_state=1)
+    params = dict(llm=tiny_llm(data.item_text), backbone="bpr", cf_epochs=2, max_train_samples=64,
+                  sample_fraction=None, batch_size=16, device="cpu", random_state=0, verbose=0)
+
+    def fit(epochs, folder, resume=False):
+        rec = RARecommender(epochs=epochs, checkpoint_dir=folder, **params)
+        return rec.fit(data.interactions, item_text=data.item_text, resume=resume)
+
+    one, fresh = fit(1, tmp_path / "one"), fit(2, tmp_path / "fresh")
+    with continued_from(tmp_path / "one", tmp_path / "two"):
+        continued = fit(2, tmp_path / "two", resume=True)
+    losses = [[record["loss"] for record in rec.training_log_] for rec in (one, fresh, continued)]
+    assert losses[2] == losses[1] and losses[2][0] == losses[0][0] and len(losses[2]) == len(losses[0]) + 1
+    # its first epoch was not trained again: its record (with its wall time) is the one-epoch fit's
+    assert continued.training_log_[0] == one.training_log_[0] != fresh.training_log_[0]
+    users = data.interactions.users.to_list()[:20]
+    assert str(continued.recommend(users, k=10)) == str(fresh.recommend(users, k=10)) \
+        != str(one.recommend(users, k=10))
+    with pytest.raises(ValueError, match="other parameters"):  # outside it, the copy is another fit's checkpoint
+        fit(3, tmp_path / "two", resume=True)
+
+
 def test_text_teacher_adds_the_scaled_tfidf_cosine_of_history_and_candidate(monkeypatch):
     import rarec._estimator as estimator
     from rarec import RARecommender
