@@ -229,7 +229,8 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
         raise ValueError("--continue-from needs --checkpoints (the longer fit's own folder is made there)")
     start, resumed = time.perf_counter(), checkpoints is not None and (checkpoints.exists() or shorter is not None)
     balanced = getattr(args, "balance_blocks", False)
-    with continued_from(shorter, checkpoints), alignment_overrides(id_dropout=id_dropout, live_random_negatives=live, balance_id_blocks=balanced), \
+    with continued_from(shorter, checkpoints), \
+            alignment_overrides(id_dropout=id_dropout, live_random_negatives=live, balance_id_blocks=balanced), \
             text_teacher(teacher), \
             id_factor_overrides(**factors), cached_prompt_states(getattr(args, "prompt_cache", None)):
         rec.fit(fitted_on, item_text=warm_text, resume=resumed)
