@@ -214,10 +214,10 @@ VARIANTS.update({name: dict(VARIANTS["default + co-occurrence factors (session 2
 #: to 0.60) and four epochs on every user: one fewer than the 5-epoch variant, to leave one 10-minute command
 #: room for fitting the factors (about two minutes on the 2-core CPU, factor_check.py).
 WIDE_BALANCED_GPU = "default + EASE and TF-IDF factors on every user, ID blocks balanced, 4 epochs (GPU)"
-FACTORS_ON_EVERYONE[WIDE_BALANCED_GPU] = dict(cooccurrence_l2=50.0, text_rank=512, text_weight=0.25)
+_WIDE = "default + EASE factors on every user (512, L2 50, 0.1) + TF-IDF factors (512, 0.25)"
+FACTORS_ON_EVERYONE[WIDE_BALANCED_GPU] = FACTORS_ON_EVERYONE[_WIDE]
 ALIGNMENT_OVERRIDES[WIDE_BALANCED_GPU] = dict(balance_id_blocks=True)
-VARIANTS[WIDE_BALANCED_GPU] = dict(VARIANTS["default + co-occurrence factors (session 23)"], cooccurrence_factors=512,
-                                   cooccurrence_teacher=0.1, epochs=4)
+VARIANTS[WIDE_BALANCED_GPU] = dict(VARIANTS[_WIDE], epochs=4)
 
 #: Variants of an option that was measured here and removed because it lost (its rows stay in the results):
 #: L2-normalised towers scored by cosine with a learned temperature (initial scale 20), ``similarity="cosine"``;
