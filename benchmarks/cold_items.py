@@ -77,8 +77,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from common import (alignment_overrides, cached_prompt_states, continued_from, id_factor_overrides, read_dataset,
-                    results_json, write_section)
+from common import (alignment_overrides, cached_prompt_states, continued_from, id_factor_overrides, prefix_overrides,
+                    read_dataset, results_json, write_section)
 from objective_study import mean_and_per_user, seeded_users, shared_sasrec, text_teacher
 
 from rarec import RARecommender
@@ -179,6 +179,7 @@ def checkpoint_folder(args, name: str, seed: int, id_dropout: float, factors: di
     id_tokens = getattr(args, "id_tokens", 1)
     settings += f"_idtokens{id_tokens}" if id_tokens != 1 else ""
     settings += "_balanced" if getattr(args, "balance_blocks", False) else ""
+    settings += "_meanpooled" if getattr(args, "mean_pooling", False) else ""
     split = getattr(args, "split", "test")
     return Path(args.checkpoints) / f"{split}_{name}_seed{seed}_users{args.users}_dropout{id_dropout:g}{settings}"
 
@@ -228,8 +229,8 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     if shorter is not None and checkpoints is None:
         raise ValueError("--continue-from needs --checkpoints (the longer fit's own folder is made there)")
     start, resumed = time.perf_counter(), checkpoints is not None and (checkpoints.exists() or shorter is not None)
-    balanced = getattr(args, "balance_blocks", False)
-    with continued_from(shorter, checkpoints), \
+    balanced, pooling = getattr(args, "balance_blocks", False), "mean" if getattr(args, "mean_pooling", False) else "last"
+    with continued_from(shorter, checkpoints), prefix_overrides(pooling=pooling), \
             alignment_overrides(id_dropout=id_dropout, live_random_negatives=live, balance_id_blocks=balanced), \
             text_teacher(teacher), \
             id_factor_overrides(**factors), cached_prompt_states(getattr(args, "prompt_cache", None)):
@@ -243,7 +244,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
             "text_teacher": teacher, **factors, **({"epochs": epochs} if epochs != 1 else {}),
             **({} if live else {"live_random_negatives": False}), **({"resumed": True} if resumed else {}),
             **({"n_id_tokens": rec.n_id_tokens} if rec.n_id_tokens != 1 else {}),
-            **({"balance_id_blocks": True} if balanced else {}),
+            **({"balance_id_blocks": True} if balanced else {}), **({"pooling": pooling} if pooling != "last" else {}),
             "factor_checks": {key: rec.training_log_[0].get(key) for key in ("cooccurrence_factors", "text_factors")},
             "users": int(len(np.unique(fitted_on.user_codes))), **mean_and_per_user(found)}
 
@@ -349,7 +350,7 @@ def setting(row: dict) -> tuple:
     """What tells two result rows apart: a row re-run with the same setting replaces the old one."""
     return (row["row"], row.get("seed"), row.get("text_rank"), row.get("text_weight"), row.get("epochs", 1),
             row.get("live_random_negatives", True), row.get("n_id_tokens", 1), row.get("balance_id_blocks", False),
-            row.get("id_dropout", 0.0))
+            row.get("id_dropout", 0.0), row.get("pooling", "last"))
 
 
 def render(result: dict, split: str = "test") -> str:
@@ -396,6 +397,8 @@ def label(name: str, rows: list[dict]) -> str:
         text += f", {first['n_id_tokens']} ID tokens per vector"
     if first.get("balance_id_blocks", False):
         text += ", ID blocks balanced at the projector's input"
+    if first.get("pooling", "last") != "last":
+        text += f", LLM vectors {first['pooling']}-pooled over the prompt's tokens"
     if name == "rarec_text_factors" and first.get("id_dropout", 0.0) > 0:
         text += (f", ID dropout ({first['id_dropout']:.0%} of the batch's items borrow their text neighbour's "
                  "SASRec part)")
@@ -491,6 +494,9 @@ def main() -> None:
                         help="LLM rows: each projector scales the ID vectors' blocks (SASRec's embedding, the text "
                              "factors) to equal shares of their variance (the research setting "
                              "AlignmentConfig.balance_id_blocks)")
+    parser.add_argument("--mean-pooling", action="store_true",
+                        help="LLM rows: each tower's vector is the mean of its prompt tokens' final LLM states "
+                             "instead of the last token's (the research setting PrefixConfig.pooling)")
     parser.add_argument("--forward-only-negatives", action="store_true",
                         help="LLM rows: encode the random extra negatives without gradients (the research setting "
                              "AlignmentConfig.live_random_negatives=False: cheaper steps)")

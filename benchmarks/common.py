@@ -42,6 +42,20 @@ def alignment_overrides(**fields):
 
 
 @contextlib.contextmanager
+def prefix_overrides(**fields):
+    """While open, RARecommender builds both towers' prefixes with these ``PrefixConfig`` fields replaced (the
+    LLM vectors' ``pooling``): research settings that are not estimator parameters. They are saved with the model."""
+    from rarec import _params
+
+    original = _params.prefix_config
+    _params.prefix_config = lambda rec, id_dim: dataclasses.replace(original(rec, id_dim), **fields)
+    try:
+        yield
+    finally:
+        _params.prefix_config = original
+
+
+@contextlib.contextmanager
 def id_factor_overrides(**fields):
     """While open, RARecommender builds its ID vectors' factor sets with these ``IdFactorSettings`` fields
     replaced (EASE's ``cooccurrence_l2``, the text factors' ``text_rank`` and ``text_weight``): research settings

@@ -13,7 +13,9 @@ linear map of
 - the item vector the score uses (``item_vectors_``, after the heads),
 
 as the R² of a ridge regression fitted on a seeded 60% of the items, its penalty chosen on 20% and scored on the
-last 20% (the share of the part's variance across items that the map recovers). Effective rank: exp of the entropy
+last 20% (the share of the part's variance across items that the map recovers). The user side is measured the same
+way, on the saved models' known users: each part of their ID vectors (``towers_.cf_user_vectors``, whose columns
+are laid out as the items') predicted from the user vectors the score uses (``user_vectors_``). Effective rank: exp of the entropy
 of the normalised singular values. Each part's share of the ID vectors' variance across items is given too. No LLM
 runs (seconds per model) unless ``--words-only`` adds the control: the known items encoded again, each with its own
 prompt but the catalogue's mean ID vector, so that only the words tell them apart (minutes).
@@ -95,12 +97,32 @@ def measure(folder: Path, words_only: bool = False, llm=None) -> dict:
                            "effective_rank": effective_rank(torch.as_tensor(ids[:, part])),
                            "variance_share": float((centred[:, part] ** 2).sum() / (centred ** 2).sum())}
                     for name, part in parts.items()}
-    for space, vectors in spaces.items():
-        row["spaces"][space] = {"effective_rank": effective_rank(torch.as_tensor(vectors)),
-                                "r2": {}, "ridge": {}}
-        for name, part in parts.items():
-            row["spaces"][space]["r2"][name], row["spaces"][space]["ridge"][name] = held_out_r2(vectors, ids[:, part])
+    row["spaces"] = {space: recovered(vectors, ids, parts) for space, vectors in spaces.items()}
+    if towers.cf_user_vectors is not None:
+        row["users"] = measure_users(rec, parts)
     return row
+
+
+def recovered(vectors: np.ndarray, ids: np.ndarray, parts: dict[str, slice]) -> dict:
+    """How well ``vectors`` carry each part of ``ids`` (rows: the same items or users): their effective rank,
+    and each part's held-out R² and ridge penalty."""
+    found = {"effective_rank": effective_rank(torch.as_tensor(vectors)), "r2": {}, "ridge": {}}
+    for name, part in parts.items():
+        found["r2"][name], found["ridge"][name] = held_out_r2(vectors, ids[:, part])
+    return found
+
+
+def measure_users(rec: RARecommender, parts: dict[str, slice]) -> dict:
+    """The user side of a row: the known users' (those with a training history) ID vectors, the first interest's,
+    against the user vectors the score uses; each part's share of the ID vectors' variance across those users."""
+    known = rec.seen_.getnnz(axis=1) > 0
+    ids = rec.towers_.cf_user_vectors[torch.as_tensor(known), 0].double().numpy()
+    centred = ids - ids.mean(0)
+    return {"users": int(known.sum()),
+            "parts": {name: {"variance_share": float((centred[:, part] ** 2).sum() / (centred ** 2).sum())}
+                      for name, part in parts.items()},
+            "spaces": {"user vectors the score uses": recovered(rec.user_vectors_[torch.as_tensor(known)]
+                                                                .double().numpy(), ids, parts)}}
 
 
 def render(result: dict) -> str:
@@ -120,6 +142,18 @@ def render(result: dict) -> str:
             r2 = ", ".join(f"{name} {value:.2f}" for name, value in found["r2"].items())
             lines.append(f"| {row['model']} ({widths}) | {row['items']:,} | {row['n_id_tokens']} | {row['epochs']} | "
                          f"{space} | {found['effective_rank']:.0f} | {r2} |")
+    users = [row for row in sorted(result["rows"], key=lambda r: (r["items"], r["model"])) if "users" in row]
+    if users:
+        lines += ["", "The user side: each part of the known users' ID vectors (the teacher's user side) predicted by "
+                  "a ridge map of the user vectors the score uses, the same protocol over users instead of items.", "",
+                  "| model | users | vectors | effective rank | each ID part's share of the variance | R² of each ID part |",
+                  "|---|---|---|---|---|---|"]
+        for row in users:
+            shares = ", ".join(f"{name} {p['variance_share']:.0%}" for name, p in row["users"]["parts"].items())
+            for space, found in row["users"]["spaces"].items():
+                r2 = ", ".join(f"{name} {value:.2f}" for name, value in found["r2"].items())
+                lines.append(f"| {row['model']} | {row['users']['users']:,} | {space} | "
+                             f"{found['effective_rank']:.0f} | {shares} | {r2} |")
     return "\n".join(lines) + "\n"
 
 
@@ -138,6 +172,9 @@ def main() -> None:
         for folder in args.models:
             row = measure(folder, args.words_only)
             print(json.dumps(row), flush=True)
+            earlier = [r for r in result["rows"] if r["model"] == row["model"]]
+            if earlier:  # a control measured before (--words-only) stays unless measured again
+                row["spaces"] = {**earlier[0]["spaces"], **row["spaces"]}
             result["rows"] = [r for r in result["rows"] if r["model"] != row["model"]] + [row]
         result["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
         args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -53,11 +53,22 @@ FORMAT = "rarec-recommender"
 #: (``cooccurrence.history_side`` and ``cooccurrence.item_side``); 7: and then in TF-IDF factors of the item texts
 #: (``text_factors.components`` and ``text_factors.scale``); 8: the prefix projectors may scale their input columns
 #: (``aligner.{user,item}_prefix.input_scale``, the research setting ``balance_id_blocks``; a file without them is
-#: written as format 7, which older readers load). All are read.
-FORMAT_VERSION = 8
+#: written as format 7, which older readers load); 9: a tower's config may hold ``pooling`` (the research setting
+#: of mean-pooled LLM vectors; absent: the last token's, and the file is written as format 8 or 7). All are read.
+FORMAT_VERSION = 9
+#: What a file with input scales but no tower that mean-pools is written as.
+SCALED_FORMAT_VERSION = 8
 #: What a file without format 8's input scales (a fit without ``balance_id_blocks``) is written as.
 UNSCALED_FORMAT_VERSION = 7
 CONFIG_FILE, WEIGHTS_FILE, TEXT_FILE = "config.json", "model.safetensors", "item_text.json"
+
+
+def _format_version(tensors: dict[str, torch.Tensor], towers_config: dict) -> int:
+    """The oldest format that holds what is written: 9 when a tower's config names its pooling, 8 with the
+    projectors' input scales, 7 otherwise."""
+    if any("pooling" in towers_config["aligner"][tower] for tower in ("user", "item")):
+        return FORMAT_VERSION
+    return SCALED_FORMAT_VERSION if any(k.endswith("input_scale") for k in tensors) else UNSCALED_FORMAT_VERSION
 
 
 def _sha256(path: Path) -> str:
@@ -158,8 +169,7 @@ def _write_folder(rec: RARecommender, path: Path, tensors: dict[str, torch.Tenso
         (tmp / TEXT_FILE).write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
         config = {
             "format": FORMAT,
-            "format_version": (FORMAT_VERSION if any(k.endswith("input_scale") for k in tensors)
-                               else UNSCALED_FORMAT_VERSION),
+            "format_version": _format_version(tensors, towers_config),
             "versions": _versions(),
             "params": params,
             **towers_config,  # "llm" (identity), "llm_spec", "aligner"

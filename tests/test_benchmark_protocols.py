@@ -234,6 +234,32 @@ def test_cold_item_text_factor_row_with_id_dropout_keeps_its_own_checkpoint_and_
     assert "ID dropout" not in cold_items.label("rarec_text_factors", [plain])
 
 
+def test_cold_item_row_with_mean_pooling_fits_mean_pooled_towers_and_keeps_its_own_checkpoint_and_line(tmp_path):
+    from types import SimpleNamespace
+
+    from common import prefix_overrides
+
+    from rarec import RARecommender
+    from rarec.testing import tiny_llm
+
+    factors = dict(text_rank=8, text_weight=0.5)
+    pooled, plain = (SimpleNamespace(users=30, checkpoints=tmp_path, mean_pooling=flag) for flag in (True, False))
+    assert cold_items.checkpoint_folder(pooled, "rarec_text_factors", 0, 0.0, factors) != \
+        cold_items.checkpoint_folder(plain, "rarec_text_factors", 0, 0.0, factors)
+    row = {"row": "rarec_text_factors", "seed": 0, "pooling": "mean", **factors}
+    assert cold_items.setting(row) != cold_items.setting(dict(row, pooling="last"))
+    assert cold_items.label("rarec_text_factors", [row]).endswith(", LLM vectors mean-pooled over the prompt's tokens")
+    assert "pooled" not in cold_items.label("rarec_text_factors", [{k: v for k, v in row.items() if k != "pooling"}])
+    data = make_interactions(n_users=30, n_items=30, max_length=10, random_state=1)
+    rec = RARecommender(llm=tiny_llm(data.item_text), backbone="bpr", cf_epochs=1, max_train_samples=16,
+                        sample_fraction=None, batch_size=8, head_epochs=1, device="cpu", random_state=0, verbose=0)
+    with prefix_overrides(pooling="mean"):
+        rec.fit(data.interactions, item_text=data.item_text)
+    assert {rec.towers_.aligner.tower(t).config.pooling for t in ("user", "item")} == {"mean"}
+    assert RARecommender(**rec.get_params()).fit(data.interactions, item_text=data.item_text) \
+        .towers_.aligner.item_prefix.config.pooling == "last"  # closed: the default again
+
+
 def test_a_fit_continued_from_a_shorter_fit_s_checkpoint_equals_the_longer_fit(tmp_path):
     from common import continued_from
 
@@ -941,5 +967,11 @@ def test_id_recovery_measures_each_id_part_of_a_saved_model(tmp_path):
                                   id_recovery.WORDS_ONLY}
     for found in row["spaces"].values():
         assert set(found["r2"]) == set(row["parts"]) and all(value <= 1.0 for value in found["r2"].values())
+    users = row["users"]  # the user side: the known users' ID parts against the user vectors the score uses
+    assert users["users"] == int((rec.seen_.getnnz(axis=1) > 0).sum()) and set(users["parts"]) == set(row["parts"])
+    assert sum(p["variance_share"] for p in users["parts"].values()) == pytest.approx(1.0)
+    (found,) = users["spaces"].values()
+    assert set(found["r2"]) == set(row["parts"]) and all(value <= 1.0 for value in found["r2"].values())
     table = id_recovery.render({"rows": [row], "machine": "m"})
     assert "| model | items | ID tokens | epochs | vectors |" in table and "backbone 8" in table
+    assert "| model | users | vectors |" in table and "user vectors the score uses" in table

@@ -1,6 +1,7 @@
 """Saving and loading RARecommender: identical predictions, lazy LLM, clear errors on damaged folders."""
 
 import copy
+import dataclasses
 import json
 import pickle
 
@@ -77,6 +78,28 @@ def test_the_folder_is_json_and_safetensors(saved, fitted):
     assert config["llm"]["config_sha256"] == fitted.llm_.identity["config_sha256"]
     assert set(config["versions"]) == {"rarec", "torch", "transformers"}
     assert config["items"]["ids"] == fitted.items_.to_list()
+
+
+def test_a_mean_pooled_model_saves_its_pooling_and_ranks_new_histories_the_same_after_load(
+        data, llm, tmp_path, monkeypatch, saved):
+    from rarec import _params
+
+    plain = _params.prefix_config  # the research setting is not an estimator parameter: benchmarks set it so
+    monkeypatch.setattr(_params, "prefix_config", lambda rec, id_dim: dataclasses.replace(plain(rec, id_dim),
+                                                                                         pooling="mean"))
+    rec = fit(data, llm)
+    assert rec.towers_.aligner.item_prefix.config.pooling == "mean"
+    rec.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["format_version"] == 9 and config["aligner"]["item"]["pooling"] == "mean"
+    default = json.loads((saved / "config.json").read_text())  # a fit that pools the last token writes no key
+    assert default["format_version"] == 7 and "pooling" not in default["aligner"]["item"]
+    back = RARecommender.load(tmp_path / "m", llm=llm)
+    assert back.towers_.aligner.user_prefix.config.pooling == "mean"
+    history = [list(rec.items_.ids[:4])]
+    ids, scores = back.recommend(histories=history, k=5)
+    expected_ids, expected_scores = rec.recommend(histories=history, k=5)
+    assert np.array_equal(ids, expected_ids) and np.allclose(scores, expected_scores)
 
 
 def test_predict_for_known_users_needs_no_llm(saved, fitted):

@@ -124,3 +124,19 @@ def test_length_bucketed_batches_cover_every_sample_once():
     assert sorted(flat.tolist()) == list(range(1000))
     spread = np.mean([np.ptp(lengths[b]) for b in batches])
     assert spread < 0.5 * np.mean([np.ptp(lengths[rng.permutation(1000)[:16]]) for _ in range(50)])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("start", [0, 2])
+def test_mean_pooling_averages_the_real_tokens_final_states_whatever_the_padding(family, start):
+    llm = _llm(family)
+    prefix = _prefix(llm, start, 2)
+    batch = llm.forward(TOKENS, prefix, start=start, pooling="mean")
+    for row, tokens in enumerate(TOKENS):
+        own = [(k[row:row + 1], v[row:row + 1]) for k, v in prefix]
+        # each prefix of the prompt alone, pooled by its last token, is that token's final state
+        states = torch.cat([llm.forward([tokens[:end]], own, start=start) for end in range(1, len(tokens) + 1)])
+        torch.testing.assert_close(batch[row], states.mean(0), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(batch, llm.forward(TOKENS, prefix, start=start))  # not the last token's
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        llm.forward(TOKENS, prefix, start=start, pooling="max")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .._validation import check_int
-from ..llm import LLMSpec
+from ..llm import POOLINGS, LLMSpec
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]
 REPARAMETERIZATIONS = ("layer", "shared", "low_rank")
@@ -42,6 +42,10 @@ class PrefixConfig:
     depth : int or None
         Top LLM layers that get a prefix (``None``: every layer). The layers
         below see the plain prompt (their output can be cached).
+    pooling : {"last", "mean"}
+        The tower's vector: the LLM's final state of the prompt's last token
+        (the paper's), or the mean of every prompt token's final state (a
+        research setting, :meth:`FrozenLLM.forward`).
     """
 
     id_dim: int
@@ -53,6 +57,7 @@ class PrefixConfig:
     use_id: bool = True
     init_std: float = 0.02
     depth: int | None = None
+    pooling: str = "last"
 
     def __post_init__(self) -> None:
         for name in ("id_dim", "n_interests", "n_id_tokens", "rank"):
@@ -65,6 +70,8 @@ class PrefixConfig:
                 f"The 'reparameterization' parameter must be one of {REPARAMETERIZATIONS}. "
                 f"Got {self.reparameterization!r} instead."
             )
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"The 'pooling' parameter must be one of {POOLINGS}. Got {self.pooling!r} instead.")
         if not self.use_id and self.n_ctx == 0:
             raise ValueError("a prefix with neither ID tokens (use_id=False) nor instructions (n_ctx=0) is empty.")
 

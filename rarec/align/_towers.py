@@ -314,8 +314,8 @@ class Towers:
         """``(config, tensors, texts)``: JSON-safe description, the trained tensors, the item texts."""
         aligner = self.aligner
         config = {"llm": self.llm_identity, "llm_spec": dataclasses.asdict(aligner.user_prefix.spec),
-                  "aligner": {"user": dataclasses.asdict(aligner.user_prefix.config),
-                              "item": dataclasses.asdict(aligner.item_prefix.config),
+                  "aligner": {"user": tower_config(aligner.user_prefix.config),
+                              "item": tower_config(aligner.item_prefix.config),
                               "output_heads": aligner.heads is not None,
                               "output_head_hidden": 0 if aligner.heads is None else aligner.heads.hidden,
                               "output_head_pool": aligner.heads is not None and aligner.heads.pools}}
@@ -408,6 +408,15 @@ class Towers:
         memo[id(self)] = new
         new.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return new
+
+
+def tower_config(config: PrefixConfig) -> dict[str, Any]:
+    """A tower's prefix settings as saved: ``pooling`` only when it is not the last token's (format 9), so that a
+    model that pools as the paper does is written as older readers expect it."""
+    fields = dataclasses.asdict(config)
+    if fields["pooling"] == "last":
+        del fields["pooling"]
+    return fields
 
 
 def pick(states: Sequence[torch.Tensor] | None, rows: Any) -> list[torch.Tensor] | None:

@@ -125,7 +125,8 @@ class TwoTowerAligner(nn.Module):
         if projector.config.use_id:
             id_embeddings = id_embeddings.to(next(projector.parameters()).device)
         prefix = projector(id_embeddings if projector.config.use_id else None, batch_size=len(tokens))
-        vectors = llm.forward(tokens, prefix, start=self.start(llm), lower_states=lower_states)
+        vectors = llm.forward(tokens, prefix, start=self.start(llm), lower_states=lower_states,
+                              pooling=projector.config.pooling)
         return self.through_heads(tower, vectors, pooled) if heads else vectors
 
     def through_heads(self, tower: str, vectors: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:

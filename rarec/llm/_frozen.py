@@ -141,7 +141,7 @@ class FrozenLLM:
         return ids, real
 
     def forward(self, token_ids: Sequence[Sequence[int]], prefix: KV | None = None, start: int = 0,
-                lower_states: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+                lower_states: Sequence[torch.Tensor] | None = None, pooling: str = "last") -> torch.Tensor:
         """Vectors (B, hidden_size) of token sequences, each behind its own prefix.
 
         Parameters
@@ -159,6 +159,9 @@ class FrozenLLM:
         lower_states : sequence of Tensor (T_i, hidden), optional
             The input of layer ``start`` for each prompt, from :meth:`lower_states`
             (computed here when not given).
+        pooling : {"last", "mean"}, default "last"
+            The vector of a sequence: the final hidden state of its last real
+            token, or the mean of its real tokens' final hidden states.
 
         Positions: real tokens take positions ``P .. P+T-1`` whatever the padding,
         so a left-padded sequence gives the same vector as the same sequence alone.
@@ -175,7 +178,7 @@ class FrozenLLM:
             cache = None if layers is None else prefix_cache(layers)
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                              **cache_kwargs(self.model, cache))
-            return out.last_hidden_state[:, -1]  # (B, hidden): the last real token (left padding)
+            return pooled(out.last_hidden_state, real, pooling)  # (B, hidden)
         if layers is None or len(layers) != self.spec.n_layers - start:
             raise ValueError(f"with start={start} the prefix must cover the top {self.spec.n_layers - start} layers.")
         if lower_states is None:
@@ -188,7 +191,7 @@ class FrozenLLM:
         with skip_lower_layers(self.model, start, states):
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                              **cache_kwargs(self.model, cache))
-        return out.last_hidden_state[:, -1]
+        return pooled(out.last_hidden_state, real, pooling)
 
     @torch.no_grad()
     def lower_states(self, token_ids: Sequence[Sequence[int]], start: int, n_prefix: int) -> list[torch.Tensor]:
@@ -254,3 +257,18 @@ def weights_fingerprint(model: Any, n_values: int = 65536) -> str:
         sample = param.detach().reshape(-1)[:n_values].to("cpu", torch.bfloat16).float()
         digest.update(sample.numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+#: How a sequence's final hidden states become its vector (:meth:`FrozenLLM.forward`'s ``pooling``).
+POOLINGS = ("last", "mean")
+
+
+def pooled(hidden: torch.Tensor, real: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Vectors (B, hidden) of left-padded final states (B, T, hidden): the last real token's (``"last"``) or the
+    mean over the real tokens (``"mean"``; ``real`` is the (B, T) mask of real tokens)."""
+    if pooling == "last":
+        return hidden[:, -1]
+    if pooling == "mean":
+        weights = real.to(hidden.dtype)[..., None]
+        return (hidden * weights).sum(1) / weights.sum(1)
+    raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}.")
