@@ -229,7 +229,8 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     if shorter is not None and checkpoints is None:
         raise ValueError("--continue-from needs --checkpoints (the longer fit's own folder is made there)")
     start, resumed = time.perf_counter(), checkpoints is not None and (checkpoints.exists() or shorter is not None)
-    balanced, pooling = getattr(args, "balance_blocks", False), "mean" if getattr(args, "mean_pooling", False) else "last"
+    balanced = getattr(args, "balance_blocks", False)
+    pooling = "mean" if getattr(args, "mean_pooling", False) else "last"
     with continued_from(shorter, checkpoints), prefix_overrides(pooling=pooling), \
             alignment_overrides(id_dropout=id_dropout, live_random_negatives=live, balance_id_blocks=balanced), \
             text_teacher(teacher), \

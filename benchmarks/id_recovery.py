@@ -18,7 +18,9 @@ way, on the saved models' known users: each part of their ID vectors (``towers_.
 are laid out as the items') predicted from the user vectors the score uses (``user_vectors_``). Effective rank: exp of the entropy
 of the normalised singular values. Each part's share of the ID vectors' variance across items is given too. No LLM
 runs (seconds per model) unless ``--words-only`` adds the control: the known items encoded again, each with its own
-prompt but the catalogue's mean ID vector, so that only the words tell them apart (minutes).
+prompt but the catalogue's mean ID vector, so that only the words tell them apart (minutes), and ``--frozen`` the
+controls of the frozen LLM with no prefix, its vectors pooled as the paper does (the last token's final state) and
+as the research setting ``PrefixConfig.pooling="mean"`` does (the mean of the tokens' final states; minutes).
 
 Results: benchmarks/results/id_recovery.json.
 """
@@ -37,11 +39,15 @@ from common import results_json, write_section
 from teacher_span import effective_rank
 
 from rarec import RARecommender
+from rarec.align._towers import length_sorted_batches
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "id_recovery.json"
 #: the control: the same LLM and trained prefixes, each item's own prompt, no item's own ID vector
 WORDS_ONLY = "words only: LLM item vectors before the heads, every ID vector the catalogue's mean"
+#: the frozen-LLM controls: each item's own prompt through the LLM with no prefix at all, pooled two ways
+FROZEN = {"last": "frozen LLM, no prefix: the last token's final state",
+          "mean": "frozen LLM, no prefix: the mean of the tokens' final states"}
 HELD_OUT, SEED, ALPHAS = 0.2, 0, (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
@@ -75,7 +81,17 @@ def id_parts(towers) -> dict[str, slice]:
     return {name: slice(int(start), int(start + width)) for name, start, width in zip(names, starts, widths)}
 
 
-def measure(folder: Path, words_only: bool = False, llm=None) -> dict:
+def frozen_vectors(towers, items: int, pooling: str, batch: int = 64) -> np.ndarray:
+    """The first ``items`` items' prompts through the frozen LLM alone (no prefix), pooled by ``pooling``."""
+    llm, tokens = towers.llm, [towers.item_tokens[i] for i in range(items)]
+    out = np.empty((items, llm.spec.hidden_size))
+    with torch.no_grad():
+        for rows in length_sorted_batches(tokens, batch):
+            out[rows] = llm.forward([tokens[r] for r in rows], pooling=pooling).double().cpu().numpy()
+    return out
+
+
+def measure(folder: Path, words_only: bool = False, llm=None, frozen: bool = False) -> dict:
     """One saved model's row; ``words_only`` adds the control of the known items re-encoded through the LLM with
     their own prompts but every ID vector the catalogue's mean, so that the prefix tells no item from another
     (``llm``: the one the model was fitted with, as ``RARecommender.load`` takes it; default: the default LLM)."""
@@ -90,6 +106,8 @@ def measure(folder: Path, words_only: bool = False, llm=None) -> dict:
         mean = towers.item_cf[:known].mean(0, keepdim=True).expand(known, -1, -1)
         words = towers.encode("item", mean, [towers.item_tokens[i] for i in range(known)], progress=True, heads=False)
         spaces[WORDS_ONLY] = words.double().numpy()
+    if frozen:
+        spaces.update({FROZEN[pooling]: frozen_vectors(towers, known, pooling) for pooling in FROZEN})
     row = {"model": f"{folder.parent.name}/{folder.name}", "path": str(folder), "items": int(known),
            "n_id_tokens": rec.n_id_tokens, "epochs": rec.epochs, "id_width": int(ids.shape[1]), "spaces": {}}
     centred, parts = ids - ids.mean(0), id_parts(towers)
@@ -161,6 +179,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", type=Path, nargs="*", help="saved RA-Rec model folders")
     parser.add_argument("--words-only", action="store_true", help="also the words-only control (runs the LLM)")
+    parser.add_argument("--frozen", action="store_true",
+                        help="also the frozen-LLM controls: the items' prompts with no prefix, the last token's "
+                             "state and the mean of the tokens' states (runs the LLM)")
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
@@ -170,7 +191,7 @@ def main() -> None:
         if not args.models:
             parser.error("name at least one saved model folder (or --render)")
         for folder in args.models:
-            row = measure(folder, args.words_only)
+            row = measure(folder, args.words_only, frozen=args.frozen)
             print(json.dumps(row), flush=True)
             earlier = [r for r in result["rows"] if r["model"] == row["model"]]
             if earlier:  # a control measured before (--words-only) stays unless measured again

@@ -36,7 +36,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from common import (DATASET_TITLES, SETTINGS, alignment_overrides, cached_prompt_states, dataset_suffix,
-                    id_factor_overrides, read_dataset, results_json, write_section)
+                    id_factor_overrides, prefix_overrides, read_dataset, results_json, write_section)
 
 import rarec._estimator as estimator
 from rarec import RARecommender
@@ -180,6 +180,12 @@ BALANCED = {"default (session 23) + ID blocks balanced at the projector's input"
 ALIGNMENT_OVERRIDES.update(BALANCED)
 VARIANTS.update({name: VARIANTS["default + co-occurrence factors (session 23)"] for name in BALANCED})
 
+#: Session 39: each tower's vector the mean of its prompt tokens' final LLM states instead of the last token's
+#: (``PrefixConfig.pooling``, set with ``common.prefix_overrides``). With no prefix at all the mean carries far more
+#: of the items' TF-IDF factors than the last token (id_recovery.py --frozen); it must not cost the warm ranking.
+PREFIX_OVERRIDES = {"default (session 23) + mean-pooled LLM vectors": dict(pooling="mean")}
+VARIANTS.update({name: VARIANTS["default + co-occurrence factors (session 23)"] for name in PREFIX_OVERRIDES})
+
 #: Variants whose co-occurrence teacher is an EASE fitted on every user's training items (the data the shared SASRec
 #: saw) with this L2, not on the fit's own users (session 22). At the CPU preset a fit sees 4,000 of Beauty's 22,363
 #: users; EASE on them made the fused teacher worse than SASRec on validation, EASE on everyone better (0.0587
@@ -316,6 +322,7 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
     start = time.perf_counter()
     with text_teacher(TEXT_TEACHERS.get(name)), ease_teacher_of(EASE_TEACHERS.get(name)), \
             alignment_overrides(**ALIGNMENT_OVERRIDES.get(name, {})), \
+            prefix_overrides(**PREFIX_OVERRIDES.get(name, {})), \
             given_ease(EASE_ON_EVERYONE.get(name), split.train if everyone is None else everyone), \
             factors_fitted_on((split.train if everyone is None else everyone) if name in FACTORS_ON_EVERYONE
                               else None), id_factor_overrides(**FACTORS_ON_EVERYONE.get(name, {})), \

@@ -168,6 +168,9 @@ def make_checkpointer(rec: RARecommender, seed: int, log: InteractionLog, group:
     # benchmarks' research settings) is fingerprinted too
     params["derived"] = {"alignment": dataclasses.asdict(_params.alignment_config(rec, progress=False)),
                          "id_factors": dataclasses.asdict(_params.id_factor_settings(rec))}
+    pooling = _params.prefix_config(rec, 1).pooling  # named only when not the default, so earlier stamps still hold
+    if pooling != "last":
+        params["derived"]["pooling"] = pooling
     return FitCheckpointer(rec.checkpoint_dir, FitCheckpointer.stamp_of(params, seed, log),
                            rec.checkpoint_every, writer=group.is_main, seed=seed)
 

@@ -960,11 +960,16 @@ def test_id_recovery_measures_each_id_part_of_a_saved_model(tmp_path):
                         random_state=0, head_epochs=1, backbone_params=dict(dim=8, n_layers=1, n_heads=1,
                                                                             inner_dim=8))
     rec.fit(log.to_array(), item_text=text).save(tmp_path / "model")
-    row = id_recovery.measure(tmp_path / "model", words_only=True, llm=llm)
+    row = id_recovery.measure(tmp_path / "model", words_only=True, llm=llm, frozen=True)
     width = sum(part["width"] for part in row["parts"].values())
     assert row["id_width"] == width and "backbone" in row["parts"] and row["items"] == rec.towers_.backbone.n_items_
     assert set(row["spaces"]) == {"LLM item vectors before the heads", "item vectors after the heads",
-                                  id_recovery.WORDS_ONLY}
+                                  id_recovery.WORDS_ONLY, *id_recovery.FROZEN.values()}
+    frozen = {p: id_recovery.frozen_vectors(rec.towers_, 3, p) for p in id_recovery.FROZEN}
+    tokens = rec.towers_.item_tokens[0]
+    one = rec.towers_.llm.forward([tokens[:end] for end in range(1, len(tokens) + 1)])  # each prefix's last state
+    np.testing.assert_allclose(frozen["last"][0], one[-1].double().numpy(), atol=1e-5)
+    np.testing.assert_allclose(frozen["mean"][0], one.double().mean(0).numpy(), atol=1e-5)
     for found in row["spaces"].values():
         assert set(found["r2"]) == set(row["parts"]) and all(value <= 1.0 for value in found["r2"].values())
     users = row["users"]  # the user side: the known users' ID parts against the user vectors the score uses
@@ -975,3 +980,26 @@ def test_id_recovery_measures_each_id_part_of_a_saved_model(tmp_path):
     table = id_recovery.render({"rows": [row], "machine": "m"})
     assert "| model | items | ID tokens | epochs | vectors |" in table and "backbone 8" in table
     assert "| model | users | vectors |" in table and "user vectors the score uses" in table
+
+
+def test_the_mean_pooling_variant_fits_the_default_with_mean_pooled_towers(monkeypatch):
+    from rarec import RARecommender
+
+    pooled = []
+
+    class Stop(Exception):
+        pass
+
+    def fit(rec, *args, **kwargs):  # the prefix shape the fit would build, then stop
+        from rarec import _params
+
+        pooled.append((rec.get_params(), _params.prefix_config(rec, 8).pooling))
+        raise Stop
+
+    monkeypatch.setattr(RARecommender, "fit", fit)
+    split = type("Split", (), {"train": None})()
+    for variant in ("default (session 23) + mean-pooled LLM vectors", "default + co-occurrence factors (session 23)"):
+        with pytest.raises(Stop):
+            objective_study.run_variant(variant, 0, None, split, None, prompt_cache=None)
+    (params, pooling), (plain_params, plain_pooling) = pooled
+    assert (pooling, plain_pooling) == ("mean", "last") and params == plain_params

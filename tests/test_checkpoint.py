@@ -135,6 +135,12 @@ def test_resuming_with_another_research_setting_is_refused(data, tmp_path, monke
                                                                                      cooccurrence_l2=50.0))
         with pytest.raises(ValueError, match="other parameters, seed or data"):
             fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text, resume=True)
+    original_prefix = _params.prefix_config
+    with monkeypatch.context() as patch:
+        patch.setattr(_params, "prefix_config", lambda rec, id_dim: dataclasses.replace(original_prefix(rec, id_dim),
+                                                                                       pooling="mean"))
+        with pytest.raises(ValueError, match="other parameters, seed or data"):
+            fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text, resume=True)
     fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text, resume=True)  # the same ones resume
 
 

@@ -339,7 +339,8 @@ class Towers:
                    backbone: CFBackbone, prompts: PromptSettings, source: LLMSource) -> Towers:
         """Towers from :meth:`to_state`'s output (the LLM is loaded on first use).
 
-        Reads every layout: format 8 (``aligner.*_prefix.input_scale`` tensors: the projectors' input scales, ones
+        Reads every layout: format 9 (a tower's config may name its ``pooling``; absent: the last token's), format 8
+        (``aligner.*_prefix.input_scale`` tensors: the projectors' input scales, ones
         when absent), format 7 (``text_factors.*`` tensors: TF-IDF factors of the item texts appended after
         them), format 6 (``cooccurrence.*`` tensors: EASE factors appended to the ID vectors),
         format 5 (``aligner.output_head_pool``: the user
