@@ -71,7 +71,8 @@ class FrozenLLM:
     -----
     Every parameter gets ``requires_grad=False`` and the model stays in eval
     mode. The vector of a sequence is the final-layer hidden state of its last
-    real token, after the model's final norm.
+    real token, after the model's final norm (or the mean over its tokens:
+    :meth:`forward`'s ``pooling``).
     """
 
     def __init__(self, model: Any, tokenizer: Any, identity: dict | None = None) -> None:
