@@ -28,46 +28,36 @@ DATASET_TITLES = {"ml-100k": "ML-100K", "amazon-beauty": "Amazon Beauty"}
 
 
 @contextlib.contextmanager
+def _replaced_fields(builder: str, fields: dict):
+    """While open, ``rarec._params.<builder>`` (a function that builds a stage's settings dataclass) gives its
+    settings with ``fields`` replaced."""
+    from rarec import _params
+
+    original = getattr(_params, builder)
+    setattr(_params, builder, lambda *args, **kwargs: dataclasses.replace(original(*args, **kwargs), **fields))
+    try:
+        yield
+    finally:
+        setattr(_params, builder, original)
+
+
 def alignment_overrides(**fields):
     """While open, RARecommender trains its alignment module with these ``AlignmentConfig`` fields replaced:
     research options that are not estimator parameters (yet)."""
-    from rarec import _params
-
-    original = _params.alignment_config
-    _params.alignment_config = lambda rec, progress: dataclasses.replace(original(rec, progress), **fields)
-    try:
-        yield
-    finally:
-        _params.alignment_config = original
+    return _replaced_fields("alignment_config", fields)
 
 
-@contextlib.contextmanager
 def prefix_overrides(**fields):
     """While open, RARecommender builds both towers' prefixes with these ``PrefixConfig`` fields replaced (the
     LLM vectors' ``pooling``): research settings that are not estimator parameters. They are saved with the model."""
-    from rarec import _params
-
-    original = _params.prefix_config
-    _params.prefix_config = lambda rec, id_dim: dataclasses.replace(original(rec, id_dim), **fields)
-    try:
-        yield
-    finally:
-        _params.prefix_config = original
+    return _replaced_fields("prefix_config", fields)
 
 
-@contextlib.contextmanager
 def id_factor_overrides(**fields):
     """While open, RARecommender builds its ID vectors' factor sets with these ``IdFactorSettings`` fields
     replaced (EASE's ``cooccurrence_l2``, the text factors' ``text_rank`` and ``text_weight``): research settings
     that are not estimator parameters."""
-    from rarec import _params
-
-    original = _params.id_factor_settings
-    _params.id_factor_settings = lambda rec: dataclasses.replace(original(rec), **fields)
-    try:
-        yield
-    finally:
-        _params.id_factor_settings = original
+    return _replaced_fields("id_factor_settings", fields)
 
 
 @contextlib.contextmanager
