@@ -15,8 +15,8 @@ linear map of
 as the R² of a ridge regression fitted on a seeded 60% of the items, its penalty chosen on 20% and scored on the
 last 20% (the share of the part's variance across items that the map recovers). The user side is measured the same
 way, on the saved models' known users: each part of their ID vectors (``towers_.cf_user_vectors``, whose columns
-are laid out as the items') predicted from the user vectors the score uses (``user_vectors_``). Effective rank: exp of the entropy
-of the normalised singular values. Each part's share of the ID vectors' variance across items is given too. No LLM
+are laid out as the items') predicted from the user vectors the score uses (``user_vectors_``). Effective rank: exp
+of the entropy of the normalised singular values. Each part's share of the ID vectors' variance is given too. No LLM
 runs (seconds per model) unless ``--words-only`` adds the control: the known items encoded again, each with its own
 prompt but the catalogue's mean ID vector, so that only the words tell them apart (minutes), and ``--frozen`` the
 controls of the frozen LLM with no prefix, its vectors pooled as the paper does (the last token's final state) and
@@ -164,7 +164,8 @@ def render(result: dict) -> str:
     if users:
         lines += ["", "The user side: each part of the known users' ID vectors (the teacher's user side) predicted by "
                   "a ridge map of the user vectors the score uses, the same protocol over users instead of items.", "",
-                  "| model | users | vectors | effective rank | each ID part's share of the variance | R² of each ID part |",
+                  "| model | users | vectors | effective rank | each ID part's share of the variance "
+                  "| R² of each ID part |",
                   "|---|---|---|---|---|---|"]
         for row in users:
             shares = ", ".join(f"{name} {p['variance_share']:.0%}" for name, p in row["users"]["parts"].items())
