@@ -109,7 +109,7 @@ def measure(folder: Path, words_only: bool = False, llm=None, frozen: bool = Fal
     if frozen:
         spaces.update({FROZEN[pooling]: frozen_vectors(towers, known, pooling) for pooling in FROZEN})
     row = {"model": f"{folder.parent.name}/{folder.name}", "path": str(folder), "items": int(known),
-           "n_id_tokens": rec.n_id_tokens, "epochs": rec.epochs, "id_width": int(ids.shape[1]), "spaces": {}}
+           "n_id_tokens": rec.n_id_tokens, "epochs": rec.epochs, "id_width": int(ids.shape[1])}
     centred, parts = ids - ids.mean(0), id_parts(towers)
     row["parts"] = {name: {"width": part.stop - part.start,
                            "effective_rank": effective_rank(torch.as_tensor(ids[:, part])),
@@ -133,14 +133,14 @@ def recovered(vectors: np.ndarray, ids: np.ndarray, parts: dict[str, slice]) -> 
 def measure_users(rec: RARecommender, parts: dict[str, slice]) -> dict:
     """The user side of a row: the known users' (those with a training history) ID vectors, the first interest's,
     against the user vectors the score uses; each part's share of the ID vectors' variance across those users."""
-    known = rec.seen_.getnnz(axis=1) > 0
-    ids = rec.towers_.cf_user_vectors[torch.as_tensor(known), 0].double().numpy()
+    known = torch.as_tensor(rec.seen_.getnnz(axis=1) > 0)
+    ids = rec.towers_.cf_user_vectors[known, 0].double().numpy()
+    vectors = rec.user_vectors_[known].double().numpy()
     centred = ids - ids.mean(0)
     return {"users": int(known.sum()),
             "parts": {name: {"variance_share": float((centred[:, part] ** 2).sum() / (centred ** 2).sum())}
                       for name, part in parts.items()},
-            "spaces": {"user vectors the score uses": recovered(rec.user_vectors_[torch.as_tensor(known)]
-                                                                .double().numpy(), ids, parts)}}
+            "spaces": {"user vectors the score uses": recovered(vectors, ids, parts)}}
 
 
 def render(result: dict) -> str:

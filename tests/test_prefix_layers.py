@@ -140,3 +140,11 @@ def test_mean_pooling_averages_the_real_tokens_final_states_whatever_the_padding
     assert not torch.allclose(batch, llm.forward(TOKENS, prefix, start=start))  # not the last token's
     with pytest.raises(ValueError, match="pooling must be one of"):
         llm.forward(TOKENS, prefix, start=start, pooling="max")
+
+
+def test_a_prefix_config_refuses_an_unknown_pooling():
+    from rarec.align import PrefixConfig
+
+    assert PrefixConfig(id_dim=4).pooling == "last" and PrefixConfig(id_dim=4, pooling="mean").pooling == "mean"
+    with pytest.raises(ValueError, match="'pooling' parameter of PrefixConfig must be one of"):
+        PrefixConfig(id_dim=4, pooling="max")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._validation import check_int
+from .._validation import check_int, check_option
 from ..llm import POOLINGS, LLMSpec
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]
@@ -70,8 +70,7 @@ class PrefixConfig:
                 f"The 'reparameterization' parameter must be one of {REPARAMETERIZATIONS}. "
                 f"Got {self.reparameterization!r} instead."
             )
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"The 'pooling' parameter must be one of {POOLINGS}. Got {self.pooling!r} instead.")
+        check_option(self.pooling, "pooling", "PrefixConfig", POOLINGS)
         if not self.use_id and self.n_ctx == 0:
             raise ValueError("a prefix with neither ID tokens (use_id=False) nor instructions (n_ctx=0) is empty.")
 
