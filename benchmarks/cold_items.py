@@ -89,6 +89,7 @@ from rarec.metrics import full_ranking_metrics, paired_difference
 HERE = Path(__file__).resolve().parent
 KS, METRICS = (10, 100), ("hr", "ndcg")
 COLD_FRACTION, SPLIT_SEED = 0.10, 0
+DEFAULT_SAMPLES = RARecommender().max_train_samples  # prefix-training samples per LLM row, unless --samples
 TEXT_TEACHER = 0.25  # the TF-IDF cosine's weight in the text-aware teacher, in units of the backbone score's spread
 ROWS = ("popularity", "tfidf", "id_vectors", "id_vectors_text_factors", "rarec", "rarec_id_dropout",
         "rarec_text_teacher", "rarec_text_factors", "text_only")
@@ -180,6 +181,8 @@ def checkpoint_folder(args, name: str, seed: int, id_dropout: float, factors: di
     settings += f"_idtokens{id_tokens}" if id_tokens != 1 else ""
     settings += "_balanced" if getattr(args, "balance_blocks", False) else ""
     settings += "_meanpooled" if getattr(args, "mean_pooling", False) else ""
+    samples = getattr(args, "samples", DEFAULT_SAMPLES)
+    settings += f"_samples{samples}" if samples != DEFAULT_SAMPLES else ""
     split = getattr(args, "split", "test")
     return Path(args.checkpoints) / f"{split}_{name}_seed{seed}_users{args.users}_dropout{id_dropout:g}{settings}"
 
@@ -215,7 +218,10 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
         test_users[test.user_codes] = True  # the same user index: train shares the full log's
         keep = seeded_users(warm.n_users, args.users, keep=test_users)
         fitted_on, scale = warm.subset(keep[warm.user_codes]), warm.n_users / keep.sum()
-    fraction = min(1.0, RARecommender().sample_fraction * scale)  # the default, scaled to the full data's count
+    samples = getattr(args, "samples", DEFAULT_SAMPLES)  # the prefix-training samples (max_train_samples)
+    # the default selection budget, scaled to the full data's count and to the samples asked for, so the tailored
+    # selection still offers at least as many as are kept
+    fraction = min(1.0, RARecommender().sample_fraction * scale * samples / DEFAULT_SAMPLES)
     id_dropout = row_id_dropout(name, args)
     teacher = TEXT_TEACHER if name == "rarec_text_teacher" else None
     # session 24: the ID vectors of the text-factor row end in TF-IDF factors (a cold item's: its own text's)
@@ -224,7 +230,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     epochs, live = budget(args)
     rec = RARecommender(backbone=backbone, llm=getattr(args, "llm", None), device=args.device, random_state=seed,
                         verbose=1, use_id=(name != "text_only"), sample_fraction=fraction, checkpoint_dir=checkpoints,
-                        epochs=epochs, n_id_tokens=getattr(args, "id_tokens", 1))
+                        epochs=epochs, n_id_tokens=getattr(args, "id_tokens", 1), max_train_samples=samples)
     shorter = getattr(args, "continue_from", None)  # a finished fit of this row and setting with fewer epochs
     if shorter is not None and checkpoints is None:
         raise ValueError("--continue-from needs --checkpoints (the longer fit's own folder is made there)")
@@ -246,6 +252,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
             **({} if live else {"live_random_negatives": False}), **({"resumed": True} if resumed else {}),
             **({"n_id_tokens": rec.n_id_tokens} if rec.n_id_tokens != 1 else {}),
             **({"balance_id_blocks": True} if balanced else {}), **({"pooling": pooling} if pooling != "last" else {}),
+            **({"max_train_samples": samples} if samples != DEFAULT_SAMPLES else {}),
             "factor_checks": {key: rec.training_log_[0].get(key) for key in ("cooccurrence_factors", "text_factors")},
             "users": int(len(np.unique(fitted_on.user_codes))), **mean_and_per_user(found)}
 
@@ -351,7 +358,7 @@ def setting(row: dict) -> tuple:
     """What tells two result rows apart: a row re-run with the same setting replaces the old one."""
     return (row["row"], row.get("seed"), row.get("text_rank"), row.get("text_weight"), row.get("epochs", 1),
             row.get("live_random_negatives", True), row.get("n_id_tokens", 1), row.get("balance_id_blocks", False),
-            row.get("id_dropout", 0.0), row.get("pooling", "last"))
+            row.get("id_dropout", 0.0), row.get("pooling", "last"), row.get("max_train_samples", DEFAULT_SAMPLES))
 
 
 def render(result: dict, split: str = "test") -> str:
@@ -400,6 +407,8 @@ def label(name: str, rows: list[dict]) -> str:
         text += ", ID blocks balanced at the projector's input"
     if first.get("pooling", "last") != "last":
         text += f", LLM vectors {first['pooling']}-pooled over the prompt's tokens"
+    if first.get("max_train_samples", DEFAULT_SAMPLES) != DEFAULT_SAMPLES:
+        text += f", {first['max_train_samples']:,} prefix-training samples"
     if name == "rarec_text_factors" and first.get("id_dropout", 0.0) > 0:
         text += (f", ID dropout ({first['id_dropout']:.0%} of the batch's items borrow their text neighbour's "
                  "SASRec part)")
@@ -498,6 +507,9 @@ def main() -> None:
     parser.add_argument("--mean-pooling", action="store_true",
                         help="LLM rows: each tower's vector is the mean of its prompt tokens' final LLM states "
                              "instead of the last token's (the research setting PrefixConfig.pooling)")
+    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                        help="LLM rows: prefix-training samples per fit (the estimator's max_train_samples; default "
+                             f"{DEFAULT_SAMPLES:,}); the tailored selection's budget grows in proportion")
     parser.add_argument("--forward-only-negatives", action="store_true",
                         help="LLM rows: encode the random extra negatives without gradients (the research setting "
                              "AlignmentConfig.live_random_negatives=False: cheaper steps)")

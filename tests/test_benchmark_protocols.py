@@ -216,6 +216,31 @@ def test_cold_item_llm_row_with_more_id_tokens_keeps_its_own_checkpoint_and_tabl
     assert "ID tokens" not in cold_items.label("rarec", [one])
 
 
+def test_cold_item_llm_row_with_more_samples_trains_on_them_and_keeps_its_own_checkpoint_and_line(tmp_path,
+                                                                                                    monkeypatch):
+    from types import SimpleNamespace
+
+    from rarec.testing import tiny_llm
+
+    data, log, texts, (train, pairs, cold), test = tiny_cold_split(monkeypatch)
+    base = dict(users=30, device="cpu", data=tmp_path, llm=tiny_llm(data.item_text), cache=tmp_path / "cf",
+                checkpoints=tmp_path / "checkpoints")
+    fitted, original = [], cold_items.RARecommender.fit
+    monkeypatch.setattr(cold_items.RARecommender, "fit", lambda self, *a, **k: fitted.append(
+        (self.max_train_samples, self.sample_fraction)) or original(self, *a, **k))
+    more = cold_items.llm_row("rarec", 0, train, test, texts, cold, SimpleNamespace(samples=64, **base))
+    row = cold_items.llm_row("rarec", 0, train, test, texts, cold, SimpleNamespace(**base))
+    (big, big_fraction), (default, fraction) = fitted
+    assert (big, default) == (64, cold_items.DEFAULT_SAMPLES) and more["max_train_samples"] == 64
+    assert big_fraction == pytest.approx(min(1.0, fraction * 64 / cold_items.DEFAULT_SAMPLES))
+    assert "max_train_samples" not in row  # the default row's setting and folder are as before
+    plain = cold_items.checkpoint_folder(SimpleNamespace(**base), "rarec", 0, 0.0, {})
+    assert {folder.name for folder in base["checkpoints"].iterdir()} == {plain.name, plain.name + "_samples64"}
+    assert cold_items.setting(more) != cold_items.setting(row)
+    assert cold_items.label("rarec", [more]).endswith(", 64 prefix-training samples")
+    assert "samples" not in cold_items.label("rarec", [row])
+
+
 def test_cold_item_text_factor_row_with_id_dropout_keeps_its_own_checkpoint_and_table_line(tmp_path):
     from types import SimpleNamespace
 
