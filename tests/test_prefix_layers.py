@@ -148,3 +148,10 @@ def test_a_prefix_config_refuses_an_unknown_pooling():
     assert PrefixConfig(id_dim=4).pooling == "last" and PrefixConfig(id_dim=4, pooling="mean").pooling == "mean"
     with pytest.raises(ValueError, match="'pooling' parameter of PrefixConfig must be one of"):
         PrefixConfig(id_dim=4, pooling="max")
+
+
+def test_a_prefix_config_refuses_an_unknown_reparameterization():
+    from rarec.align import PrefixConfig
+
+    with pytest.raises(ValueError, match="'reparameterization' parameter of PrefixConfig must be one of"):
+        PrefixConfig(id_dim=4, reparameterization="lora")

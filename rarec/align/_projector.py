@@ -65,11 +65,7 @@ class PrefixConfig:
         check_int(self.n_ctx, "n_ctx", "PrefixConfig", 0)
         if self.depth is not None:
             check_int(self.depth, "depth", "PrefixConfig", 1)
-        if self.reparameterization not in REPARAMETERIZATIONS:
-            raise ValueError(
-                f"The 'reparameterization' parameter must be one of {REPARAMETERIZATIONS}. "
-                f"Got {self.reparameterization!r} instead."
-            )
+        check_option(self.reparameterization, "reparameterization", "PrefixConfig", REPARAMETERIZATIONS)
         check_option(self.pooling, "pooling", "PrefixConfig", POOLINGS)
         if not self.use_id and self.n_ctx == 0:
             raise ValueError("a prefix with neither ID tokens (use_id=False) nor instructions (n_ctx=0) is empty.")
