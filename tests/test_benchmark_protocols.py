@@ -911,6 +911,32 @@ def test_a_variant_may_fix_the_llm_dtype_over_the_run_s(monkeypatch):
             if k != "llm_dtype"} == objective_study.VARIANTS["default + co-occurrence factors (session 23)"]
 
 
+def test_the_samples_variant_doubles_the_samples_and_the_selection_budget_of_its_base_row(monkeypatch):
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    class Recorder:
+        def __init__(self, **params):
+            seen.append(params)
+
+        def fit(self, *args, **kwargs):
+            raise Stop
+
+    monkeypatch.setattr(objective_study, "RARecommender", Recorder)
+    split = type("Split", (), {"train": None})()
+    base = "default + co-occurrence teacher + pooled history (session 20)"
+    for name in (base, objective_study.SAMPLES_10000):
+        with pytest.raises(Stop):
+            objective_study.run_variant(name, 0, None, split, None, sample_scale=3.0, prompt_cache=None)
+    plain, more = seen
+    assert more["max_train_samples"] == 10_000 and plain.get("max_train_samples") is None
+    assert more["sample_fraction"] == pytest.approx(2 * plain["sample_fraction"]) == pytest.approx(0.30)
+    assert {k: v for k, v in more.items() if k not in ("max_train_samples", "sample_fraction")} == \
+        {k: v for k, v in plain.items() if k not in ("max_train_samples", "sample_fraction")}
+
+
 def test_the_wide_balanced_gpu_variant_fits_with_balanced_blocks_wide_factors_and_four_epochs(monkeypatch):
     from rarec import _params
 
