@@ -887,50 +887,43 @@ def test_objective_study_keeps_a_gpu_run_apart_from_the_cpu_rows():
         "default (session 23), 3 epochs (GPU preset)"], epochs=5)
 
 
-def test_a_variant_may_fix_the_llm_dtype_over_the_run_s(monkeypatch):
-    seen = []
+class StopBeforeFit(Exception):
+    pass
 
-    class Stop(Exception):
-        pass
+
+def recorded_variant_params(monkeypatch, runs) -> list[dict]:
+    """The estimator parameters objective_study.run_variant passes for each (variant, keyword arguments) in
+    ``runs``; each fit is stopped before it starts."""
+    seen = []
 
     class Recorder:
         def __init__(self, **params):
             seen.append(params)
 
         def fit(self, *args, **kwargs):
-            raise Stop
+            raise StopBeforeFit
 
     monkeypatch.setattr(objective_study, "RARecommender", Recorder)
     split = type("Split", (), {"train": None})()
-    for name, expected in (("default (session 23), LLM in bf16", "bfloat16"),
-                           ("default + co-occurrence factors (session 23)", "float32")):
-        with pytest.raises(Stop):
-            objective_study.run_variant(name, 0, None, split, None, prompt_cache=None, llm_dtype="float32")
-        assert seen[-1]["llm_dtype"] == expected and seen[-1]["random_state"] == 0
+    for name, kwargs in runs:
+        with pytest.raises(StopBeforeFit):
+            objective_study.run_variant(name, 0, None, split, None, prompt_cache=None, **kwargs)
+    return seen
+
+
+def test_a_variant_may_fix_the_llm_dtype_over_the_run_s(monkeypatch):
+    names = ("default (session 23), LLM in bf16", "default + co-occurrence factors (session 23)")
+    bf16, fp32 = recorded_variant_params(monkeypatch, [(name, dict(llm_dtype="float32")) for name in names])
+    assert (bf16["llm_dtype"], fp32["llm_dtype"]) == ("bfloat16", "float32")
+    assert bf16["random_state"] == fp32["random_state"] == 0
     assert {k: v for k, v in objective_study.VARIANTS["default (session 23), LLM in bf16"].items()
             if k != "llm_dtype"} == objective_study.VARIANTS["default + co-occurrence factors (session 23)"]
 
 
 def test_the_samples_variant_doubles_the_samples_and_the_selection_budget_of_its_base_row(monkeypatch):
-    seen = []
-
-    class Stop(Exception):
-        pass
-
-    class Recorder:
-        def __init__(self, **params):
-            seen.append(params)
-
-        def fit(self, *args, **kwargs):
-            raise Stop
-
-    monkeypatch.setattr(objective_study, "RARecommender", Recorder)
-    split = type("Split", (), {"train": None})()
     base = "default + co-occurrence teacher + pooled history (session 20)"
-    for name in (base, objective_study.SAMPLES_10000):
-        with pytest.raises(Stop):
-            objective_study.run_variant(name, 0, None, split, None, sample_scale=3.0, prompt_cache=None)
-    plain, more = seen
+    plain, more = recorded_variant_params(monkeypatch, [(name, dict(sample_scale=3.0))
+                                                        for name in (base, objective_study.SAMPLES_10000)])
     assert more["max_train_samples"] == 10_000 and plain.get("max_train_samples") is None
     assert more["sample_fraction"] == pytest.approx(2 * plain["sample_fraction"]) == pytest.approx(0.30)
     assert {k: v for k, v in more.items() if k not in ("max_train_samples", "sample_fraction")} == \
