@@ -150,8 +150,9 @@ VARIANTS["default (session 23), LLM in bf16"] = dict(VARIANTS["default + co-occu
 #: the warm validation NDCG@10 (0.0440 -> 0.0498). The same lever on Beauty's warm CPU preset, from its best row
 #: (session 20's, 0.0476): twice the samples and twice the selection budget (about 2x the fit's training time).
 SAMPLES_10000 = "default + co-occurrence teacher + pooled history (session 20), 10,000 samples"
-VARIANTS[SAMPLES_10000] = dict(VARIANTS["default + co-occurrence teacher + pooled history (session 20)"],
-                               sample_fraction=0.10, max_train_samples=10_000)
+_SESSION_20 = VARIANTS["default + co-occurrence teacher + pooled history (session 20)"]
+VARIANTS[SAMPLES_10000] = dict(_SESSION_20, sample_fraction=2 * _SESSION_20["sample_fraction"],
+                               max_train_samples=10_000)
 
 #: Variants whose distillation teacher also knows the text (session 12): the backbone's logits plus this weight
 #: times the TF-IDF cosine of each sample's history and each candidate, in units of the backbone score's spread
