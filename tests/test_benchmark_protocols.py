@@ -241,6 +241,36 @@ def test_cold_item_llm_row_with_more_samples_trains_on_them_and_keeps_its_own_ch
     assert "samples" not in cold_items.label("rarec", [row])
 
 
+def test_cold_item_llm_row_in_bfloat16_fits_its_llm_in_it_and_keeps_its_own_checkpoint_and_line(tmp_path,
+                                                                                                 monkeypatch):
+    from types import SimpleNamespace
+
+    from rarec.testing import tiny_llm
+
+    data, log, texts, (train, pairs, cold), test = tiny_cold_split(monkeypatch)
+    base = dict(users=30, device="cpu", data=tmp_path, llm=tiny_llm(data.item_text), cache=tmp_path / "cf",
+                checkpoints=tmp_path / "checkpoints")
+    fitted = []
+
+    def record(self, *args, **kwargs):
+        fitted.append(self.llm_dtype)
+        raise StopBeforeFit
+
+    monkeypatch.setattr(cold_items.RARecommender, "fit", record)
+    for dtype in ("bfloat16", None):
+        with pytest.raises(StopBeforeFit):
+            cold_items.llm_row("rarec", 0, train, test, texts, cold,
+                               SimpleNamespace(**base, **({"llm_dtype": dtype} if dtype else {})))
+    assert fitted == ["bfloat16", "auto"]
+    plain = cold_items.checkpoint_folder(SimpleNamespace(**base), "rarec", 0, 0.0, {})
+    half = cold_items.checkpoint_folder(SimpleNamespace(llm_dtype="bfloat16", **base), "rarec", 0, 0.0, {})
+    assert half.name == plain.name + "_bfloat16"  # the fp32 row's folder is as before
+    row = {"row": "rarec", "seed": 0, "llm_dtype": "bfloat16"}
+    assert cold_items.setting(row) != cold_items.setting({"row": "rarec", "seed": 0})
+    assert cold_items.label("rarec", [row]).endswith(", LLM in bfloat16")
+    assert "LLM in" not in cold_items.label("rarec", [{"row": "rarec", "seed": 0}])
+
+
 def test_cold_item_text_factor_row_with_id_dropout_keeps_its_own_checkpoint_and_table_line(tmp_path):
     from types import SimpleNamespace
 
