@@ -958,6 +958,8 @@ def test_the_samples_variant_doubles_the_samples_and_the_selection_budget_of_its
     assert more["sample_fraction"] == pytest.approx(2 * plain["sample_fraction"]) == pytest.approx(0.30)
     assert {k: v for k, v in more.items() if k not in ("max_train_samples", "sample_fraction")} == \
         {k: v for k, v in plain.items() if k not in ("max_train_samples", "sample_fraction")}
+    (half,) = recorded_variant_params(monkeypatch, [(objective_study.SAMPLES_10000_BF16, dict(sample_scale=3.0))])
+    assert half == dict(more, llm_dtype="bfloat16")
 
 
 def test_the_wide_balanced_gpu_variant_fits_with_balanced_blocks_wide_factors_and_four_epochs(monkeypatch):
