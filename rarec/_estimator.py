@@ -144,18 +144,21 @@ class RARecommender(RankingMixin, BaseEstimator):
         alignment module then reads the signal in its ID prefixes and distils
         it from the ID vectors, with no separate teacher. A student distilled
         from the separate teacher could not follow it: the LLM's item vectors
-        do not span EASE's directions (docs/benchmarks.md). On ML-100K
-        (three seeds) the LLM score's validation NDCG@10 rose from 0.1159
-        to 0.1216 and test NDCG@10 from 0.0967 to 0.1033 (SASRec: 0.1161,
-        0.0944); 64 beat 256 on validation. 0 keeps the separate teacher. With validation items the factors are
-        kept only if the backbone plus them ranks those items better than the
-        backbone alone (``training_log_[0]["cooccurrence_factors"]``); like the
-        teacher, skipped above 20,000 items.
+        do not span EASE's directions (docs/benchmarks.md). When they were
+        introduced, on ML-100K (three seeds), the LLM score's validation
+        NDCG@10 rose from 0.1159 to 0.1216 and test NDCG@10 from 0.0967 to
+        0.1033 (SASRec: 0.1161, 0.0944); 64 beat 256 on validation. The
+        current default's figures are in the README. 0 keeps the separate
+        teacher. With validation items the factors are kept only if the
+        backbone plus them ranks those items better than the backbone alone
+        (``training_log_[0]["cooccurrence_factors"]``); like the teacher,
+        skipped above 20,000 items.
     score_fusion : float >= 0 or "auto", default 0.0
         Weight w of the CF backbone's own score in the ranking score:
         ``z(h_u · h_i) + w · z(cf(u, i))``, each standardised per user over
         the catalogue (``cf``: the ID vectors' dot product, so the backbone's
-        score plus the co-occurrence factors' when the fit kept them). 0 is the paper's RA-Rec (the LLM score alone);
+        score plus the co-occurrence factors' when the fit kept them). 0 is
+        the paper's RA-Rec (the LLM score alone);
         "auto" picks w from ``(0, 0.25, 0.5, 1, 2, 4, 8, 16)`` on the
         validation items (fitted as ``score_fusion_``). Not part of the paper; see
         docs/method.md.
