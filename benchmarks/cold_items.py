@@ -231,10 +231,10 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     checkpoints = checkpoint_folder(args, name, seed, id_dropout, factors)
     epochs, live = budget(args)
     dtype = getattr(args, "llm_dtype", "auto")
-    rec = RARecommender(backbone=backbone, llm=getattr(args, "llm", None), device=args.device, random_state=seed,
-                        llm_dtype=dtype,
-                        verbose=1, use_id=(name != "text_only"), sample_fraction=fraction, checkpoint_dir=checkpoints,
-                        epochs=epochs, n_id_tokens=getattr(args, "id_tokens", 1), max_train_samples=samples)
+    rec = RARecommender(backbone=backbone, llm=getattr(args, "llm", None), device=args.device, llm_dtype=dtype,
+                        random_state=seed, verbose=1, use_id=(name != "text_only"), sample_fraction=fraction,
+                        checkpoint_dir=checkpoints, epochs=epochs, n_id_tokens=getattr(args, "id_tokens", 1),
+                        max_train_samples=samples)
     shorter = getattr(args, "continue_from", None)  # a finished fit of this row and setting with fewer epochs
     if shorter is not None and checkpoints is None:
         raise ValueError("--continue-from needs --checkpoints (the longer fit's own folder is made there)")
