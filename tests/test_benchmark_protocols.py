@@ -950,7 +950,7 @@ def test_a_variant_may_fix_the_llm_dtype_over_the_run_s(monkeypatch):
             if k != "llm_dtype"} == objective_study.VARIANTS["default + co-occurrence factors (session 23)"]
 
 
-def test_the_samples_variant_doubles_the_samples_and_the_selection_budget_of_its_base_row(monkeypatch):
+def test_the_samples_variants_scale_the_samples_and_the_selection_budget_of_their_base_row(monkeypatch):
     base = "default + co-occurrence teacher + pooled history (session 20)"
     plain, more = recorded_variant_params(monkeypatch, [(name, dict(sample_scale=3.0))
                                                         for name in (base, objective_study.SAMPLES_10000)])
@@ -958,8 +958,10 @@ def test_the_samples_variant_doubles_the_samples_and_the_selection_budget_of_its
     assert more["sample_fraction"] == pytest.approx(2 * plain["sample_fraction"]) == pytest.approx(0.30)
     assert {k: v for k, v in more.items() if k not in ("max_train_samples", "sample_fraction")} == \
         {k: v for k, v in plain.items() if k not in ("max_train_samples", "sample_fraction")}
-    (half,) = recorded_variant_params(monkeypatch, [(objective_study.SAMPLES_10000_BF16, dict(sample_scale=3.0))])
+    half, most = recorded_variant_params(monkeypatch, [(name, dict(sample_scale=3.0)) for name in (
+        objective_study.SAMPLES_10000_BF16, objective_study.SAMPLES_20000_BF16)])
     assert half == dict(more, llm_dtype="bfloat16")
+    assert most == dict(half, max_train_samples=20_000, sample_fraction=min(1.0, 4 * plain["sample_fraction"]))
 
 
 def test_the_wide_balanced_gpu_variant_fits_with_balanced_blocks_wide_factors_and_four_epochs(monkeypatch):
