@@ -964,7 +964,13 @@ def test_the_samples_variants_scale_the_samples_and_the_selection_budget_of_thei
     assert most == dict(half, max_train_samples=20_000, sample_fraction=min(1.0, 4 * plain["sample_fraction"]))
 
 
-def test_the_wide_balanced_gpu_variant_fits_with_balanced_blocks_wide_factors_and_four_epochs(monkeypatch):
+@pytest.mark.parametrize("name, expected", [
+    (objective_study.WIDE_BALANCED_GPU, dict(epochs=4)),
+    (objective_study.WIDE_BALANCED_20000_BF16,
+     dict(epochs=1, max_train_samples=20_000, sample_fraction=0.2, llm_dtype="bfloat16")),
+])
+def test_the_wide_balanced_variants_fit_with_balanced_blocks_wide_factors_and_their_budget(monkeypatch, name,
+                                                                                          expected):
     from rarec import _params
 
     seen = []
@@ -991,12 +997,12 @@ def test_the_wide_balanced_gpu_variant_fits_with_balanced_blocks_wide_factors_an
     monkeypatch.setattr(_params, "alignment_config", lambda rec, progress: AlignmentConfig())
     monkeypatch.setattr(_params, "id_factor_settings", lambda rec: _params.IdFactorSettings(64, 0.25))
     split = type("Split", (), {"train": "the split's training log"})()
-    name = objective_study.WIDE_BALANCED_GPU
     for variant in (name, "default (session 23), 5 epochs (GPU)"):
         with pytest.raises(Stop):
             objective_study.run_variant(variant, 0, None, split, None, prompt_cache=None, llm_dtype="float32")
     (params, config, factors), (_, plain_config, plain_factors) = seen
-    assert (params["epochs"], params["cooccurrence_factors"], params["cooccurrence_teacher"]) == (4, 512, 0.1)
+    assert (params["cooccurrence_factors"], params["cooccurrence_teacher"]) == (512, 0.1)
+    assert {key: params.get(key) for key in expected} == expected
     assert config.balance_id_blocks and not plain_config.balance_id_blocks
     assert (factors.cooccurrence_l2, factors.text_rank, factors.text_weight) == (50.0, 512, 0.25)
     assert plain_factors == _params.IdFactorSettings(64, 0.25)
