@@ -968,6 +968,8 @@ def test_the_samples_variants_scale_the_samples_and_the_selection_budget_of_thei
     (objective_study.WIDE_BALANCED_GPU, dict(epochs=4)),
     (objective_study.WIDE_BALANCED_20000_BF16,
      dict(epochs=1, max_train_samples=20_000, sample_fraction=0.2, llm_dtype="bfloat16")),
+    (objective_study.WIDE_BALANCED_20000_BF16_2_EPOCHS,
+     dict(epochs=2, max_train_samples=20_000, sample_fraction=0.2, llm_dtype="bfloat16")),
 ])
 def test_the_wide_balanced_variants_fit_with_balanced_blocks_wide_factors_and_their_budget(monkeypatch, name,
                                                                                           expected):
