@@ -231,31 +231,37 @@ FACTORS_ON_EVERYONE = {
 }
 VARIANTS.update({name: dict(VARIANTS["default + co-occurrence factors (session 23)"], cooccurrence_factors=512,
                             cooccurrence_teacher=0.1) for name in FACTORS_ON_EVERYONE})
+_WIDE = "default + EASE factors on every user (512, L2 50, 0.1) + TF-IDF factors (512, 0.25)"
+
+
+def _wide_balanced(name: str, **params) -> str:
+    """Register ``name``: session 24's wide ID vectors (``_WIDE``) with their blocks balanced at the projector's
+    input, and these estimator parameters on top."""
+    FACTORS_ON_EVERYONE[name] = FACTORS_ON_EVERYONE[_WIDE]
+    ALIGNMENT_OVERRIDES[name] = dict(balance_id_blocks=True)
+    VARIANTS[name] = dict(VARIANTS[_WIDE], **params)
+    return name
+
+
 #: Session 38, for the next lent GPU (tools/offline_gpu): those wide ID vectors (64 + 512 + 512 numbers) ranked at
 #: 1.21x SASRec with no training, but one CPU epoch taught the student about 60% of that. Here with their blocks
 #: balanced at the projector's input (session 37: SASRec's part in the cold rows' item vectors from R² 0.25-0.38
 #: to 0.60) and four epochs on every user: one fewer than the 5-epoch variant, to leave one 10-minute command
 #: room for fitting the factors (about two minutes on the 2-core CPU, factor_check.py).
-WIDE_BALANCED_GPU = "default + EASE and TF-IDF factors on every user, ID blocks balanced, 4 epochs (GPU)"
-_WIDE = "default + EASE factors on every user (512, L2 50, 0.1) + TF-IDF factors (512, 0.25)"
-FACTORS_ON_EVERYONE[WIDE_BALANCED_GPU] = FACTORS_ON_EVERYONE[_WIDE]
-ALIGNMENT_OVERRIDES[WIDE_BALANCED_GPU] = dict(balance_id_blocks=True)
-VARIANTS[WIDE_BALANCED_GPU] = dict(VARIANTS[_WIDE], epochs=4)
-#: Session 43, the same wide balanced ID vectors on the CPU preset: on the cold split, balanced blocks and 20,000
-#: samples in bf16 taught the student 94% of its (SASRec + 512 text factors) ID vectors' warm ranking, and these
-#: rank at 1.21x SASRec with no training, where session 24's 5,000 fp32 samples taught it about 60%.
-WIDE_BALANCED_20000_BF16 = "default + EASE and TF-IDF factors on every user, ID blocks balanced, 20,000 samples, bf16"
-FACTORS_ON_EVERYONE[WIDE_BALANCED_20000_BF16] = FACTORS_ON_EVERYONE[_WIDE]
-ALIGNMENT_OVERRIDES[WIDE_BALANCED_20000_BF16] = dict(balance_id_blocks=True)
-VARIANTS[WIDE_BALANCED_20000_BF16] = dict(VARIANTS[_WIDE], sample_fraction=4 * _SESSION_20["sample_fraction"],
-                                          max_train_samples=20_000, llm_dtype="bfloat16")
-#: Session 43: that row passed SASRec on both test metrics (seed 0: 1.05x NDCG@10, 1.08x HR@100) with the student
-#: at about 84% of its ID vectors' validation ranking after one epoch; a second pass over the same samples (about
-#: 75 minutes a seed on a 2-core AMX CPU), prepared for the next session.
-WIDE_BALANCED_20000_BF16_2_EPOCHS = WIDE_BALANCED_20000_BF16 + ", 2 epochs"
-FACTORS_ON_EVERYONE[WIDE_BALANCED_20000_BF16_2_EPOCHS] = FACTORS_ON_EVERYONE[_WIDE]
-ALIGNMENT_OVERRIDES[WIDE_BALANCED_20000_BF16_2_EPOCHS] = dict(balance_id_blocks=True)
-VARIANTS[WIDE_BALANCED_20000_BF16_2_EPOCHS] = dict(VARIANTS[WIDE_BALANCED_20000_BF16], epochs=2)
+WIDE_BALANCED_GPU = _wide_balanced(
+    "default + EASE and TF-IDF factors on every user, ID blocks balanced, 4 epochs (GPU)", epochs=4)
+#: Session 43, the same vectors on the CPU preset: on the cold split, balanced blocks and 20,000 samples in bf16
+#: taught the student 94% of its (SASRec + 512 text factors) ID vectors' warm ranking, and these rank at 1.21x
+#: SASRec with no training, where session 24's 5,000 fp32 samples taught it about 60%.
+_SAMPLES_20000_BF16 = dict(sample_fraction=4 * _SESSION_20["sample_fraction"], max_train_samples=20_000,
+                           llm_dtype="bfloat16")
+WIDE_BALANCED_20000_BF16 = _wide_balanced(
+    "default + EASE and TF-IDF factors on every user, ID blocks balanced, 20,000 samples, bf16", **_SAMPLES_20000_BF16)
+#: Session 43: that row passed SASRec on both test metrics (two seeds: 1.04x NDCG@10, 1.09x HR@100) with the student
+#: at 84-91% of its ID vectors' validation ranking after one epoch; a second pass over the same samples (about 75
+#: minutes a seed on a 2-core AMX CPU), prepared for the next session.
+WIDE_BALANCED_20000_BF16_2_EPOCHS = _wide_balanced(WIDE_BALANCED_20000_BF16 + ", 2 epochs", **_SAMPLES_20000_BF16,
+                                                   epochs=2)
 
 #: Variants of an option that was measured here and removed because it lost (its rows stay in the results):
 #: L2-normalised towers scored by cosine with a learned temperature (initial scale 20), ``similarity="cosine"``;
