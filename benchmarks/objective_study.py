@@ -2,6 +2,7 @@
 
     python benchmarks/objective_study.py --data ../shared/data/ml-100k --variants "baseline;logq;catalogue"
     python benchmarks/objective_study.py --render        # docs section from the saved JSON
+    python benchmarks/objective_study.py ... --checkpoints benchmarks/output/checkpoints   # resumable fits
 
 One SASRec backbone (seed 0) is fitted on the split RARecommender makes
 internally (each user's last training item held out for validation) and
@@ -342,20 +343,29 @@ def mean_and_per_user(found: dict) -> dict:
 
 def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_scale: float = 1.0,
                 everyone=None, keep: Path | None = None, prompt_cache: Path | None = PROMPT_CACHE,
-                device: str = "cpu", llm_dtype: str = "auto", verbose: int = 0) -> dict:
+                device: str = "cpu", llm_dtype: str = "auto", verbose: int = 0,
+                checkpoints: Path | None = None) -> dict:
     """One RA-Rec fit; ``sample_scale`` multiplies sample_fraction (a user subset keeps the full data's count);
     ``everyone``: the training log of every user (``split``'s may be a subset), for :data:`EASE_ON_EVERYONE`;
     ``keep``: a folder the fitted model is saved to; ``prompt_cache``: where the fit's once-per-fit prompt pass
     is kept for later fits (``common.cached_prompt_states``; None: not kept); ``device``, ``llm_dtype`` and
-    ``verbose``: the estimator's (the shared backbone stays where it was fitted)."""
+    ``verbose``: the estimator's (the shared backbone stays where it was fitted); ``checkpoints``: the fit's own
+    checkpoint folder (``checkpoint_dir``), resumed from when it exists (the fit's fingerprint, which covers the
+    research settings, refuses another fit's folder), so a fit stopped by a session's end loses at most
+    ``checkpoint_every`` steps. A row whose fit resumed says so (``"resumed"``): its ``fit_s`` counts only the run
+    that finished it."""
     params = {**BASE, **VARIANTS[name]}
     params["sample_fraction"] = min(1.0, params["sample_fraction"] * sample_scale)
+    if checkpoints is not None and name in EASE_FACTORS:
+        raise ValueError(f"{name!r} wraps SASRec in a benchmark-only backbone that cannot be saved, so its fit "
+                         "cannot be checkpointed; run it without --checkpoints")
+    resumed = checkpoints is not None and checkpoints.exists()
     if name in EASE_FACTORS:
         everyone = split.train if everyone is None else everyone
         backbone, keep = WithEaseFactors(backbone, leave_last_out(everyone, n_valid=0).train, EASE_FACTORS[name]), None
     # a variant may fix the LLM's dtype itself (``llm_dtype`` in its parameters); otherwise the run's applies
     rec = RARecommender(**{"backbone": backbone, "device": device, "llm_dtype": llm_dtype, "random_state": seed,
-                           "verbose": verbose, **params})
+                           "verbose": verbose, "checkpoint_dir": checkpoints, **params})
     start = time.perf_counter()
     with text_teacher(TEXT_TEACHERS.get(name)), ease_teacher_of(EASE_TEACHERS.get(name)), \
             alignment_overrides(**ALIGNMENT_OVERRIDES.get(name, {})), \
@@ -364,7 +374,7 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
             factors_fitted_on((split.train if everyone is None else everyone) if name in FACTORS_ON_EVERYONE
                               else None), id_factor_overrides(**FACTORS_ON_EVERYONE.get(name, {})), \
             cached_prompt_states(prompt_cache):
-        rec.fit(split.train, item_text=text)
+        rec.fit(split.train, item_text=text, resume=resumed)
     fit_s = time.perf_counter() - start
     if keep is not None:
         rec.save(keep)
@@ -377,7 +387,8 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
            "valid_ndcg@10": max(r.get("valid_ndcg@10", -1.0) for r in rec.training_log_),
            "valid_ndcg@10_by_epoch": [r.get("valid_ndcg@10") for r in log],
            "cooccurrence_check": log[0].get("cooccurrence_teacher", log[0].get("cooccurrence_factors")),
-           **({"text_check": log[0]["text_factors"]} if "text_factors" in log[0] else {}), **test}
+           **({"text_check": log[0]["text_factors"]} if "text_factors" in log[0] else {}),
+           **({"resumed": True} if resumed else {}), **test}
     if heads:  # the output heads' stage: its own seconds and validation, and whether the fit kept them
         row.update({"heads_s": heads[0]["seconds"], "heads_valid_ndcg@10": heads[0].get("valid_ndcg@10"),
                     "heads_kept": heads[0].get("kept")})
@@ -618,6 +629,16 @@ def paired_lines(result: dict) -> list[str]:
     return lines
 
 
+def checkpoint_folder(root: Path | None, data: str, name: str, seed: int, users: int, device: str,
+                      llm_dtype: str) -> Path | None:
+    """With ``--checkpoints DIR``, one fit's folder under it: named by the data set, variant, seed, user preset,
+    device and (when not "auto") the run's LLM dtype, so each fit resumes its own; None without."""
+    if root is None:
+        return None
+    return root / "_".join([f"objective_study_{data}", slug(name), f"seed{seed}", f"users{users}", device]
+                           + ([llm_dtype] if llm_dtype != "auto" else []))
+
+
 def run_files(data: Path, device: str) -> tuple[Path, str, Path]:
     """Where a run's rows are kept, its docs section's marker and its shared SASRec's cache: one set per data set,
     and another for runs on a GPU (their fits see every user and are timed on other hardware, and their SASRec may
@@ -638,6 +659,9 @@ def main() -> None:
     parser.add_argument("--keep-models", type=Path, default=None,
                         help="save each fitted model in this folder (one subfolder per variant and seed)")
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
+    parser.add_argument("--checkpoints", type=Path, default=None,
+                        help="checkpoint each RA-Rec fit under DIR (one folder per variant, seed and user preset); "
+                             "running the same command again resumes a stopped fit where it left off")
     parser.add_argument("--users", type=int, default=None,
                         help="align on and evaluate a seeded subset of this many users (a CPU preset for large data: "
                              "the backbone still sees everyone, the catalogue stays whole, sample_fraction is scaled "
@@ -682,7 +706,9 @@ def main() -> None:
                     continue
                 keep = None if args.keep_models is None else args.keep_models / f"{slug(name)}_seed{seed}"
                 row = run_variant(name, seed, backbone, evaluated, text, log.n_users / n_users, split.train, keep,
-                                  prompt_cache, args.device, args.llm_dtype, args.verbose)
+                                  prompt_cache, args.device, args.llm_dtype, args.verbose,
+                                  checkpoint_folder(args.checkpoints, args.data.name, name, seed, n_users, args.device,
+                                                    args.llm_dtype))
                 print(json.dumps({k: v for k, v in row.items() if k != "per_user"}), file=sys.stderr)
                 result["rows"] = [r for r in result["rows"] if r not in done] + [row]
                 results.parent.mkdir(parents=True, exist_ok=True)

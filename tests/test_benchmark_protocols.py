@@ -405,6 +405,38 @@ def test_output_head_benchmark_heads_start_at_the_fitted_model_and_then_learn():
         assert not torch.allclose(item_head(items), items)
 
 
+def test_objective_study_checkpoints_a_fit_and_resumes_it_to_the_same_row(tmp_path, monkeypatch):
+    from rarec.testing import tiny_llm
+
+    data = make_interactions(n_users=60, n_items=40, random_state=1)
+    monkeypatch.setitem(objective_study.SETTINGS, "sasrec", (dict(dim=8, n_layers=1, n_heads=1, inner_dim=8),
+                                                            dict(batch_size=32, epochs=1)))
+    monkeypatch.setitem(objective_study.BASE, "llm", tiny_llm(data.item_text))
+    split = leave_last_out(data.interactions, n_valid=0)
+    backbone = objective_study.shared_sasrec(split.train, tmp_path / "cf")
+    folder = objective_study.checkpoint_folder(tmp_path / "checkpoints", "ml-100k", "baseline", 0, 60, "cpu", "auto")
+    assert folder.name == "objective_study_ml-100k_baseline_seed0_users60_cpu"
+    assert objective_study.checkpoint_folder(None, "ml-100k", "baseline", 0, 60, "cpu", "auto") is None
+    assert objective_study.checkpoint_folder(tmp_path, "x", "baseline", 0, 60, "cpu", "bfloat16").name.endswith(
+        "_cpu_bfloat16")
+    fits, original = [], objective_study.RARecommender.fit
+    monkeypatch.setattr(objective_study.RARecommender, "fit",
+                        lambda self, *a, resume=False, **k: fits.append(resume) or original(self, *a, resume=resume, **k))
+
+    def row(checkpoints):
+        return objective_study.run_variant("baseline", 0, backbone, split, data.item_text, sample_scale=50.0,
+                                           prompt_cache=None, checkpoints=checkpoints)
+
+    plain, first = row(None), row(folder)
+    assert (folder / "latest.json").exists() and "resumed" not in first
+    again = row(folder)  # the folder exists: the fit resumes from it and ends where the first one did
+    assert fits == [False, False, True] and again["resumed"] is True
+    assert again["per_user"] == first["per_user"] == plain["per_user"]
+    with pytest.raises(ValueError, match="cannot be checkpointed"):  # a backbone that cannot be saved
+        objective_study.run_variant(next(iter(objective_study.EASE_FACTORS)), 0, backbone, split, data.item_text,
+                                    checkpoints=folder)
+
+
 def test_objective_study_pairs_the_rows_with_the_backbone_user_by_user():
     from types import SimpleNamespace
 
