@@ -603,7 +603,8 @@ def render(result: dict) -> str:
     for name in list(VARIANTS) + list(REMOVED):
         rows = [r for r in result["rows"] if r["variant"] == name]
         if rows:
-            lines.append(f"| RA-Rec: {REMOVED.get(name, name)} | {len(rows)} | {cell([r['valid_ndcg@10'] for r in rows])} | "
+            lines.append(f"| RA-Rec: {REMOVED.get(name, name)} | {len(rows)} | "
+                         f"{cell([r['valid_ndcg@10'] for r in rows])} | "
                          f"{cell([r['ndcg@10'] for r in rows])} | {cell([r['hr@100'] for r in rows])} | "
                          f"{statistics.mean(r['fit_s'] for r in rows):.0f} |")
     return "\n".join(lines + paired_lines(result)) + "\n"
@@ -619,7 +620,8 @@ def paired_lines(result: dict) -> list[str]:
         return []
     lines = ["", "Paired with the backbone on the same test users (RA-Rec − SASRec per user, the seeds averaged per "
              "user first; ± one standard error; a gap within about two standard errors is noise):", "",
-             "| row | seeds | Δ test NDCG@10 | Δ test HR@100 | users better / worse (NDCG@10) |", "|---|---|---|---|---|"]
+             "| row | seeds | Δ test NDCG@10 | Δ test HR@100 | users better / worse (NDCG@10) |",
+             "|---|---|---|---|---|"]
     for name, runs in rows_by_variant.items():
         if runs:
             ndcg, hr = (paired_difference(runs, backbone, metric) for metric in ("ndcg@10", "hr@100"))

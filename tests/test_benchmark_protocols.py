@@ -420,8 +420,12 @@ def test_objective_study_checkpoints_a_fit_and_resumes_it_to_the_same_row(tmp_pa
     assert objective_study.checkpoint_folder(tmp_path, "x", "baseline", 0, 60, "cpu", "bfloat16").name.endswith(
         "_cpu_bfloat16")
     fits, original = [], objective_study.RARecommender.fit
-    monkeypatch.setattr(objective_study.RARecommender, "fit",
-                        lambda self, *a, resume=False, **k: fits.append(resume) or original(self, *a, resume=resume, **k))
+
+    def fit(self, *args, resume=False, **kwargs):
+        fits.append(resume)
+        return original(self, *args, resume=resume, **kwargs)
+
+    monkeypatch.setattr(objective_study.RARecommender, "fit", fit)
 
     def row(checkpoints):
         return objective_study.run_variant("baseline", 0, backbone, split, data.item_text, sample_scale=50.0,
