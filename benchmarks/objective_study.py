@@ -662,8 +662,9 @@ def main() -> None:
                         help="save each fitted model in this folder (one subfolder per variant and seed)")
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     parser.add_argument("--checkpoints", type=Path, default=None,
-                        help="checkpoint each RA-Rec fit under DIR (one folder per variant, seed and user preset); "
-                             "running the same command again resumes a stopped fit where it left off")
+                        help="checkpoint each RA-Rec fit under DIR (one folder per data set, variant, seed, user "
+                             "preset, device and dtype); running the same command again resumes a stopped fit where "
+                             "it left off")
     parser.add_argument("--users", type=int, default=None,
                         help="align on and evaluate a seeded subset of this many users (a CPU preset for large data: "
                              "the backbone still sees everyone, the catalogue stays whole, sample_fraction is scaled "
