@@ -441,6 +441,46 @@ def test_objective_study_checkpoints_a_fit_and_resumes_it_to_the_same_row(tmp_pa
                                     checkpoints=folder)
 
 
+def test_head_search_reproduces_the_fits_own_heads_and_trains_each_candidate(tmp_path, monkeypatch):
+    from rarec.testing import tiny_llm
+
+    head_search = pytest.importorskip("head_search")
+    data = make_interactions(n_users=60, n_items=40, random_state=2)
+    monkeypatch.setitem(objective_study.SETTINGS, "sasrec", (dict(dim=8, n_layers=1, n_heads=1, inner_dim=8),
+                                                            dict(batch_size=32, epochs=1)))
+    monkeypatch.setitem(objective_study.BASE, "llm", tiny_llm(data.item_text))
+    name = "default + output heads with a residual MLP (1024)"
+    monkeypatch.setitem(objective_study.VARIANTS, name, dict(objective_study.VARIANTS[name], head_epochs=3,
+                                                             head_hidden=16))
+    split = leave_last_out(data.interactions, n_valid=0)
+    backbone = objective_study.shared_sasrec(split.train, tmp_path / "cf")
+    source = tmp_path / "checkpoints" / "fit"
+    fitted = objective_study.run_variant(name, 0, backbone, split, data.item_text, sample_scale=20.0,
+                                         prompt_cache=None, checkpoints=source)
+    assert (source / "heads").exists()
+    checkpoint = head_search.copied_checkpoint(source, tmp_path / "scratch")
+    assert (checkpoint / "latest.json").exists() and not (checkpoint / "heads").exists()
+    rows = {}
+    candidates = {head_search.FIT_HEADS: {}, "linear heads": dict(head_hidden=0)}
+    head_search.run_search(name, 0, backbone, split, split, data.item_text, 20.0, split.train, checkpoint, candidates,
+                           lambda head, row: rows.__setitem__(head, row), prompt_cache=None)
+    assert list(rows) == [None, *candidates]  # the towers without heads, then each candidate in turn
+    assert (source / "heads").exists() and not (checkpoint / "heads").exists()  # the search wrote no heads
+    own = rows[head_search.FIT_HEADS]
+    assert own["valid_ndcg@10"] == pytest.approx(fitted["heads_valid_ndcg@10"])
+    assert own["per_user"]["users"] == fitted["per_user"]["users"]
+    assert own["per_user"]["ndcg@10"] == pytest.approx(fitted["per_user"]["ndcg@10"], abs=1e-6)
+    assert rows["linear heads"]["per_user"] != own["per_user"]  # another setting, other heads
+    assert rows[None]["samples"] == fitted["samples"]
+    result = {"dataset": "ml-100k", "variant": name, "seed": 0, "users": 60, "machine": "test",
+              "towers": rows[None], "reference": objective_study.reference_rows(backbone, split),
+              "rows": [{"head": head, **row} for head, row in rows.items() if head is not None]}
+    table = head_search.render(result)
+    assert "| + heads: linear heads |" in table or "| + heads: **linear heads** |" in table
+    with pytest.raises(SystemExit, match="holds no checkpoint"):
+        head_search.copied_checkpoint(tmp_path / "nothing", tmp_path / "scratch2")
+
+
 def test_objective_study_pairs_the_rows_with_the_backbone_user_by_user():
     from types import SimpleNamespace
 

@@ -439,15 +439,30 @@ def _train_heads(towers: Towers, samples: AlignmentSamples, sequences: Sequence[
     """Train output heads (identity at the start) on the vectors the trained prefixes give; leaves them in
     ``towers.aligner.heads`` and returns the stage's record.
 
-    The samples' users and the catalogue are encoded once, so a step runs no
-    LLM and costs a few small matrix products: many epochs are affordable.
-    Same objective and candidates as the prefixes' (the whole catalogue with
-    ``negatives="catalogue"``); Adam with a cosine decay to 0. With
-    ``history_pooling`` the user head also reads each sample's mean item
-    vector over its whole history (the catalogue's outputs before the heads,
-    kept as ``towers.item_basis`` to encode users later).
+    The samples' users and the catalogue are encoded once
+    (:func:`_head_inputs`), so a step runs no LLM and costs a few small
+    matrix products: many epochs are affordable (:func:`_fit_heads`).
     """
     started = time.perf_counter()
+    users, items, pooled = _head_inputs(towers, samples, sequences, user_cf, user_tokens, user_states, config, group)
+    heads, loss = _fit_heads(users, items, pooled, samples, user_cf, teacher_items, log_q, config, rng, group,
+                             extra_teacher)
+    towers.aligner.heads = heads
+    return {"stage": "output_heads", "epochs": config.head_epochs, "loss": loss,
+            "seconds": time.perf_counter() - started, "samples": len(samples)}
+
+
+def _head_inputs(towers: Towers, samples: AlignmentSamples, sequences: Sequence[np.ndarray], user_cf: torch.Tensor,
+                 user_tokens: list[list[int]], user_states: list[torch.Tensor] | None, config: AlignmentConfig,
+                 group: Group) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The output heads' fixed inputs, on the LLM's device: the samples' user vectors and the catalogue's, before
+    any head, and (with ``history_pooling``) each sample's mean item vector over its whole history.
+
+    Drops any heads the aligner had; the catalogue's outputs become
+    ``towers.item_outputs`` (the prefixes are final, so later catalogue
+    encodings only apply the heads) and, with ``history_pooling``, the
+    pooling basis ``towers.item_basis``.
+    """
     aligner, device = towers.aligner, towers.llm.device
     aligner.heads = None
     # the prefixes' samples (with their cached lower-layer states when there are any), then any head_samples
@@ -458,11 +473,26 @@ def _train_heads(towers: Towers, samples: AlignmentSamples, sequences: Sequence[
         for rows, states in blocks if len(rows)]).to(device)
     towers.item_outputs = None
     outputs = group.sharded(lambda part: towers.encode_items(part), towers.n_items)
-    towers.item_outputs = outputs  # the prefixes are final: later catalogue encodings only apply the heads
-    items = outputs.to(device)
+    towers.item_outputs = outputs
     towers.item_basis = outputs if config.history_pooling else None
     pooled = None if towers.item_basis is None else towers.pooled_history(
         [sequences[u][:e] for u, e in zip(samples.users, samples.ends)]).to(device)
+    return users, outputs.to(device), pooled
+
+
+def _fit_heads(users: torch.Tensor, items: torch.Tensor, pooled: torch.Tensor | None, samples: AlignmentSamples,
+               user_cf: torch.Tensor, teacher_items: torch.Tensor | None, log_q: torch.Tensor,
+               config: AlignmentConfig, rng: np.random.Generator, group: Group,
+               extra_teacher: Callable | None) -> tuple[OutputHeads, float]:
+    """Output heads trained on fixed vectors (:func:`_head_inputs`); returns them (in eval mode) and the last
+    epoch's mean loss.
+
+    Same objective and candidates as the prefixes' (the whole catalogue with
+    ``negatives="catalogue"``); Adam with a cosine decay to 0. With
+    ``pooled`` the user head also reads each sample's mean history vector.
+    """
+    device = users.device
+    n_items = items.shape[0]
     # the MLP's first layer is drawn from the fit's seed (linear heads draw nothing: their fits are unchanged)
     generator = torch.Generator().manual_seed(int(rng.integers(2**31))) if config.head_hidden else None
     heads = OutputHeads(users.shape[1], config.head_hidden, generator, pool=pooled is not None).to(device)
@@ -482,7 +512,7 @@ def _train_heads(towers: Towers, samples: AlignmentSamples, sequences: Sequence[
             if catalogue:
                 candidates, target = None, samples.targets[rows]
             else:
-                extra = rng.integers(0, towers.n_items, config.n_random_negatives)
+                extra = rng.integers(0, n_items, config.n_random_negatives)
                 candidates, target = np.unique(np.concatenate([samples.targets[rows], extra]), return_inverse=True)
                 target = target[:len(rows)]
             h_i = heads("item", items if candidates is None else items[torch.as_tensor(candidates, device=device)])
@@ -495,9 +525,7 @@ def _train_heads(towers: Towers, samples: AlignmentSamples, sequences: Sequence[
             decay.step()
             loss_sum += float(loss.detach())
     group.broadcast_module(heads)  # every rank trained the same heads; rank 0's are kept bit for bit
-    aligner.heads = heads.eval()
-    return {"stage": "output_heads", "epochs": config.head_epochs, "loss": loss_sum / per_epoch,
-            "seconds": time.perf_counter() - started, "samples": len(samples)}
+    return heads.eval(), loss_sum / per_epoch
 
 
 def _optimizer_step(aligner: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
