@@ -1,8 +1,7 @@
 """Which output-head settings rank best, on the fixed vectors of one checkpointed fit of the objective study?
 
-    python benchmarks/head_search.py --data ../shared/data/amazon-beauty --users 4000 --llm-dtype bfloat16 \\
-        --variant "default + EASE and TF-IDF factors on every user, ID blocks balanced, 20,000 samples, bf16" \\
-        --checkpoints benchmarks/output/checkpoints
+    python benchmarks/head_search.py --data ../shared/data/amazon-beauty --users 4000 \\
+        --variant "default + EASE and TF-IDF factors on every user, ID blocks balanced, 20,000 samples, bf16"
     python benchmarks/head_search.py --data ../shared/data/amazon-beauty --render
 
 The fit must have been run by ``objective_study.py --checkpoints DIR`` past
