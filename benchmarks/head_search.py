@@ -102,11 +102,12 @@ def head_scorer(towers, inner, part):
     encodes them (whole histories; the pooled history over the catalogue's outputs before the heads)."""
     def raw(log, users):
         sequences, width = log.user_sequences(), towers.item_outputs.shape[1]
-        vectors, pooled = torch.zeros(log.n_users, width), torch.zeros(log.n_users, width)
-        histories = [sequences[u] for u in users]
+        vectors, histories = torch.zeros(log.n_users, width), [sequences[u] for u in users]
         vectors[users] = towers.encode_users(histories, users, progress=True)  # no heads yet: their inputs
-        if towers.item_basis is not None:
-            pooled[users] = towers.pooled_history(histories)
+        if towers.item_basis is None:  # the user head reads no pooled history
+            return vectors, None
+        pooled = torch.zeros(log.n_users, width)
+        pooled[users] = towers.pooled_history(histories)
         return vectors, pooled
 
     before = {"valid": raw(inner.train, np.unique(inner.test.user_codes)),
@@ -117,8 +118,7 @@ def head_scorer(towers, inner, part):
             if heads is None:
                 users, items = {k: v for k, (v, _) in before.items()}, towers.item_outputs
             else:
-                users = {k: heads("user", v, p if towers.item_basis is not None else None)
-                         for k, (v, p) in before.items()}
+                users = {k: heads("user", v, p) for k, (v, p) in before.items()}
                 items = heads("item", towers.item_outputs)
         return ranking(users, items.float(), inner.test, inner.train, part.test, part.train)
 
@@ -136,11 +136,12 @@ def copied_checkpoint(source: Path, scratch: Path) -> Path:
     return scratch
 
 
-def run_search(name: str, seed: int, backbone, split, evaluated, text, sample_scale: float, everyone,
+def run_search(name: str, seed: int, backbone, evaluated, text, sample_scale: float, everyone,
                checkpoint: Path, candidates: dict[str, dict], on_row, prompt_cache: Path | None = PROMPT_CACHE,
                llm_dtype: str = "auto", verbose: int = 0) -> None:
     """Resume the fit whose heads-less checkpoint is ``checkpoint`` and search ``candidates`` at its heads' stage
-    (``search_heads``); the arguments before it are ``objective_study.run_variant``'s."""
+    (``search_heads``); the arguments before it are ``objective_study.run_variant``'s (``evaluated``: its
+    ``split``)."""
     inner = leave_last_out(evaluated.train, n_valid=0)  # the split the fit validates on
     original = trainer._train_heads
     trainer._train_heads = search_heads(candidates, inner, evaluated, on_row)
@@ -200,7 +201,7 @@ def main() -> None:
             results.parent.mkdir(parents=True, exist_ok=True)
             results.write_text(results_json(result))
 
-        run_search(args.variant, args.seed, backbone, split, evaluated, text, log.n_users / n_users, split.train,
+        run_search(args.variant, args.seed, backbone, evaluated, text, log.n_users / n_users, split.train,
                    checkpoint, {c: CANDIDATES[c] for c in args.candidates.split(";")}, on_row,
                    llm_dtype=args.llm_dtype, verbose=args.verbose)
     write_section(args.output, render(json.loads(results.read_text())),

@@ -462,7 +462,7 @@ def test_head_search_reproduces_the_fits_own_heads_and_trains_each_candidate(tmp
     assert (checkpoint / "latest.json").exists() and not (checkpoint / "heads").exists()
     rows = {}
     candidates = {head_search.FIT_HEADS: {}, "linear heads": dict(head_hidden=0)}
-    head_search.run_search(name, 0, backbone, split, split, data.item_text, 20.0, split.train, checkpoint, candidates,
+    head_search.run_search(name, 0, backbone, split, data.item_text, 20.0, split.train, checkpoint, candidates,
                            lambda head, row: rows.__setitem__(head, row), prompt_cache=None)
     assert list(rows) == [None, *candidates]  # the towers without heads, then each candidate in turn
     assert (source / "heads").exists() and not (checkpoint / "heads").exists()  # the search wrote no heads
