@@ -63,6 +63,11 @@ CANDIDATES = {
     "distill 0.5": dict(distill=0.5),
     "distill 1.0": dict(distill=1.0),
     "teacher temperature 2": dict(distill_temperature=2.0),
+    "512 random negatives": dict(n_random_negatives=512),
+    "60 epochs, 256 random negatives": dict(head_epochs=60, n_random_negatives=256),
+    # ``members``: that many heads, each on its own random stream (the first on the fit's), their scores averaged;
+    # one row per ensemble size 2, 4, ... up to ``members``, named "<settings>, <k> heads averaged"
+    "batch 64, lr 4e-4, heads averaged": dict(members=8, batch_size=64, head_lr=4e-4),
 }
 #: what the copied checkpoint leaves out: the heads' stage (so it runs again) and the catalogue the finished fit
 #: encoded through its heads
@@ -85,15 +90,41 @@ def search_heads(candidates: dict[str, dict], inner, part, on_row):
         score = head_scorer(towers, inner, part)
         on_row(None, {"encode_s": time.perf_counter() - start, "samples": len(samples), **score(None)})
         for name, changes in candidates.items():
-            settings = dataclasses.replace(config, progress=False, **changes)
-            start = time.perf_counter()
-            heads, loss = trainer._fit_heads(users, items, pooled, samples, user_cf, teacher_items,
-                                             trainer._log_q(samples.targets, len(items), settings, group, items.device),
-                                             settings, copy.deepcopy(rng), group, extra_teacher)
-            on_row(name, {"changes": changes, "train_s": time.perf_counter() - start, "loss": loss, **score(heads)})
+            fields = {k: v for k, v in changes.items() if k != "members"}
+            settings = dataclasses.replace(config, progress=False, **fields)
+            log_q = trainer._log_q(samples.targets, len(items), settings, group, items.device)
+            members, seconds, losses = [], [], []
+            for member in range(changes.get("members", 1)):
+                start = time.perf_counter()
+                stream = copy.deepcopy(rng) if member == 0 else np.random.default_rng(
+                    [int(copy.deepcopy(rng).integers(2**31)), member])
+                heads, loss = trainer._fit_heads(users, items, pooled, samples, user_cf, teacher_items, log_q,
+                                                 settings, stream, group, extra_teacher)
+                members.append(heads), seconds.append(time.perf_counter() - start), losses.append(loss)
+                if member == 0 and "members" in changes:  # the first member alone: the candidate without "members"
+                    print(json.dumps({"head": f"{name}: first member", **{k: v for k, v in score(heads).items()
+                                                                           if k != "per_user"}}), flush=True)
+                if "members" not in changes:
+                    on_row(name, {"changes": changes, "train_s": seconds[0], "loss": loss, **score(heads)})
+                elif member and (member + 1) & member == 0 or member + 1 == changes["members"]:  # 2, 4, 8, ...
+                    label = name.replace("heads averaged", f"{member + 1} heads averaged")
+                    on_row(label, {"changes": {**changes, "members": member + 1}, "train_s": sum(seconds),
+                                   "loss": statistics.fmean(losses), **score(AveragedHeads(members))})
         raise SearchDone
 
     return train_heads
+
+
+class AveragedHeads:
+    """Several heads as one: each tower's vectors are the members' side by side, scaled by 1/sqrt(k), so that a dot
+    product is the mean of the members' scores."""
+
+    def __init__(self, members: list) -> None:
+        self.members = list(members)
+
+    def __call__(self, tower: str, vectors: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        parts = [member(tower, vectors, pooled) for member in self.members]
+        return torch.cat(parts, dim=-1) / len(parts) ** 0.5
 
 
 def head_scorer(towers, inner, part):
@@ -219,7 +250,8 @@ def render(result: dict) -> str:
              f"checkpoint at the heads' stage ({towers['samples']:,} samples; encoding their users, the catalogue "
              f"and the evaluated users before the heads took {towers['encode_s']:.0f} s). Each row trains one pair "
              "of heads with the estimator's head trainer, the fit's settings changed as named, the same random "
-             "stream; \"the fit's heads\" reproduces the fit's own. Pick on validation (the best is in bold). Paired "
+             "stream; \"the fit's heads\" reproduces the fit's own; \"k heads averaged\": k pairs, each on its own "
+             "random stream (the first on the fit's), scored by the mean of their scores. Pick on validation (the best is in bold). Paired "
              "Δ: test NDCG@10 minus SASRec's, or minus the fit's heads', per user, mean ± one standard error (within "
              "about two standard errors is noise).", "",
              "| towers | valid NDCG@10 | valid HR@100 | test NDCG@10 | test HR@100 | paired Δ vs SASRec | "

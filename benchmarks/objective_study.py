@@ -262,6 +262,17 @@ WIDE_BALANCED_20000_BF16 = _wide_balanced(
 #: 44, seed 0: within noise of one epoch (paired +0.0006 NDCG@10, +0.0045 HR@100) for 1.9x the fit time.
 WIDE_BALANCED_20000_BF16_2_EPOCHS = _wide_balanced(WIDE_BALANCED_20000_BF16 + ", 2 epochs", **_SAMPLES_20000_BF16,
                                                    epochs=2)
+#: Session 46: the heads' settings were not the lever (head_search.py), and the student's quality rose with every
+#: doubling of its samples so far (5,000 -> 10,000 -> 20,000); the 4,000 users have no more next-item samples, so this
+#: fit aligns on 8,000 users (the evaluated 4,000 plus 4,000 more, :data:`ALIGN_USERS`) with twice the samples, and is
+#: evaluated on the same 4,000 (so its test rows pair with the 20,000-sample row's user by user). 40,000 users'
+#: lower-layer states in bf16 need about 2.7 GB, over the default budget of 2,048 MiB.
+WIDE_BALANCED_40000_BF16 = _wide_balanced(
+    "default + EASE and TF-IDF factors on every user, ID blocks balanced, 40,000 samples of 8,000 users, bf16",
+    **dict(_SAMPLES_20000_BF16, sample_fraction=1.0, max_train_samples=40_000), lower_cache_mb=4096)
+#: Variants that align on more users than are evaluated (``--users``): that many, the evaluated ones plus a seeded
+#: draw (seed 0, whatever the fit's seed) of the others. The fit validates on all of them.
+ALIGN_USERS = {WIDE_BALANCED_40000_BF16: 8000}
 
 #: Variants of an option that was measured here and removed because it lost (its rows stay in the results):
 #: L2-normalised towers scored by cosine with a learned temperature (initial scale 20), ``similarity="cosine"``;
@@ -299,6 +310,17 @@ def seeded_users(n_total: int, n_users: int, keep: np.ndarray | None = None, see
     others = np.flatnonzero(~chosen)
     chosen[np.random.default_rng(seed).choice(others, size=max(0, n_users - int(chosen.sum())), replace=False)] = True
     return chosen
+
+
+def aligned_users(train, everyone, n_users: int):
+    """The training log of ``n_users`` users: those of ``train`` (a user subset of ``everyone``, the whole training
+    log) plus a seeded draw of the others."""
+    if everyone is None:
+        raise ValueError("aligning on more users than are evaluated needs every user's training log (everyone)")
+    evaluated = np.zeros(everyone.n_users, dtype=bool)
+    evaluated[np.unique(train.user_codes)] = True
+    chosen = seeded_users(everyone.n_users, n_users, keep=evaluated)
+    return everyone.subset(chosen[everyone.user_codes])
 
 
 def user_subset(split, n_users: int | None, seed: int = 0):
@@ -356,6 +378,7 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
     that finished it."""
     params = {**BASE, **VARIANTS[name]}
     params["sample_fraction"] = min(1.0, params["sample_fraction"] * sample_scale)
+    fit_log = split.train if name not in ALIGN_USERS else aligned_users(split.train, everyone, ALIGN_USERS[name])
     resumed = checkpoints is not None and checkpoints.exists()
     if name in EASE_FACTORS:
         if checkpoints is not None:
@@ -374,7 +397,7 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
             factors_fitted_on((split.train if everyone is None else everyone) if name in FACTORS_ON_EVERYONE
                               else None), id_factor_overrides(**FACTORS_ON_EVERYONE.get(name, {})), \
             cached_prompt_states(prompt_cache):
-        rec.fit(split.train, item_text=text, resume=resumed)
+        rec.fit(fit_log, item_text=text, resume=resumed)
     fit_s = time.perf_counter() - start
     if keep is not None:
         rec.save(keep)
@@ -389,6 +412,8 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
            "cooccurrence_check": log[0].get("cooccurrence_teacher", log[0].get("cooccurrence_factors")),
            **({"text_check": log[0]["text_factors"]} if "text_factors" in log[0] else {}),
            **({"resumed": True} if resumed else {}), **test}
+    if name in ALIGN_USERS:  # the fit also validated on these users' held-out items, not only the evaluated ones
+        row["aligned_users"] = int(np.unique(fit_log.user_codes).size)
     if heads:  # the output heads' stage: its own seconds and validation, and whether the fit kept them
         row.update({"heads_s": heads[0]["seconds"], "heads_valid_ndcg@10": heads[0].get("valid_ndcg@10"),
                     "heads_kept": heads[0].get("kept")})
@@ -594,7 +619,11 @@ def render(result: dict) -> str:
              *([f"CPU preset for a large log: RA-Rec aligns on, and every row is evaluated on, a seeded subset of "
                 f"{result['users']:,} of the {result['all_users']:,} users (the backbone saw them all, the whole "
                 "catalogue is ranked, and `sample_fraction` is scaled so the fit draws as many samples as on all "
-                "users); a GPU run would use every user.", ""] if result.get("users", 0) < result.get("all_users", 0)
+                "users); a GPU run would use every user." + (
+                    " A row that names more users aligns on that many (the evaluated users plus a seeded draw of "
+                    "the others) and validates on all of them; it is tested on the same users as the rest."
+                    if any("aligned_users" in r for r in result["rows"]) else ""), ""]
+               if result.get("users", 0) < result.get("all_users", 0)
                else []),
              "| row | seeds | valid NDCG@10 | test NDCG@10 | test HR@100 | fit (s) |", "|---|---|---|---|---|---|"]
     for label, m in result["reference"].items():
@@ -604,10 +633,16 @@ def render(result: dict) -> str:
         rows = [r for r in result["rows"] if r["variant"] == name]
         if rows:
             lines.append(f"| RA-Rec: {REMOVED.get(name, name)} | {len(rows)} | "
-                         f"{cell([r['valid_ndcg@10'] for r in rows])} | "
+                         f"{cell([r['valid_ndcg@10'] for r in rows])}{validated_on(rows)} | "
                          f"{cell([r['ndcg@10'] for r in rows])} | {cell([r['hr@100'] for r in rows])} | "
                          f"{statistics.mean(r['fit_s'] for r in rows):.0f} |")
     return "\n".join(lines + paired_lines(result)) + "\n"
+
+
+def validated_on(rows: list[dict]) -> str:
+    """What a row's validation cell adds when its fits validated on more users than are evaluated."""
+    aligned = {r["aligned_users"] for r in rows if "aligned_users" in r}
+    return f" ({', '.join(f'{n:,}' for n in sorted(aligned))} users)" if aligned else ""
 
 
 def paired_lines(result: dict) -> list[str]:

@@ -94,6 +94,20 @@ def test_user_subset_keeps_the_id_maps_and_only_the_chosen_users(log):
     assert np.array_equal(np.unique(objective_study.user_subset(split, 50).train.user_codes), users)  # seeded
 
 
+def test_aligned_users_adds_others_to_the_evaluated_users_with_all_their_training_items(log):
+    split = leave_last_out(log, n_valid=0)
+    part = objective_study.user_subset(split, 30)
+    wider = objective_study.aligned_users(part.train, split.train, 50)
+    evaluated, aligned = np.unique(part.train.user_codes), np.unique(wider.user_codes)
+    assert len(aligned) == 50 and set(evaluated) <= set(aligned)
+    assert len(wider) == np.isin(split.train.user_codes, aligned).sum()
+    assert np.array_equal(np.unique(objective_study.aligned_users(part.train, split.train, 50).user_codes), aligned)
+    with pytest.raises(ValueError, match="every user's training log"):
+        objective_study.aligned_users(part.train, None, 50)
+    assert objective_study.validated_on([{"aligned_users": 8000}]) == " (8,000 users)"
+    assert objective_study.validated_on([{}]) == ""  # validated on the evaluated users: nothing to add
+
+
 def tiny_cold_split(monkeypatch):
     """(data, log, texts, (train, test pairs, cold items), test log) of a tiny catalogue, and a tiny shared SASRec."""
     data = make_interactions(n_users=60, n_items=40, random_state=1)
@@ -461,16 +475,20 @@ def test_head_search_reproduces_the_fits_own_heads_and_trains_each_candidate(tmp
     checkpoint = head_search.copied_checkpoint(source, tmp_path / "scratch")
     assert (checkpoint / "latest.json").exists() and not (checkpoint / "heads").exists()
     rows = {}
-    candidates = {head_search.FIT_HEADS: {}, "linear heads": dict(head_hidden=0)}
+    candidates = {head_search.FIT_HEADS: {}, "linear heads": dict(head_hidden=0), "heads averaged": dict(members=2)}
     head_search.run_search(name, 0, backbone, split, data.item_text, 20.0, split.train, checkpoint, candidates,
                            lambda head, row: rows.__setitem__(head, row), prompt_cache=None)
-    assert list(rows) == [None, *candidates]  # the towers without heads, then each candidate in turn
+    # the towers without heads, then each candidate in turn (an ensemble: one row per size 2, 4, ...)
+    assert list(rows) == [None, head_search.FIT_HEADS, "linear heads", "2 heads averaged"]
     assert (source / "heads").exists() and not (checkpoint / "heads").exists()  # the search wrote no heads
     own = rows[head_search.FIT_HEADS]
     assert own["valid_ndcg@10"] == pytest.approx(fitted["heads_valid_ndcg@10"])
     assert own["per_user"]["users"] == fitted["per_user"]["users"]
     assert own["per_user"]["ndcg@10"] == pytest.approx(fitted["per_user"]["ndcg@10"], abs=1e-6)
     assert rows["linear heads"]["per_user"] != own["per_user"]  # another setting, other heads
+    averaged = rows["2 heads averaged"]  # the fit's heads and one more on another stream
+    assert averaged["changes"] == {"members": 2} and averaged["per_user"] != own["per_user"]
+    assert averaged["train_s"] > own["train_s"] / 2
     assert rows[None]["samples"] == fitted["samples"]
     result = {"dataset": "ml-100k", "variant": name, "seed": 0, "users": 60, "machine": "test",
               "towers": rows[None], "reference": objective_study.reference_rows(backbone, split),
@@ -479,6 +497,24 @@ def test_head_search_reproduces_the_fits_own_heads_and_trains_each_candidate(tmp
     assert "| + heads: linear heads |" in table or "| + heads: **linear heads** |" in table
     with pytest.raises(SystemExit, match="holds no checkpoint"):
         head_search.copied_checkpoint(tmp_path / "nothing", tmp_path / "scratch2")
+
+
+def test_averaged_heads_score_the_mean_of_their_members_scores():
+    from rarec.align._two_tower import OutputHeads
+
+    head_search = pytest.importorskip("head_search")
+    torch.manual_seed(0)
+    members = [OutputHeads(6, hidden=4, generator=torch.Generator().manual_seed(k)) for k in range(3)]
+    for member in members:
+        with torch.no_grad():
+            for parameter in member.parameters():
+                parameter.add_(0.1 * torch.randn_like(parameter))
+    users, items = torch.randn(5, 6), torch.randn(7, 6)
+    averaged = head_search.AveragedHeads(members)
+    scores = averaged("user", users) @ averaged("item", items).T
+    expected = torch.stack([m("user", users) @ m("item", items).T for m in members]).mean(0)
+    torch.testing.assert_close(scores, expected)
+    assert averaged("user", users).shape == (5, 18)
 
 
 def test_objective_study_pairs_the_rows_with_the_backbone_user_by_user():
