@@ -18,7 +18,9 @@ test users (whole catalogue, training items excluded), beside popularity and
 SASRec; pick on validation. The candidate with no changes must reproduce the
 fit's own heads, so its row checks the harness.
 
-Results: benchmarks/results/head_search_<data folder>.json; docs section "head-search-<data folder>".
+Results: benchmarks/results/head_search_<data folder>.json; docs section "head-search-<data folder>" (for a fit of
+another seed N, ``--seed N``: head_search_<data folder>_seedN.json and "head-search-<data folder>-seedN"; ``--render``
+takes ``--seed`` too).
 """
 
 from __future__ import annotations
@@ -201,7 +203,9 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     args = parser.parse_args()
     suffix = dataset_suffix(args.data)
-    results = HERE / "results" / f"head_search{suffix}.json"
+    # one results file and docs section per searched fit's seed (seed 0 keeps the unsuffixed names)
+    keyed = suffix + ("" if args.seed == 0 else f"_seed{args.seed}")
+    results = HERE / "results" / f"head_search{keyed}.json"
     if not args.render:
         if args.variant not in VARIANTS:
             sys.exit(f"--variant must name one of the objective study's VARIANTS, not {args.variant!r}")
@@ -236,7 +240,7 @@ def main() -> None:
                    checkpoint, {c: CANDIDATES[c] for c in args.candidates.split(";")}, on_row,
                    llm_dtype=args.llm_dtype, verbose=args.verbose)
     write_section(args.output, render(json.loads(results.read_text())),
-                  marker="head-search" + suffix.replace("_", "-"))
+                  marker="head-search" + keyed.replace("_", "-"))
 
 
 def render(result: dict) -> str:
