@@ -108,7 +108,7 @@ def search_heads(candidates: dict[str, dict], inner, part, on_row):
                                                                            if k != "per_user"}}), flush=True)
                 if "members" not in changes:
                     on_row(name, {"changes": changes, "train_s": seconds[0], "loss": loss, **score(heads)})
-                elif member and (member + 1) & member == 0 or member + 1 == changes["members"]:  # 2, 4, 8, ...
+                elif (member and ((member + 1) & member) == 0) or member + 1 == changes["members"]:  # 2, 4, 8, ...
                     label = name.replace("heads averaged", f"{member + 1} heads averaged")
                     on_row(label, {"changes": {**changes, "members": member + 1}, "train_s": sum(seconds),
                                    "loss": statistics.fmean(losses), **score(AveragedHeads(members))})
@@ -255,9 +255,9 @@ def render(result: dict) -> str:
              f"and the evaluated users before the heads took {towers['encode_s']:.0f} s). Each row trains one pair "
              "of heads with the estimator's head trainer, the fit's settings changed as named, the same random "
              "stream; \"the fit's heads\" reproduces the fit's own; \"k heads averaged\": k pairs, each on its own "
-             "random stream (the first on the fit's), scored by the mean of their scores. Pick on validation (the best is in bold). Paired "
-             "Δ: test NDCG@10 minus SASRec's, or minus the fit's heads', per user, mean ± one standard error (within "
-             "about two standard errors is noise).", "",
+             "random stream (the first on the fit's), scored by the mean of their scores. Pick on validation (the "
+             "best is in bold). Paired Δ: test NDCG@10 minus SASRec's, or minus the fit's heads', per user, mean ± "
+             "one standard error (within about two standard errors is noise).", "",
              "| towers | valid NDCG@10 | valid HR@100 | test NDCG@10 | test HR@100 | paired Δ vs SASRec | "
              "paired Δ vs the fit's heads | heads' training (s) |", "|---|---|---|---|---|---|---|---|"]
     for name in ("popularity", "SASRec backbone"):
