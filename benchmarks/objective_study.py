@@ -271,9 +271,9 @@ WIDE_BALANCED_40000_BF16 = _wide_balanced(
     "default + EASE and TF-IDF factors on every user, ID blocks balanced, 40,000 samples of 8,000 users, bf16",
     **dict(_SAMPLES_20000_BF16, sample_fraction=1.0, max_train_samples=40_000), lower_cache_mb=4096)
 #: Session 48: three seeds of that row tested at 1.089x SASRec on NDCG@10 and 1.101x on HR@100 (1.04x / 1.097x with
-#: 20,000 samples), the curve still rising; the next doubling, from 16,000 users. Its lower-layer states need an
-#: estimated 5.4 GB in bf16, and a seed an estimated three hours of the 2-core CPU, so it spans sessions
-#: (``--checkpoints``).
+#: 20,000 samples), the curve still rising; the next doubling, from 16,000 users. Its user prompts' lower-layer
+#: states take 5.5 GB in bf16 (5.2 GiB, the prompt cache's file), and a seed an estimated three hours of the 2-core
+#: CPU (1.33 s a step), so it spans sessions (``--checkpoints``).
 WIDE_BALANCED_80000_BF16 = _wide_balanced(
     "default + EASE and TF-IDF factors on every user, ID blocks balanced, 80,000 samples of 16,000 users, bf16",
     **dict(_SAMPLES_20000_BF16, sample_fraction=1.0, max_train_samples=80_000), lower_cache_mb=8192)
