@@ -262,24 +262,32 @@ WIDE_BALANCED_20000_BF16 = _wide_balanced(
 #: 44, seed 0: within noise of one epoch (paired +0.0006 NDCG@10, +0.0045 HR@100) for 1.9x the fit time.
 WIDE_BALANCED_20000_BF16_2_EPOCHS = _wide_balanced(WIDE_BALANCED_20000_BF16 + ", 2 epochs", **_SAMPLES_20000_BF16,
                                                    epochs=2)
+#: Variants that align on more users than are evaluated (``--users``): that many, the evaluated ones plus a seeded
+#: draw (seed 0, whatever the fit's seed) of the others. The fit validates on all of them.
+ALIGN_USERS: dict[str, int] = {}
+
+
+def _more_users(samples: int, users: int, lower_cache_mb: int) -> str:
+    """Register the balanced wide variant with ``samples`` alignment samples drawn from ``users`` users (the
+    evaluated ones and more, :data:`ALIGN_USERS`), the LLM in bf16."""
+    name = _wide_balanced(f"default + EASE and TF-IDF factors on every user, ID blocks balanced, {samples:,} samples "
+                          f"of {users:,} users, bf16", **dict(_SAMPLES_20000_BF16, sample_fraction=1.0,
+                                                              max_train_samples=samples), lower_cache_mb=lower_cache_mb)
+    ALIGN_USERS[name] = users
+    return name
+
+
 #: Session 46: the heads' settings were not the lever (head_search.py), and the student's quality rose with every
 #: doubling of its samples so far (5,000 -> 10,000 -> 20,000); the 4,000 users have no more next-item samples, so this
-#: fit aligns on 8,000 users (the evaluated 4,000 plus 4,000 more, :data:`ALIGN_USERS`) with twice the samples, and is
-#: evaluated on the same 4,000 (so its test rows pair with the 20,000-sample row's user by user). 40,000 users'
-#: lower-layer states in bf16 need about 2.7 GB, over the default budget of 2,048 MiB.
-WIDE_BALANCED_40000_BF16 = _wide_balanced(
-    "default + EASE and TF-IDF factors on every user, ID blocks balanced, 40,000 samples of 8,000 users, bf16",
-    **dict(_SAMPLES_20000_BF16, sample_fraction=1.0, max_train_samples=40_000), lower_cache_mb=4096)
+#: fit aligns on 8,000 users (the evaluated 4,000 plus 4,000 more) with twice the samples, and is evaluated on the
+#: same 4,000 (so its test rows pair with the 20,000-sample row's user by user). 40,000 users' lower-layer states in
+#: bf16 need about 2.7 GB, over the default budget of 2,048 MiB.
+WIDE_BALANCED_40000_BF16 = _more_users(40_000, 8000, lower_cache_mb=4096)
 #: Session 48: three seeds of that row tested at 1.089x SASRec on NDCG@10 and 1.101x on HR@100 (1.04x / 1.097x with
 #: 20,000 samples), the curve still rising; the next doubling, from 16,000 users. Its user prompts' lower-layer
 #: states take 5.5 GB in bf16 (5.2 GiB, the prompt cache's file), and a seed an estimated three hours of the 2-core
 #: CPU (1.33 s a step), so it spans sessions (``--checkpoints``).
-WIDE_BALANCED_80000_BF16 = _wide_balanced(
-    "default + EASE and TF-IDF factors on every user, ID blocks balanced, 80,000 samples of 16,000 users, bf16",
-    **dict(_SAMPLES_20000_BF16, sample_fraction=1.0, max_train_samples=80_000), lower_cache_mb=8192)
-#: Variants that align on more users than are evaluated (``--users``): that many, the evaluated ones plus a seeded
-#: draw (seed 0, whatever the fit's seed) of the others. The fit validates on all of them.
-ALIGN_USERS = {WIDE_BALANCED_40000_BF16: 8000, WIDE_BALANCED_80000_BF16: 16000}
+WIDE_BALANCED_80000_BF16 = _more_users(80_000, 16_000, lower_cache_mb=8192)
 
 #: Variants of an option that was measured here and removed because it lost (its rows stay in the results):
 #: L2-normalised towers scored by cosine with a learned temperature (initial scale 20), ``similarity="cosine"``;

@@ -108,6 +108,17 @@ def test_aligned_users_adds_others_to_the_evaluated_users_with_all_their_trainin
     assert objective_study.validated_on([{}]) == ""  # validated on the evaluated users: nothing to add
 
 
+def test_more_users_variants_keep_the_names_their_results_are_stored_under():
+    prefix = "default + EASE and TF-IDF factors on every user, ID blocks balanced, "
+    assert objective_study.ALIGN_USERS == {prefix + "40,000 samples of 8,000 users, bf16": 8000,
+                                           prefix + "80,000 samples of 16,000 users, bf16": 16000}
+    for name, samples in zip(objective_study.ALIGN_USERS, (40_000, 80_000)):
+        params = objective_study.VARIANTS[name]
+        assert (params["max_train_samples"], params["sample_fraction"], params["llm_dtype"]) == (samples, 1.0,
+                                                                                                  "bfloat16")
+        assert objective_study.ALIGNMENT_OVERRIDES[name] == dict(balance_id_blocks=True)
+
+
 def tiny_cold_split(monkeypatch):
     """(data, log, texts, (train, test pairs, cold items), test log) of a tiny catalogue, and a tiny shared SASRec."""
     data = make_interactions(n_users=60, n_items=40, random_state=1)
