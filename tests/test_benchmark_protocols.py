@@ -528,6 +528,18 @@ def test_averaged_heads_score_the_mean_of_their_members_scores():
     assert averaged("user", users).shape == (5, 18)
 
 
+def test_objective_study_table_marks_a_resumed_row_s_fit_time_as_the_resumed_run_s_only():
+    name = "default + output heads with a residual MLP (1024)"
+    reference = {"SASRec backbone": {"ndcg@10": 0.1, "hr@100": 0.5}}
+    row = {"variant": name, "seed": 0, "fit_s": 900.0, "valid_ndcg@10": 0.2, "ndcg@10": 0.2, "hr@100": 0.6}
+    result = {"machine": "m", "reference": reference, "rows": [row]}
+    assert "resumed" not in objective_study.render(result)
+    result["rows"].append(dict(row, seed=1, fit_s=300.0, resumed=True))
+    table = objective_study.render(result)
+    assert f"| RA-Rec: {name} | 2 | 0.2000 ± 0.0000 | 0.2000 ± 0.0000 | 0.6000 ± 0.0000 | 600 (resumed) |" in table
+    assert "counts only the run that finished the fit from a checkpoint" in table
+
+
 def test_objective_study_pairs_the_rows_with_the_backbone_user_by_user():
     from types import SimpleNamespace
 
