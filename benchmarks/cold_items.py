@@ -77,8 +77,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from common import (RESUMED_NOTE, alignment_overrides, cached_prompt_states, continued_from, id_factor_overrides,
-                    prefix_overrides, read_dataset, results_json, resumed_mark, write_section)
+from common import (alignment_overrides, cached_prompt_states, continued_from, id_factor_overrides,
+                    prefix_overrides, read_dataset, results_json, resumed_mark, resumed_note, write_section)
 from objective_study import mean_and_per_user, seeded_users, shared_sasrec, text_teacher
 
 from rarec import RARecommender
@@ -394,8 +394,7 @@ def render(result: dict, split: str = "test") -> str:
                 cell([r[m] for r in rows]) for m in ("hr@10", "ndcg@10", "hr@100", "ndcg@100"))
                 + f" | {statistics.mean(r['seconds'] for r in rows):.0f}"
                 + resumed_mark(rows) + " |")
-    if resumed_mark(result["rows"]):
-        lines[2] += " " + RESUMED_NOTE
+    lines[2] += resumed_note(result["rows"])
     return "\n".join(lines + paired_lines(result, "validation" if split == "valid" else "test")) + "\n"
 
 

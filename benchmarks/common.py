@@ -26,15 +26,16 @@ SETTINGS = {
 #: Short names of the shared data sets (folder name -> name in headings).
 DATASET_TITLES = {"ml-100k": "ML-100K", "amazon-beauty": "Amazon Beauty"}
 
-#: What a table's heading says when a wall-time cell is marked by :func:`resumed_mark`.
-RESUMED_NOTE = ("A wall time marked \"resumed\" counts only the run that finished the fit from a checkpoint, "
-                "not the earlier run(s) that wrote it.")
-
-
 def resumed_mark(rows: list[dict]) -> str:
     """What a wall-time cell adds when any of its rows' fits resumed from a checkpoint (their seconds count only
     the resumed run)."""
     return " (resumed)" if any(r.get("resumed") for r in rows) else ""
+
+
+def resumed_note(rows: list[dict]) -> str:
+    """What a table's heading adds when any of its ``rows`` is marked by :func:`resumed_mark`."""
+    return (" A wall time marked \"resumed\" counts only the run that finished the fit from a checkpoint, not the "
+            "earlier run(s) that wrote it.") if resumed_mark(rows) else ""
 
 
 @contextlib.contextmanager

@@ -36,8 +36,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from common import (DATASET_TITLES, RESUMED_NOTE, SETTINGS, alignment_overrides, cached_prompt_states, dataset_suffix,
-                    id_factor_overrides, prefix_overrides, read_dataset, resumed_mark, results_json, write_section)
+from common import (DATASET_TITLES, SETTINGS, alignment_overrides, cached_prompt_states, dataset_suffix,
+                    id_factor_overrides, prefix_overrides, read_dataset, results_json, resumed_mark, resumed_note,
+                    write_section)
 
 import rarec._estimator as estimator
 from rarec import RARecommender
@@ -651,8 +652,7 @@ def render(result: dict) -> str:
                          f"{cell([r['valid_ndcg@10'] for r in rows])}{validated_on(rows)} | "
                          f"{cell([r['ndcg@10'] for r in rows])} | {cell([r['hr@100'] for r in rows])} | "
                          f"{statistics.mean(r['fit_s'] for r in rows):.0f}{resumed_mark(rows)} |")
-    if resumed_mark(result["rows"]):
-        lines[2] += " " + RESUMED_NOTE
+    lines[2] += resumed_note(result["rows"])
     return "\n".join(lines + paired_lines(result)) + "\n"
 
 
