@@ -26,6 +26,7 @@ SETTINGS = {
 #: Short names of the shared data sets (folder name -> name in headings).
 DATASET_TITLES = {"ml-100k": "ML-100K", "amazon-beauty": "Amazon Beauty"}
 
+
 def resumed_mark(rows: list[dict]) -> str:
     """What a wall-time cell adds when any of its rows' fits resumed from a checkpoint (their seconds count only
     the resumed run)."""

@@ -276,9 +276,11 @@ class RARecommender(RankingMixin, BaseEstimator):
         ``resume`` first removes what an earlier fit left there.
     checkpoint_every : int, default 100
         Alignment training steps between checkpoints (one is also written at
-        the end of every epoch); when the final catalogue is encoded, the
-        vectors done so far are saved every ``checkpoint_every`` encoding
-        batches of 256 items.
+        the end of every epoch); the output heads are saved at the end of
+        an epoch once ``checkpoint_every`` of their steps have passed since
+        the last save; when the final catalogue is encoded, the vectors done
+        so far are saved every ``checkpoint_every`` encoding batches of 256
+        items.
     random_state : int or None, default None
     verbose : int, default 1
         0 silences progress bars.

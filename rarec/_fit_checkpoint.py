@@ -9,6 +9,7 @@ mixes in the state of another. Layout::
     checkpoint_dir/
         latest.json, step-00000120/     the alignment trainer's latest state
         backbone/                       the fitted CF backbone (written once)
+        head_epochs/                    the output heads' training so far (until the stage ends)
         heads/                          the output heads' stage, once it has run
         item_vectors/                   the catalogue encoded so far (resumable)
 
@@ -32,7 +33,8 @@ from ._errors import ModelFormatError
 from .cf import CFBackbone
 from .data import InteractionLog
 
-HEADS, ITEM_VECTORS = "heads", "item_vectors"  # the folders of the heads' stage and of the catalogue encoded so far
+#: the folders of the heads' stage, of its training so far and of the catalogue encoded so far
+HEADS, HEAD_EPOCHS, ITEM_VECTORS = "heads", "head_epochs", "item_vectors"
 
 
 class FitCheckpointer:
@@ -44,7 +46,8 @@ class FitCheckpointer:
     stamp : str
         The fit's fingerprint (:meth:`stamp_of`).
     every : int
-        Training steps (and, when encoding the catalogue, encoding batches) between checkpoints.
+        Training steps (and, for the output heads, their steps; when encoding the catalogue, encoding batches)
+        between checkpoints.
     writer : bool
         Whether this process writes (the main rank of a distributed fit).
     """
@@ -92,7 +95,7 @@ class FitCheckpointer:
             name = latest_name(self.directory)
         except ModelFormatError:  # a damaged latest.json: removed below, its checkpoint is never read again
             name = None
-        for stale in [self.directory / HEADS, self.directory / ITEM_VECTORS] + \
+        for stale in [self.directory / HEADS, self.directory / HEAD_EPOCHS, self.directory / ITEM_VECTORS] + \
                 ([self.directory / name] if name is not None else []):
             shutil.rmtree(stale, ignore_errors=True)
         (self.directory / LATEST).unlink(missing_ok=True)
@@ -122,10 +125,26 @@ class FitCheckpointer:
         after it does not encode the samples' users and the catalogue again to retrain them."""
         if self.writer:
             write_checkpoint(self.directory / HEADS, "heads", {"fingerprint": self.stamp, **meta}, tensors)
+            shutil.rmtree(self.directory / HEAD_EPOCHS, ignore_errors=True)  # the finished stage supersedes it
 
     def read_heads(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
         """The heads' stage of the fit this one resumes, else ``None`` (a fresh fit, or none was saved)."""
-        folder = self.directory / HEADS
+        return self._resumed(HEADS)
+
+    def write_head_epochs(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """The output heads' training after an epoch (the trainer's ``_head_epochs_checkpoint``), so that a fit
+        stopped in the middle of the heads' stage resumes after that epoch."""
+        if self.writer:
+            write_checkpoint(self.directory / HEAD_EPOCHS, f"epoch-{meta['epoch']:04d}",
+                             {"fingerprint": self.stamp, **meta}, tensors)
+
+    def read_head_epochs(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+        """The heads' training of the fit this one resumes, as far as it was saved, else ``None``."""
+        return self._resumed(HEAD_EPOCHS)
+
+    def _resumed(self, name: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+        """What the fit this one resumes saved in the folder ``name``, when it carries this fit's stamp."""
+        folder = self.directory / name
         saved = read_checkpoint(folder) if self.resuming and folder.is_dir() else None
         return saved if saved is not None and saved[0].get("fingerprint") == self.stamp else None
 

@@ -270,3 +270,48 @@ def test_a_fresh_fit_clears_what_an_earlier_fit_left_so_a_resume_never_mixes_the
     with pytest.warns(UserWarning, match="holds no checkpoint"):  # nothing of the earlier fit is resumed
         fitted(llm, epochs=1, head_epochs=2, checkpoint_dir=tmp_path).fit(X, item_text=text, resume=True)
     assert calls["n"] == 1
+
+
+def test_a_fit_stopped_in_the_middle_of_the_output_heads_resumes_after_their_last_saved_epoch(data, tmp_path,
+                                                                                             monkeypatch):
+    import rarec.align._trainer as trainer
+
+    X, text, llm = data
+    # 64 samples, batch 16: 4 head steps an epoch; checkpoint_every=6 saves after epochs 2 and 4 (6 steps apart)
+    settings = dict(epochs=1, head_epochs=5, checkpoint_every=6)
+    straight = fitted(llm, **settings).fit(X, item_text=text)
+    original, steps = trainer._optimizer_step, {"n": 0, "stop": 15}  # stopped at epoch 4's third step
+
+    def counted(*args, heads=False, **kwargs):
+        if heads:
+            steps["n"] += 1
+            if steps["n"] == steps["stop"]:
+                raise KeyboardInterrupt
+        return original(*args, heads=heads, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "_optimizer_step", counted)
+        with pytest.raises(KeyboardInterrupt):
+            fitted(llm, **settings, checkpoint_dir=tmp_path).fit(X, item_text=text)
+        assert read_checkpoint(tmp_path / "head_epochs")[0]["epoch"] == 2
+        steps.update(n=0, stop=None)
+        resumed = fitted(llm, **settings, checkpoint_dir=tmp_path).fit(X, item_text=text, resume=True)
+    assert steps["n"] == 3 * 4  # epochs 3 to 5 only
+    assert not (tmp_path / "head_epochs").exists() and (tmp_path / "heads").is_dir()  # the stage's own supersedes
+    record = {k: v for k, v in resumed.training_log_[-1].items() if k != "seconds"}
+    assert record == {k: v for k, v in straight.training_log_[-1].items() if k != "seconds"}  # its loss too
+    for name, value in weights(straight).items():
+        torch.testing.assert_close(weights(resumed)[name], value, rtol=0, atol=0)
+    users = np.unique(X[:, 0])[:10]
+    np.testing.assert_array_equal(resumed.predict(users), straight.predict(users))
+
+    with monkeypatch.context() as patch:  # stopped in the heads again; a fresh fit then removes their progress
+        steps.update(n=0, stop=10)
+        patch.setattr(trainer, "_optimizer_step", counted)
+        with pytest.raises(KeyboardInterrupt):
+            fitted(llm, **settings, checkpoint_dir=tmp_path).fit(X, item_text=text)
+        assert (tmp_path / "head_epochs").is_dir()
+        interrupt_at_step(patch, 1)
+        with pytest.raises(KeyboardInterrupt):
+            fitted(llm, **settings, checkpoint_dir=tmp_path).fit(X, item_text=text)
+    assert not (tmp_path / "head_epochs").exists()

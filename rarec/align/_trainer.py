@@ -22,7 +22,7 @@ from ._cooccurrence_teacher import cooccurrence_teacher
 from ._projector import alignment_loss, balanced_block_scales
 from ._samples import AlignmentSamples
 from ._towers import Towers, length_sorted_batches, pick
-from ._training_state import TrainingState
+from ._training_state import TrainingState, optimizer_state, restore_optimizer
 from ._two_tower import OutputHeads
 
 logger = logging.getLogger(__name__)
@@ -100,6 +100,10 @@ class Checkpointer(Protocol):
     def read_heads(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None: ...
 
     def write_heads(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None: ...
+
+    def read_head_epochs(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None: ...
+
+    def write_head_epochs(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None: ...
 
 
 def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequence[np.ndarray],
@@ -293,7 +297,7 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
             user_cf, user_tokens = torch.cat([user_cf, more_cf]), user_tokens + more_tokens
             log_q = _log_q(samples.targets, towers.n_items, config, group, device)
         record = _train_heads(towers, samples, sequences, user_cf, user_tokens, user_states, teacher_items, log_q,
-                              config, rng, group, extra_teacher)
+                              config, rng, group, extra_teacher, checkpointer=checkpointer)
         if validate is not None:  # kept only if they rank the validation items better than the prefixes alone
             by_weight = validate()
             weight = max(by_weight, key=by_weight.get)
@@ -435,9 +439,11 @@ def _objective(scores: torch.Tensor, target: torch.Tensor, rows: np.ndarray, ite
 def _train_heads(towers: Towers, samples: AlignmentSamples, sequences: Sequence[np.ndarray], user_cf: torch.Tensor,
                  user_tokens: list[list[int]], user_states: list[torch.Tensor] | None,
                  teacher_items: torch.Tensor | None, log_q: torch.Tensor, config: AlignmentConfig,
-                 rng: np.random.Generator, group: Group, extra_teacher: Callable | None) -> dict:
+                 rng: np.random.Generator, group: Group, extra_teacher: Callable | None,
+                 checkpointer: Checkpointer | None = None) -> dict:
     """Train output heads (identity at the start) on the vectors the trained prefixes give; leaves them in
-    ``towers.aligner.heads`` and returns the stage's record.
+    ``towers.aligner.heads`` and returns the stage's record (its ``seconds`` count this run's part only when a
+    ``checkpointer`` resumed it part-way).
 
     The samples' users and the catalogue are encoded once
     (:func:`_head_inputs`), so a step runs no LLM and costs a few small
@@ -446,7 +452,7 @@ def _train_heads(towers: Towers, samples: AlignmentSamples, sequences: Sequence[
     started = time.perf_counter()
     users, items, pooled = _head_inputs(towers, samples, sequences, user_cf, user_tokens, user_states, config, group)
     heads, loss = _fit_heads(users, items, pooled, samples, user_cf, teacher_items, log_q, config, rng, group,
-                             extra_teacher)
+                             extra_teacher, checkpointer)
     towers.aligner.heads = heads
     return {"stage": "output_heads", "epochs": config.head_epochs, "loss": loss,
             "seconds": time.perf_counter() - started, "samples": len(samples)}
@@ -483,13 +489,18 @@ def _head_inputs(towers: Towers, samples: AlignmentSamples, sequences: Sequence[
 def _fit_heads(users: torch.Tensor, items: torch.Tensor, pooled: torch.Tensor | None, samples: AlignmentSamples,
                user_cf: torch.Tensor, teacher_items: torch.Tensor | None, log_q: torch.Tensor,
                config: AlignmentConfig, rng: np.random.Generator, group: Group,
-               extra_teacher: Callable | None) -> tuple[OutputHeads, float]:
+               extra_teacher: Callable | None, checkpointer: Checkpointer | None = None,
+               ) -> tuple[OutputHeads, float]:
     """Output heads trained on fixed vectors (:func:`_head_inputs`); returns them (in eval mode) and the last
     epoch's mean loss.
 
     Same objective and candidates as the prefixes' (the whole catalogue with
     ``negatives="catalogue"``); Adam with a cosine decay to 0. With
     ``pooled`` the user head also reads each sample's mean history vector.
+    With a ``checkpointer``, the heads, the optimizer, the decay and the
+    random state are saved at the end of an epoch once ``checkpointer.every``
+    head steps have passed since the last save, and a resumed fit continues
+    after the last saved epoch, to the same heads as an uninterrupted fit.
     """
     device = users.device
     n_items = items.shape[0]
@@ -503,9 +514,13 @@ def _fit_heads(users: torch.Tensor, items: torch.Tensor, pooled: torch.Tensor | 
     decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
     scale = users.shape[1] ** -0.5
     catalogue = config.negatives == "catalogue"
-    loss_sum = 0.0
-    for epoch in tqdm(range(1, config.head_epochs + 1), desc="output heads", unit="epoch",
-                      disable=not config.progress, leave=False):
+    loss_sum, first, unsaved = 0.0, 1, 0
+    saved = checkpointer.read_head_epochs() if checkpointer is not None else None
+    if saved is not None:  # after the heads were drawn: the saved state replaces them and the random state
+        first, loss_sum = _restore_head_epochs(heads, optimizer, decay, rng, *saved)
+        logger.info("resuming the output heads after epoch %d of %d", first - 1, config.head_epochs)
+    for epoch in tqdm(range(first, config.head_epochs + 1), desc="output heads", unit="epoch",
+                      initial=first - 1, total=config.head_epochs, disable=not config.progress, leave=False):
         order, loss_sum = rng.permutation(len(samples)), 0.0
         for step in range(per_epoch):
             rows = order[step * batch:(step + 1) * batch]
@@ -524,8 +539,35 @@ def _fit_heads(users: torch.Tensor, items: torch.Tensor, pooled: torch.Tensor | 
             _optimizer_step(heads, optimizer, loss, config, epoch, step + 1, heads=True)
             decay.step()
             loss_sum += float(loss.detach())
+        unsaved += per_epoch
+        if checkpointer is not None and unsaved >= checkpointer.every:
+            checkpointer.write_head_epochs(*_head_epochs_checkpoint(heads, optimizer, decay, rng, epoch, loss_sum))
+            unsaved = 0
     group.broadcast_module(heads)  # every rank trained the same heads; rank 0's are kept bit for bit
     return heads.eval(), loss_sum / per_epoch
+
+
+def _head_epochs_checkpoint(heads: OutputHeads, optimizer: torch.optim.Optimizer,
+                            decay: torch.optim.lr_scheduler.LambdaLR, rng: np.random.Generator, epoch: int,
+                            loss_sum: float) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The heads' training after ``epoch``, as (meta, tensors): what :func:`_restore_head_epochs` resumes from."""
+    optimizer_meta, tensors = optimizer_state(optimizer)
+    tensors.update({f"heads.{k}": v for k, v in heads.state_dict().items()})
+    meta = {"epoch": epoch, "loss_sum": loss_sum, "optimizer": optimizer_meta, "decay": decay.state_dict(),
+            "numpy_rng": rng.bit_generator.state}
+    return meta, tensors
+
+
+def _restore_head_epochs(heads: OutputHeads, optimizer: torch.optim.Optimizer,
+                         decay: torch.optim.lr_scheduler.LambdaLR, rng: np.random.Generator, meta: dict[str, Any],
+                         tensors: dict[str, torch.Tensor]) -> tuple[int, float]:
+    """Put back what :func:`_head_epochs_checkpoint` saved; returns the first epoch still to train and the saved
+    epoch's loss sum (the stage's loss when no epoch is left)."""
+    heads.load_state_dict({k.removeprefix("heads."): v for k, v in tensors.items() if k.startswith("heads.")})
+    restore_optimizer(optimizer, meta["optimizer"], tensors)
+    decay.load_state_dict(meta["decay"])
+    rng.bit_generator.state = meta["numpy_rng"]
+    return meta["epoch"] + 1, meta["loss_sum"]
 
 
 def _optimizer_step(aligner: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,

@@ -33,7 +33,7 @@ class TrainingState:
     def to_checkpoint(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
                       rng: np.random.Generator) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """``(metadata, tensors)`` that :meth:`from_checkpoint` turns back into this state."""
-        optimizer_meta, tensors = _optimizer_state(optimizer)
+        optimizer_meta, tensors = optimizer_state(optimizer)
         tensors.update({f"aligner.{k}": v for k, v in module.state_dict().items()})
         if self.stopping.best_state is not None:
             tensors.update({f"best.{k}": v for k, v in self.stopping.best_state.items()})
@@ -51,7 +51,7 @@ class TrainingState:
                         optimizer: torch.optim.Optimizer, rng: np.random.Generator, patience: int) -> TrainingState:
         """Restore the module, the optimizer and the random state in place; return the loop's state."""
         module.load_state_dict({k.removeprefix("aligner."): v for k, v in tensors.items() if k.startswith("aligner.")})
-        _restore_optimizer(optimizer, meta["optimizer"], tensors)
+        restore_optimizer(optimizer, meta["optimizer"], tensors)
         rng.bit_generator.state = meta["numpy_rng"]
         best = {k.removeprefix("best."): v for k, v in tensors.items() if k.startswith("best.")}
         stopping = EarlyStopping(patience, best=meta["best"], waited=meta["waited"], best_state=best or None)
@@ -61,7 +61,7 @@ class TrainingState:
         return state
 
 
-def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """An optimizer's state as JSON-safe metadata and tensors."""
     full = optimizer.state_dict()
     tensors, scalars = {}, {}
@@ -74,7 +74,7 @@ def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], 
     return {"param_groups": full["param_groups"], "scalars": scalars}, tensors
 
 
-def _restore_optimizer(optimizer: torch.optim.Optimizer, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+def restore_optimizer(optimizer: torch.optim.Optimizer, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optimizer."):
