@@ -22,8 +22,8 @@ short, the fits align on 100 seeded users (a fit ends by encoding each
 user it was given), and only the training epoch's own seconds are compared.
 
 Results: benchmarks/results/step_cost_<data folder>.json, or
-step_cost_dtype_<data folder>.json for ``--compare dtype`` (printed; the page
-quotes them).
+step_cost_dtype_<data folder>.json for ``--compare dtype``, with ``_<tag>``
+appended when ``--tag`` names the machine (printed; the page quotes them).
 """
 
 from __future__ import annotations
@@ -64,6 +64,15 @@ def timed_epoch(backbone, train, validation, text, live: bool, steps: int, llm=N
             "seconds_per_step": epoch["seconds"] / batches, "setup_seconds": epoch.get("setup_seconds")}
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name as Linux reports it (``None`` elsewhere): machines differ by several times."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/ml-100k")
@@ -72,6 +81,7 @@ def main() -> None:
     parser.add_argument("--compare", choices=("negatives", "dtype"), default="negatives",
                         help="negatives: live against forward-only random negatives (fp32); dtype: the LLM in "
                              "float32 against bfloat16 (live negatives)")
+    parser.add_argument("--tag", default="", help="appended to the results file's name (one file per machine)")
     args = parser.parse_args()
     suffix = dataset_suffix(args.data)
     log, text = read_dataset(args.data)
@@ -96,11 +106,11 @@ def main() -> None:
     (first, _), (second, _) = ways
     result = {"dataset": args.data.name, "steps": args.steps, "rounds": args.rounds,
               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-              "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
               **{f"seconds_per_step_{key}": value for key, value in per_step.items()},
               f"{second}_over_{first}": per_step[second] / per_step[first], "runs": runs}
     name = "step_cost" if args.compare == "negatives" else "step_cost_dtype"
-    path = HERE / "results" / f"{name}{suffix}.json"
+    path = HERE / "results" / f"{name}{suffix}{'_' + args.tag if args.tag else ''}.json"
     path.write_text(results_json(result))
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}), file=sys.stderr)
 

@@ -262,11 +262,11 @@ class RARecommender(RankingMixin, BaseEstimator):
     llm_dtype : {"auto", "float32", "bfloat16", "float16"}, default "auto"
         Precision of the frozen LLM's weights. "auto": bf16 on CUDA, fp32
         elsewhere. A small LLM on a GPU can be faster in fp32 (see the GPU
-        guide). On a CPU with AMX bf16 units (recent Intel Xeons),
-        "bfloat16" took 0.63x the fp32 alignment step and ranked as well
-        (MovieLens-100K, three seeds); on a CPU without bf16 units keep
-        fp32. "auto" keeps fp32 on every CPU. The alignment module always
-        trains in fp32.
+        guide). On a CPU with bf16 instructions, "bfloat16" took 0.63x the
+        fp32 alignment step (Intel Xeon with AMX) or 0.68x (AMD EPYC with
+        AVX512-BF16) and ranked as well (MovieLens-100K, three seeds); on a
+        CPU without them keep fp32. "auto" keeps fp32 on every CPU. The
+        alignment module always trains in fp32.
     checkpoint_dir : str, path or None, default None
         Folder for checkpoints of the fit in progress: the fitted CF backbone,
         the alignment module, the optimizer, the epoch and step, the random
