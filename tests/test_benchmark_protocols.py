@@ -1224,3 +1224,16 @@ def test_the_mean_pooling_variant_fits_the_default_with_mean_pooled_towers(monke
             objective_study.run_variant(variant, 0, None, split, None, prompt_cache=None)
     (params, pooling), (plain_params, plain_pooling) = pooled
     assert (pooling, plain_pooling) == ("mean", "last") and params == plain_params
+
+
+def test_teacher_cost_times_two_ways_of_the_same_scores(log):
+    """benchmarks/teacher_cost.py: its "dense" way (the code before EASE.score read only the histories' rows) gives
+    the scores EASE.score gives, for some candidates and for every item."""
+    teacher_cost = pytest.importorskip("teacher_cost")
+    from rarec.cf import history_matrix
+
+    sequences = log.user_sequences()
+    ease = EASE().fit(sequences, log.n_items)
+    rows = history_matrix([s[:3] for s in sequences[:16]], log.n_items)
+    for candidates in (np.array([5, 1, 70]), None):
+        torch.testing.assert_close(teacher_cost.dense_scores(ease, rows, candidates), ease.score(rows, candidates))

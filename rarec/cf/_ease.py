@@ -66,6 +66,9 @@ class EASE:
 
     MAX_ITEMS = 20_000
 
+    #: histories scored together by :meth:`score`: the weight rows of their distinct items are gathered at once
+    SCORE_CHUNK = 256
+
     def __init__(self, l2: float = 200.0) -> None:
         self.l2 = l2
 
@@ -101,6 +104,19 @@ class EASE:
               candidates: np.ndarray | None = None) -> torch.Tensor:
         """Scores (len(histories), n_candidates) of ``candidates`` (every item when ``None``) for each history
         (item indices, or rows of :func:`history_matrix`)."""
-        rows = histories if sp.issparse(histories) else history_matrix(histories, self.weights_.shape[0])
-        weights = self.weights_ if candidates is None else self.weights_[:, torch.as_tensor(candidates)]
-        return torch.as_tensor(rows.toarray()) @ weights
+        rows = sp.csr_matrix(histories if sp.issparse(histories) else history_matrix(histories,
+                                                                                     self.weights_.shape[0]))
+        columns = None if candidates is None else torch.as_tensor(np.asarray(candidates), dtype=torch.long)
+        # A history names a few items, and only those rows of the weights count: a sparse product over them
+        # skips the dense one over every item (on Amazon Beauty's 12,101 items, 16 histories took 2.4 ms against
+        # 0.26 ms for 80 candidates, and 104 ms against 4.4 ms for every item; benchmarks/teacher_cost.py).
+        # Chunks of histories bound the weight rows gathered at once.
+        parts = []
+        for start in range(0, max(rows.shape[0], 1), self.SCORE_CHUNK):
+            chunk = rows[start:start + self.SCORE_CHUNK]
+            used, local = np.unique(chunk.indices, return_inverse=True)
+            used = torch.as_tensor(used, dtype=torch.long)
+            block = self.weights_[used] if columns is None else self.weights_[used[:, None], columns[None, :]]
+            read = sp.csr_matrix((chunk.data, local.reshape(-1), chunk.indptr), shape=(chunk.shape[0], len(used)))
+            parts.append(torch.from_numpy(np.asarray(read @ block.numpy(), dtype=np.float32)))
+        return torch.cat(parts)
