@@ -268,12 +268,17 @@ WIDE_BALANCED_20000_BF16_2_EPOCHS = _wide_balanced(WIDE_BALANCED_20000_BF16 + ",
 ALIGN_USERS: dict[str, int] = {}
 
 
-def _more_users(samples: int, users: int, lower_cache_mb: int) -> str:
+def _more_users(samples: int, users: int, lower_cache_mb: int, suffix: str = "", live_random_negatives: bool = True,
+                **params) -> str:
     """Register the balanced wide variant with ``samples`` alignment samples drawn from ``users`` users (the
-    evaluated ones and more, :data:`ALIGN_USERS`), the LLM in bf16."""
+    evaluated ones and more, :data:`ALIGN_USERS`), the LLM in bf16; ``suffix`` names what ``params`` (estimator
+    parameters) and ``live_random_negatives`` (the trainer's) change."""
     name = _wide_balanced(f"default + EASE and TF-IDF factors on every user, ID blocks balanced, {samples:,} samples "
-                          f"of {users:,} users, bf16", **dict(_SAMPLES_20000_BF16, sample_fraction=1.0,
-                                                              max_train_samples=samples), lower_cache_mb=lower_cache_mb)
+                          f"of {users:,} users, bf16{suffix}",
+                          **dict(_SAMPLES_20000_BF16, sample_fraction=1.0, max_train_samples=samples),
+                          lower_cache_mb=lower_cache_mb, **params)
+    if not live_random_negatives:
+        ALIGNMENT_OVERRIDES[name] = dict(ALIGNMENT_OVERRIDES[name], live_random_negatives=False)
     ALIGN_USERS[name] = users
     return name
 
@@ -289,6 +294,14 @@ WIDE_BALANCED_40000_BF16 = _more_users(40_000, 8000, lower_cache_mb=4096)
 #: states take 5.5 GB in bf16 (5.2 GiB, the prompt cache's file), and a seed an estimated three hours of the 2-core
 #: CPU (1.33 s a step), so it spans sessions (``--checkpoints``).
 WIDE_BALANCED_80000_BF16 = _more_users(80_000, 16_000, lower_cache_mb=8192)
+#: Session 52: a working directory lasts one session (three hours), and that row needs about six hours of a 2-core
+#: AMD EPYC (3.3 s a step). The same samples with 16-token prompts (Beauty's user prompts fill 64 tokens, its items
+#: average 36; on Beauty session 12 found 16 tokens within the seed spread at 3.5x less time) and the 64 random
+#: negatives encoded forward-only (session 31: a step 0.63x as costly, ML-100K's final ranking within noise). Does a
+#: seed fit in one session and keep the 80,000-sample row's ranking?
+WIDE_BALANCED_80000_SHORT = _more_users(80_000, 16_000, lower_cache_mb=4096, max_prompt_tokens=16,
+                                        suffix=", 16-token prompts, forward-only random negatives",
+                                        live_random_negatives=False)
 
 #: Variants of an option that was measured here and removed because it lost (its rows stay in the results):
 #: L2-normalised towers scored by cosine with a learned temperature (initial scale 20), ``similarity="cosine"``;

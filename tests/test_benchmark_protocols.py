@@ -110,13 +110,17 @@ def test_aligned_users_adds_others_to_the_evaluated_users_with_all_their_trainin
 
 def test_more_users_variants_keep_the_names_their_results_are_stored_under():
     prefix = "default + EASE and TF-IDF factors on every user, ID blocks balanced, "
+    short = prefix + "80,000 samples of 16,000 users, bf16, 16-token prompts, forward-only random negatives"
     assert objective_study.ALIGN_USERS == {prefix + "40,000 samples of 8,000 users, bf16": 8000,
-                                           prefix + "80,000 samples of 16,000 users, bf16": 16000}
-    for name, samples in zip(objective_study.ALIGN_USERS, (40_000, 80_000)):
+                                           prefix + "80,000 samples of 16,000 users, bf16": 16000, short: 16000}
+    for name, samples in zip(objective_study.ALIGN_USERS, (40_000, 80_000, 80_000)):
         params = objective_study.VARIANTS[name]
         assert (params["max_train_samples"], params["sample_fraction"], params["llm_dtype"]) == (samples, 1.0,
                                                                                                   "bfloat16")
-        assert objective_study.ALIGNMENT_OVERRIDES[name] == dict(balance_id_blocks=True)
+        assert params.get("max_prompt_tokens", 64) == (16 if name == short else 64)
+        assert objective_study.ALIGNMENT_OVERRIDES[name] == dict(
+            balance_id_blocks=True, **(dict(live_random_negatives=False) if name == short else {}))
+        assert objective_study.FACTORS_ON_EVERYONE[name] == dict(cooccurrence_l2=50.0, text_rank=512, text_weight=0.25)
 
 
 def tiny_cold_split(monkeypatch):

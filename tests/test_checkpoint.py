@@ -315,3 +315,20 @@ def test_a_fit_stopped_in_the_middle_of_the_output_heads_resumes_after_their_las
         with pytest.raises(KeyboardInterrupt):
             fitted(llm, **settings, checkpoint_dir=tmp_path).fit(X, item_text=text)
     assert not (tmp_path / "head_epochs").exists()
+
+
+def test_the_heads_last_epoch_is_saved_once_as_the_stage_s_own_checkpoint(data, tmp_path, monkeypatch):
+    from rarec._fit_checkpoint import FitCheckpointer
+
+    X, text, llm = data
+    saved, original = [], FitCheckpointer.write_head_epochs
+
+    def recorded(self, meta, tensors):
+        saved.append(meta["epoch"])
+        return original(self, meta, tensors)
+
+    monkeypatch.setattr(FitCheckpointer, "write_head_epochs", recorded)
+    # 4 head steps an epoch: checkpoint_every=4 saves after every epoch but the last, which heads/ holds instead
+    fitted(llm, epochs=1, head_epochs=3, checkpoint_every=4, checkpoint_dir=tmp_path).fit(X, item_text=text)
+    assert saved == [1, 2]
+    assert not (tmp_path / "head_epochs").exists() and (tmp_path / "heads").is_dir()

@@ -540,7 +540,8 @@ def _fit_heads(users: torch.Tensor, items: torch.Tensor, pooled: torch.Tensor | 
             decay.step()
             loss_sum += float(loss.detach())
         unsaved += per_epoch
-        if checkpointer is not None and unsaved >= checkpointer.every:
+        # after the last epoch the stage's own ``heads/`` checkpoint follows at once, so nothing is saved here
+        if checkpointer is not None and unsaved >= checkpointer.every and epoch < config.head_epochs:
             checkpointer.write_head_epochs(*_head_epochs_checkpoint(heads, optimizer, decay, rng, epoch, loss_sum))
             unsaved = 0
     group.broadcast_module(heads)  # every rank trained the same heads; rank 0's are kept bit for bit
