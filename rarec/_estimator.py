@@ -264,8 +264,9 @@ class RARecommender(RankingMixin, BaseEstimator):
         elsewhere. A small LLM on a GPU can be faster in fp32 (see the GPU
         guide). On a CPU with bf16 instructions, "bfloat16" took 0.63x the
         fp32 alignment step (Intel Xeon with AMX) or 0.68x (AMD EPYC with
-        AVX512-BF16) and ranked as well (MovieLens-100K, three seeds); on a
-        CPU without them keep fp32. "auto" keeps fp32 on every CPU. The
+        AVX512-BF16) and ranked as well (MovieLens-100K, three seeds); on an
+        x86 CPU without them bf16 runs many times slower than fp32, and
+        loading the LLM so warns. "auto" keeps fp32 on every CPU. The
         alignment module always trains in fp32.
     checkpoint_dir : str, path or None, default None
         Folder for checkpoints of the fit in progress: the fitted CF backbone,

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .._device import resolve_device
+from .._device import resolve_device, warn_if_slow_on_cpu
 from ._compat import cache_kwargs, cache_layers, output_cache, prefix_cache, skip_lower_layers
 from ._loading import load_pretrained
 
@@ -106,6 +106,7 @@ class FrozenLLM:
                 dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
             model, tokenizer, identity = load_pretrained(llm, dtype, trust_remote_code, verbose)
             frozen = cls(model, tokenizer, identity)
+        warn_if_slow_on_cpu(frozen.dtype, device)
         frozen.model.to(device)
         return frozen
 

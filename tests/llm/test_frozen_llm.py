@@ -85,3 +85,35 @@ def test_prompt_keys_values_ignore_padding(llm):
     alone = llm.prompt_states([a], 0, 0, states=False, keys_values=True)[1]
     assert both.shape == (2, llm.spec.n_layers, 2, llm.spec.kv_dim)
     torch.testing.assert_close(both[:1], alone, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("native, warned", [(False, True), (True, False)])
+def test_bf16_on_a_cpu_without_bf16_instructions_warns_that_it_is_slow(monkeypatch, native, warned):
+    import warnings
+
+    import rarec._device as device
+
+    monkeypatch.setattr(device.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frozen = FrozenLLM.load(tiny_llm(), device="cpu", dtype=torch.bfloat16)
+        FrozenLLM.load(tiny_llm(), device="cpu", dtype=torch.float32)  # fp32 never warns
+    assert frozen.dtype == torch.bfloat16
+    slow = [w for w in caught if "without bfloat16 instructions" in str(w.message)]
+    assert len(slow) == int(warned)
+    if warned:
+        assert "llm_dtype='float32'" in str(slow[0].message)
+
+
+def test_bf16_is_not_checked_off_x86(monkeypatch):
+    import warnings
+
+    import rarec._device as device
+
+    monkeypatch.setattr(device.platform, "machine", lambda: "arm64")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FrozenLLM.load(tiny_llm(), device="cpu", dtype=torch.bfloat16)
