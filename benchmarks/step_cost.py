@@ -4,6 +4,7 @@ frozen LLM held in fp32 or bf16.
     python benchmarks/step_cost.py                       # ML-100K, 40 steps each way
     python benchmarks/step_cost.py --data ../shared/data/amazon-beauty --steps 20
     python benchmarks/step_cost.py --compare dtype       # llm_dtype float32 against bfloat16 (live negatives)
+    python benchmarks/step_cost.py --compare short --data ../shared/data/amazon-beauty   # 64 against 16 tokens
 
 The estimator's default objective adds 64 uniformly drawn items to every
 batch's candidates. Encoded *live* (the default), they run through the item
@@ -16,7 +17,10 @@ alternating the two so that a machine that slows down or speeds up mid-run
 does not favour either. ``--compare dtype`` times the default (live) step
 with the LLM in fp32 and in bf16 instead: on a CPU without bf16 units bf16 is
 far slower, on one with them (AMX) the frozen layers' matrix products run
-faster. Each fit uses the objective study's shared SASRec and prompt-pass
+faster. ``--compare short`` times the default step (64-token prompts, live
+negatives) against 16-token prompts with forward-only negatives, the two
+savings of the objective study's "..., 16-token prompts, forward-only random
+negatives" row (``--llm-dtype`` picks the precision of both). Each fit uses the objective study's shared SASRec and prompt-pass
 cache; a tiny validation set keeps the fit's validation
 short, the fits align on 100 seeded users (a fit ends by encoding each
 user it was given), and only the training epoch's own seconds are compared.
@@ -50,17 +54,18 @@ BATCH = 16
 
 
 def timed_epoch(backbone, train, validation, text, live: bool, steps: int, llm=None,
-                prompt_cache: Path | None = PROMPT_CACHE, llm_dtype: str = "float32") -> dict:
+                prompt_cache: Path | None = PROMPT_CACHE, llm_dtype: str = "float32", max_prompt_tokens: int = 64) -> dict:
     """One fit of ``steps`` batches with the default objective; the training epoch's seconds per step."""
     params = {**BASE, **VARIANTS[DEFAULT], "sample_fraction": 1.0, "max_train_samples": steps * BATCH,
-              "head_epochs": 0}  # every sample a candidate, so that the few users give ``steps`` batches
+              "head_epochs": 0,  # every sample a candidate, so that the few users give ``steps`` batches
+              "max_prompt_tokens": max_prompt_tokens}
     rec = RARecommender(backbone=backbone, llm=llm, device="cpu", llm_dtype=llm_dtype, random_state=0, verbose=0,
                         **params)
     with alignment_overrides(live_random_negatives=live), cached_prompt_states(prompt_cache):
         rec.fit(train, item_text=text, validation=validation)
     epoch = rec.training_log_[0]
     batches = -(-epoch["samples"] // BATCH)
-    return {"live": live, "llm_dtype": llm_dtype, "seconds": epoch["seconds"], "steps": batches,
+    return {"live": live, "llm_dtype": llm_dtype, "max_prompt_tokens": max_prompt_tokens, "seconds": epoch["seconds"], "steps": batches,
             "seconds_per_step": epoch["seconds"] / batches, "setup_seconds": epoch.get("setup_seconds")}
 
 
@@ -78,9 +83,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/ml-100k")
     parser.add_argument("--steps", type=int, default=40, help="training steps (batches of 16) timed per fit")
     parser.add_argument("--rounds", type=int, default=2, help="fits each way, alternating")
-    parser.add_argument("--compare", choices=("negatives", "dtype"), default="negatives",
+    parser.add_argument("--compare", choices=("negatives", "dtype", "short"), default="negatives",
                         help="negatives: live against forward-only random negatives (fp32); dtype: the LLM in "
-                             "float32 against bfloat16 (live negatives)")
+                             "float32 against bfloat16 (live negatives); short: 64-token prompts with live "
+                             "negatives against 16-token prompts with forward-only ones")
+    parser.add_argument("--llm-dtype", default="float32", help="the LLM's precision for --compare negatives/short")
     parser.add_argument("--tag", default="", help="appended to the results file's name (one file per machine)")
     args = parser.parse_args()
     suffix = dataset_suffix(args.data)
@@ -94,7 +101,11 @@ def main() -> None:
     validation = inner.test.subset(np.isin(inner.test.user_codes, users[:VALIDATION_USERS]))
     # the two settings compared: (key in the results, timed_epoch's keyword arguments)
     if args.compare == "negatives":
-        ways = [("live", dict(live=True)), ("forward_only", dict(live=False))]
+        ways = [("live", dict(live=True, llm_dtype=args.llm_dtype)),
+                ("forward_only", dict(live=False, llm_dtype=args.llm_dtype))]
+    elif args.compare == "short":
+        ways = [("default", dict(live=True, llm_dtype=args.llm_dtype)),
+                ("short", dict(live=False, llm_dtype=args.llm_dtype, max_prompt_tokens=16))]
     else:
         ways = [("float32", dict(live=True, llm_dtype="float32")), ("bfloat16", dict(live=True, llm_dtype="bfloat16"))]
     runs = []
@@ -109,7 +120,7 @@ def main() -> None:
               "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
               **{f"seconds_per_step_{key}": value for key, value in per_step.items()},
               f"{second}_over_{first}": per_step[second] / per_step[first], "runs": runs}
-    name = "step_cost" if args.compare == "negatives" else "step_cost_dtype"
+    name = {"negatives": "step_cost", "dtype": "step_cost_dtype", "short": "step_cost_short"}[args.compare]
     path = HERE / "results" / f"{name}{suffix}{'_' + args.tag if args.tag else ''}.json"
     path.write_text(results_json(result))
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}), file=sys.stderr)

@@ -1018,9 +1018,10 @@ def test_step_cost_times_the_requested_steps_of_a_real_fit_both_ways(tmp_path, m
     inner = leave_last_out(split.train, n_valid=0)
     import rarec._estimator as estimator
 
-    seen, dtypes, original = [], [], estimator.train_alignment  # the trainer's config (after the overrides), LLM
+    seen, dtypes, tokens, original = [], [], [], estimator.train_alignment  # the trainer's config, LLM, prompts
     monkeypatch.setattr(estimator, "train_alignment", lambda towers, samples, sequences, config, *a, **k:
                         seen.append(config) or dtypes.append(towers.llm.dtype)
+                        or tokens.append(towers.settings.max_prompt_tokens)
                         or original(towers, samples, sequences, config, *a, **k))
     for live in (True, False):
         run = step_cost.timed_epoch(backbone, inner.train, inner.test, data.item_text, live, steps=2,
@@ -1031,6 +1032,10 @@ def test_step_cost_times_the_requested_steps_of_a_real_fit_both_ways(tmp_path, m
     run = step_cost.timed_epoch(backbone, inner.train, inner.test, data.item_text, True, steps=2,
                                 llm=tiny_llm(data.item_text), prompt_cache=None, llm_dtype="bfloat16")
     assert dtypes[-1] == torch.bfloat16 and run["llm_dtype"] == "bfloat16" and run["steps"] == 2
+    assert tokens == [64, 64, 64]
+    run = step_cost.timed_epoch(backbone, inner.train, inner.test, data.item_text, False, steps=2,
+                                llm=tiny_llm(data.item_text), prompt_cache=None, max_prompt_tokens=16)
+    assert tokens[-1] == 16 and run["max_prompt_tokens"] == 16 and not seen[-1].live_random_negatives
 
 
 def test_objective_study_keeps_a_gpu_run_apart_from_the_cpu_rows():
