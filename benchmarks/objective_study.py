@@ -269,13 +269,14 @@ ALIGN_USERS: dict[str, int] = {}
 
 
 def _more_users(samples: int, users: int, lower_cache_mb: int, suffix: str = "", live_random_negatives: bool = True,
-                **params) -> str:
+                bf16: bool = True, **params) -> str:
     """Register the balanced wide variant with ``samples`` alignment samples drawn from ``users`` users (the
-    evaluated ones and more, :data:`ALIGN_USERS`), the LLM in bf16; ``suffix`` names what ``params`` (estimator
-    parameters) and ``live_random_negatives`` (the trainer's) change."""
+    evaluated ones and more, :data:`ALIGN_USERS`), the LLM in bf16 (or fp32); ``suffix`` names what ``params``
+    (estimator parameters) and ``live_random_negatives`` (the trainer's) change."""
     name = _wide_balanced(f"default + EASE and TF-IDF factors on every user, ID blocks balanced, {samples:,} samples "
-                          f"of {users:,} users, bf16{suffix}",
-                          **dict(_SAMPLES_20000_BF16, sample_fraction=1.0, max_train_samples=samples),
+                          f"of {users:,} users, {'bf16' if bf16 else 'fp32'}{suffix}",
+                          **dict(_SAMPLES_20000_BF16, sample_fraction=1.0, max_train_samples=samples,
+                                 llm_dtype="bfloat16" if bf16 else "float32"),
                           lower_cache_mb=lower_cache_mb, **params)
     if not live_random_negatives:
         ALIGNMENT_OVERRIDES[name] = dict(ALIGNMENT_OVERRIDES[name], live_random_negatives=False)
@@ -302,6 +303,18 @@ WIDE_BALANCED_80000_BF16 = _more_users(80_000, 16_000, lower_cache_mb=8192)
 WIDE_BALANCED_80000_SHORT = _more_users(80_000, 16_000, lower_cache_mb=4096, max_prompt_tokens=16,
                                         suffix=", 16-token prompts, forward-only random negatives",
                                         live_random_negatives=False)
+#: Session 52's CPU had no bf16 instructions (AVX2 only; bf16 about 15x slower there): the same savings in fp32 on
+#: half the samples, against the 40,000-sample row (three seeds, 1.089x / 1.101x SASRec), to see whether they cost
+#: ranking before a seed of the row above is spent on them.
+#: The cheapest test of the same savings: session 43's 20,000-sample row (three seeds, 1.04x / 1.097x SASRec) in fp32
+#: with 16-token prompts and forward-only random negatives, paired user by user with its seeds.
+WIDE_20000_SHORT_FP32 = _wide_balanced(WIDE_BALANCED_20000_BF16.removesuffix(", bf16")
+                                       + ", fp32, 16-token prompts, forward-only random negatives",
+                                       **dict(_SAMPLES_20000_BF16, llm_dtype="float32"), max_prompt_tokens=16)
+ALIGNMENT_OVERRIDES[WIDE_20000_SHORT_FP32] = dict(balance_id_blocks=True, live_random_negatives=False)
+WIDE_40000_SHORT_FP32 = _more_users(40_000, 8000, lower_cache_mb=4096, max_prompt_tokens=16, bf16=False,
+                                    suffix=", 16-token prompts, forward-only random negatives",
+                                    live_random_negatives=False)
 
 #: Variants of an option that was measured here and removed because it lost (its rows stay in the results):
 #: L2-normalised towers scored by cosine with a learned temperature (initial scale 20), ``similarity="cosine"``;

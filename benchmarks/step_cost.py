@@ -27,7 +27,8 @@ user it was given), and only the training epoch's own seconds are compared.
 
 Results: benchmarks/results/step_cost_<data folder>.json, or
 step_cost_dtype_<data folder>.json for ``--compare dtype``, with ``_<tag>``
-appended when ``--tag`` names the machine (printed; the page quotes them).
+appended when ``--tag`` names the machine (printed; the page quotes them), written after
+every fit so that a run stopped early keeps the fits it finished (``rounds_done``).
 """
 
 from __future__ import annotations
@@ -108,22 +109,30 @@ def main() -> None:
                 ("short", dict(live=False, llm_dtype=args.llm_dtype, max_prompt_tokens=16))]
     else:
         ways = [("float32", dict(live=True, llm_dtype="float32")), ("bfloat16", dict(live=True, llm_dtype="bfloat16"))]
-    runs = []
+    name = {"negatives": "step_cost", "dtype": "step_cost_dtype", "short": "step_cost_short"}[args.compare]
+    path = HERE / "results" / f"{name}{suffix}{'_' + args.tag if args.tag else ''}.json"
+    runs: list[dict] = []
     for round_ in range(args.rounds):
         for key, kwargs in (ways if round_ % 2 == 0 else ways[::-1]):
             runs.append({"way": key, **timed_epoch(backbone, train, validation, text, steps=args.steps, **kwargs)})
             print(json.dumps(runs[-1]), file=sys.stderr)
-    per_step = {key: statistics.mean(r["seconds_per_step"] for r in runs if r["way"] == key) for key, _ in ways}
-    (first, _), (second, _) = ways
-    result = {"dataset": args.data.name, "steps": args.steps, "rounds": args.rounds,
-              "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-              "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-              **{f"seconds_per_step_{key}": value for key, value in per_step.items()},
-              f"{second}_over_{first}": per_step[second] / per_step[first], "runs": runs}
-    name = {"negatives": "step_cost", "dtype": "step_cost_dtype", "short": "step_cost_short"}[args.compare]
-    path = HERE / "results" / f"{name}{suffix}{'_' + args.tag if args.tag else ''}.json"
-    path.write_text(results_json(result))
+            # written after every fit, so that a run stopped early keeps what it measured ("rounds_done" says how much)
+            result = summary(args, ways, runs)
+            path.write_text(results_json(result))
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}), file=sys.stderr)
+
+
+def summary(args: argparse.Namespace, ways: list[tuple[str, dict]], runs: list[dict]) -> dict:
+    """The results file's content for the fits timed so far: each way's mean seconds per step and their ratio."""
+    per_step = {key: statistics.mean(r["seconds_per_step"] for r in runs if r["way"] == key)
+                for key, _ in ways if any(r["way"] == key for r in runs)}
+    (first, _), (second, _) = ways
+    ratio = {f"{second}_over_{first}": per_step[second] / per_step[first]} if len(per_step) == 2 else {}
+    return {"dataset": args.data.name, "steps": args.steps, "rounds": args.rounds,
+            "rounds_done": min(sum(r["way"] == key for r in runs) for key, _ in ways),
+            "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+            "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            **{f"seconds_per_step_{key}": value for key, value in per_step.items()}, **ratio, "runs": runs}
 
 
 if __name__ == "__main__":

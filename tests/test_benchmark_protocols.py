@@ -110,16 +110,19 @@ def test_aligned_users_adds_others_to_the_evaluated_users_with_all_their_trainin
 
 def test_more_users_variants_keep_the_names_their_results_are_stored_under():
     prefix = "default + EASE and TF-IDF factors on every user, ID blocks balanced, "
-    short = prefix + "80,000 samples of 16,000 users, bf16, 16-token prompts, forward-only random negatives"
+    cuts = ", 16-token prompts, forward-only random negatives"
+    short = prefix + "80,000 samples of 16,000 users, bf16" + cuts
+    short_fp32 = prefix + "40,000 samples of 8,000 users, fp32" + cuts
     assert objective_study.ALIGN_USERS == {prefix + "40,000 samples of 8,000 users, bf16": 8000,
-                                           prefix + "80,000 samples of 16,000 users, bf16": 16000, short: 16000}
-    for name, samples in zip(objective_study.ALIGN_USERS, (40_000, 80_000, 80_000)):
+                                           prefix + "80,000 samples of 16,000 users, bf16": 16000, short: 16000,
+                                           short_fp32: 8000}
+    for name, samples in zip(objective_study.ALIGN_USERS, (40_000, 80_000, 80_000, 40_000)):
         params = objective_study.VARIANTS[name]
-        assert (params["max_train_samples"], params["sample_fraction"], params["llm_dtype"]) == (samples, 1.0,
-                                                                                                  "bfloat16")
-        assert params.get("max_prompt_tokens", 64) == (16 if name == short else 64)
+        dtype = "float32" if name == short_fp32 else "bfloat16"
+        assert (params["max_train_samples"], params["sample_fraction"], params["llm_dtype"]) == (samples, 1.0, dtype)
+        assert params.get("max_prompt_tokens", 64) == (16 if name.endswith(cuts) else 64)
         assert objective_study.ALIGNMENT_OVERRIDES[name] == dict(
-            balance_id_blocks=True, **(dict(live_random_negatives=False) if name == short else {}))
+            balance_id_blocks=True, **(dict(live_random_negatives=False) if name.endswith(cuts) else {}))
         assert objective_study.FACTORS_ON_EVERYONE[name] == dict(cooccurrence_l2=50.0, text_rank=512, text_weight=0.25)
 
 
@@ -1246,3 +1249,19 @@ def test_teacher_cost_times_two_ways_of_the_same_scores(log):
     rows = history_matrix([s[:3] for s in sequences[:16]], log.n_items)
     for candidates in (np.array([5, 1, 70]), None):
         torch.testing.assert_close(teacher_cost.dense_scores(ease, rows, candidates), ease.score(rows, candidates))
+
+
+def test_step_cost_summary_keeps_what_a_stopped_run_measured():
+    from argparse import Namespace
+    from pathlib import Path
+
+    step_cost = pytest.importorskip("step_cost")
+    args = Namespace(data=Path("x/amazon-beauty"), steps=20, rounds=2)
+    ways = [("default", {}), ("short", {})]
+    runs = [{"way": "default", "seconds_per_step": 5.0}]
+    first = step_cost.summary(args, ways, runs)
+    assert first["rounds_done"] == 0 and first["seconds_per_step_default"] == 5.0 and "short_over_default" not in first
+    runs += [{"way": "short", "seconds_per_step": 1.0}, {"way": "short", "seconds_per_step": 2.0}]
+    second = step_cost.summary(args, ways, runs)
+    assert second["rounds_done"] == 1 and second["seconds_per_step_short"] == 1.5
+    assert second["short_over_default"] == pytest.approx(0.3) and second["runs"] == runs
