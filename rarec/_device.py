@@ -53,13 +53,13 @@ def warn_if_slow_on_cpu(dtype: torch.dtype, device: torch.device) -> None:
     if device.type != "cpu" or platform.machine().lower() not in ("x86_64", "amd64"):
         return
     if dtype == torch.bfloat16:
-        fast = _cpu_has("avx512_bf16") or _cpu_has("amx_tile")
+        fast, units = _cpu_has("avx512_bf16") or _cpu_has("amx_tile"), "AVX512-BF16 or AMX"
     elif dtype == torch.float16:
-        fast = _cpu_has("amx_fp16")
+        fast, units = _cpu_has("amx_fp16"), "AMX-FP16"
     else:
         return
     if not fast:
         name = str(dtype).removeprefix("torch.")
-        warnings.warn(f"llm_dtype={name!r} on a CPU without {name} instructions (AVX512-BF16 or AMX): the LLM "
+        warnings.warn(f"llm_dtype={name!r} on a CPU without {name} instructions ({units}): the LLM "
                       f"runs many times slower there than in float32; use llm_dtype='float32' (what "
                       f"'auto' picks on a CPU).", UserWarning, stacklevel=3)
