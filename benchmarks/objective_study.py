@@ -303,15 +303,15 @@ WIDE_BALANCED_80000_BF16 = _more_users(80_000, 16_000, lower_cache_mb=8192)
 WIDE_BALANCED_80000_SHORT = _more_users(80_000, 16_000, lower_cache_mb=4096, max_prompt_tokens=16,
                                         suffix=", 16-token prompts, forward-only random negatives",
                                         live_random_negatives=False)
-#: Session 52's CPU had no bf16 instructions (AVX2 only; bf16 about 15x slower there): the same savings in fp32 on
-#: half the samples, against the 40,000-sample row (three seeds, 1.089x / 1.101x SASRec), to see whether they cost
-#: ranking before a seed of the row above is spent on them.
 #: The cheapest test of the same savings: session 43's 20,000-sample row (three seeds, 1.04x / 1.097x SASRec) in fp32
 #: with 16-token prompts and forward-only random negatives, paired user by user with its seeds.
 WIDE_20000_SHORT_FP32 = _wide_balanced(WIDE_BALANCED_20000_BF16.removesuffix(", bf16")
                                        + ", fp32, 16-token prompts, forward-only random negatives",
                                        **dict(_SAMPLES_20000_BF16, llm_dtype="float32"), max_prompt_tokens=16)
 ALIGNMENT_OVERRIDES[WIDE_20000_SHORT_FP32] = dict(balance_id_blocks=True, live_random_negatives=False)
+#: Session 52's CPU had no bf16 instructions (AVX2 only; bf16 about 15x slower there): the same savings in fp32 on
+#: half the samples, against the 40,000-sample row (three seeds, 1.089x / 1.101x SASRec), to see whether they cost
+#: ranking before a seed of the row above is spent on them.
 WIDE_40000_SHORT_FP32 = _more_users(40_000, 8000, lower_cache_mb=4096, max_prompt_tokens=16, bf16=False,
                                     suffix=", 16-token prompts, forward-only random negatives",
                                     live_random_negatives=False)
