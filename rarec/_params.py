@@ -37,8 +37,9 @@ def validate_params(rec: RARecommender) -> None:
                        ("bank_refresh", 1), ("head_epochs", 0), ("head_hidden", 0),
                        ("head_samples", 0)):
         check_int(getattr(rec, param), param, name, low)
-    if rec.max_train_samples is not None:
-        check_int(rec.max_train_samples, "max_train_samples", name, 1)
+    for param, low in (("max_train_samples", 1), ("head_batch_size", 2)):
+        if getattr(rec, param) is not None:
+            check_int(getattr(rec, param), param, name, low)
     check_option(rec.reparameterization, "reparameterization", name, REPARAMETERIZATIONS)
     check_option(rec.loss, "loss", name, LOSSES)
     check_option(rec.negatives, "negatives", name, NEGATIVES)
@@ -115,6 +116,7 @@ def alignment_config(rec: RARecommender, progress: bool) -> AlignmentConfig:
                            epochs=rec.epochs, batch_size=rec.batch_size,
                            lr=rec.lr, weight_decay=rec.weight_decay, max_grad_norm=rec.max_grad_norm,
                            patience=rec.patience, head_epochs=rec.head_epochs, head_lr=rec.head_lr,
+                           head_batch_size=rec.head_batch_size,
                            head_hidden=rec.head_hidden, history_pooling=rec.history_pooling,
                            lower_cache_mb=rec.lower_cache_mb, progress=progress)
 

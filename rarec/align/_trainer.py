@@ -60,6 +60,7 @@ class AlignmentConfig:
     #: epochs of the output heads, trained after the prefixes on their fixed vectors (0: no heads)
     head_epochs: int = 30
     head_lr: float = 1e-4  # Adam, decayed to 0 along a cosine over the heads' steps
+    head_batch_size: int | None = None  # samples per rank and head step (None: batch_size)
     head_hidden: int = 1024  # hidden units of a residual MLP after each linear head (0: linear heads)
     #: the user head also reads the mean of the LLM's item vectors (before the heads) over the whole history
     history_pooling: bool = True
@@ -295,7 +296,8 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
             more_cf, more_tokens = _user_inputs(towers, head_samples, sequences)
             samples = every_sample
             user_cf, user_tokens = torch.cat([user_cf, more_cf]), user_tokens + more_tokens
-            log_q = _log_q(samples.targets, towers.n_items, config, group, device)
+        # the heads' in-batch candidates are drawn per head batch, which may differ from the prefixes'
+        log_q = _log_q(samples.targets, towers.n_items, config, group, device, heads=True)
         record = _train_heads(towers, samples, sequences, user_cf, user_tokens, user_states, teacher_items, log_q,
                               config, rng, group, extra_teacher, checkpointer=checkpointer)
         if validate is not None:  # kept only if they rank the validation items better than the prefixes alone
@@ -407,12 +409,19 @@ def _user_inputs(towers: Towers, samples: AlignmentSamples, sequences: Sequence[
             [towers.prompts.user_tokens(towers.window(h)) for h in histories])
 
 
-def _log_q(targets: np.ndarray, n_items: int, config: AlignmentConfig, group: Group, device) -> torch.Tensor:
-    """log of how often each item is drawn as an in-batch candidate per batch: targets by their frequency among
-    the samples, random extras uniformly; a candidate's logit minus it gives an unbiased softmax estimate."""
-    draws = (config.batch_size * group.size * np.bincount(targets, minlength=n_items) / len(targets)
+def _log_q(targets: np.ndarray, n_items: int, config: AlignmentConfig, group: Group, device,
+           heads: bool = False) -> torch.Tensor:
+    """log of how often each item is drawn as an in-batch candidate per batch (the prefixes' batch, or with
+    ``heads`` the heads' batch): targets by their frequency among the samples, random extras uniformly; a
+    candidate's logit minus it gives an unbiased softmax estimate."""
+    draws = (_batch_size(config, heads) * group.size * np.bincount(targets, minlength=n_items) / len(targets)
              + config.n_random_negatives / n_items)
     return torch.as_tensor(np.log(np.maximum(draws, 1e-12)), dtype=torch.float32, device=device)
+
+
+def _batch_size(config: AlignmentConfig, heads: bool = False) -> int:
+    """Samples per rank and step: the prefixes', or with ``heads`` the output heads' (the prefixes' unless set)."""
+    return config.head_batch_size if heads and config.head_batch_size is not None else config.batch_size
 
 
 def _objective(scores: torch.Tensor, target: torch.Tensor, rows: np.ndarray, items: np.ndarray | None,
@@ -508,7 +517,7 @@ def _fit_heads(users: torch.Tensor, items: torch.Tensor, pooled: torch.Tensor | 
     generator = torch.Generator().manual_seed(int(rng.integers(2**31))) if config.head_hidden else None
     heads = OutputHeads(users.shape[1], config.head_hidden, generator, pool=pooled is not None).to(device)
     optimizer = torch.optim.Adam(heads.parameters(), lr=config.head_lr)
-    batch = config.batch_size * group.size  # the prefixes' global batch: every rank trains the same heads
+    batch = _batch_size(config, heads=True) * group.size  # the global batch: every rank trains the same heads
     per_epoch = -(-len(samples) // batch)
     total = config.head_epochs * per_epoch
     decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))

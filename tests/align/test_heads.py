@@ -165,8 +165,35 @@ def test_heads_train_on_the_prefixes_objective_for_head_epochs(data, monkeypatch
         assert all(shape[0] == 16 and shape[1] <= 16 + 8 for shape, _ in seen[prefix_steps:])
 
 
+def test_heads_train_in_batches_of_head_batch_size_with_their_own_logq(data, monkeypatch):
+    X, text, llm = data
+    seen, batches, original = [], [], trainer.ranking_loss
+    original_log_q = trainer._log_q
+
+    def spy(scores, target, loss):
+        seen.append(tuple(scores.shape))
+        return original(scores, target, loss)
+
+    def spy_log_q(targets, n_items, config, group, device, heads=False):
+        batches.append((heads, trainer._batch_size(config, heads)))
+        return original_log_q(targets, n_items, config, group, device, heads)
+
+    monkeypatch.setattr(trainer, "ranking_loss", spy)
+    monkeypatch.setattr(trainer, "_log_q", spy_log_q)
+    scripted_validation(monkeypatch, [0.1, 0.2])
+    rec = small(llm, head_epochs=2, head_batch_size=32, n_random_negatives=8).fit(X, item_text=text)
+    prefix_steps, head_steps = 64 // 16, 2 * (64 // 32)
+    assert len(seen) == prefix_steps + head_steps
+    assert all(shape[0] == 16 for shape in seen[:prefix_steps])
+    assert all(shape[0] == 32 and shape[1] <= 32 + 8 for shape in seen[prefix_steps:])
+    assert batches == [(False, 16), (True, 32)]  # the heads' logQ counts the draws of their own batches
+    assert rec.get_params()["head_batch_size"] == 32
+
+
 def test_head_parameters_are_checked(data):
     X, text, llm = data
+    with pytest.raises(ValueError, match="head_batch_size"):
+        small(llm, head_batch_size=1).fit(X, item_text=text)
     with pytest.raises(ValueError, match="head_epochs"):
         small(llm, head_epochs=-1).fit(X, item_text=text)
     with pytest.raises(ValueError, match="head_lr"):
