@@ -237,11 +237,13 @@ VARIANTS.update({name: dict(VARIANTS["default + co-occurrence factors (session 2
 _WIDE = "default + EASE factors on every user (512, L2 50, 0.1) + TF-IDF factors (512, 0.25)"
 
 
-def _wide_balanced(name: str, **params) -> str:
+def _wide_balanced(name: str, live_random_negatives: bool = True, **params) -> str:
     """Register ``name``: session 24's wide ID vectors (``_WIDE``) with their blocks balanced at the projector's
-    input, and these estimator parameters on top."""
+    input, these estimator parameters on top and, unless ``live_random_negatives``, the random negatives encoded
+    forward-only (the trainer's setting)."""
     FACTORS_ON_EVERYONE[name] = FACTORS_ON_EVERYONE[_WIDE]
-    ALIGNMENT_OVERRIDES[name] = dict(balance_id_blocks=True)
+    ALIGNMENT_OVERRIDES[name] = dict(balance_id_blocks=True,
+                                     **({} if live_random_negatives else dict(live_random_negatives=False)))
     VARIANTS[name] = dict(VARIANTS[_WIDE], **params)
     return name
 
@@ -277,9 +279,7 @@ def _more_users(samples: int, users: int, lower_cache_mb: int, suffix: str = "",
                           f"of {users:,} users, {'bf16' if bf16 else 'fp32'}{suffix}",
                           **dict(_SAMPLES_20000_BF16, sample_fraction=1.0, max_train_samples=samples,
                                  llm_dtype="bfloat16" if bf16 else "float32"),
-                          lower_cache_mb=lower_cache_mb, **params)
-    if not live_random_negatives:
-        ALIGNMENT_OVERRIDES[name] = dict(ALIGNMENT_OVERRIDES[name], live_random_negatives=False)
+                          lower_cache_mb=lower_cache_mb, live_random_negatives=live_random_negatives, **params)
     ALIGN_USERS[name] = users
     return name
 
@@ -307,8 +307,8 @@ WIDE_BALANCED_80000_SHORT = _more_users(80_000, 16_000, lower_cache_mb=4096, max
 #: with 16-token prompts and forward-only random negatives, paired user by user with its seeds.
 WIDE_20000_SHORT_FP32 = _wide_balanced(WIDE_BALANCED_20000_BF16.removesuffix(", bf16")
                                        + ", fp32, 16-token prompts, forward-only random negatives",
-                                       **dict(_SAMPLES_20000_BF16, llm_dtype="float32"), max_prompt_tokens=16)
-ALIGNMENT_OVERRIDES[WIDE_20000_SHORT_FP32] = dict(balance_id_blocks=True, live_random_negatives=False)
+                                       **dict(_SAMPLES_20000_BF16, llm_dtype="float32"), max_prompt_tokens=16,
+                                       live_random_negatives=False)
 #: Session 52's CPU had no bf16 instructions (AVX2 only; bf16 about 15x slower there): the same savings in fp32 on
 #: half the samples, against the 40,000-sample row (three seeds, 1.089x / 1.101x SASRec), to see whether they cost
 #: ranking before a seed of the row above is spent on them.
