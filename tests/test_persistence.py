@@ -294,3 +294,15 @@ def test_a_format_1_model_still_loads_and_ranks_as_it_did(tmp_path):
     np.testing.assert_allclose(scores, expected["hist_scores"], rtol=1e-4)
     back = RARecommender.load(rec.save(tmp_path / "m"), llm=tiny_llm(titles, layers=3))  # re-saved as format 2
     np.testing.assert_array_equal(back.predict(np.arange(5)), rec.predict(np.arange(5)))
+
+
+def test_a_folder_saved_before_a_parameter_existed_loads_with_its_default(saved, fitted, llm):
+    """Parameters added later (here ``head_batch_size``) are missing from older folders' config.json: the
+    model loads with their defaults, which reproduce what those fits did."""
+    config = json.loads((saved / "config.json").read_text())
+    assert config["params"].pop("head_batch_size") is None
+    (saved / "config.json").write_text(json.dumps(config))
+    back = RARecommender.load(saved, llm=llm)
+    assert back.get_params()["head_batch_size"] is None
+    users = fitted.users_.ids
+    assert np.array_equal(back.predict(users), fitted.predict(users))
