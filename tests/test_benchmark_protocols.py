@@ -114,15 +114,16 @@ def test_more_users_variants_keep_the_names_their_results_are_stored_under():
     short = prefix + "80,000 samples of 16,000 users, bf16" + cuts
     short_fp32 = prefix + "40,000 samples of 8,000 users, fp32" + cuts
     heads_64 = prefix + "80,000 samples of 16,000 users, fp32" + cuts + ", head batch 64"
+    heads_64_bf16 = prefix + "80,000 samples of 16,000 users, bf16" + cuts + ", head batch 64"
     assert objective_study.ALIGN_USERS == {prefix + "40,000 samples of 8,000 users, bf16": 8000,
                                            prefix + "80,000 samples of 16,000 users, bf16": 16000, short: 16000,
-                                           short_fp32: 8000, heads_64: 16000}
-    for name, samples in zip(objective_study.ALIGN_USERS, (40_000, 80_000, 80_000, 40_000, 80_000)):
+                                           short_fp32: 8000, heads_64: 16000, heads_64_bf16: 16000}
+    for name, samples in zip(objective_study.ALIGN_USERS, (40_000, 80_000, 80_000, 40_000, 80_000, 80_000)):
         params = objective_study.VARIANTS[name]
         dtype = "float32" if name in (short_fp32, heads_64) else "bfloat16"
         assert (params["max_train_samples"], params["sample_fraction"], params["llm_dtype"]) == (samples, 1.0, dtype)
         assert params.get("max_prompt_tokens", 64) == (16 if cuts in name else 64)
-        assert (params.get("head_batch_size"), params.get("head_lr")) == ((64, 4e-4) if name == heads_64 else
+        assert (params.get("head_batch_size"), params.get("head_lr")) == ((64, 4e-4) if name in (heads_64, heads_64_bf16) else
                                                                           (None, None))
         assert objective_study.ALIGNMENT_OVERRIDES[name] == dict(
             balance_id_blocks=True, **(dict(live_random_negatives=False) if cuts in name else {}))
