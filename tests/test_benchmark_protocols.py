@@ -123,8 +123,8 @@ def test_more_users_variants_keep_the_names_their_results_are_stored_under():
         dtype = "float32" if name in (short_fp32, heads_64) else "bfloat16"
         assert (params["max_train_samples"], params["sample_fraction"], params["llm_dtype"]) == (samples, 1.0, dtype)
         assert params.get("max_prompt_tokens", 64) == (16 if cuts in name else 64)
-        assert (params.get("head_batch_size"), params.get("head_lr")) == ((64, 4e-4) if name in (heads_64, heads_64_bf16) else
-                                                                          (None, None))
+        heads = (64, 4e-4) if name in (heads_64, heads_64_bf16) else (None, None)
+        assert (params.get("head_batch_size"), params.get("head_lr")) == heads
         assert objective_study.ALIGNMENT_OVERRIDES[name] == dict(
             balance_id_blocks=True, **(dict(live_random_negatives=False) if cuts in name else {}))
         assert objective_study.FACTORS_ON_EVERYONE[name] == dict(cooccurrence_l2=50.0, text_rank=512, text_weight=0.25)
