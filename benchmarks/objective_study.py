@@ -319,14 +319,12 @@ WIDE_40000_SHORT_FP32 = _more_users(40_000, 8000, lower_cache_mb=4096, max_promp
 #: 0.0016 NDCG@10, +0.0000 ± 0.0041 HR@100, seed 0), so the 80,000-sample row with the same savings, in fp32 for
 #: CPUs without bf16 instructions. Its heads train in batches of 64 at lr 4e-4 (session 45, head_search.py: 4.3x
 #: faster than batch 16 at 1e-4, level on test): at batch 16 they would take about an hour of 80,000 samples.
-WIDE_80000_SHORT_FP32 = _more_users(80_000, 16_000, lower_cache_mb=4096, max_prompt_tokens=16, bf16=False,
-                                    suffix=", 16-token prompts, forward-only random negatives, head batch 64",
-                                    live_random_negatives=False, head_batch_size=64, head_lr=4e-4)
+_CHEAP_80000 = dict(lower_cache_mb=4096, max_prompt_tokens=16, live_random_negatives=False, head_batch_size=64,
+                    head_lr=4e-4, suffix=", 16-token prompts, forward-only random negatives, head batch 64")
+WIDE_80000_SHORT_FP32 = _more_users(80_000, 16_000, bf16=False, **_CHEAP_80000)
 #: Session 54: that row's run was lost with its working directory after its epoch (validation 0.0449); this session's
 #: CPU has bf16 instructions (a 512 x 576 x 1536 product 4.7x faster in bf16 than in fp32), so the same row in bf16.
-WIDE_80000_SHORT_BF16 = _more_users(80_000, 16_000, lower_cache_mb=4096, max_prompt_tokens=16,
-                                    suffix=", 16-token prompts, forward-only random negatives, head batch 64",
-                                    live_random_negatives=False, head_batch_size=64, head_lr=4e-4)
+WIDE_80000_SHORT_BF16 = _more_users(80_000, 16_000, **_CHEAP_80000)
 
 #: Variants of an option that was measured here and removed because it lost (its rows stay in the results):
 #: L2-normalised towers scored by cosine with a learned temperature (initial scale 20), ``similarity="cosine"``;
