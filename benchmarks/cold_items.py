@@ -43,7 +43,8 @@ Rows:
 
 ``--epochs N`` and ``--forward-only-negatives`` change the LLM rows' training
 budget (N alignment epochs; the random extra negatives encoded without
-gradients, which makes a step cheaper); such rows are kept apart from the
+gradients, which makes a step cheaper), as do ``--max-prompt-tokens``,
+``--head-batch-size`` and ``--head-lr`` (the estimator's parameters); such rows are kept apart from the
 default's and say so in their label. ``--continue-from FOLDER`` (with
 ``--checkpoints``) starts a longer fit where a finished shorter one of the
 same row, seed and settings ended, instead of from scratch
@@ -185,8 +186,22 @@ def checkpoint_folder(args, name: str, seed: int, id_dropout: float, factors: di
     settings += f"_samples{samples}" if samples != DEFAULT_SAMPLES else ""
     dtype = getattr(args, "llm_dtype", "auto")
     settings += f"_{dtype}" if dtype != "auto" else ""
+    settings += "".join(f"_{key.replace('_', '')}{value:g}" for key, value in estimator_options(args).items())
     split = getattr(args, "split", "test")
     return Path(args.checkpoints) / f"{split}_{name}_seed{seed}_users{args.users}_dropout{id_dropout:g}{settings}"
+
+
+#: Estimator parameters the LLM rows take from the command line (``--max-prompt-tokens``, ``--head-batch-size``,
+#: ``--head-lr``; session 55: the warm preset's cheap settings, for the cold rows). A row records, and its checkpoint
+#: folder names, only those set away from the estimator's defaults, so earlier rows keep their settings and folders.
+ESTIMATOR_OPTIONS = ("max_prompt_tokens", "head_batch_size", "head_lr")
+
+
+def estimator_options(args) -> dict:
+    """The :data:`ESTIMATOR_OPTIONS` that ``args`` sets away from ``RARecommender``'s defaults."""
+    defaults = RARecommender().get_params()
+    return {key: getattr(args, key) for key in ESTIMATOR_OPTIONS
+            if getattr(args, key, defaults[key]) != defaults[key]}
 
 
 def budget(args) -> tuple[int, bool]:
@@ -234,7 +249,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     rec = RARecommender(backbone=backbone, llm=getattr(args, "llm", None), device=args.device, llm_dtype=dtype,
                         random_state=seed, verbose=1, use_id=(name != "text_only"), sample_fraction=fraction,
                         checkpoint_dir=checkpoints, epochs=epochs, n_id_tokens=getattr(args, "id_tokens", 1),
-                        max_train_samples=samples)
+                        max_train_samples=samples, **estimator_options(args))
     shorter = getattr(args, "continue_from", None)  # a finished fit of this row and setting with fewer epochs
     if shorter is not None and checkpoints is None:
         raise ValueError("--continue-from needs --checkpoints (the longer fit's own folder is made there)")
@@ -257,7 +272,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
             **({"n_id_tokens": rec.n_id_tokens} if rec.n_id_tokens != 1 else {}),
             **({"balance_id_blocks": True} if balanced else {}), **({"pooling": pooling} if pooling != "last" else {}),
             **({"max_train_samples": samples} if samples != DEFAULT_SAMPLES else {}),
-            **({"llm_dtype": dtype} if dtype != "auto" else {}),
+            **({"llm_dtype": dtype} if dtype != "auto" else {}), **estimator_options(args),
             "factor_checks": {key: rec.training_log_[0].get(key) for key in ("cooccurrence_factors", "text_factors")},
             "users": int(len(np.unique(fitted_on.user_codes))), **mean_and_per_user(found)}
 
@@ -364,7 +379,7 @@ def setting(row: dict) -> tuple:
     return (row["row"], row.get("seed"), row.get("text_rank"), row.get("text_weight"), row.get("epochs", 1),
             row.get("live_random_negatives", True), row.get("n_id_tokens", 1), row.get("balance_id_blocks", False),
             row.get("id_dropout", 0.0), row.get("pooling", "last"), row.get("max_train_samples", DEFAULT_SAMPLES),
-            row.get("llm_dtype", "auto"))
+            row.get("llm_dtype", "auto"), tuple((key, row[key]) for key in ESTIMATOR_OPTIONS if key in row))
 
 
 def render(result: dict, split: str = "test") -> str:
@@ -415,6 +430,11 @@ def label(name: str, rows: list[dict]) -> str:
         text += f", {first['max_train_samples']:,} prefix-training samples"
     if first.get("llm_dtype", "auto") != "auto":
         text += f", LLM in {first['llm_dtype']}"
+    if "max_prompt_tokens" in first:
+        text += f", {first['max_prompt_tokens']}-token prompts"
+    if "head_batch_size" in first or "head_lr" in first:
+        text += f", heads in batches of {first.get('head_batch_size', 'the alignment batch')} at lr " \
+                f"{first.get('head_lr', RARecommender().head_lr):g}"
     if name == "rarec_text_factors" and first.get("id_dropout", 0.0) > 0:
         text += (f", ID dropout ({first['id_dropout']:.0%} of the batch's items borrow their text neighbour's "
                  "SASRec part)")
@@ -519,6 +539,13 @@ def main() -> None:
     parser.add_argument("--llm-dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                         help="LLM rows: the estimator's llm_dtype (auto: fp32 on a CPU); bfloat16 runs a step at "
                              "about 0.63x the cost on a CPU with AMX units and ranked as fp32 did on ML-100K")
+    parser.add_argument("--max-prompt-tokens", type=int, default=RARecommender().max_prompt_tokens,
+                        help="LLM rows: the estimator's max_prompt_tokens (16 makes a step several times cheaper; "
+                             "the warm preset's cheap rows use it)")
+    parser.add_argument("--head-batch-size", type=int, default=None,
+                        help="LLM rows: the estimator's head_batch_size (default: the alignment batch)")
+    parser.add_argument("--head-lr", type=float, default=RARecommender().head_lr,
+                        help="LLM rows: the estimator's head_lr (batch 64 with 4e-4 trains the heads about 4x faster)")
     parser.add_argument("--forward-only-negatives", action="store_true",
                         help="LLM rows: encode the random extra negatives without gradients (the research setting "
                              "AlignmentConfig.live_random_negatives=False: cheaper steps)")

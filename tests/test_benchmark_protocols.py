@@ -307,6 +307,40 @@ def test_cold_item_llm_row_in_bfloat16_fits_its_llm_in_it_and_keeps_its_own_chec
     assert "LLM in" not in cold_items.label("rarec", [{"row": "rarec", "seed": 0}])
 
 
+def test_cold_item_llm_row_with_the_cheap_estimator_options_fits_with_them_and_keeps_its_own_checkpoint_and_line(
+        tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from rarec.testing import tiny_llm
+
+    data, log, texts, (train, pairs, cold), test = tiny_cold_split(monkeypatch)
+    base = dict(users=30, device="cpu", data=tmp_path, llm=tiny_llm(data.item_text), cache=tmp_path / "cf",
+                checkpoints=tmp_path / "checkpoints")
+    cheap = dict(max_prompt_tokens=16, head_batch_size=64, head_lr=4e-4)
+    fitted = []
+
+    def record(self, *args, **kwargs):
+        fitted.append((self.max_prompt_tokens, self.head_batch_size, self.head_lr))
+        raise StopBeforeFit
+
+    monkeypatch.setattr(cold_items.RARecommender, "fit", record)
+    for options in (cheap, {}):
+        with pytest.raises(StopBeforeFit):
+            cold_items.llm_row("rarec", 0, train, test, texts, cold, SimpleNamespace(**base, **options))
+    assert fitted == [(16, 64, 4e-4), (64, None, 1e-4)]
+    plain = cold_items.checkpoint_folder(SimpleNamespace(**base), "rarec", 0, 0.0, {})
+    short = cold_items.checkpoint_folder(SimpleNamespace(**base, **cheap), "rarec", 0, 0.0, {})
+    assert short.name == plain.name + "_maxprompttokens16_headbatchsize64_headlr0.0004"
+    # options left at the estimator's defaults name nothing: the rows before them keep their folders and lines
+    defaults = dict(max_prompt_tokens=64, head_lr=1e-4)
+    assert cold_items.checkpoint_folder(SimpleNamespace(**base, **defaults), "rarec", 0, 0.0, {}) == plain
+    assert cold_items.estimator_options(SimpleNamespace(**defaults)) == {}
+    row = {"row": "rarec", "seed": 0, **cheap}
+    assert cold_items.setting(row) != cold_items.setting({"row": "rarec", "seed": 0})
+    assert cold_items.label("rarec", [row]).endswith(", 16-token prompts, heads in batches of 64 at lr 0.0004")
+    assert "prompts" not in cold_items.label("rarec", [{"row": "rarec", "seed": 0}])
+
+
 def test_cold_item_text_factor_row_with_id_dropout_keeps_its_own_checkpoint_and_table_line(tmp_path):
     from types import SimpleNamespace
 
