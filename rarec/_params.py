@@ -131,7 +131,8 @@ class IdFactorSettings:
     """The factor sets appended to the ID vectors. The co-occurrence factors' rank and weight are estimator
     parameters (``cooccurrence_factors``, ``cooccurrence_teacher``); EASE's L2 and the text factors
     (:class:`rarec.cf.TextFactors`) are research settings the benchmarks change (benchmarks/common.py,
-    ``id_factor_overrides``): with them the Amazon Beauty fit ranked worse (docs/benchmarks.md, session 24)."""
+    ``id_factor_overrides``): the first Amazon Beauty fit with them ranked worse (session 24); balanced and with
+    more samples they are in every Beauty row that passes SASRec (docs/benchmarks.md), not yet measured on ML-100K."""
 
     cooccurrence_rank: int
     cooccurrence_weight: float
