@@ -44,8 +44,8 @@ Rows:
 ``--epochs N`` and ``--forward-only-negatives`` change the LLM rows' training
 budget (N alignment epochs; the random extra negatives encoded without
 gradients, which makes a step cheaper), as do ``--max-prompt-tokens``,
-``--head-batch-size`` and ``--head-lr`` (the estimator's parameters); such rows are kept apart from the
-default's and say so in their label. ``--continue-from FOLDER`` (with
+``--head-batch-size`` and ``--head-lr`` (the estimator's parameters); such
+rows are kept apart from the default's and say so in their label. ``--continue-from FOLDER`` (with
 ``--checkpoints``) starts a longer fit where a finished shorter one of the
 same row, seed and settings ended, instead of from scratch
 (``common.continued_from``: exact, as the learning rate is constant).
