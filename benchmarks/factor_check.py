@@ -29,7 +29,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from common import DATASET_TITLES, dataset_suffix, id_factor_overrides, read_dataset, results_json, write_section
+from common import DATASET_TITLES, dataset_suffix, read_dataset, results_json, write_section
 from objective_study import shared_sasrec, user_subset
 
 from rarec import RARecommender
@@ -54,21 +54,21 @@ def check_rank(backbone, fit_log, rank: int, weight: float | None = None, l2: fl
     defaults = RARecommender()
     weight = defaults.cooccurrence_teacher if weight is None else weight
     text_rank, text_weight = text or (0, 0.0)
-    rec = SimpleNamespace(cooccurrence_factors=rank, cooccurrence_teacher=weight, max_history=defaults.max_history)
+    rec = SimpleNamespace(cooccurrence_factors=rank, cooccurrence_teacher=weight, cooccurrence_l2=l2,
+                          text_factors=text_rank, text_factor_weight=text_weight, max_history=defaults.max_history)
     train, valid = train_valid(fit_log, None)
     sequences = train.user_sequences()
     start, text_factors = time.perf_counter(), None
-    with id_factor_overrides(cooccurrence_l2=l2, text_rank=text_rank, text_weight=text_weight):
-        factors, check = fit_steps.cooccurrence_factors(rec, backbone, sequences, valid)
-        row = {**check, "rank": rank, "weight": weight, "l2": l2}
-        if text is not None:
-            text_factors, words = fit_steps.text_factors(rec, backbone, sequences, valid, texts, factors)
-            row.update(text_rank=text_rank, text_weight=text_weight, ease_kept=check["kept"], kept=words["kept"],
-                       **{"valid_ndcg@10_with_factors": words["valid_ndcg@10_with_text_factors"]})
-        parts = [f for f in (factors, text_factors if text is not None else None) if f is not None]
-        if parts and narrow:
-            row[NARROW_KEYS[narrow_by]] = {str(k): narrowed(backbone, parts, k, sequences, valid, rec.max_history,
-                                                            narrow_by) for k in narrow}
+    factors, check = fit_steps.cooccurrence_factors(rec, backbone, sequences, valid)
+    row = {**check, "rank": rank, "weight": weight, "l2": l2}
+    if text is not None:
+        text_factors, words = fit_steps.text_factors(rec, backbone, sequences, valid, texts, factors)
+        row.update(text_rank=text_rank, text_weight=text_weight, ease_kept=check["kept"], kept=words["kept"],
+                   **{"valid_ndcg@10_with_factors": words["valid_ndcg@10_with_text_factors"]})
+    parts = [f for f in (factors, text_factors if text is not None else None) if f is not None]
+    if parts and narrow:
+        row[NARROW_KEYS[narrow_by]] = {str(k): narrowed(backbone, parts, k, sequences, valid, rec.max_history,
+                                                        narrow_by) for k in narrow}
     return {**row, "seconds": time.perf_counter() - start}
 
 

@@ -88,6 +88,15 @@ class RARecommender(RankingMixin, BaseEstimator):
         (``negatives="in_batch"``), encoded live like the batch's targets:
         they give rare items the push-down that popularity-drawn candidates
         rarely give them.
+    random_negative_gradients : bool, default True
+        Whether the ``n_random_negatives`` extra candidates are encoded with
+        gradients. False encodes those that are not also a target of the
+        batch forward-only: they still push the users' vectors, but the item
+        tower learns from the batch's targets alone, and a step skips most
+        of its backward pass (the extras hold most of a step's tokens). A
+        step then cost 0.63x as much on ML-100K with the final ranking
+        within noise; on Amazon Beauty (20,000 samples, seed 0) it ranked
+        level after the heads (docs/benchmarks.md). A saving for long fits.
     negatives : {"in_batch", "catalogue"}, default "in_batch"
         Candidates of the ranking loss. "in_batch": the batch's target items
         plus ``n_random_negatives`` random ones, all encoded live with
@@ -153,6 +162,43 @@ class RARecommender(RankingMixin, BaseEstimator):
         backbone plus them ranks those items better than the backbone alone
         (``training_log_[0]["cooccurrence_factors"]``); like the teacher,
         skipped above 20,000 items.
+    cooccurrence_l2 : float > 0, default 200.0
+        EASE's L2 penalty for the co-occurrence factors
+        (``cooccurrence_factors`` > 0; :class:`rarec.cf.EASE`); the separate
+        teacher keeps 200. Smaller values follow the training co-occurrences
+        more closely: on Amazon Beauty, 512 factors at L2 50 ranked the
+        validation items above SASRec with no LLM (docs/benchmarks.md).
+    text_factors : int >= 0, default 0
+        Not in the paper. With a rank r > 0, r factors of the items' TF-IDF
+        vectors of title and categories (:class:`rarec.cf.TextFactors`) are
+        appended to the ID vectors, after the co-occurrence factors: an item
+        gets its own text's, a user the mean of their history's, scaled so
+        that the ID vectors' dot product adds ``text_factor_weight`` x the
+        backbone's score spread of text similarity. The student is then
+        taught the words' match as well, and an item added after fit
+        (:meth:`add_items`) keeps its own text's factors where its backbone
+        part is borrowed from its nearest item by text. With validation
+        items they are kept only if they rank those items better on average
+        over two rankings, of the items as they are and as if added after
+        fit (``training_log_[0]["text_factors"]``). 0 (the default) adds
+        none: not measured on ML-100K. On Amazon Beauty the ID vectors with
+        512 text factors and 512 EASE factors rank 1.21x above SASRec with
+        no LLM, and the research row that passes SASRec by 1.15x / 1.11x
+        uses them (README, docs/benchmarks.md).
+    text_factor_weight : float >= 0, default 0.25
+        The text factors' weight, in units of the backbone's score spread
+        (used when ``text_factors`` > 0; 0 adds none).
+    balance_id_blocks : bool, default False
+        Not in the paper. Each tower's projector scales the blocks of its ID
+        vectors (the backbone's embedding, the co-occurrence factors, the
+        text factors) to equal shares of their variance over its training
+        inputs, the total unchanged; the teacher's scores are untouched.
+        The blocks come at very different scales and Adam moves every input
+        weight at the same rate, so without it the backbone's small block is
+        learned slowest: balanced, the cold-item rows' item vectors carried
+        the backbone's part at R² 0.60 instead of 0.25-0.38
+        (docs/benchmarks.md). Only useful with ``cooccurrence_factors`` or
+        ``text_factors``; every Amazon Beauty row that passes SASRec uses it.
     score_fusion : float >= 0 or "auto", default 0.0
         Weight w of the CF backbone's own score in the ranking score:
         ``z(h_u · h_i) + w · z(cf(u, i))``, each standardised per user over
@@ -378,6 +424,7 @@ class RARecommender(RankingMixin, BaseEstimator):
         align_weight: float = 0.1,
         temperature: float = 0.1,
         n_random_negatives: int = 64,
+        random_negative_gradients: bool = True,
         negatives: str = "in_batch",
         logq: bool = True,
         bank_refresh: int = 50,
@@ -385,6 +432,10 @@ class RARecommender(RankingMixin, BaseEstimator):
         distill_temperature: float = 1.0,
         cooccurrence_teacher: float = 0.25,
         cooccurrence_factors: int = 64,
+        cooccurrence_l2: float = 200.0,
+        text_factors: int = 0,
+        text_factor_weight: float = 0.25,
+        balance_id_blocks: bool = False,
         score_fusion: float | str = 0.0,
         user_template: str = DEFAULT_USER_TEMPLATE,
         item_template: str = DEFAULT_ITEM_TEMPLATE,
@@ -433,6 +484,7 @@ class RARecommender(RankingMixin, BaseEstimator):
         self.align_weight = align_weight
         self.temperature = temperature
         self.n_random_negatives = n_random_negatives
+        self.random_negative_gradients = random_negative_gradients
         self.negatives = negatives
         self.logq = logq
         self.bank_refresh = bank_refresh
@@ -440,6 +492,10 @@ class RARecommender(RankingMixin, BaseEstimator):
         self.distill_temperature = distill_temperature
         self.cooccurrence_teacher = cooccurrence_teacher
         self.cooccurrence_factors = cooccurrence_factors
+        self.cooccurrence_l2 = cooccurrence_l2
+        self.text_factors = text_factors
+        self.text_factor_weight = text_factor_weight
+        self.balance_id_blocks = balance_id_blocks
         self.score_fusion = score_fusion
         self.user_template = user_template
         self.item_template = item_template

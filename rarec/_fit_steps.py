@@ -81,8 +81,8 @@ def other_item_neighbours(rec: RARecommender, texts: list, n_items: int, id_drop
 def text_factors(rec: RARecommender, backbone: CFBackbone, sequences: list[np.ndarray], valid: InteractionLog | None,
                  texts: list, before: CooccurrenceFactors | None,
                  neighbours: np.ndarray | None = None) -> tuple[TextFactors | None, dict | None]:
-    """The known items' TF-IDF factors (:class:`TextFactors`; rank and weight: :func:`_params.id_factor_settings`'s,
-    off unless a benchmark turns them on) scaled to that weight x the backbone's score spread, and what the
+    """The known items' TF-IDF factors (:class:`TextFactors`; rank and weight: ``text_factors`` and
+    ``text_factor_weight``, off by default) scaled to that weight x the backbone's score spread, and what the
     validation check found. Added to the backbone and the factors ``before`` them, they must improve the
     validation NDCG@10 on average over two rankings: of the validation items as they are, and of the same items
     as if added after fit (the ID vector borrowed from the nearest item by text, as ``add_items`` gives it; the
@@ -163,7 +163,8 @@ def head_samples(rec: RARecommender, sequences: list[np.ndarray], chosen: Alignm
 def make_checkpointer(rec: RARecommender, seed: int, log: InteractionLog, group: Group) -> FitCheckpointer | None:
     if rec.checkpoint_dir is None:
         return None
-    params = {k: v for k, v in rec.get_params(deep=False).items() if k not in _params.NOT_FINGERPRINTED}
+    params = {k: v for k, v in rec.get_params(deep=False).items()
+              if k not in _params.NOT_FINGERPRINTED + _params.FINGERPRINTED_AS_SETTINGS}
     # the settings the trainer and the ID factors are given, so that one changed beside the parameters (the
     # benchmarks' research settings) is fingerprinted too
     params["derived"] = {"alignment": dataclasses.asdict(_params.alignment_config(rec, progress=False)),

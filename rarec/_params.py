@@ -65,6 +65,13 @@ def validate_params(rec: RARecommender) -> None:
     check_float(rec.distill_temperature, "distill_temperature", name, 0.0, low_open=True)
     check_float(rec.cooccurrence_teacher, "cooccurrence_teacher", name, 0.0)
     check_int(rec.cooccurrence_factors, "cooccurrence_factors", name, 0)
+    check_float(rec.cooccurrence_l2, "cooccurrence_l2", name, 0.0, low_open=True)
+    check_int(rec.text_factors, "text_factors", name, 0)
+    check_float(rec.text_factor_weight, "text_factor_weight", name, 0.0)
+    for flag in ("balance_id_blocks", "random_negative_gradients"):
+        if not isinstance(getattr(rec, flag), bool):
+            raise ValueError(f"The {flag!r} parameter of {name} must be True or False. "
+                             f"Got {getattr(rec, flag)!r} instead.")
     if not isinstance(rec.history_pooling, bool):
         raise ValueError(f"The 'history_pooling' parameter of {name} must be True or False. "
                          f"Got {rec.history_pooling!r} instead.")
@@ -108,7 +115,8 @@ def prefix_config(rec: RARecommender, id_dim: int) -> PrefixConfig:
 
 def alignment_config(rec: RARecommender, progress: bool) -> AlignmentConfig:
     return AlignmentConfig(loss=rec.loss, align_weight=rec.align_weight, temperature=rec.temperature,
-                           n_random_negatives=rec.n_random_negatives, negatives=rec.negatives, logq=rec.logq,
+                           n_random_negatives=rec.n_random_negatives,
+                           live_random_negatives=rec.random_negative_gradients, negatives=rec.negatives, logq=rec.logq,
                            bank_refresh=rec.bank_refresh, distill=rec.distill,
                            distill_temperature=rec.distill_temperature,
                            # with factors the co-occurrence signal is in the ID vectors: no separate teacher
@@ -118,21 +126,24 @@ def alignment_config(rec: RARecommender, progress: bool) -> AlignmentConfig:
                            patience=rec.patience, head_epochs=rec.head_epochs, head_lr=rec.head_lr,
                            head_batch_size=rec.head_batch_size,
                            head_hidden=rec.head_hidden, history_pooling=rec.history_pooling,
+                           balance_id_blocks=rec.balance_id_blocks,
                            lower_cache_mb=rec.lower_cache_mb, progress=progress)
 
 
 #: Parameters that do not change what a fit computes (left out of a checkpoint's fingerprint).
 NOT_FINGERPRINTED = ("verbose", "device", "checkpoint_dir", "checkpoint_every", "retrieval", "ivf_lists",
                      "ivf_probe")
+#: Parameters fingerprinted through the settings they set (the trainer's and the ID factors', which the fingerprint
+#: holds whole) rather than by name: they were research settings before they were parameters, so a checkpoint
+#: written then, with the same settings, still resumes.
+FINGERPRINTED_AS_SETTINGS = ("random_negative_gradients", "cooccurrence_l2", "text_factors", "text_factor_weight",
+                             "balance_id_blocks")
 
 
 @dataclasses.dataclass(frozen=True)
 class IdFactorSettings:
-    """The factor sets appended to the ID vectors. The co-occurrence factors' rank and weight are estimator
-    parameters (``cooccurrence_factors``, ``cooccurrence_teacher``); EASE's L2 and the text factors
-    (:class:`rarec.cf.TextFactors`) are research settings the benchmarks change (benchmarks/common.py,
-    ``id_factor_overrides``): the first Amazon Beauty fit with them ranked worse (session 24); balanced and with
-    more samples they are in every Beauty row that passes SASRec (docs/benchmarks.md), not yet measured on ML-100K."""
+    """The factor sets appended to the ID vectors, from the estimator's parameters (``cooccurrence_factors``,
+    ``cooccurrence_teacher``, ``cooccurrence_l2``, ``text_factors``, ``text_factor_weight``)."""
 
     cooccurrence_rank: int
     cooccurrence_weight: float
@@ -142,4 +153,5 @@ class IdFactorSettings:
 
 
 def id_factor_settings(rec: RARecommender) -> IdFactorSettings:
-    return IdFactorSettings(rec.cooccurrence_factors, rec.cooccurrence_teacher)
+    return IdFactorSettings(rec.cooccurrence_factors, rec.cooccurrence_teacher, rec.cooccurrence_l2, rec.text_factors,
+                            rec.text_factor_weight)

@@ -52,7 +52,7 @@ FORMAT = "rarec-recommender"
 #: the catalogue's outputs before the heads as ``item_basis``); 6: the ID vectors may end in EASE factors
 #: (``cooccurrence.history_side`` and ``cooccurrence.item_side``); 7: and then in TF-IDF factors of the item texts
 #: (``text_factors.components`` and ``text_factors.scale``); 8: the prefix projectors may scale their input columns
-#: (``aligner.{user,item}_prefix.input_scale``, the research setting ``balance_id_blocks``; a file without them is
+#: (``aligner.{user,item}_prefix.input_scale``, ``balance_id_blocks``; a file without them is
 #: written as format 7, which older readers load); 9: a tower's config may hold ``pooling`` (the research setting
 #: of mean-pooled LLM vectors; absent: the last token's, and the file is written as format 8 or 7). All are read.
 FORMAT_VERSION = 9

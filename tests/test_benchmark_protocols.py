@@ -1303,3 +1303,30 @@ def test_step_cost_summary_keeps_what_a_stopped_run_measured():
     second = step_cost.summary(args, ways, runs)
     assert second["rounds_done"] == 1 and second["seconds_per_step_short"] == 1.5
     assert second["short_over_default"] == pytest.approx(0.3) and second["runs"] == runs
+
+
+def test_the_cheap_80000_sample_beauty_row_s_research_settings_are_the_estimator_parameters_the_readme_names():
+    """The README gives the 80,000-sample Amazon Beauty row's settings as estimator parameters: they build the same
+    trainer and ID-factor settings as the benchmark's overrides (its other difference, EASE fitted on every user
+    while aligning on 16,000, is the benchmark's user sample)."""
+    from rarec import RARecommender, _params
+
+    from common import alignment_overrides, id_factor_overrides
+
+    name = objective_study.WIDE_80000_SHORT_BF16
+    variant = objective_study.VARIANTS[name]
+    with alignment_overrides(**objective_study.ALIGNMENT_OVERRIDES[name]), \
+            id_factor_overrides(**objective_study.FACTORS_ON_EVERYONE[name]):
+        research = RARecommender(**variant)
+        overridden = (_params.alignment_config(research, False), _params.id_factor_settings(research))
+    public = RARecommender(**variant, cooccurrence_l2=50.0, text_factors=512, text_factor_weight=0.25,
+                           balance_id_blocks=True, random_negative_gradients=False)
+    assert (_params.alignment_config(public, False), _params.id_factor_settings(public)) == overridden
+    assert _params.alignment_config(RARecommender(**variant), False) != overridden[0]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    named = {**variant, "cooccurrence_l2": 50, "text_factors": 512, "text_factor_weight": 0.25,
+             "balance_id_blocks": True, "random_negative_gradients": False}
+    defaults = RARecommender().get_params()
+    for key, value in named.items():
+        if value != defaults[key] and key != "lower_cache_mb":
+            assert f"{key}={value!r}".replace("'", '"') in readme.replace("80_000", "80000").replace("4e-4", "0.0004"), key

@@ -116,25 +116,18 @@ def test_resuming_with_other_parameters_or_data_is_refused(data, tmp_path):
 
 
 def test_resuming_with_another_research_setting_is_refused(data, tmp_path, monkeypatch):
-    """The trainer's and the ID factors' settings that are not estimator parameters (the benchmarks change them,
-    benchmarks/common.py) are part of the fingerprint too."""
+    """The trainer's and the ID factors' settings are part of the fingerprint, also those that are not estimator
+    parameters (the benchmarks change them, benchmarks/common.py) and those that became parameters."""
     import dataclasses
 
     from rarec import _params
 
     X, text, llm = data
     fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text)
-    original_config, original_factors = _params.alignment_config, _params.id_factor_settings
-    with monkeypatch.context() as patch:
-        patch.setattr(_params, "alignment_config", lambda rec, progress: dataclasses.replace(
-            original_config(rec, progress), live_random_negatives=False))
+    for changed in (dict(random_negative_gradients=False), dict(cooccurrence_l2=50.0), dict(balance_id_blocks=True),
+                    dict(text_factors=4), dict(text_factor_weight=0.5)):
         with pytest.raises(ValueError, match="other parameters, seed or data"):
-            fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text, resume=True)
-    with monkeypatch.context() as patch:
-        patch.setattr(_params, "id_factor_settings", lambda rec: dataclasses.replace(original_factors(rec),
-                                                                                     cooccurrence_l2=50.0))
-        with pytest.raises(ValueError, match="other parameters, seed or data"):
-            fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text, resume=True)
+            fitted(llm, checkpoint_dir=tmp_path, epochs=1, **changed).fit(X, item_text=text, resume=True)
     original_prefix = _params.prefix_config
     with monkeypatch.context() as patch:
         patch.setattr(_params, "prefix_config", lambda rec, id_dim: dataclasses.replace(original_prefix(rec, id_dim),
@@ -332,3 +325,27 @@ def test_the_heads_last_epoch_is_saved_once_as_the_stage_s_own_checkpoint(data, 
     fitted(llm, epochs=1, head_epochs=3, checkpoint_every=4, checkpoint_dir=tmp_path).fit(X, item_text=text)
     assert saved == [1, 2]
     assert not (tmp_path / "head_epochs").exists() and (tmp_path / "heads").is_dir()
+
+
+def test_a_checkpoint_written_with_a_research_override_resumes_with_the_parameter_that_replaced_it(data, tmp_path,
+                                                                                                   monkeypatch):
+    """``cooccurrence_l2``, ``text_factors``, ``text_factor_weight``, ``balance_id_blocks`` and
+    ``random_negative_gradients`` were research settings (changed through ``_params``) before they were
+    parameters: they are fingerprinted through those settings, so a fit checkpointed with the override resumes
+    under the parameter, and the parameters at their defaults leave every earlier stamp as it was."""
+    import dataclasses
+
+    from rarec import _params
+
+    X, text, llm = data
+    original_config, original_factors = _params.alignment_config, _params.id_factor_settings
+    with monkeypatch.context() as patch:
+        patch.setattr(_params, "alignment_config", lambda rec, progress: dataclasses.replace(
+            original_config(rec, progress), live_random_negatives=False, balance_id_blocks=True))
+        patch.setattr(_params, "id_factor_settings", lambda rec: dataclasses.replace(original_factors(rec),
+                                                                                     cooccurrence_l2=50.0))
+        fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text)
+    as_parameters = dict(random_negative_gradients=False, balance_id_blocks=True, cooccurrence_l2=50.0)
+    fitted(llm, checkpoint_dir=tmp_path, epochs=1, **as_parameters).fit(X, item_text=text, resume=True)
+    with pytest.raises(ValueError, match="other parameters, seed or data"):
+        fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text, resume=True)

@@ -110,6 +110,11 @@ def test_sklearn_params_and_clone():
     (dict(user_template="no placeholder"), "placeholder \\{history\\}"),
     (dict(use_id=False, n_ctx=0), "no prefix"),
     (dict(lr=0.0), "The 'lr' parameter"),
+    (dict(text_factors=-1), "The 'text_factors' parameter"),
+    (dict(text_factor_weight=-0.5), "The 'text_factor_weight' parameter"),
+    (dict(cooccurrence_l2=0.0), "The 'cooccurrence_l2' parameter"),
+    (dict(balance_id_blocks="yes"), "'balance_id_blocks' parameter of RARecommender must be True or False"),
+    (dict(random_negative_gradients=1), "'random_negative_gradients' parameter of RARecommender must be True or"),
 ])
 def test_invalid_parameters_are_named(data, params, message):
     X, _, text = data

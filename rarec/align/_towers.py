@@ -85,7 +85,7 @@ class Towers:
         self.backbone = backbone
         #: EASE factors appended to every ID vector (``cooccurrence_factors``), or None.
         self.factors = factors
-        #: TF-IDF factors of the item texts appended after them (a research setting, off by default), or None.
+        #: TF-IDF factors of the item texts appended after them (``text_factors``, off by default), or None.
         self.text_factors = text_factors
         self.texts = list(texts)
         self.settings = prompts

@@ -70,12 +70,12 @@ class AlignmentConfig:
     id_dropout: float = 0.0
     #: the random extra negatives (``in_batch``) are encoded with gradients; False encodes the extras that are not
     #: also a target of the batch forward-only, so that they move the users' vectors but not the item tower, and a
-    #: step skips most of its backward pass (they hold most of a step's tokens). A research setting, as id_dropout
+    #: step skips most of its backward pass (they hold most of a step's tokens): ``random_negative_gradients``
     live_random_negatives: bool = True
     #: each tower's projector scales the blocks of its ID vectors (the backbone's embedding, the co-occurrence
     #: factors, the text factors) to equal shares of their variance over its training inputs, the total unchanged
-    #: (:func:`~rarec.align._projector.balanced_block_scales`); the teacher's scores are untouched. A research
-    #: setting, as id_dropout
+    #: (:func:`~rarec.align._projector.balanced_block_scales`); the teacher's scores are untouched
+    #: (``balance_id_blocks``)
     balance_id_blocks: bool = False
     lower_cache_mb: float = 2048  # budget for cached lower-layer states (items first, then samples)
     progress: bool = False

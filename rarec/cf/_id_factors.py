@@ -1,7 +1,7 @@
 """What every factor set appended to the ID vectors shares: a score, and a scale set against the backbone's.
 
 Two kinds exist: EASE's co-occurrence factors (``cooccurrence_factors``,
-:class:`CooccurrenceFactors`) and the items' words (a research setting of the fit,
+:class:`CooccurrenceFactors`) and the items' words (``text_factors``,
 :class:`TextFactors`). Each gives a vector per history and per item whose
 dot product is a score added to the backbone's, in units of the backbone's
 score spread (:meth:`IdFactors.scaled_to`).

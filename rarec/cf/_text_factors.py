@@ -1,4 +1,4 @@
-"""The items' words as factors appended to the ID vectors (a research setting of the fit, off by default).
+"""The items' words as factors appended to the ID vectors (``RARecommender(text_factors=r)``, off by default).
 
 On a sparse catalogue with informative titles (Amazon Beauty: nine items per
 user, titles that name the brand and the product) the words say what the

@@ -1,15 +1,13 @@
 """The items' words as factors appended to the ID vectors (:class:`TextFactors`, a research setting of the fit)."""
 
-import contextlib
 import copy
-import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
 import rarec._fit_steps as fit_steps
-from rarec import RARecommender, _params
+from rarec import RARecommender
 from rarec.align._cold_items import nearest_other_items
 from rarec.cf import TextFactors, history_matrix
 from rarec.data import ItemText
@@ -67,17 +65,6 @@ def test_a_new_text_gets_its_own_factors_and_unknown_words_none():
         TextFactors(factors.components[:-1], TEXTS)
 
 
-@contextlib.contextmanager
-def with_text_factors(rank: int, **fields):
-    """While open, fits append text factors of this rank (as benchmarks/common.py's id_factor_overrides)."""
-    original = _params.id_factor_settings
-    _params.id_factor_settings = lambda rec: dataclasses.replace(original(rec), text_rank=rank, **fields)
-    try:
-        yield
-    finally:
-        _params.id_factor_settings = original
-
-
 def mocked_check(kept: bool):
     return lambda *args: {"valid_ndcg@10_backbone": 0.5, f"valid_ndcg@10_with_{args[4]}": 0.6, "kept": kept}
 
@@ -88,8 +75,7 @@ def fitted():
     llm = tiny_llm(text)
     with pytest.MonkeyPatch.context() as patch:  # both factor sets kept, whatever the tiny data's check says
         patch.setattr(fit_steps, "validation_check", mocked_check(True))
-        with with_text_factors(6):
-            rec = small(llm, cooccurrence_factors=4).fit(X, item_text=text)
+        rec = small(llm, cooccurrence_factors=4, text_factors=6).fit(X, item_text=text)
     return rec, X, test, text, llm
 
 
@@ -119,8 +105,7 @@ def test_the_text_check_ranks_against_the_backbone_plus_the_kept_cooccurrence_fa
         return {"valid_ndcg@10_backbone": 0.5, f"valid_ndcg@10_with_{name}": 0.6, "kept": True}
 
     monkeypatch.setattr(fit_steps, "validation_check", check)
-    with with_text_factors(6):
-        rec = small(tiny_llm(text), cooccurrence_factors=4).fit(X, item_text=text)
+    rec = small(tiny_llm(text), cooccurrence_factors=4, text_factors=6).fit(X, item_text=text)
     histories, before, factor_neighbours = seen["factors"]
     torch.testing.assert_close(seen["text_factors"][1] - before, rec.towers_.factors.score(histories))
     # only the text factors are also checked on the validation items as if added after fit
@@ -132,8 +117,7 @@ def test_the_text_check_ranks_against_the_backbone_plus_the_kept_cooccurrence_fa
 def test_the_text_factors_are_appended_only_when_they_pass_the_check(monkeypatch, kept):
     X, _, text = synthetic_split()
     monkeypatch.setattr(fit_steps, "validation_check", mocked_check(kept))
-    with with_text_factors(5):
-        rec = small(tiny_llm(text), cooccurrence_factors=0).fit(X, item_text=text)
+    rec = small(tiny_llm(text), cooccurrence_factors=0, text_factors=5).fit(X, item_text=text)
     assert (rec.towers_.text_factors is not None) is kept
     assert rec.towers_.item_cf.shape[2] == rec.backbone_.item_embeddings().shape[1] + (5 if kept else 0)
     assert rec.training_log_[0]["text_factors"]["kept"] is kept
@@ -142,10 +126,12 @@ def test_the_text_factors_are_appended_only_when_they_pass_the_check(monkeypatch
 def test_no_text_factors_without_words_or_when_off():
     X, _, text = synthetic_split()
     llm = tiny_llm(text)
-    rec = small(llm).fit(X, item_text=text)  # off by default
+    rec = small(llm).fit(X, item_text=text)  # off by default, and with weight 0
     assert rec.towers_.text_factors is None and "text_factors" not in rec.training_log_[0]
-    with pytest.warns(UserWarning, match="text factors: no item text holds a word"), with_text_factors(4):
-        rec = small(llm).fit(X)
+    rec = small(llm, text_factors=4, text_factor_weight=0.0).fit(X, item_text=text)
+    assert rec.towers_.text_factors is None and "text_factors" not in rec.training_log_[0]
+    with pytest.warns(UserWarning, match="text factors: no item text holds a word"):
+        rec = small(llm, text_factors=4).fit(X)
     assert rec.towers_.text_factors is None
 
 

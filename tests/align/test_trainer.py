@@ -221,9 +221,7 @@ def test_id_dropout_keeps_an_item_s_own_text_factors(data, monkeypatch):
         return original_encode(self, llm_, tower, id_embeddings, *rest)
 
     monkeypatch.setattr(TwoTowerAligner, "encode", spy)
-    monkeypatch.setattr(_params, "id_factor_settings", lambda rec: _params.IdFactorSettings(
-        rec.cooccurrence_factors, rec.cooccurrence_teacher, text_rank=5))
-    rec = small(llm, max_train_samples=32).fit(X, item_text=text)
+    rec = small(llm, max_train_samples=32, text_factors=5).fit(X, item_text=text)
     ids = torch.cat(rows)
     assert rec.towers_.text_factors is not None and ids.shape[1] == rec.towers_.item_cf.shape[2]
     assert (ids[:, :-5] == 7.0).all()  # the CF part (and co-occurrence factors) borrowed
@@ -248,13 +246,10 @@ def test_borrowed_embeddings_are_the_nearest_other_items_or_the_mean():
 
 
 def test_forward_only_random_negatives_score_the_same_but_train_only_through_the_batch_s_targets(data, monkeypatch):
-    import dataclasses
-
-    from rarec import _params
     from rarec.align import TwoTowerAligner
 
     X, text, llm = data
-    original_config, original_encode = _params.alignment_config, TwoTowerAligner.encode
+    original_encode = TwoTowerAligner.encode
     calls = []
 
     def spy(self, llm_, tower, id_embeddings, tokens, *rest):
@@ -266,11 +261,8 @@ def test_forward_only_random_negatives_score_the_same_but_train_only_through_the
     seen = {}
     for live in (True, False):
         calls.clear()
-        with monkeypatch.context() as patch:
-            patch.setattr(_params, "alignment_config", lambda rec, progress, live=live: dataclasses.replace(
-                original_config(rec, progress), live_random_negatives=live))
-            seen[live] = captured_scores(monkeypatch, small(llm, max_train_samples=32, n_random_negatives=24), X,
-                                         text)
+        seen[live] = captured_scores(monkeypatch, small(llm, max_train_samples=32, n_random_negatives=24,
+                                                        random_negative_gradients=live), X, text)
         seen[live, "calls"] = list(calls)
     # the first step: same seed, weights and candidates, so the same scores whichever way the extras are encoded
     torch.testing.assert_close(seen[True][0][0], seen[False][0][0])
@@ -297,24 +289,16 @@ def test_encode_candidates_keeps_the_order_and_sends_no_gradient_through_forward
 
 
 def test_balance_id_blocks_scales_each_towers_inputs_and_the_saved_model_keeps_the_scales(data, monkeypatch, tmp_path):
-    import dataclasses
-
     import rarec._fit_steps as fit_steps
-    from rarec import _params
     from rarec.align._projector import balanced_block_scales
 
     X, text, llm = data
     monkeypatch.setattr(fit_steps, "validation_check", lambda *args: {"kept": True})
-    monkeypatch.setattr(_params, "id_factor_settings", lambda rec: _params.IdFactorSettings(
-        rec.cooccurrence_factors, rec.cooccurrence_teacher, text_rank=5))
-    plain = small(llm, max_train_samples=32).fit(X, item_text=text)
+    plain = small(llm, max_train_samples=32, text_factors=5).fit(X, item_text=text)
     assert all(torch.equal(p.input_scale, torch.ones(p.config.id_dim))
                for p in (plain.towers_.aligner.user_prefix, plain.towers_.aligner.item_prefix))
     plain.save(tmp_path / "plain")
-    original = _params.alignment_config
-    monkeypatch.setattr(_params, "alignment_config", lambda rec, progress: dataclasses.replace(
-        original(rec, progress), balance_id_blocks=True))
-    rec = small(llm, max_train_samples=32).fit(X, item_text=text)
+    rec = small(llm, max_train_samples=32, text_factors=5, balance_id_blocks=True).fit(X, item_text=text)
     towers = rec.towers_
     widths = towers.id_block_widths()
     assert len(widths) == 3 and widths[1:] == [towers.factors.rank, 5]  # SASRec, EASE factors, text factors
