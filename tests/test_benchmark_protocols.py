@@ -1330,3 +1330,25 @@ def test_the_cheap_80000_sample_beauty_row_s_research_settings_are_the_estimator
     for key, value in named.items():
         if value != defaults[key] and key != "lower_cache_mb":
             assert f"{key}={value!r}".replace("'", '"') in readme.replace("80_000", "80000").replace("4e-4", "0.0004"), key
+
+
+def test_cold_borrowing_s_one_neighbour_is_add_items_rule_and_its_averages_are_weighted_and_rescaled():
+    cold_borrowing = pytest.importorskip("cold_borrowing")
+    from rarec.align._cold_items import with_cold_items
+    from rarec.data import ItemText
+
+    known = [ItemText("red planet lamp"), ItemText("blue kitchen knife"), ItemText("red kitchen lamp"),
+             ItemText("green garden hose")]
+    added = [ItemText("red lamp"), ItemText("kitchen knife set"), ItemText("nothing shared")]
+    embeddings = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0], [-1.0, 1.0]])
+    torch.testing.assert_close(cold_borrowing.neighbour_average(1, False)(embeddings, known + added),
+                               with_cold_items(embeddings, known + added))
+    averaged = cold_borrowing.neighbour_average(2, False)(embeddings, known + added)[4:]
+    rescaled = cold_borrowing.neighbour_average(2, True)(embeddings, known + added)[4:]
+    # "red lamp" shares words with items 0 and 2 only: a weighted mean of (1, 0) and (3, 3), strictly between them
+    t = averaged[0, 1] / 3.0
+    assert 0.0 < t < 1.0 and torch.isclose(averaged[0, 0], 1.0 + 2.0 * t)
+    assert averaged[0].norm() < rescaled[0].norm() <= embeddings[2].norm()
+    torch.testing.assert_close(rescaled[0] / rescaled[0].norm(), averaged[0] / averaged[0].norm())
+    torch.testing.assert_close(averaged[2], embeddings.mean(0))  # no shared word: the mean embedding
+    torch.testing.assert_close(cold_borrowing.neighbour_average(3, False)(embeddings, known), embeddings)

@@ -1,0 +1,100 @@
+"""Cold items: does a cold item's borrowed CF part rank better from several text neighbours than from one?
+
+    python benchmarks/cold_borrowing.py --split valid --variants 1,2,5,20,5n,20n
+
+``add_items`` gives an item the fit never saw the CF embedding of its nearest
+known item by text (TF-IDF cosine of title and categories). This measures,
+with no LLM, the ID vectors an RA-Rec row distils (``cold_items.py``'s
+``id_vectors`` and ``id_vectors_text_factors`` rows, which read the same
+cached SASRec) when that part comes instead from the ``k`` nearest known
+items, their embeddings averaged with the cosines as weights (``k`` alone),
+and the average rescaled to the neighbours' mean norm (``kn``): the average
+of several items' embeddings is shorter than any of them, and a dot-product
+ranking puts short vectors low. ``1`` is ``add_items``'s own rule.
+
+Prints HR@100, NDCG@10 and HR@10 of each variant; writes nothing (session 56:
+every average ranked the cold items worse than the nearest item alone,
+docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import cold_items
+
+import rarec.align._cold_items as cold_module
+
+HERE = Path(__file__).resolve().parent
+
+
+def neighbour_average(k: int, rescale: bool):
+    """A stand-in for :func:`rarec.align._cold_items.with_cold_items`: each added item's CF part is the cosine-weighted
+    mean of its ``k`` most similar known items' embeddings (rescaled to their weighted mean norm if ``rescale``); the
+    mean embedding where it shares no word with any."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    def with_cold_items(embeddings: torch.Tensor, texts, neighbours=None) -> torch.Tensor:
+        n_known = embeddings.shape[0]
+        if len(texts) <= n_known:
+            return embeddings
+        vectorizer = TfidfVectorizer(sublinear_tf=True)
+        known = normalize(vectorizer.fit_transform(cold_module._documents(texts[:n_known])))
+        similarity = (normalize(vectorizer.transform(cold_module._documents(texts[n_known:]))) @ known.T).toarray()
+        top = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+        weights = torch.as_tensor(np.take_along_axis(similarity, top, 1), dtype=embeddings.dtype)
+        total = weights.sum(1, keepdim=True)
+        weights = torch.where(total > 0, weights / total.clamp(min=1e-12), torch.zeros_like(weights))
+        chosen = embeddings[torch.as_tensor(top)]  # (n_added, k, d)
+        rows = torch.einsum("ck,ckd->cd", weights, chosen)
+        if rescale:
+            norms = torch.einsum("ck,ck->c", weights, chosen.norm(dim=2))
+            rows = rows / rows.norm(dim=1, keepdim=True).clamp(min=1e-12) * norms[:, None]
+        rows[total[:, 0] <= 0] = embeddings.mean(0)
+        return torch.cat([embeddings, rows])
+    return with_cold_items
+
+
+def run(args) -> list[dict]:
+    log, text = cold_items.read_dataset(args.data)
+    texts = text.align(log.items, on_unknown="ignore")
+    train, test_pairs, cold = cold_items.cold_split(log, cold_items.COLD_FRACTION, cold_items.SPLIT_SEED)
+    if args.split == "valid":
+        train, test_pairs, cold = cold_items.validation_split(train, cold_items.COLD_FRACTION)
+        args.cache = HERE / "output" / f"cold_items_valid_sasrec_{args.data.name}"
+    test = cold_items.as_log(test_pairs, log)
+    original, rows = cold_module.with_cold_items, []
+    try:
+        for variant in args.variants.split(","):
+            k, rescale = int(variant.rstrip("n")), variant.endswith("n")
+            cold_module.with_cold_items = original if (k, rescale) == (1, False) else neighbour_average(k, rescale)
+            for name in ("id_vectors", "id_vectors_text_factors"):
+                row = cold_items.id_vectors_row(name, train, test, texts, cold, args)
+                rows.append({"variant": variant, **{key: row[key] for key in ("row", "hr@100", "ndcg@10", "hr@10")}})
+                print(f"{variant:>4} {name:<24} HR@100 {row['hr@100']:.4f}  NDCG@10 {row['ndcg@10']:.4f}  "
+                      f"HR@10 {row['hr@10']:.4f}", flush=True)
+    finally:
+        cold_module.with_cold_items = original
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/amazon-beauty")
+    parser.add_argument("--split", choices=("test", "valid"), default="valid")
+    parser.add_argument("--variants", default="1,2,3,5,10,20,2n,5n,20n",
+                        help="neighbour counts k, each with 'n' to rescale the average to the neighbours' norm")
+    parser.add_argument("--text-rank", type=int, default=512)
+    parser.add_argument("--text-weight", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    args.users = None
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
