@@ -1323,7 +1323,13 @@ def test_the_cheap_80000_sample_beauty_row_s_research_settings_are_the_estimator
                            balance_id_blocks=True, random_negative_gradients=False)
     assert (_params.alignment_config(public, False), _params.id_factor_settings(public)) == overridden
     assert _params.alignment_config(RARecommender(**variant), False) != overridden[0]
+    recipe = json.loads((Path(__file__).resolve().parents[1] / "examples" / "amazon_beauty_recipe.json").read_text())
+    from_file = RARecommender(**recipe)  # rarec fit --config examples/amazon_beauty_recipe.json
+    assert (_params.alignment_config(from_file, False), _params.id_factor_settings(from_file)) == overridden
+    assert {k: v for k, v in from_file.get_params().items() if k != "llm"} == {
+        k: v for k, v in public.get_params().items() if k != "llm"}
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "examples/amazon_beauty_recipe.json" in readme
     named = {**variant, "cooccurrence_l2": 50, "text_factors": 512, "text_factor_weight": 0.25,
              "balance_id_blocks": True, "random_negative_gradients": False}
     defaults = RARecommender().get_params()
