@@ -182,8 +182,8 @@ class RARecommender(RankingMixin, BaseEstimator):
         over two rankings, of the items as they are and as if added after
         fit (``training_log_[0]["text_factors"]``). 0 (the default) adds
         none: not measured on ML-100K. On Amazon Beauty the ID vectors with
-        512 text factors and 512 EASE factors rank 1.21x above SASRec with
-        no LLM, and the research row that passes SASRec by 1.15x / 1.11x
+        512 text factors and 512 EASE factors rank the validation items
+        1.21x above SASRec with no LLM, and the research row that passes SASRec by 1.15x / 1.11x
         uses them (README, docs/benchmarks.md).
     text_factor_weight : float >= 0, default 0.25
         The text factors' weight, in units of the backbone's score spread
