@@ -66,7 +66,8 @@ class AlignmentConfig:
     history_pooling: bool = True
     #: share of the batch's items whose ID prefix is, at each step, their text neighbour's CF embedding (what an
     #: item added after fit gets), so the towers learn to read an item's text when its ID is borrowed. A research
-    #: setting for the benchmarks, not an estimator parameter: it did not earn one (docs/benchmarks.md, cold items)
+    #: setting for the benchmarks, not an estimator parameter: 0.25 lifted the cold-item row a little (session 56),
+    #: 0.5 lowered ML-100K's warm validation and 0.25 is unmeasured there (docs/benchmarks.md, cold items)
     id_dropout: float = 0.0
     #: the random extra negatives (``in_batch``) are encoded with gradients; False encodes the extras that are not
     #: also a target of the batch forward-only, so that they move the users' vectors but not the item tower, and a
