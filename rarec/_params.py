@@ -43,8 +43,10 @@ def validate_params(rec: RARecommender) -> None:
     check_option(rec.reparameterization, "reparameterization", name, REPARAMETERIZATIONS)
     check_option(rec.loss, "loss", name, LOSSES)
     check_option(rec.negatives, "negatives", name, NEGATIVES)
-    if not isinstance(rec.logq, bool):
-        raise ValueError(f"The 'logq' parameter of {name} must be True or False. Got {rec.logq!r} instead.")
+    for flag in ("logq", "history_pooling", "balance_id_blocks", "random_negative_gradients"):
+        if not isinstance(getattr(rec, flag), bool):
+            raise ValueError(f"The {flag!r} parameter of {name} must be True or False. "
+                             f"Got {getattr(rec, flag)!r} instead.")
     check_option(rec.selection, "selection", name, ("tailored", "random"))
     if rec.sample_fraction is not None:
         check_float(rec.sample_fraction, "sample_fraction", name, 0.0, 1.0, low_open=True)
@@ -68,13 +70,6 @@ def validate_params(rec: RARecommender) -> None:
     check_float(rec.cooccurrence_l2, "cooccurrence_l2", name, 0.0, low_open=True)
     check_int(rec.text_factors, "text_factors", name, 0)
     check_float(rec.text_factor_weight, "text_factor_weight", name, 0.0)
-    for flag in ("balance_id_blocks", "random_negative_gradients"):
-        if not isinstance(getattr(rec, flag), bool):
-            raise ValueError(f"The {flag!r} parameter of {name} must be True or False. "
-                             f"Got {getattr(rec, flag)!r} instead.")
-    if not isinstance(rec.history_pooling, bool):
-        raise ValueError(f"The 'history_pooling' parameter of {name} must be True or False. "
-                         f"Got {rec.history_pooling!r} instead.")
     check_float(rec.lr, "lr", name, 0.0, low_open=True)
     check_float(rec.head_lr, "head_lr", name, 0.0, low_open=True)
     check_float(rec.weight_decay, "weight_decay", name, 0.0)
