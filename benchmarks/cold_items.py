@@ -78,8 +78,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from common import (alignment_overrides, cached_prompt_states, continued_from, id_factor_overrides,
-                    prefix_overrides, read_dataset, results_json, resumed_mark, resumed_note, write_section)
+from common import (alignment_overrides, cached_prompt_states, continued_from, prefix_overrides, read_dataset,
+                    results_json, resumed_mark, resumed_note, write_section)
 from objective_study import mean_and_per_user, seeded_users, shared_sasrec, text_teacher
 
 from rarec import RARecommender
@@ -246,20 +246,21 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     checkpoints = checkpoint_folder(args, name, seed, id_dropout, factors)
     epochs, live = budget(args)
     dtype = getattr(args, "llm_dtype", "auto")
+    balanced = getattr(args, "balance_blocks", False)
+    text_factors = dict(text_factors=factors["text_rank"], text_factor_weight=factors["text_weight"]) if factors else {}
     rec = RARecommender(backbone=backbone, llm=getattr(args, "llm", None), device=args.device, llm_dtype=dtype,
                         random_state=seed, verbose=1, use_id=(name != "text_only"), sample_fraction=fraction,
                         checkpoint_dir=checkpoints, epochs=epochs, n_id_tokens=getattr(args, "id_tokens", 1),
-                        max_train_samples=samples, **estimator_options(args))
+                        max_train_samples=samples, balance_id_blocks=balanced, random_negative_gradients=live,
+                        **text_factors, **estimator_options(args))
     shorter = getattr(args, "continue_from", None)  # a finished fit of this row and setting with fewer epochs
     if shorter is not None and checkpoints is None:
         raise ValueError("--continue-from needs --checkpoints (the longer fit's own folder is made there)")
     start, resumed = time.perf_counter(), checkpoints is not None and (checkpoints.exists() or shorter is not None)
-    balanced = getattr(args, "balance_blocks", False)
     pooling = "mean" if getattr(args, "mean_pooling", False) else "last"
     with continued_from(shorter, checkpoints), prefix_overrides(pooling=pooling), \
-            alignment_overrides(id_dropout=id_dropout, live_random_negatives=live, balance_id_blocks=balanced), \
-            text_teacher(teacher), \
-            id_factor_overrides(**factors), cached_prompt_states(getattr(args, "prompt_cache", None)):
+            alignment_overrides(id_dropout=id_dropout), text_teacher(teacher), \
+            cached_prompt_states(getattr(args, "prompt_cache", None)):
         rec.fit(fitted_on, item_text=warm_text, resume=resumed)
     if getattr(args, "keep_models", None) is not None:  # the warm model, for cold_prefixes.py
         rec.save(args.keep_models / f"{name}_seed{seed}")
@@ -528,8 +529,8 @@ def main() -> None:
                         help="LLM rows: prefix tokens per ID vector (the estimator's n_id_tokens; default 1)")
     parser.add_argument("--balance-blocks", action="store_true",
                         help="LLM rows: each projector scales the ID vectors' blocks (SASRec's embedding, the text "
-                             "factors) to equal shares of their variance (the research setting "
-                             "AlignmentConfig.balance_id_blocks)")
+                             "factors) to equal shares of their variance (the estimator's "
+                             "balance_id_blocks)")
     parser.add_argument("--mean-pooling", action="store_true",
                         help="LLM rows: each tower's vector is the mean of its prompt tokens' final LLM states "
                              "instead of the last token's (the research setting PrefixConfig.pooling)")
@@ -547,8 +548,8 @@ def main() -> None:
     parser.add_argument("--head-lr", type=float, default=RARecommender().head_lr,
                         help="LLM rows: the estimator's head_lr (batch 64 with 4e-4 trains the heads about 4x faster)")
     parser.add_argument("--forward-only-negatives", action="store_true",
-                        help="LLM rows: encode the random extra negatives without gradients (the research setting "
-                             "AlignmentConfig.live_random_negatives=False: cheaper steps)")
+                        help="LLM rows: encode the random extra negatives without gradients (the estimator's "
+                             "random_negative_gradients=False: cheaper steps)")
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
     args = parser.parse_args()

@@ -55,9 +55,9 @@ def _replaced_fields(builder: str, fields: dict):
 
 def alignment_overrides(**fields):
     """While open, RARecommender trains its alignment module with these ``AlignmentConfig`` fields replaced:
-    research options that are not estimator parameters (``id_dropout``), and two that became parameters in session
-    56 (``balance_id_blocks``; ``live_random_negatives``, the parameter ``random_negative_gradients``), which the
-    earlier rows set this way (the same settings and checkpoint fingerprints either way)."""
+    research options that are not estimator parameters (``id_dropout``). Those that became parameters in session 56
+    (``balance_id_blocks``, ``random_negative_gradients``, the text and co-occurrence factors' settings) are given
+    to the estimator instead: the same settings and checkpoint fingerprints as the overrides the earlier rows used."""
     return _replaced_fields("alignment_config", fields)
 
 
@@ -65,14 +65,6 @@ def prefix_overrides(**fields):
     """While open, RARecommender builds both towers' prefixes with these ``PrefixConfig`` fields replaced (the
     LLM vectors' ``pooling``): research settings that are not estimator parameters. They are saved with the model."""
     return _replaced_fields("prefix_config", fields)
-
-
-def id_factor_overrides(**fields):
-    """While open, RARecommender builds its ID vectors' factor sets with these ``IdFactorSettings`` fields
-    replaced (EASE's ``cooccurrence_l2``, the text factors' ``text_rank`` and ``text_weight``): research settings
-    until session 56, now the parameters ``cooccurrence_l2``, ``text_factors`` and ``text_factor_weight``; the
-    benchmarks' rows set them this way (the same settings and checkpoint fingerprints either way)."""
-    return _replaced_fields("id_factor_settings", fields)
 
 
 @contextlib.contextmanager

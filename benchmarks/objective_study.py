@@ -37,7 +37,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from common import (DATASET_TITLES, SETTINGS, alignment_overrides, cached_prompt_states, dataset_suffix,
-                    id_factor_overrides, prefix_overrides, read_dataset, results_json, resumed_mark, resumed_note,
+                    prefix_overrides, read_dataset, results_json, resumed_mark, resumed_note,
                     write_section)
 
 import rarec._estimator as estimator
@@ -186,23 +186,22 @@ VARIANTS.update({name: DEFAULT_OBJECTIVE for name in TEXT_TEACHERS})
 EASE_TEACHERS = {"default + teacher SASRec + 0.25 x EASE": 0.25}
 VARIANTS.update({name: dict(DEFAULT_OBJECTIVE, head_epochs=30, head_hidden=1024) for name in EASE_TEACHERS})
 
-#: Variants that change a trainer setting which is not (yet) an estimator parameter (``AlignmentConfig`` fields),
-#: on the estimator's default. Session 19: ID dropout (a share of the batch's items borrow their text neighbour's
-#: CF embedding as ID prefix, as add_items gives a cold item); must not cost the warm ranking.
+#: Variants that change a trainer setting which is not an estimator parameter (``AlignmentConfig`` fields), on the
+#: estimator's default. Session 19: ID dropout (a share of the batch's items borrow their text neighbour's CF
+#: embedding as ID prefix, as add_items gives a cold item); must not cost the warm ranking.
 ALIGNMENT_OVERRIDES = {"default + ID dropout 50%": dict(id_dropout=0.5)}
 VARIANTS.update({name: dict(DEFAULT_OBJECTIVE, head_epochs=30, head_hidden=1024) for name in ALIGNMENT_OVERRIDES})
 #: Session 29, on the estimator's default since session 23: the 64 random extra negatives encoded forward-only
 #: (on Beauty they hold about 2,900 of a step's 3,900 tokens, and the backward pass half of a step's time); it pays
-#: only if the warm ranking holds.
-FORWARD_ONLY = {"default (session 23) + forward-only random negatives": dict(live_random_negatives=False)}
-ALIGNMENT_OVERRIDES.update(FORWARD_ONLY)
-VARIANTS.update({name: VARIANTS["default + co-occurrence factors (session 23)"] for name in FORWARD_ONLY})
+#: only if the warm ranking holds. A trainer override until session 56, now ``random_negative_gradients=False``.
+VARIANTS["default (session 23) + forward-only random negatives"] = dict(
+    VARIANTS["default + co-occurrence factors (session 23)"], random_negative_gradients=False)
 #: Session 37: each projector's ID-vector blocks (SASRec's embedding, EASE's factors) scaled to equal shares of their
-#: variance (``balance_id_blocks``): on the cold rows it lifted SASRec's part in the item vectors from R² 0.25-0.38
-#: to 0.60 and the warm validation NDCG@10; on ML-100K the two blocks are near balance already (57% / 43%).
-BALANCED = {"default (session 23) + ID blocks balanced at the projector's input": dict(balance_id_blocks=True)}
-ALIGNMENT_OVERRIDES.update(BALANCED)
-VARIANTS.update({name: VARIANTS["default + co-occurrence factors (session 23)"] for name in BALANCED})
+#: variance (``balance_id_blocks``, a trainer override until session 56): on the cold rows it lifted SASRec's part in
+#: the item vectors from R² 0.25-0.38 to 0.60 and the warm validation NDCG@10; on ML-100K the two blocks are near
+#: balance already (57% / 43%).
+VARIANTS["default (session 23) + ID blocks balanced at the projector's input"] = dict(
+    VARIANTS["default + co-occurrence factors (session 23)"], balance_id_blocks=True)
 
 #: Session 39: each tower's vector the mean of its prompt tokens' final LLM states instead of the last token's
 #: (``PrefixConfig.pooling``, set with ``common.prefix_overrides``). With no prefix at all the mean carries far more
@@ -231,24 +230,19 @@ VARIANTS.update({name: dict(VARIANTS["default + co-occurrence teacher + pooled h
 #: at the CPU preset a fit sees 4,000 of Beauty's 22,363 users), not on the fit's own users (session 24): the
 #: estimator's text factors beside EASE's at the setting factor_check.py found best on Beauty's validation items
 #: with no training (SASRec 0.0583; EASE factors 512, L2 50, weight 0.1: 0.0634; and TF-IDF factors 512: 0.0671).
-#: The factor settings that are not estimator parameters go through ``id_factor_overrides`` (common.py).
-FACTORS_ON_EVERYONE = {
-    "default + EASE factors on every user (512, L2 50, 0.1) + TF-IDF factors (512, 0.25)": dict(
-        cooccurrence_l2=50.0, text_rank=512, text_weight=0.25),
-}
-VARIANTS.update({name: dict(VARIANTS["default + co-occurrence factors (session 23)"], cooccurrence_factors=512,
-                            cooccurrence_teacher=0.1) for name in FACTORS_ON_EVERYONE})
+#: Their factor settings were benchmark overrides until session 56, now estimator parameters (the same fits and
+#: checkpoint fingerprints); only where EASE is fitted stays the benchmark's (:func:`factors_fitted_on`).
 _WIDE = "default + EASE factors on every user (512, L2 50, 0.1) + TF-IDF factors (512, 0.25)"
+FACTORS_ON_EVERYONE = {_WIDE}
+VARIANTS[_WIDE] = dict(VARIANTS["default + co-occurrence factors (session 23)"], cooccurrence_factors=512,
+                       cooccurrence_teacher=0.1, cooccurrence_l2=50.0, text_factors=512, text_factor_weight=0.25)
 
 
-def _wide_balanced(name: str, live_random_negatives: bool = True, **params) -> str:
+def _wide_balanced(name: str, **params) -> str:
     """Register ``name``: session 24's wide ID vectors (``_WIDE``) with their blocks balanced at the projector's
-    input, these estimator parameters on top and, unless ``live_random_negatives``, the random negatives encoded
-    forward-only (the trainer's setting)."""
-    FACTORS_ON_EVERYONE[name] = FACTORS_ON_EVERYONE[_WIDE]
-    ALIGNMENT_OVERRIDES[name] = dict(balance_id_blocks=True,
-                                     **({} if live_random_negatives else dict(live_random_negatives=False)))
-    VARIANTS[name] = dict(VARIANTS[_WIDE], **params)
+    input and these estimator parameters on top."""
+    FACTORS_ON_EVERYONE.add(name)
+    VARIANTS[name] = dict(VARIANTS[_WIDE], balance_id_blocks=True, **params)
     return name
 
 
@@ -274,16 +268,15 @@ WIDE_BALANCED_20000_BF16_2_EPOCHS = _wide_balanced(WIDE_BALANCED_20000_BF16 + ",
 ALIGN_USERS: dict[str, int] = {}
 
 
-def _more_users(samples: int, users: int, lower_cache_mb: int, suffix: str = "", live_random_negatives: bool = True,
-                bf16: bool = True, **params) -> str:
+def _more_users(samples: int, users: int, lower_cache_mb: int, suffix: str = "", bf16: bool = True, **params) -> str:
     """Register the balanced wide variant with ``samples`` alignment samples drawn from ``users`` users (the
     evaluated ones and more, :data:`ALIGN_USERS`), the LLM in bf16 (or fp32); ``suffix`` names what ``params``
-    (estimator parameters) and ``live_random_negatives`` (the trainer's) change."""
+    (estimator parameters) change."""
     name = _wide_balanced(f"default + EASE and TF-IDF factors on every user, ID blocks balanced, {samples:,} samples "
                           f"of {users:,} users, {'bf16' if bf16 else 'fp32'}{suffix}",
                           **dict(_SAMPLES_20000_BF16, sample_fraction=1.0, max_train_samples=samples,
                                  llm_dtype="bfloat16" if bf16 else "float32"),
-                          lower_cache_mb=lower_cache_mb, live_random_negatives=live_random_negatives, **params)
+                          lower_cache_mb=lower_cache_mb, **params)
     ALIGN_USERS[name] = users
     return name
 
@@ -306,24 +299,24 @@ WIDE_BALANCED_80000_BF16 = _more_users(80_000, 16_000, lower_cache_mb=8192)
 #: seed fit in one session and keep the 80,000-sample row's ranking?
 WIDE_BALANCED_80000_SHORT = _more_users(80_000, 16_000, lower_cache_mb=4096, max_prompt_tokens=16,
                                         suffix=", 16-token prompts, forward-only random negatives",
-                                        live_random_negatives=False)
+                                        random_negative_gradients=False)
 #: The cheapest test of the same savings: session 43's 20,000-sample row (three seeds, 1.04x / 1.097x SASRec) in fp32
 #: with 16-token prompts and forward-only random negatives, paired user by user with its seeds.
 WIDE_20000_SHORT_FP32 = _wide_balanced(WIDE_BALANCED_20000_BF16.removesuffix(", bf16")
                                        + ", fp32, 16-token prompts, forward-only random negatives",
                                        **dict(_SAMPLES_20000_BF16, llm_dtype="float32"), max_prompt_tokens=16,
-                                       live_random_negatives=False)
+                                       random_negative_gradients=False)
 #: Session 52's CPU had no bf16 instructions (AVX2 only; bf16 about 15x slower there): the same savings in fp32 on
 #: half the samples, against the 40,000-sample row (three seeds, 1.089x / 1.101x SASRec), to see whether they cost
 #: ranking before a seed of the row above is spent on them.
 WIDE_40000_SHORT_FP32 = _more_users(40_000, 8000, lower_cache_mb=4096, max_prompt_tokens=16, bf16=False,
                                     suffix=", 16-token prompts, forward-only random negatives",
-                                    live_random_negatives=False)
+                                    random_negative_gradients=False)
 #: Session 53: the 20,000-sample fp32 twin above landed level with its bf16 row after its heads (paired -0.0011 ±
 #: 0.0016 NDCG@10, +0.0000 ± 0.0041 HR@100, seed 0), so the 80,000-sample row with the same savings, in fp32 for
 #: CPUs without bf16 instructions. Its heads train in batches of 64 at lr 4e-4 (session 45, head_search.py: 4.3x
 #: faster than batch 16 at 1e-4, level on test): at batch 16 they would take about an hour of 80,000 samples.
-_CHEAP_80000 = dict(lower_cache_mb=4096, max_prompt_tokens=16, live_random_negatives=False, head_batch_size=64,
+_CHEAP_80000 = dict(lower_cache_mb=4096, max_prompt_tokens=16, random_negative_gradients=False, head_batch_size=64,
                     head_lr=4e-4, suffix=", 16-token prompts, forward-only random negatives, head batch 64")
 WIDE_80000_SHORT_FP32 = _more_users(80_000, 16_000, bf16=False, **_CHEAP_80000)
 #: Session 54: that row's run was lost with its working directory after its epoch (validation 0.0449); this session's
@@ -451,7 +444,7 @@ def run_variant(name: str, seed: int, backbone: CFBackbone, split, text, sample_
             prefix_overrides(**PREFIX_OVERRIDES.get(name, {})), \
             given_ease(EASE_ON_EVERYONE.get(name), split.train if everyone is None else everyone), \
             factors_fitted_on((split.train if everyone is None else everyone) if name in FACTORS_ON_EVERYONE
-                              else None), id_factor_overrides(**FACTORS_ON_EVERYONE.get(name, {})), \
+                              else None), \
             cached_prompt_states(prompt_cache):
         rec.fit(fit_log, item_text=text, resume=resumed)
     fit_s = time.perf_counter() - start

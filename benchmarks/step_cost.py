@@ -8,10 +8,10 @@ frozen LLM held in fp32 or bf16.
 
 The estimator's default objective adds 64 uniformly drawn items to every
 batch's candidates. Encoded *live* (the default), they run through the item
-tower with gradients; *forward-only* (``AlignmentConfig.live_random_negatives
-=False``, a research setting) they move the users' vectors but not the item
-tower, and the backward pass skips them. The objective study measures what
-that does to quality; this script measures the time, both ways in one
+tower with gradients; *forward-only* (``random_negative_gradients=False``, an
+estimator parameter since session 56) they move the users' vectors but not
+the item tower, and the backward pass skips them. The objective study
+measures what that does to quality; this script measures the time, both ways in one
 process on the same samples (the fit's first ``--steps`` batches of 16),
 alternating the two so that a machine that slows down or speeds up mid-run
 does not favour either. ``--compare dtype`` times the default (live) step
@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import alignment_overrides, cached_prompt_states, dataset_suffix, read_dataset, results_json
+from common import cached_prompt_states, dataset_suffix, read_dataset, results_json
 from objective_study import BASE, HERE, PROMPT_CACHE, VARIANTS, shared_sasrec
 
 from rarec import RARecommender
@@ -59,10 +59,10 @@ def timed_epoch(backbone, train, validation, text, live: bool, steps: int, llm=N
     """One fit of ``steps`` batches with the default objective; the training epoch's seconds per step."""
     params = {**BASE, **VARIANTS[DEFAULT], "sample_fraction": 1.0, "max_train_samples": steps * BATCH,
               "head_epochs": 0,  # every sample a candidate, so that the few users give ``steps`` batches
-              "max_prompt_tokens": max_prompt_tokens}
+              "max_prompt_tokens": max_prompt_tokens, "random_negative_gradients": live}
     rec = RARecommender(backbone=backbone, llm=llm, device="cpu", llm_dtype=llm_dtype, random_state=0, verbose=0,
                         **params)
-    with alignment_overrides(live_random_negatives=live), cached_prompt_states(prompt_cache):
+    with cached_prompt_states(prompt_cache):
         rec.fit(train, item_text=text, validation=validation)
     epoch = rec.training_log_[0]
     batches = -(-epoch["samples"] // BATCH)

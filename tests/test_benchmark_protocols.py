@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from rarec.align import AlignmentConfig
 from rarec.cf import EASE
 from rarec.data import make_interactions
 from rarec.model_selection import leave_last_out
@@ -125,9 +124,9 @@ def test_more_users_variants_keep_the_names_their_results_are_stored_under():
         assert params.get("max_prompt_tokens", 64) == (16 if cuts in name else 64)
         heads = (64, 4e-4) if name in (heads_64, heads_64_bf16) else (None, None)
         assert (params.get("head_batch_size"), params.get("head_lr")) == heads
-        assert objective_study.ALIGNMENT_OVERRIDES[name] == dict(
-            balance_id_blocks=True, **(dict(live_random_negatives=False) if cuts in name else {}))
-        assert objective_study.FACTORS_ON_EVERYONE[name] == dict(cooccurrence_l2=50.0, text_rank=512, text_weight=0.25)
+        assert params["balance_id_blocks"] and params.get("random_negative_gradients", True) == (cuts not in name)
+        assert (params["cooccurrence_l2"], params["text_factors"], params["text_factor_weight"]) == (50.0, 512, 0.25)
+        assert name in objective_study.FACTORS_ON_EVERYONE and name not in objective_study.ALIGNMENT_OVERRIDES
 
 
 def tiny_cold_split(monkeypatch):
@@ -1047,6 +1046,47 @@ def test_cold_item_rows_with_another_training_budget_are_fitted_with_it_and_kept
     assert cold_items.label("rarec", [default]) == cold_items.LABELS["rarec"]
 
 
+def test_the_cold_text_factor_row_fits_with_the_estimator_parameters_its_research_settings_became(tmp_path,
+                                                                                                  monkeypatch):
+    """--text-rank/--text-weight, --balance-blocks and --forward-only-negatives reach the fit as estimator
+    parameters (session 56), ID dropout, which is none, as the trainer override: the same trainer and ID-factor
+    settings the earlier rows' overrides built, so their checkpoints still resume."""
+    from types import SimpleNamespace
+
+    from rarec import _params
+    from rarec.testing import tiny_llm
+
+    data, log, texts, (train, pairs, cold), test = tiny_cold_split(monkeypatch)
+    args = SimpleNamespace(users=30, device="cpu", data=tmp_path, llm=tiny_llm(data.item_text), cache=tmp_path / "cf",
+                           text_rank=8, text_weight=0.5, balance_blocks=True, forward_only_negatives=True,
+                           text_factors_id_dropout=0.25)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fit(self, *a, **k):
+        seen.update(params=self.get_params(), config=_params.alignment_config(self, False),
+                    factors=_params.id_factor_settings(self))
+        raise Stop
+
+    monkeypatch.setattr(cold_items.RARecommender, "fit", fit)
+    with pytest.raises(Stop):
+        cold_items.llm_row("rarec_text_factors", 0, train, test, texts, cold, args)
+    params, config, factors = seen["params"], seen["config"], seen["factors"]
+    assert (params["text_factors"], params["text_factor_weight"]) == (8, 0.5) == (factors.text_rank, factors.text_weight)
+    assert params["balance_id_blocks"] and config.balance_id_blocks
+    assert not params["random_negative_gradients"] and not config.live_random_negatives
+    assert config.id_dropout == 0.25
+    with pytest.raises(Stop):
+        cold_items.llm_row("rarec", 0, train, test, texts, cold, SimpleNamespace(
+            users=30, device="cpu", data=tmp_path, llm=args.llm, cache=tmp_path / "cf"))
+    defaults = cold_items.RARecommender().get_params()
+    assert {key: seen["params"][key] for key in ("text_factors", "balance_id_blocks", "random_negative_gradients")} \
+        == {key: defaults[key] for key in ("text_factors", "balance_id_blocks", "random_negative_gradients")}
+    assert seen["config"].id_dropout == 0.0
+
+
 def test_step_cost_times_the_requested_steps_of_a_real_fit_both_ways(tmp_path, monkeypatch):
     step_cost = pytest.importorskip("step_cost")
     from rarec.testing import tiny_llm
@@ -1158,19 +1198,16 @@ def test_the_samples_variants_scale_the_samples_and_the_selection_budget_of_thei
 ])
 def test_the_wide_balanced_variants_fit_with_balanced_blocks_wide_factors_and_their_budget(monkeypatch, name,
                                                                                           expected):
-    from rarec import _params
+    from rarec import RARecommender, _params
 
     seen = []
 
     class Stop(Exception):
         pass
 
-    class Recorder:
-        def __init__(self, **params):
-            self.params = params
-
-        def fit(self, *args, **kwargs):  # what the fit would read: its parameters and the research settings
-            seen.append((self.params, _params.alignment_config(self, False), _params.id_factor_settings(self)))
+    class Recorder(RARecommender):
+        def fit(self, *args, **kwargs):  # what the fit would read: its trainer and ID-factor settings
+            seen.append((self.get_params(), _params.alignment_config(self, False), _params.id_factor_settings(self)))
             raise Stop
 
     @contextlib.contextmanager
@@ -1181,8 +1218,6 @@ def test_the_wide_balanced_variants_fit_with_balanced_blocks_wide_factors_and_th
     fitted_on = []
     monkeypatch.setattr(objective_study, "RARecommender", Recorder)
     monkeypatch.setattr(objective_study, "factors_fitted_on", factors_fitted_on)
-    monkeypatch.setattr(_params, "alignment_config", lambda rec, progress: AlignmentConfig())
-    monkeypatch.setattr(_params, "id_factor_settings", lambda rec: _params.IdFactorSettings(64, 0.25))
     split = type("Split", (), {"train": "the split's training log"})()
     for variant in (name, "default (session 23), 5 epochs (GPU)"):
         with pytest.raises(Stop):
@@ -1192,7 +1227,7 @@ def test_the_wide_balanced_variants_fit_with_balanced_blocks_wide_factors_and_th
     assert {key: params.get(key) for key in expected} == expected
     assert config.balance_id_blocks and not plain_config.balance_id_blocks
     assert (factors.cooccurrence_l2, factors.text_rank, factors.text_weight) == (50.0, 512, 0.25)
-    assert plain_factors == _params.IdFactorSettings(64, 0.25)
+    assert plain_factors == _params.id_factor_settings(RARecommender())  # the estimator's defaults
     assert fitted_on == ["the split's training log", None]  # the wide variant's EASE factors: on every user
 
 
@@ -1306,34 +1341,27 @@ def test_step_cost_summary_keeps_what_a_stopped_run_measured():
 
 
 def test_the_cheap_80000_sample_beauty_row_s_research_settings_are_the_estimator_parameters_the_readme_names():
-    """The README gives the 80,000-sample Amazon Beauty row's settings as estimator parameters: they build the same
-    trainer and ID-factor settings as the benchmark's overrides (its other difference, EASE fitted on every user
-    while aligning on 16,000, is the benchmark's user sample)."""
+    """The README and examples/amazon_beauty_recipe.json give the 80,000-sample Amazon Beauty row's estimator
+    parameters: those the benchmark fits with (its other difference, EASE fitted on every user while aligning on
+    16,000, is the benchmark's user sample), and so its trainer and ID-factor settings."""
     from rarec import RARecommender, _params
 
-    from common import alignment_overrides, id_factor_overrides
-
     name = objective_study.WIDE_80000_SHORT_BF16
+    assert name in objective_study.FACTORS_ON_EVERYONE and name not in objective_study.ALIGNMENT_OVERRIDES
     variant = objective_study.VARIANTS[name]
-    with alignment_overrides(**objective_study.ALIGNMENT_OVERRIDES[name]), \
-            id_factor_overrides(**objective_study.FACTORS_ON_EVERYONE[name]):
-        research = RARecommender(**variant)
-        overridden = (_params.alignment_config(research, False), _params.id_factor_settings(research))
-    public = RARecommender(**variant, cooccurrence_l2=50.0, text_factors=512, text_factor_weight=0.25,
-                           balance_id_blocks=True, random_negative_gradients=False)
-    assert (_params.alignment_config(public, False), _params.id_factor_settings(public)) == overridden
-    assert _params.alignment_config(RARecommender(**variant), False) != overridden[0]
+    benchmark = RARecommender(**variant)
     recipe = json.loads((Path(__file__).resolve().parents[1] / "examples" / "amazon_beauty_recipe.json").read_text())
     from_file = RARecommender(**recipe)  # rarec fit --config examples/amazon_beauty_recipe.json
-    assert (_params.alignment_config(from_file, False), _params.id_factor_settings(from_file)) == overridden
     assert {k: v for k, v in from_file.get_params().items() if k != "llm"} == {
-        k: v for k, v in public.get_params().items() if k != "llm"}
+        k: v for k, v in benchmark.get_params().items() if k != "llm"}
+    settings = (_params.alignment_config(benchmark, False), _params.id_factor_settings(benchmark))
+    assert (_params.alignment_config(from_file, False), _params.id_factor_settings(from_file)) == settings
+    assert settings[0].balance_id_blocks and not settings[0].live_random_negatives
+    assert (settings[1].cooccurrence_l2, settings[1].text_rank, settings[1].text_weight) == (50.0, 512, 0.25)
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "examples/amazon_beauty_recipe.json" in readme
-    named = {**variant, "cooccurrence_l2": 50, "text_factors": 512, "text_factor_weight": 0.25,
-             "balance_id_blocks": True, "random_negative_gradients": False}
     defaults = RARecommender().get_params()
-    for key, value in named.items():
+    for key, value in variant.items():
         if value != defaults[key] and key != "lower_cache_mb":
             assert f"{key}={value!r}".replace("'", '"') in readme.replace("80_000", "80000").replace("4e-4", "0.0004"), key
 
