@@ -91,6 +91,9 @@ HERE = Path(__file__).resolve().parent
 KS, METRICS = (10, 100), ("hr", "ndcg")
 COLD_FRACTION, SPLIT_SEED = 0.10, 0
 DEFAULT_SAMPLES = RARecommender().max_train_samples  # prefix-training samples per LLM row, unless --samples
+#: The users every LLM row aligned on until session 57 (``--users 4000``: each test user and seeded others); a row
+#: aligned on another count is kept apart and says so.
+PRESET_USERS = 4000
 TEXT_TEACHER = 0.25  # the TF-IDF cosine's weight in the text-aware teacher, in units of the backbone score's spread
 ROWS = ("popularity", "tfidf", "id_vectors", "id_vectors_text_factors", "rarec", "rarec_id_dropout",
         "rarec_text_teacher", "rarec_text_factors", "text_only")
@@ -380,7 +383,8 @@ def setting(row: dict) -> tuple:
     return (row["row"], row.get("seed"), row.get("text_rank"), row.get("text_weight"), row.get("epochs", 1),
             row.get("live_random_negatives", True), row.get("n_id_tokens", 1), row.get("balance_id_blocks", False),
             row.get("id_dropout", 0.0), row.get("pooling", "last"), row.get("max_train_samples", DEFAULT_SAMPLES),
-            row.get("llm_dtype", "auto"), tuple((key, row[key]) for key in ESTIMATOR_OPTIONS if key in row))
+            row.get("llm_dtype", "auto"), tuple((key, row[key]) for key in ESTIMATOR_OPTIONS if key in row),
+            row.get("users"))
 
 
 def render(result: dict, split: str = "test") -> str:
@@ -399,7 +403,9 @@ def render(result: dict, split: str = "test") -> str:
     lines = [title, "", f"Written by `benchmarks/cold_items.py --split {split}` on {result['machine']}. " + held +
              f"{result['test_users']:,} {'validation' if split == 'valid' else 'test'} users, each with a cold item "
              "as their last interaction; the whole catalogue ranked, the user's training items excluded. LLM rows: "
-             "mean ± std over the seeds run.", "",
+             "mean ± std over the seeds run" + (f"; each aligns on {PRESET_USERS:,} users (every test user and "
+                                                "seeded others; SASRec saw them all) unless it names another count"
+                                                if any("users" in r for r in result["rows"]) else "") + ".", "",
              "| row | seeds | HR@10 | NDCG@10 | HR@100 | NDCG@100 | wall (s) |", "|---|---|---|---|---|---|---|"]
     for name in ROWS:
         settings = {}  # rows of one setting, its seeds together
@@ -436,6 +442,8 @@ def label(name: str, rows: list[dict]) -> str:
     if "head_batch_size" in first or "head_lr" in first:
         text += f", heads in batches of {first.get('head_batch_size', 'the alignment batch')} at lr " \
                 f"{first.get('head_lr', RARecommender().head_lr):g}"
+    if first.get("users") not in (None, PRESET_USERS):
+        text += f", aligned on {first['users']:,} users"
     if name == "rarec_text_factors" and first.get("id_dropout", 0.0) > 0:
         text += (f", ID dropout ({first['id_dropout']:.0%} of the batch's items borrow their text neighbour's "
                  "SASRec part)")

@@ -247,6 +247,7 @@ def test_cold_item_llm_row_with_more_id_tokens_keeps_its_own_checkpoint_and_tabl
     assert fitted == [2] and row["n_id_tokens"] == 2 and folder.name.endswith("_idtokens2")
     one = dict(row, n_id_tokens=1)
     assert cold_items.setting(row) != cold_items.setting(one)
+    row["users"] = cold_items.PRESET_USERS  # the tiny fit's 30; the label would name any other count last
     assert cold_items.label("rarec", [row]).endswith(", 2 ID tokens per vector")
     assert "ID tokens" not in cold_items.label("rarec", [one])
 
@@ -272,6 +273,7 @@ def test_cold_item_llm_row_with_more_samples_trains_on_them_and_keeps_its_own_ch
     plain = cold_items.checkpoint_folder(SimpleNamespace(**base), "rarec", 0, 0.0, {})
     assert {folder.name for folder in base["checkpoints"].iterdir()} == {plain.name, plain.name + "_samples64"}
     assert cold_items.setting(more) != cold_items.setting(row)
+    more["users"] = cold_items.PRESET_USERS  # the tiny fit's 30; the label would name any other count last
     assert cold_items.label("rarec", [more]).endswith(", 64 prefix-training samples")
     assert "samples" not in cold_items.label("rarec", [row])
 
@@ -338,6 +340,17 @@ def test_cold_item_llm_row_with_the_cheap_estimator_options_fits_with_them_and_k
     assert cold_items.setting(row) != cold_items.setting({"row": "rarec", "seed": 0})
     assert cold_items.label("rarec", [row]).endswith(", 16-token prompts, heads in batches of 64 at lr 0.0004")
     assert "prompts" not in cold_items.label("rarec", [{"row": "rarec", "seed": 0}])
+
+
+def test_a_cold_item_row_aligned_on_more_users_is_kept_apart_and_says_so():
+    row = {"row": "rarec_text_factors", "seed": 0, "id_dropout": 0.25, "text_rank": 8, "text_weight": 0.5,
+           "users": cold_items.PRESET_USERS}
+    more = dict(row, users=8000)
+    assert cold_items.setting(row) != cold_items.setting(more)
+    assert cold_items.label("rarec_text_factors", [more]).endswith(
+        ", aligned on 8,000 users, ID dropout (25% of the batch's items borrow their text neighbour's SASRec part)")
+    assert "aligned on" not in cold_items.label("rarec_text_factors", [row])
+    assert "aligned on" not in cold_items.label("tfidf", [{"row": "tfidf", "seed": 0}])
 
 
 def test_cold_item_text_factor_row_with_id_dropout_keeps_its_own_checkpoint_and_table_line(tmp_path):
