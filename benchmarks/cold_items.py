@@ -309,6 +309,12 @@ def id_vectors_row(name: str, train: InteractionLog, test: InteractionLog, texts
             args.text_weight, histories, lambda rows: backbone.score_histories([histories[r][-window:] for r in rows]))
         items = torch.cat([items, factors.for_texts(all_text).float()], dim=1)
         row = {"text_rank": args.text_rank, "text_weight": args.text_weight}
+    cf_scale, text_scale = getattr(args, "cold_scale", (1.0, 1.0))  # cold_borrowing.py --scales; not a product rule
+    if (cf_scale, text_scale) != (1.0, 1.0):
+        width = backbone.item_embeddings().shape[1]
+        items[warm.n_items:, :width] *= cf_scale
+        items[warm.n_items:, width:] *= text_scale
+        row["cold_scale"] = [cf_scale, text_scale]
     where = {raw: i for i, raw in enumerate(catalogue)}
     test_items = np.array([where.get(raw, -1) for raw in test.items.decode(test.item_codes)])
     # as the LLM rows' evaluate, which leaves out users it never saw and cold items with no text (never added)

@@ -70,6 +70,15 @@ def test_id_vector_rows_rank_a_cold_item_by_its_neighbour_s_ids_and_its_own_word
     assert not np.allclose(*columns["id_vectors_text_factors"], atol=1e-5)
     assert (row["text_rank"], row["text_weight"]) == (4, 0.5)
     assert "SASRec + 4 text factors at weight 0.5" in cold_items.label(row["row"], [row])
+    assert "cold_scale" not in row
+    users = np.unique(seen["held_out"].nonzero()[0])
+    plain = seen["scorer"](users).numpy()
+    args.cold_scale = (2.0, 2.0)  # cold_borrowing.py --scales: the cold items' columns scale, the warm ones stay
+    scaled_row = cold_items.id_vectors_row("id_vectors_text_factors", train, test, texts, cold, args)
+    scaled = seen["scorer"](users).numpy()
+    assert scaled_row["cold_scale"] == [2.0, 2.0]
+    assert np.allclose(scaled[:, :warm.n_items], plain[:, :warm.n_items], atol=1e-5)
+    assert np.allclose(scaled[:, warm.n_items:], 2 * plain[:, warm.n_items:], atol=1e-4)
 
 
 def test_tfidf_scorer_ranks_items_sharing_words_with_the_history_first(log):
