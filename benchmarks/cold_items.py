@@ -501,8 +501,9 @@ def paired_lines(result: dict, who: str = "test") -> list[str]:
     return lines
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
+    """The command line of this script (``cold_calibration.py`` reads the LLM row's options from it too)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/amazon-beauty")
     parser.add_argument("--rows", default="popularity,tfidf", help=f"comma-separated, of {', '.join(ROWS)}")
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the LLM rows")
@@ -566,12 +567,21 @@ def main() -> None:
                              "random_negative_gradients=False: cheaper steps)")
     parser.add_argument("--render", action="store_true", help="only write the docs section from the saved JSON")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs/benchmarks.md")
-    args = parser.parse_args()
+    return parser
+
+
+def prepare(args) -> None:
+    """After parsing: ``--prompt-cache none`` as None, and the fit's log shown."""
     if str(args.prompt_cache) == "none":
         args.prompt_cache = None
     # the fit's own checks (which ID-vector factors it keeps, and why) show within minutes, not after the whole row
     logging.basicConfig(format="%(name)s: %(message)s")
     logging.getLogger("rarec").setLevel(logging.INFO)
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    prepare(args)
     unknown = set(args.rows.split(",")) - set(ROWS)
     if unknown:
         sys.exit(f"unknown rows {sorted(unknown)}; known: {', '.join(ROWS)}")

@@ -1408,3 +1408,26 @@ def test_cold_borrowing_s_one_neighbour_is_add_items_rule_and_its_averages_are_w
     torch.testing.assert_close(rescaled[0] / rescaled[0].norm(), averaged[0] / averaged[0].norm())
     torch.testing.assert_close(averaged[2], embeddings.mean(0))  # no shared word: the mean embedding
     torch.testing.assert_close(cold_borrowing.neighbour_average(3, False)(embeddings, known), embeddings)
+
+
+def test_cold_calibration_separates_the_cold_items_order_from_their_level():
+    import scipy.sparse as sp
+
+    cold_calibration = pytest.importorskip("cold_calibration")
+    # 120 warm items scored 0..119 (as 0.0-11.9), 5 cold items; user 0's target is cold item 121, user 1's 124
+    warm = np.arange(120) / 10.0
+    table = {0: np.concatenate([warm, [5.0, 11.95, 4.05, 3.05, 2.05]]),
+             1: np.concatenate([warm, [1.05, 0.95, 0.85, 0.75, 20.0]])}
+    held_out = sp.csr_matrix(([1.0, 1.0], ([0, 1], [121, 124])), shape=(2, 125))
+    seen = sp.csr_matrix(([1.0], ([0], [119])), shape=(2, 125))  # user 0 saw the top warm item
+    found = cold_calibration.level_and_order(lambda rows: torch.as_tensor(np.stack([table[r] for r in rows])),
+                                             held_out, seen, n_warm=120)
+    assert found["users"] == 2 and found["hr@100"] == 1.0  # ranks 0 and 0: both targets on top
+    assert found["hr@10_within_cold"] == 1.0 == found["hr@100_within_cold"]
+    # user 0's top 100 holds its four cold items above 2.1, user 1's the one at 20.0
+    assert found["cold_share@100"] == pytest.approx((4 / 100 + 1 / 100) / 2)
+    lifted = cold_calibration.level_and_order(
+        lambda rows: torch.as_tensor(np.stack([table[r] + np.r_[np.zeros(120), np.full(5, 50.0)] for r in rows])),
+        held_out, seen, n_warm=120)
+    assert lifted["hr@10_within_cold"] == found["hr@10_within_cold"]  # the order among cold items is unchanged
+    assert lifted["cold_share@100"] == 0.05 and lifted["cold_gap"] > found["cold_gap"]

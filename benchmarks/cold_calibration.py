@@ -1,0 +1,135 @@
+"""Cold items: does the LLM score lose to its ID vectors by ranking cold items worse, or by scoring them too low?
+
+    python benchmarks/cold_calibration.py --seed 0 --users 8000 --text-rank 512 --text-weight 0.5 \
+        --balance-blocks --samples 40000 --llm-dtype bfloat16 --max-prompt-tokens 16 --head-batch-size 64 \
+        --head-lr 4e-4 --forward-only-negatives --text-factors-id-dropout 0.25 \
+        --checkpoints benchmarks/output/checkpoints
+
+Takes ``cold_items.py``'s options for its ``rarec_text_factors`` row and one
+seed; with ``--checkpoints`` pointing at that row's finished fit it only
+resumes it (minutes), otherwise it fits. For the LLM score and for the ID
+vectors it distils (``id_vectors_text_factors``, no LLM), over the same cold
+test users, it separates two things HR@100 mixes:
+
+- **order among the cold items**: the held-out item's rank among the cold
+  items alone (HR@10 and HR@100 within them), which no common shift or scale
+  of the cold items' scores changes;
+- **level against the warm items**: the share of each user's top 100 that
+  is cold, and the gap between the mean score of the cold and of the warm
+  items in units of the user's score spread.
+
+Every test target is a cold item, so the level alone moves HR@100 a lot
+(``cold_borrowing.py --scales``). Results: benchmarks/results/
+cold_calibration_<data>.json (one entry per seed and setting); nothing is
+written to the docs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+import cold_items
+
+HERE = Path(__file__).resolve().parent
+
+
+def level_and_order(scorer, held_out: sp.csr_matrix, seen: sp.csr_matrix, n_warm: int,
+                    batch: int = 256) -> dict[str, float]:
+    """The cold items' level and order (module docstring) for each user with one held-out (cold) item, averaged:
+    ``scorer(user_codes)`` scores every item (warm ones first, ``n_warm`` of them), ``seen`` items are excluded."""
+    users = np.flatnonzero(np.diff(held_out.indptr))
+    found = {"hr@100": [], "cold_share@100": [], "cold_gap": [], "hr@10_within_cold": [], "hr@100_within_cold": []}
+    for start in range(0, len(users), batch):
+        rows = users[start:start + batch]
+        scores = torch.as_tensor(scorer(rows)).double().numpy().copy()
+        excluded = seen[rows].toarray() > 0
+        scores[excluded] = np.nan
+        target = held_out[rows].indices  # one per user
+        mine = scores[np.arange(len(rows)), target]
+        finite = np.where(excluded, -np.inf, scores)
+        rank = (finite > mine[:, None]).sum(1)
+        cold_rank = (finite[:, n_warm:] > mine[:, None]).sum(1)
+        top = np.argpartition(-finite, 100, axis=1)[:, :100]
+        spread = np.nanstd(scores, axis=1)
+        gap = (np.nanmean(scores[:, n_warm:], axis=1) - np.nanmean(scores[:, :n_warm], axis=1)) / spread
+        found["hr@100"] += list(rank < 100)
+        found["cold_share@100"] += list((top >= n_warm).mean(1))
+        found["cold_gap"] += list(gap)
+        found["hr@10_within_cold"] += list(cold_rank < 10)
+        found["hr@100_within_cold"] += list(cold_rank < 100)
+    return {key: float(np.mean(values)) for key, values in found.items()} | {"users": int(len(users))}
+
+
+def id_vector_levels(train, test, texts, cold, args) -> dict:
+    """:func:`level_and_order` of the text-factor ID vectors (``cold_items.id_vectors_row``'s own scorer)."""
+    seen = {}
+    original = cold_items.full_ranking_metrics
+
+    def spy(scorer, held_out, exclude, **kwargs):
+        seen.update(scorer=scorer, held_out=held_out, exclude=exclude)
+        return original(scorer, held_out, exclude, **kwargs)
+
+    cold_items.full_ranking_metrics = spy
+    try:
+        cold_items.id_vectors_row("id_vectors_text_factors", train, test, texts, cold, args)
+    finally:
+        cold_items.full_ranking_metrics = original
+    n_warm = cold_items.warm_catalogue(train, texts, cold)[0].n_items  # the cold items come last
+    return level_and_order(seen["scorer"], seen["held_out"], seen["exclude"], n_warm)
+
+
+def llm_levels(seed: int, train, test, texts, cold, args) -> dict:
+    """:func:`level_and_order` of the RA-Rec text-factor row's LLM score (``cold_items.llm_row``, resumed from its
+    checkpoint when it is there), measured where the row evaluates, after ``add_items``."""
+    found = {}
+    original = cold_items.RARecommender.evaluate
+
+    def evaluate(self, X, **kwargs):
+        held_out = self._known_interactions(X)
+        n_warm = self.n_items_ - len(cold_items.warm_catalogue(train, texts, cold)[2])
+        found.update(level_and_order(self._scores, held_out, self.seen_, n_warm))
+        return original(self, X, **kwargs)
+
+    cold_items.RARecommender.evaluate = evaluate
+    try:
+        row = cold_items.llm_row("rarec_text_factors", seed, train, test, texts, cold, args)
+    finally:
+        cold_items.RARecommender.evaluate = original
+    return {**found, "row_hr@100": row["hr@100"], "resumed": bool(row.get("resumed"))}
+
+
+def main(argv=None) -> None:
+    parser = cold_items.build_parser(__doc__)
+    parser.add_argument("--seed", type=int, default=0, help="the LLM row's seed")
+    args = parser.parse_args(argv)
+    if args.split != "test":
+        parser.error("cold_calibration.py reads the test split's rows only")
+    cold_items.prepare(args)
+    log, text = cold_items.read_dataset(args.data)
+    texts = text.align(log.items, on_unknown="ignore")
+    train, test_pairs, cold = cold_items.cold_split(log, cold_items.COLD_FRACTION, cold_items.SPLIT_SEED)
+    test = cold_items.as_log(test_pairs, log)
+    teacher = id_vector_levels(train, test, texts, cold, args)
+    print("ID vectors:", json.dumps(teacher), file=sys.stderr, flush=True)
+    student = llm_levels(args.seed, train, test, texts, cold, args)
+    print("LLM score:", json.dumps(student), file=sys.stderr, flush=True)
+    path = HERE / "results" / f"cold_calibration_{args.data.name}.json"
+    folder = cold_items.checkpoint_folder(args, "rarec_text_factors", args.seed, cold_items.row_id_dropout(
+        "rarec_text_factors", args), dict(text_rank=args.text_rank, text_weight=args.text_weight))
+    entries = json.loads(path.read_text()) if path.exists() else []
+    setting = folder.name if folder is not None else f"seed{args.seed}_users{args.users}"
+    entries = [e for e in entries if e["setting"] != setting] + [
+        {"setting": setting, "seed": args.seed, "id_vectors": teacher, "llm": student}]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries, indent=1) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
