@@ -55,7 +55,8 @@ def level_and_order(scorer, held_out: sp.csr_matrix, seen: sp.csr_matrix, n_warm
         finite = np.where(excluded, -np.inf, scores)
         rank = (finite > mine[:, None]).sum(1)
         cold_rank = (finite[:, n_warm:] > mine[:, None]).sum(1)
-        top = np.argpartition(-finite, 100, axis=1)[:, :100]
+        depth = min(100, scores.shape[1])  # a catalogue of fewer items: all of them
+        top = np.argpartition(-finite, depth - 1, axis=1)[:, :depth]
         spread = np.nanstd(scores, axis=1)
         gap = (np.nanmean(scores[:, n_warm:], axis=1) - np.nanmean(scores[:, :n_warm], axis=1)) / spread
         found["hr@100"] += list(rank < 100)
@@ -91,7 +92,7 @@ def llm_levels(seed: int, train, test, texts, cold, args) -> dict:
     original = cold_items.RARecommender.evaluate
 
     def evaluate(self, X, **kwargs):
-        held_out = self._known_interactions(X)
+        held_out = self._known_interactions(X).to_csr()
         n_warm = self.n_items_ - len(cold_items.warm_catalogue(train, texts, cold)[2])
         found.update(level_and_order(self._scores, held_out, self.seen_, n_warm))
         return original(self, X, **kwargs)

@@ -1431,3 +1431,18 @@ def test_cold_calibration_separates_the_cold_items_order_from_their_level():
         held_out, seen, n_warm=120)
     assert lifted["hr@10_within_cold"] == found["hr@10_within_cold"]  # the order among cold items is unchanged
     assert lifted["cold_share@100"] == 0.05 and lifted["cold_gap"] > found["cold_gap"]
+
+
+def test_cold_calibration_measures_the_llm_row_where_it_evaluates(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from rarec.testing import tiny_llm
+
+    cold_calibration = pytest.importorskip("cold_calibration")
+    data, log, texts, (train, pairs, cold), test = tiny_cold_split(monkeypatch)
+    args = SimpleNamespace(users=30, device="cpu", data=tmp_path, llm=tiny_llm(data.item_text), cache=tmp_path / "cf",
+                           text_rank=4, text_weight=0.5, samples=16, head_epochs=1)
+    found = cold_calibration.llm_levels(0, train, test, texts, cold, args)
+    assert found["users"] > 0 and 0.0 <= found["hr@10_within_cold"] <= found["hr@100_within_cold"] <= 1.0
+    assert found["hr@100"] == pytest.approx(found["row_hr@100"])  # the same users and ranking as the row's
+    assert 0.0 <= found["cold_share@100"] <= 1.0 and not found["resumed"]
