@@ -185,6 +185,7 @@ def checkpoint_folder(args, name: str, seed: int, id_dropout: float, factors: di
     settings += f"_idtokens{id_tokens}" if id_tokens != 1 else ""
     settings += "_balanced" if getattr(args, "balance_blocks", False) else ""
     settings += "_meanpooled" if getattr(args, "mean_pooling", False) else ""
+    settings += "_borrowedteacher" if borrowed_teacher(name, args) else ""
     samples = getattr(args, "samples", DEFAULT_SAMPLES)
     settings += f"_samples{samples}" if samples != DEFAULT_SAMPLES else ""
     dtype = getattr(args, "llm_dtype", "auto")
@@ -220,6 +221,12 @@ def row_id_dropout(name: str, args) -> float:
     if name in ("rarec_id_dropout", "rarec_text_teacher"):
         return args.id_dropout
     return getattr(args, "text_factors_id_dropout", 0.0) if name == "rarec_text_factors" else 0.0
+
+
+def borrowed_teacher(name: str, args) -> bool:
+    """Whether a row's teacher scores its borrowed-ID items as added items (``--borrowed-teacher``, session 58: the
+    research setting ``AlignmentConfig.borrowed_teacher``); only a row trained with ID dropout has any."""
+    return getattr(args, "borrowed_teacher", False) and row_id_dropout(name, args) > 0
 
 
 def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, texts, cold, args) -> dict:
@@ -262,7 +269,8 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     start, resumed = time.perf_counter(), checkpoints is not None and (checkpoints.exists() or shorter is not None)
     pooling = "mean" if getattr(args, "mean_pooling", False) else "last"
     with continued_from(shorter, checkpoints), prefix_overrides(pooling=pooling), \
-            alignment_overrides(id_dropout=id_dropout), text_teacher(teacher), \
+            alignment_overrides(id_dropout=id_dropout, borrowed_teacher=borrowed_teacher(name, args)), \
+            text_teacher(teacher), \
             cached_prompt_states(getattr(args, "prompt_cache", None)):
         rec.fit(fitted_on, item_text=warm_text, resume=resumed)
     if getattr(args, "keep_models", None) is not None:  # the warm model, for cold_prefixes.py
@@ -275,6 +283,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
             **({} if live else {"live_random_negatives": False}), **({"resumed": True} if resumed else {}),
             **({"n_id_tokens": rec.n_id_tokens} if rec.n_id_tokens != 1 else {}),
             **({"balance_id_blocks": True} if balanced else {}), **({"pooling": pooling} if pooling != "last" else {}),
+            **({"borrowed_teacher": True} if borrowed_teacher(name, args) else {}),
             **({"max_train_samples": samples} if samples != DEFAULT_SAMPLES else {}),
             **({"llm_dtype": dtype} if dtype != "auto" else {}), **estimator_options(args),
             "factor_checks": {key: rec.training_log_[0].get(key) for key in ("cooccurrence_factors", "text_factors")},
@@ -390,7 +399,7 @@ def setting(row: dict) -> tuple:
             row.get("live_random_negatives", True), row.get("n_id_tokens", 1), row.get("balance_id_blocks", False),
             row.get("id_dropout", 0.0), row.get("pooling", "last"), row.get("max_train_samples", DEFAULT_SAMPLES),
             row.get("llm_dtype", "auto"), tuple((key, row[key]) for key in ESTIMATOR_OPTIONS if key in row),
-            row.get("users"))
+            row.get("users"), row.get("borrowed_teacher", False))
 
 
 def render(result: dict, split: str = "test") -> str:
@@ -453,6 +462,8 @@ def label(name: str, rows: list[dict]) -> str:
     if name == "rarec_text_factors" and first.get("id_dropout", 0.0) > 0:
         text += (f", ID dropout ({first['id_dropout']:.0%} of the batch's items borrow their text neighbour's "
                  "SASRec part)")
+    if first.get("borrowed_teacher", False):
+        text += ", the teacher scoring those items by their borrowed ID vectors (heads too)"
     return text + ("" if first.get("live_random_negatives", True) else ", random negatives forward-only")
 
 
@@ -517,6 +528,10 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
                         help="rarec_text_factors: the share of the batch's items whose SASRec part is borrowed from "
                              "their text neighbour while their own text factors stay, as a cold item's ID vector is "
                              "built (the research setting AlignmentConfig.id_dropout; default 0)")
+    parser.add_argument("--borrowed-teacher", action="store_true",
+                        help="rows trained with ID dropout: the teacher scores a borrowed-ID item by its borrowed ID "
+                             "vector, as an added item's is scored, and the output heads train with the same share of "
+                             "borrowed items (the research setting AlignmentConfig.borrowed_teacher, session 58)")
     parser.add_argument("--text-rank", type=int, default=512,
                         help="the rank of the text factors of the id_vectors_text_factors and rarec_text_factors rows")
     parser.add_argument("--text-weight", type=float, default=0.25, help="their weight, in units of SASRec's score "

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .._distributed import Group, run_step
 from .._early_stopping import EarlyStopping
-from ._cold_items import borrowed_embeddings
+from ._cold_items import borrowed_embeddings, nearest_other_items
 from ._cooccurrence_teacher import cooccurrence_teacher
 from ._projector import alignment_loss, balanced_block_scales
 from ._samples import AlignmentSamples
@@ -69,6 +69,11 @@ class AlignmentConfig:
     #: setting for the benchmarks, not an estimator parameter: 0.25 lifted the cold-item row a little (session 56),
     #: 0.5 lowered ML-100K's warm validation and 0.25 is unmeasured there (docs/benchmarks.md, cold items)
     id_dropout: float = 0.0
+    #: with ``id_dropout``, the teacher scores an item whose ID is borrowed as an added item's ID vector is scored
+    #: (its text neighbour's CF part and co-occurrence score, its own text factors) rather than by its own, and the
+    #: output heads see the same share of borrowed items (the catalogue encoded once more with them): the student
+    #: learns the level its teacher gives added items, not only their order. A research setting (session 58)
+    borrowed_teacher: bool = False
     #: the random extra negatives (``in_batch``) are encoded with gradients; False encodes the extras that are not
     #: also a target of the batch forward-only, so that they move the users' vectors but not the item tower, and a
     #: step skips most of its backward pass (they hold most of a step's tokens): ``random_negative_gradients``
@@ -182,10 +187,15 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                                                       config, held_out)
     borrowed = None
     if config.id_dropout > 0:  # as add_items builds an added item's: the neighbour's CF part, its own text factors
+        if neighbours is None:
+            neighbours = nearest_other_items(towers.texts[:towers.n_items])
         own = 0 if towers.text_factors is None else towers.text_factors.rank
         borrowed = item_cf.clone()
         borrowed[:, 0, :item_cf.shape[2] - own] = borrowed_embeddings(item_cf[:, 0, :item_cf.shape[2] - own],
                                                                       towers.texts, neighbours)
+        if config.borrowed_teacher and teacher_items is not None:  # rows n_items on: the borrowed ID vectors
+            teacher_items = torch.cat([teacher_items, borrowed[:, 0].to(device).float()])
+    teach_borrowed = borrowed is not None and config.borrowed_teacher and teacher_items is not None
     saved = checkpointer.read_training() if checkpointer is not None else None
     if saved is not None:
         run = TrainingState.from_checkpoint(*saved, aligner, optimizer, rng, config.patience)
@@ -223,14 +233,18 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
             items, positive = np.unique(np.concatenate([samples.targets[rows], extra]), return_inverse=True)
             vectors = _catalogue_bank(run, towers, group, config.bank_refresh, device) if catalogue else None
             batch_cf = item_cf[items]  # (M, 1, d): the items' ID embeddings, some borrowed with id_dropout
+            teacher_of = None
             if borrowed is not None:
-                drop = torch.as_tensor(rng.random(len(items)) < config.id_dropout)
-                batch_cf = torch.where(drop[:, None, None], borrowed[items], batch_cf)
+                drop = rng.random(len(items)) < config.id_dropout
+                batch_cf = torch.where(torch.as_tensor(drop)[:, None, None], borrowed[items], batch_cf)
+                if teach_borrowed:
+                    teacher_of = _borrowed_teacher_of(None if catalogue else items, items[drop], neighbours,
+                                                      towers.n_items)
             mine = group.shard(np.arange(len(rows)))  # this rank's users of the global batch (all of them alone)
             its = group.shard(np.arange(len(items))) if len(items) >= group.size else np.zeros(1, dtype=int)
 
             def step(module, rows=rows, items=items, positive=positive, mine=mine, its=its, vectors=vectors,
-                     batch_cf=batch_cf):
+                     batch_cf=batch_cf, teacher_of=teacher_of):
                 users = rows[mine]
                 h_u = module.encode(llm, "user", user_cf[users].to(device), [user_tokens[r] for r in users],
                                     pick(user_states, users))
@@ -246,7 +260,7 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
                     target = torch.as_tensor(positive[mine], device=device)
                 scores = (h_u.float() @ h_i.T) * scale  # (local B, M)
                 loss = _objective(scores, target, users, None if vectors is not None else items, user_cf,
-                                  teacher_items, log_q, config, extra_teacher)
+                                  teacher_items, log_q, config, extra_teacher, teacher_of)
                 if align:  # cheap: every rank computes it for the whole global batch
                     loss = loss + config.align_weight * (
                         alignment_loss(module.user_prefix.id_prefix(user_cf[rows].to(device)),
@@ -300,7 +314,8 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
         # the heads' in-batch candidates are drawn per head batch, which may differ from the prefixes'
         log_q = _log_q(samples.targets, towers.n_items, config, group, device, heads=True)
         record = _train_heads(towers, samples, sequences, user_cf, user_tokens, user_states, teacher_items, log_q,
-                              config, rng, group, extra_teacher, checkpointer=checkpointer)
+                              config, rng, group, extra_teacher, checkpointer=checkpointer,
+                              borrowed=(borrowed, neighbours) if teach_borrowed else None)
         if validate is not None:  # kept only if they rank the validation items better than the prefixes alone
             by_weight = validate()
             weight = max(by_weight, key=by_weight.get)
@@ -427,9 +442,12 @@ def _batch_size(config: AlignmentConfig, heads: bool = False) -> int:
 
 def _objective(scores: torch.Tensor, target: torch.Tensor, rows: np.ndarray, items: np.ndarray | None,
                user_cf: torch.Tensor, teacher_items: torch.Tensor | None, log_q: torch.Tensor,
-               config: AlignmentConfig, extra_teacher: Callable | None) -> torch.Tensor:
+               config: AlignmentConfig, extra_teacher: Callable | None,
+               teacher_of: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
     """The ranking loss of scores (B, M) for samples ``rows`` against candidates ``items`` (``None``: the whole
-    catalogue), logQ-corrected for sampled candidates, mixed with the backbone's ranking when distilling."""
+    catalogue), logQ-corrected for sampled candidates, mixed with the backbone's ranking when distilling.
+    ``teacher_of``: the candidates' rows of ``teacher_items`` and columns of ``extra_teacher``, where they are not
+    the candidates themselves (:func:`_borrowed_teacher_of`)."""
     device = scores.device
     candidates = None if items is None else torch.as_tensor(items, device=device)
     correct = config.logq and candidates is not None
@@ -438,22 +456,41 @@ def _objective(scores: torch.Tensor, target: torch.Tensor, rows: np.ndarray, ite
     loss = ranking_loss(scores, target, config.loss)
     if config.distill <= 0:
         return loss
-    teacher = _teacher_scores(user_cf[rows].to(device), teacher_items, candidates) / config.distill_temperature
+    vector_rows, columns = (candidates, items) if teacher_of is None else (
+        torch.as_tensor(teacher_of[0], device=device), teacher_of[1])
+    teacher = _teacher_scores(user_cf[rows].to(device), teacher_items, vector_rows) / config.distill_temperature
     if extra_teacher is not None:
-        teacher = teacher + extra_teacher(rows, items).to(teacher)
+        teacher = teacher + extra_teacher(rows, columns).to(teacher)
     if correct:
         teacher = teacher - log_q[candidates]  # the same sampled candidates, the same correction
     return (1 - config.distill) * loss + config.distill * distillation_loss(scores, teacher, 1.0)
+
+
+def _borrowed_teacher_of(candidates: np.ndarray | None, dropped: np.ndarray, neighbours: np.ndarray,
+                         n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the teacher finds each candidate (every item when ``None``) when the ``dropped`` ones are scored as
+    added items: its row of the teacher's table (the item's own ID vector, or for a dropped item its borrowed one,
+    ``n_items`` rows further) and its column of the extra teacher (a dropped item's text neighbour's, when it has
+    one: an added item has no co-occurrence of its own)."""
+    columns = np.arange(n_items) if candidates is None else np.asarray(candidates)
+    is_dropped = np.isin(columns, dropped)
+    extra = np.where(is_dropped & (neighbours[columns] >= 0), neighbours[columns], columns)
+    return columns + n_items * is_dropped, extra
 
 
 def _train_heads(towers: Towers, samples: AlignmentSamples, sequences: Sequence[np.ndarray], user_cf: torch.Tensor,
                  user_tokens: list[list[int]], user_states: list[torch.Tensor] | None,
                  teacher_items: torch.Tensor | None, log_q: torch.Tensor, config: AlignmentConfig,
                  rng: np.random.Generator, group: Group, extra_teacher: Callable | None,
-                 checkpointer: Checkpointer | None = None) -> dict:
+                 checkpointer: Checkpointer | None = None,
+                 borrowed: tuple[torch.Tensor, np.ndarray] | None = None) -> dict:
     """Train output heads (identity at the start) on the vectors the trained prefixes give; leaves them in
     ``towers.aligner.heads`` and returns the stage's record (its ``seconds`` count this run's part only when a
     ``checkpointer`` resumed it part-way).
+
+    ``borrowed`` (``borrowed_teacher``): every item's borrowed ID vectors (n_items, 1, d) and text neighbours; the
+    catalogue is then also encoded with them, and ``id_dropout`` of each step's candidates are scored from those
+    vectors, by the teacher as added items.
 
     The samples' users and the catalogue are encoded once
     (:func:`_head_inputs`), so a step runs no LLM and costs a few small
@@ -461,8 +498,18 @@ def _train_heads(towers: Towers, samples: AlignmentSamples, sequences: Sequence[
     """
     started = time.perf_counter()
     users, items, pooled = _head_inputs(towers, samples, sequences, user_cf, user_tokens, user_states, config, group)
+    dropped = None
+    if borrowed is not None:  # the catalogue's vectors (before any head) with borrowed ID vectors
+        vectors, neighbours = borrowed
+
+        def encode(part: np.ndarray) -> torch.Tensor:
+            return towers.encode("item", vectors[part], [towers.item_tokens[i] for i in part],
+                                 pick(towers.item_states, part))
+
+        with torch.no_grad():
+            dropped = (group.sharded(encode, towers.n_items).to(items.device), neighbours)
     heads, loss = _fit_heads(users, items, pooled, samples, user_cf, teacher_items, log_q, config, rng, group,
-                             extra_teacher, checkpointer)
+                             extra_teacher, checkpointer, dropped)
     towers.aligner.heads = heads
     return {"stage": "output_heads", "epochs": config.head_epochs, "loss": loss,
             "seconds": time.perf_counter() - started, "samples": len(samples)}
@@ -500,7 +547,7 @@ def _fit_heads(users: torch.Tensor, items: torch.Tensor, pooled: torch.Tensor | 
                user_cf: torch.Tensor, teacher_items: torch.Tensor | None, log_q: torch.Tensor,
                config: AlignmentConfig, rng: np.random.Generator, group: Group,
                extra_teacher: Callable | None, checkpointer: Checkpointer | None = None,
-               ) -> tuple[OutputHeads, float]:
+               borrowed: tuple[torch.Tensor, np.ndarray] | None = None) -> tuple[OutputHeads, float]:
     """Output heads trained on fixed vectors (:func:`_head_inputs`); returns them (in eval mode) and the last
     epoch's mean loss.
 
@@ -511,6 +558,8 @@ def _fit_heads(users: torch.Tensor, items: torch.Tensor, pooled: torch.Tensor | 
     random state are saved at the end of an epoch once ``checkpointer.every``
     head steps have passed since the last save, and a resumed fit continues
     after the last saved epoch, to the same heads as an uninterrupted fit.
+    ``borrowed``: the catalogue's vectors encoded with borrowed ID vectors and the items' text neighbours, from which
+    ``config.id_dropout`` of each step's candidates are taken, scored by the teacher as added items.
     """
     device = users.device
     n_items = items.shape[0]
@@ -540,12 +589,20 @@ def _fit_heads(users: torch.Tensor, items: torch.Tensor, pooled: torch.Tensor | 
                 extra = rng.integers(0, n_items, config.n_random_negatives)
                 candidates, target = np.unique(np.concatenate([samples.targets[rows], extra]), return_inverse=True)
                 target = target[:len(rows)]
-            h_i = heads("item", items if candidates is None else items[torch.as_tensor(candidates, device=device)])
+            inputs = items if candidates is None else items[torch.as_tensor(candidates, device=device)]
+            teacher_of = None
+            if borrowed is not None:
+                listed = np.arange(n_items) if candidates is None else candidates
+                drop = rng.random(len(listed)) < config.id_dropout
+                inputs = torch.where(torch.as_tensor(drop, device=device)[:, None],
+                                     borrowed[0][torch.as_tensor(listed, device=device)], inputs)
+                teacher_of = _borrowed_teacher_of(candidates, listed[drop], borrowed[1], n_items)
+            h_i = heads("item", inputs)
             batch_rows = torch.as_tensor(rows, device=device)
             h_u = heads("user", users[batch_rows], None if pooled is None else pooled[batch_rows])
             scores = h_u @ h_i.T * scale
             loss = _objective(scores, torch.as_tensor(target, device=device), rows, candidates, user_cf,
-                              teacher_items, log_q, config, extra_teacher)
+                              teacher_items, log_q, config, extra_teacher, teacher_of)
             _optimizer_step(heads, optimizer, loss, config, epoch, step + 1, heads=True)
             decay.step()
             loss_sum += float(loss.detach())

@@ -229,6 +229,52 @@ def test_id_dropout_keeps_an_item_s_own_text_factors(data, monkeypatch):
     assert len(computed) == 1 and len(given) == 1 and given[0] is computed[0]
 
 
+@pytest.mark.parametrize("negatives", ["in_batch", "catalogue"])
+@pytest.mark.parametrize("borrowed_teacher", [False, True])
+def test_the_borrowed_teacher_scores_borrowed_items_by_their_borrowed_id_vectors_in_both_stages(
+        data, monkeypatch, negatives, borrowed_teacher):
+    """Every item borrows one and the same ID vector (id_dropout 1): with ``borrowed_teacher`` the teacher gives
+    every candidate of a sample the same score, in the prefixes' steps and the heads' alike (with the catalogue
+    softmax the prefixes' steps drop the batch's own items only, so only the heads' are checked); without it, each
+    item keeps its own CF score."""
+    import dataclasses
+
+    from rarec import _params
+
+    X, text, llm = data
+    monkeypatch.setattr(trainer, "borrowed_embeddings", lambda embeddings, *rest: torch.full_like(embeddings, 0.5))
+    original_config = _params.alignment_config
+    monkeypatch.setattr(_params, "alignment_config", lambda rec, progress: dataclasses.replace(
+        original_config(rec, progress), id_dropout=1.0, borrowed_teacher=borrowed_teacher))
+    encoded = []
+    original_encode = Towers.encode
+    monkeypatch.setattr(Towers, "encode", lambda self, tower, cf, *a, **k: encoded.append(
+        (tower, bool((cf == 0.5).all()))) or original_encode(self, tower, cf, *a, **k))
+    rec = small(llm, negatives=negatives, logq=False, distill=0.5, cooccurrence_teacher=0.0, head_epochs=2,
+                head_hidden=0)
+    teachers = [teacher for _, teacher in captured_teachers(monkeypatch, rec, X, text)]
+    spread = torch.stack([(t.amax(1) - t.amin(1)).max() for t in teachers])
+    heads_steps = 2 * -(-64 // 16)
+    assert len(teachers) > heads_steps
+    if borrowed_teacher:
+        checked = spread if negatives == "in_batch" else spread[-heads_steps:]
+        assert (checked < 1e-4).all()
+        assert (spread[:-heads_steps] > 1e-3).all() or negatives == "in_batch"  # the bank keeps its own IDs
+        assert ("item", True) in encoded  # the catalogue encoded once more with the borrowed vectors, for the heads
+    else:
+        assert (spread > 1e-3).all()
+        assert ("item", True) not in encoded
+
+
+def test_borrowed_teacher_rows_and_columns():
+    neighbours = np.array([3, -1, 0, 2])
+    rows, columns = trainer._borrowed_teacher_of(np.array([0, 1, 3]), np.array([0, 1]), neighbours, 4)
+    assert rows.tolist() == [4, 5, 3]  # dropped items: their borrowed row, n_items further on
+    assert columns.tolist() == [3, 1, 3]  # their neighbour's co-occurrence column, their own without a neighbour
+    rows, columns = trainer._borrowed_teacher_of(None, np.array([2]), neighbours, 4)  # the whole catalogue
+    assert rows.tolist() == [0, 1, 6, 3] and columns.tolist() == [0, 1, 0, 3]
+
+
 def test_borrowed_embeddings_are_the_nearest_other_items_or_the_mean():
     from rarec.align._cold_items import borrowed_embeddings, nearest_other_items
     from rarec.data import ItemText
