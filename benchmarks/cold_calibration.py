@@ -40,9 +40,11 @@ HERE = Path(__file__).resolve().parent
 
 
 def level_and_order(scorer, held_out: sp.csr_matrix, seen: sp.csr_matrix, n_warm: int,
-                    batch: int = 256) -> dict[str, float]:
+                    batch: int = 256, lift: float = 0.0) -> dict[str, float]:
     """The cold items' level and order (module docstring) for each user with one held-out (cold) item, averaged:
-    ``scorer(user_codes)`` scores every item (warm ones first, ``n_warm`` of them), ``seen`` items are excluded."""
+    ``scorer(user_codes)`` scores every item (warm ones first, ``n_warm`` of them), ``seen`` items are excluded.
+    ``lift``: every cold item's score is first raised by this many of the user's score spreads (a what-if of
+    another level, the order among cold items unchanged)."""
     users = np.flatnonzero(np.diff(held_out.indptr))
     found = {"hr@100": [], "cold_share@100": [], "cold_gap": [], "hr@10_within_cold": [], "hr@100_within_cold": []}
     for start in range(0, len(users), batch):
@@ -50,6 +52,7 @@ def level_and_order(scorer, held_out: sp.csr_matrix, seen: sp.csr_matrix, n_warm
         scores = torch.as_tensor(scorer(rows)).double().numpy().copy()
         excluded = seen[rows].toarray() > 0
         scores[excluded] = np.nan
+        scores[:, n_warm:] += lift * np.nanstd(scores, axis=1, keepdims=True)
         target = held_out[rows].indices  # one per user
         mine = scores[np.arange(len(rows)), target]
         finite = np.where(excluded, -np.inf, scores)
@@ -85,9 +88,12 @@ def id_vector_levels(train, test, texts, cold, args) -> dict:
     return level_and_order(seen["scorer"], seen["held_out"], seen["exclude"], n_warm)
 
 
-def llm_levels(seed: int, train, test, texts, cold, args) -> dict:
+def llm_levels(seed: int, train, test, texts, cold, args, teacher_gap: float | None = None) -> dict:
     """:func:`level_and_order` of the RA-Rec text-factor row's LLM score (``cold_items.llm_row``, resumed from its
-    checkpoint when it is there), measured where the row evaluates, after ``add_items``."""
+    checkpoint when it is there), measured where the row evaluates, after ``add_items``. With ``teacher_gap`` (the
+    ID vectors' ``cold_gap``) also ``at_teacher_level``: the same with the cold items lifted by the difference of
+    the two mean gaps, what the LLM score would rank if it placed cold items at its teacher's level (no held-out
+    item decides the lift)."""
     found = {}
     original = cold_items.RARecommender.evaluate
 
@@ -95,6 +101,9 @@ def llm_levels(seed: int, train, test, texts, cold, args) -> dict:
         held_out = self._known_interactions(X).to_csr()
         n_warm = self.n_items_ - len(cold_items.warm_catalogue(train, texts, cold)[2])
         found.update(level_and_order(self._scores, held_out, self.seen_, n_warm))
+        if teacher_gap is not None:
+            found["at_teacher_level"] = level_and_order(self._scores, held_out, self.seen_, n_warm,
+                                                        lift=teacher_gap - found["cold_gap"])
         return original(self, X, **kwargs)
 
     cold_items.RARecommender.evaluate = evaluate
@@ -118,7 +127,7 @@ def main(argv=None) -> None:
     test = cold_items.as_log(test_pairs, log)
     teacher = id_vector_levels(train, test, texts, cold, args)
     print("ID vectors:", json.dumps(teacher), file=sys.stderr, flush=True)
-    student = llm_levels(args.seed, train, test, texts, cold, args)
+    student = llm_levels(args.seed, train, test, texts, cold, args, teacher["cold_gap"])
     print("LLM score:", json.dumps(student), file=sys.stderr, flush=True)
     path = HERE / "results" / f"cold_calibration_{args.data.name}.json"
     folder = cold_items.checkpoint_folder(args, "rarec_text_factors", args.seed, cold_items.row_id_dropout(

@@ -152,6 +152,10 @@ VARIANTS["default (session 23), LLM in bf16"] = dict(VARIANTS["default + co-occu
 #: ML-100K (movie titles and genres) at the default budget, in bf16 beside the row above.
 VARIANTS["default (session 23), LLM in bf16, 512 text factors at 0.25, ID blocks balanced"] = dict(
     VARIANTS["default (session 23), LLM in bf16"], text_factors=512, balance_id_blocks=True)
+#: Session 58: the random extra negatives forward-only (``random_negative_gradients=False``) on the bf16 default,
+#: three seeds beside its three: does the cheaper step keep ML-100K's ranking, so that it may become the default?
+VARIANTS["default (session 23), LLM in bf16, forward-only random negatives"] = dict(
+    VARIANTS["default (session 23), LLM in bf16"], random_negative_gradients=False)
 #: Sessions 40-41: on the cold split twice the prefix-training samples lifted the cold HR@100 by 0.015 (2.9 SE) and
 #: the warm validation NDCG@10 (0.0440 -> 0.0498). The same lever on Beauty's warm CPU preset, from its best row
 #: (session 20's, 0.0476): twice the samples and twice the selection budget (about 2x the fit's training time).

@@ -167,7 +167,9 @@ def make_checkpointer(rec: RARecommender, seed: int, log: InteractionLog, group:
               if k not in _params.NOT_FINGERPRINTED + _params.FINGERPRINTED_AS_SETTINGS}
     # the settings the trainer and the ID factors are given, so that one changed beside the parameters (the
     # benchmarks' research settings) is fingerprinted too
-    params["derived"] = {"alignment": dataclasses.asdict(_params.alignment_config(rec, progress=False)),
+    alignment = {key: value for key, value in dataclasses.asdict(_params.alignment_config(rec, progress=False)).items()
+                 if key not in _params.STAMPED_WHEN_SET or value != _params.STAMPED_WHEN_SET[key]}
+    params["derived"] = {"alignment": alignment,
                          "id_factors": dataclasses.asdict(_params.id_factor_settings(rec))}
     pooling = _params.prefix_config(rec, 1).pooling  # named only when not the default, so earlier stamps still hold
     if pooling != "last":

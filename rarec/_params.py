@@ -133,6 +133,9 @@ NOT_FINGERPRINTED = ("verbose", "device", "checkpoint_dir", "checkpoint_every", 
 #: written then, with the same settings, still resumes.
 FINGERPRINTED_AS_SETTINGS = ("random_negative_gradients", "cooccurrence_l2", "text_factors", "text_factor_weight",
                              "balance_id_blocks")
+#: Trainer settings added after checkpoints were written, with their defaults: the fingerprint names one only when
+#: it is set away from its default, so that every earlier checkpoint still resumes.
+STAMPED_WHEN_SET = {"borrowed_teacher": False}
 
 
 @dataclasses.dataclass(frozen=True)

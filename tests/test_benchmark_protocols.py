@@ -1431,6 +1431,17 @@ def test_cold_calibration_separates_the_cold_items_order_from_their_level():
         held_out, seen, n_warm=120)
     assert lifted["hr@10_within_cold"] == found["hr@10_within_cold"]  # the order among cold items is unchanged
     assert lifted["cold_share@100"] == 0.05 and lifted["cold_gap"] > found["cold_gap"]
+    # lift: the cold items raised by so many of the user's score spreads (the seen item left out of the spread)
+    spread = np.std(np.delete(table[0], 119))
+    raised = cold_calibration.level_and_order(lambda rows: torch.as_tensor(np.stack([table[r] for r in rows])),
+                                              held_out, seen, n_warm=120, lift=1.0)
+    by_hand = cold_calibration.level_and_order(lambda rows: torch.as_tensor(np.stack(
+        [table[0] + np.r_[np.zeros(120), np.full(5, spread)]])), held_out[:1], seen[:1], n_warm=120)
+    assert raised["cold_gap"] > found["cold_gap"] and raised["hr@10_within_cold"] == found["hr@10_within_cold"]
+    alone = cold_calibration.level_and_order(lambda rows: torch.as_tensor(np.stack([table[r] for r in rows])),
+                                             held_out[:1], seen[:1], n_warm=120, lift=1.0)
+    assert alone["cold_gap"] == pytest.approx(by_hand["cold_gap"])
+    assert alone["cold_share@100"] == by_hand["cold_share@100"] == 0.05
 
 
 def test_cold_calibration_measures_the_llm_row_where_it_evaluates(tmp_path, monkeypatch):
@@ -1442,7 +1453,10 @@ def test_cold_calibration_measures_the_llm_row_where_it_evaluates(tmp_path, monk
     data, log, texts, (train, pairs, cold), test = tiny_cold_split(monkeypatch)
     args = SimpleNamespace(users=30, device="cpu", data=tmp_path, llm=tiny_llm(data.item_text), cache=tmp_path / "cf",
                            text_rank=4, text_weight=0.5, samples=16, head_epochs=1)
-    found = cold_calibration.llm_levels(0, train, test, texts, cold, args)
+    found = cold_calibration.llm_levels(0, train, test, texts, cold, args, teacher_gap=1.0)
+    lifted = found["at_teacher_level"]  # the cold items lifted to a mean gap of one spread
+    assert lifted["cold_gap"] > found["cold_gap"] and lifted["hr@100"] >= found["hr@100"]
+    assert lifted["hr@100_within_cold"] == found["hr@100_within_cold"]
     assert found["users"] > 0 and 0.0 <= found["hr@10_within_cold"] <= found["hr@100_within_cold"] <= 1.0
     assert found["hr@100"] == pytest.approx(found["row_hr@100"])  # the same users and ranking as the row's
     assert 0.0 <= found["cold_share@100"] <= 1.0 and not found["resumed"]

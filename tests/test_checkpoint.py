@@ -134,7 +134,37 @@ def test_resuming_with_another_research_setting_is_refused(data, tmp_path, monke
                                                                                        pooling="mean"))
         with pytest.raises(ValueError, match="other parameters, seed or data"):
             fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text, resume=True)
+    original_config = _params.alignment_config
+    with monkeypatch.context() as patch:
+        patch.setattr(_params, "alignment_config", lambda rec, progress: dataclasses.replace(
+            original_config(rec, progress), id_dropout=0.5, borrowed_teacher=True))
+        fitted(llm, checkpoint_dir=tmp_path / "borrowed", epochs=1).fit(X, item_text=text)
+    with monkeypatch.context() as patch:  # the same share of ID dropout, without the borrowed teacher
+        patch.setattr(_params, "alignment_config", lambda rec, progress: dataclasses.replace(
+            original_config(rec, progress), id_dropout=0.5))
+        with pytest.raises(ValueError, match="other parameters, seed or data"):
+            fitted(llm, checkpoint_dir=tmp_path / "borrowed", epochs=1).fit(X, item_text=text, resume=True)
     fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text, resume=True)  # the same ones resume
+
+
+def test_trainer_settings_added_later_leave_the_fingerprints_of_earlier_checkpoints_as_they_were(data, monkeypatch,
+                                                                                                  tmp_path):
+    """The fingerprint holds the trainer's settings whole; one added after checkpoints were written is named only
+    when set, so a checkpoint of session 57 (whose trainer had exactly these fields) still resumes."""
+    import rarec._fit_steps as fit_steps
+    from rarec._fit_checkpoint import FitCheckpointer
+
+    session_57 = {"loss", "align_weight", "temperature", "n_random_negatives", "negatives", "logq", "bank_refresh",
+                  "distill", "distill_temperature", "cooccurrence_teacher", "epochs", "batch_size", "lr",
+                  "weight_decay", "max_grad_norm", "patience", "head_epochs", "head_lr", "head_batch_size",
+                  "head_hidden", "history_pooling", "id_dropout", "live_random_negatives", "balance_id_blocks",
+                  "lower_cache_mb", "progress"}
+    X, text, llm = data
+    stamped = []
+    monkeypatch.setattr(FitCheckpointer, "stamp_of", staticmethod(lambda params, seed, log: stamped.append(params)
+                                                                  or "stamp"))
+    fit_steps.make_checkpointer(fitted(llm, checkpoint_dir=tmp_path), 0, None, fit_steps.Group())
+    assert set(stamped[0]["derived"]["alignment"]) == session_57
 
 
 def test_resume_needs_a_checkpoint_dir_and_warns_when_it_is_empty(data, tmp_path):
