@@ -40,19 +40,23 @@ HERE = Path(__file__).resolve().parent
 
 
 def level_and_order(scorer, held_out: sp.csr_matrix, seen: sp.csr_matrix, n_warm: int,
-                    batch: int = 256, lift: float = 0.0) -> dict[str, float]:
+                    batch: int = 256, lift: float = 0.0, stretch: float = 1.0) -> dict[str, float]:
     """The cold items' level and order (module docstring) for each user with one held-out (cold) item, averaged:
     ``scorer(user_codes)`` scores every item (warm ones first, ``n_warm`` of them), ``seen`` items are excluded.
     ``lift``: every cold item's score is first raised by this many of the user's score spreads (a what-if of
-    another level, the order among cold items unchanged)."""
+    another level, the order among cold items unchanged); ``stretch``: before that, each user's cold scores are
+    spread this many times wider about their mean (another shape, the same order and mean)."""
     users = np.flatnonzero(np.diff(held_out.indptr))
-    found = {"hr@100": [], "cold_share@100": [], "cold_gap": [], "hr@10_within_cold": [], "hr@100_within_cold": []}
+    found = {"hr@100": [], "cold_share@100": [], "cold_gap": [], "cold_spread": [], "hr@100_against_warm": [],
+             "hr@10_within_cold": [], "hr@100_within_cold": []}
     for start in range(0, len(users), batch):
         rows = users[start:start + batch]
         scores = torch.as_tensor(scorer(rows)).double().numpy().copy()
         excluded = seen[rows].toarray() > 0
         scores[excluded] = np.nan
-        scores[:, n_warm:] += lift * np.nanstd(scores, axis=1, keepdims=True)
+        spread = np.nanstd(scores, axis=1, keepdims=True)
+        centre = np.nanmean(scores[:, n_warm:], axis=1, keepdims=True)
+        scores[:, n_warm:] = centre + stretch * (scores[:, n_warm:] - centre) + lift * spread
         target = held_out[rows].indices  # one per user
         mine = scores[np.arange(len(rows)), target]
         finite = np.where(excluded, -np.inf, scores)
@@ -62,6 +66,8 @@ def level_and_order(scorer, held_out: sp.csr_matrix, seen: sp.csr_matrix, n_warm
         top = np.argpartition(-finite, depth - 1, axis=1)[:, :depth]
         spread = np.nanstd(scores, axis=1)
         gap = (np.nanmean(scores[:, n_warm:], axis=1) - np.nanmean(scores[:, :n_warm], axis=1)) / spread
+        found["cold_spread"] += list(np.nanstd(scores[:, n_warm:], axis=1) / np.nanstd(scores[:, :n_warm], axis=1))
+        found["hr@100_against_warm"] += list((finite[:, :n_warm] > mine[:, None]).sum(1) < 100)
         found["hr@100"] += list(rank < 100)
         found["cold_share@100"] += list((top >= n_warm).mean(1))
         found["cold_gap"] += list(gap)
@@ -88,12 +94,14 @@ def id_vector_levels(train, test, texts, cold, args) -> dict:
     return level_and_order(seen["scorer"], seen["held_out"], seen["exclude"], n_warm)
 
 
-def llm_levels(seed: int, train, test, texts, cold, args, teacher_gap: float | None = None) -> dict:
+def llm_levels(seed: int, train, test, texts, cold, args, teacher_gap: float | None = None,
+               teacher_spread: float | None = None) -> dict:
     """:func:`level_and_order` of the RA-Rec text-factor row's LLM score (``cold_items.llm_row``, resumed from its
     checkpoint when it is there), measured where the row evaluates, after ``add_items``. With ``teacher_gap`` (the
     ID vectors' ``cold_gap``) also ``at_teacher_level``: the same with the cold items lifted by the difference of
     the two mean gaps, what the LLM score would rank if it placed cold items at its teacher's level (no held-out
-    item decides the lift)."""
+    item decides the lift); with ``teacher_spread`` (their ``cold_spread``) also ``at_teacher_shape``: the cold
+    scores first stretched to the teacher's spread relative to the warm ones, then lifted so."""
     found = {}
     original = cold_items.RARecommender.evaluate
 
@@ -104,6 +112,10 @@ def llm_levels(seed: int, train, test, texts, cold, args, teacher_gap: float | N
         if teacher_gap is not None:
             found["at_teacher_level"] = level_and_order(self._scores, held_out, self.seen_, n_warm,
                                                         lift=teacher_gap - found["cold_gap"])
+        if teacher_gap is not None and teacher_spread is not None:
+            found["at_teacher_shape"] = level_and_order(self._scores, held_out, self.seen_, n_warm,
+                                                        lift=teacher_gap - found["cold_gap"],
+                                                        stretch=teacher_spread / found["cold_spread"])
         return original(self, X, **kwargs)
 
     cold_items.RARecommender.evaluate = evaluate
@@ -127,7 +139,7 @@ def main(argv=None) -> None:
     test = cold_items.as_log(test_pairs, log)
     teacher = id_vector_levels(train, test, texts, cold, args)
     print("ID vectors:", json.dumps(teacher), file=sys.stderr, flush=True)
-    student = llm_levels(args.seed, train, test, texts, cold, args, teacher["cold_gap"])
+    student = llm_levels(args.seed, train, test, texts, cold, args, teacher["cold_gap"], teacher["cold_spread"])
     print("LLM score:", json.dumps(student), file=sys.stderr, flush=True)
     path = HERE / "results" / f"cold_calibration_{args.data.name}.json"
     folder = cold_items.checkpoint_folder(args, "rarec_text_factors", args.seed, cold_items.row_id_dropout(

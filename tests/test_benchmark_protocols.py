@@ -1442,6 +1442,12 @@ def test_cold_calibration_separates_the_cold_items_order_from_their_level():
                                              held_out[:1], seen[:1], n_warm=120, lift=1.0)
     assert alone["cold_gap"] == pytest.approx(by_hand["cold_gap"])
     assert alone["cold_share@100"] == by_hand["cold_share@100"] == 0.05
+    stretched = cold_calibration.level_and_order(lambda rows: torch.as_tensor(np.stack([table[r] for r in rows])),
+                                                 held_out, seen, n_warm=120, stretch=2.0)
+    assert stretched["cold_spread"] == pytest.approx(2 * found["cold_spread"])  # the warm items are untouched
+    assert stretched["hr@100_within_cold"] == found["hr@100_within_cold"]
+    assert stretched["cold_gap"] == pytest.approx(found["cold_gap"], rel=0.2)  # the mean kept (the spread moves)
+    assert found["hr@100_against_warm"] == 1.0
 
 
 def test_cold_calibration_measures_the_llm_row_where_it_evaluates(tmp_path, monkeypatch):
@@ -1453,7 +1459,8 @@ def test_cold_calibration_measures_the_llm_row_where_it_evaluates(tmp_path, monk
     data, log, texts, (train, pairs, cold), test = tiny_cold_split(monkeypatch)
     args = SimpleNamespace(users=30, device="cpu", data=tmp_path, llm=tiny_llm(data.item_text), cache=tmp_path / "cf",
                            text_rank=4, text_weight=0.5, samples=16, head_epochs=1)
-    found = cold_calibration.llm_levels(0, train, test, texts, cold, args, teacher_gap=1.0)
+    found = cold_calibration.llm_levels(0, train, test, texts, cold, args, teacher_gap=1.0, teacher_spread=3.0)
+    assert found["at_teacher_shape"]["cold_spread"] == pytest.approx(3.0)
     lifted = found["at_teacher_level"]  # the cold items lifted to a mean gap of one spread
     assert lifted["cold_gap"] > found["cold_gap"] and lifted["hr@100"] >= found["hr@100"]
     assert lifted["hr@100_within_cold"] == found["hr@100_within_cold"]
