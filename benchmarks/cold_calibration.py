@@ -35,28 +35,33 @@ import scipy.sparse as sp
 import torch
 
 import cold_items
+from rarec._scoring import cf_scores
 
 HERE = Path(__file__).resolve().parent
 
 
 def level_and_order(scorer, held_out: sp.csr_matrix, seen: sp.csr_matrix, n_warm: int,
-                    batch: int = 256, lift: float = 0.0, stretch: float = 1.0) -> dict[str, float]:
+                    batch: int = 256, lift: float | np.ndarray = 0.0, stretch: float = 1.0,
+                    gaps: list | None = None) -> dict[str, float]:
     """The cold items' level and order (module docstring) for each user with one held-out (cold) item, averaged:
     ``scorer(user_codes)`` scores every item (warm ones first, ``n_warm`` of them), ``seen`` items are excluded.
     ``lift``: every cold item's score is first raised by this many of the user's score spreads (a what-if of
-    another level, the order among cold items unchanged); ``stretch``: before that, each user's cold scores are
-    spread this many times wider about their mean (another shape, the same order and mean)."""
+    another level, the order among cold items unchanged), or by an array of one lift per user (the users with a
+    held-out item, in order); ``stretch``: before that, each user's cold scores are spread this many times wider
+    about their mean (another shape, the same order and mean). ``gaps``: a list that receives each user's
+    ``cold_gap``, in that order."""
     users = np.flatnonzero(np.diff(held_out.indptr))
     found = {"hr@100": [], "cold_share@100": [], "cold_gap": [], "cold_spread": [], "hr@100_against_warm": [],
              "hr@10_within_cold": [], "hr@100_within_cold": []}
     for start in range(0, len(users), batch):
         rows = users[start:start + batch]
+        raise_by = lift[start:start + batch, None] if np.ndim(lift) else lift
         scores = torch.as_tensor(scorer(rows)).double().numpy().copy()
         excluded = seen[rows].toarray() > 0
         scores[excluded] = np.nan
         spread = np.nanstd(scores, axis=1, keepdims=True)
         centre = np.nanmean(scores[:, n_warm:], axis=1, keepdims=True)
-        scores[:, n_warm:] = centre + stretch * (scores[:, n_warm:] - centre) + lift * spread
+        scores[:, n_warm:] = centre + stretch * (scores[:, n_warm:] - centre) + raise_by * spread
         target = held_out[rows].indices  # one per user
         mine = scores[np.arange(len(rows)), target]
         finite = np.where(excluded, -np.inf, scores)
@@ -71,6 +76,8 @@ def level_and_order(scorer, held_out: sp.csr_matrix, seen: sp.csr_matrix, n_warm
         found["hr@100"] += list(rank < 100)
         found["cold_share@100"] += list((top >= n_warm).mean(1))
         found["cold_gap"] += list(gap)
+        if gaps is not None:
+            gaps.extend(gap)
         found["hr@10_within_cold"] += list(cold_rank < 10)
         found["hr@100_within_cold"] += list(cold_rank < 100)
     return {key: float(np.mean(values)) for key, values in found.items()} | {"users": int(len(users))}
@@ -100,7 +107,10 @@ def llm_levels(seed: int, train, test, texts, cold, args, teacher_gap: float | N
     checkpoint when it is there), measured where the row evaluates, after ``add_items``. With ``teacher_gap`` (the
     ID vectors' ``cold_gap``) also ``at_teacher_level``: the same with the cold items lifted by the difference of
     the two mean gaps, what the LLM score would rank if it placed cold items at its teacher's level (no held-out
-    item decides the lift); with ``teacher_spread`` (their ``cold_spread``) also ``at_teacher_shape``: the cold
+    item decides the lift). Always: ``id_vectors_in_model``, the same for the model's own ID vectors (the teacher
+    as the fit saw it, for the same users), ``gap_correlation`` (of the two per-user cold gaps) and
+    ``at_teacher_level_per_user`` (the LLM score's cold items lifted, user by user, to the teacher's gap);
+    with ``teacher_spread`` (their ``cold_spread``) also ``at_teacher_shape``: the cold
     scores first stretched to the teacher's spread relative to the warm ones, then lifted so."""
     found = {}
     original = cold_items.RARecommender.evaluate
@@ -108,7 +118,18 @@ def llm_levels(seed: int, train, test, texts, cold, args, teacher_gap: float | N
     def evaluate(self, X, **kwargs):
         held_out = self._known_interactions(X).to_csr()
         n_warm = self.n_items_ - len(cold_items.warm_catalogue(train, texts, cold)[2])
-        found.update(level_and_order(self._scores, held_out, self.seen_, n_warm))
+        student_gaps, teacher_gaps = [], []
+        found.update(level_and_order(self._scores, held_out, self.seen_, n_warm, gaps=student_gaps))
+        towers = self.towers_  # the ID vectors the fit distils, the added items' as add_items built them
+
+        def id_vectors(users: np.ndarray) -> torch.Tensor:
+            return cf_scores(towers.cf_user_vectors[torch.as_tensor(users)], towers.item_cf[:, 0].float())
+
+        found["id_vectors_in_model"] = level_and_order(id_vectors, held_out, self.seen_, n_warm, gaps=teacher_gaps)
+        student_gaps, teacher_gaps = np.asarray(student_gaps), np.asarray(teacher_gaps)
+        found["gap_correlation"] = float(np.corrcoef(student_gaps, teacher_gaps)[0, 1])
+        found["at_teacher_level_per_user"] = level_and_order(self._scores, held_out, self.seen_, n_warm,
+                                                             lift=teacher_gaps - student_gaps)
         if teacher_gap is not None:
             found["at_teacher_level"] = level_and_order(self._scores, held_out, self.seen_, n_warm,
                                                         lift=teacher_gap - found["cold_gap"])

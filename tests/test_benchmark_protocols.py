@@ -1461,6 +1461,9 @@ def test_cold_calibration_measures_the_llm_row_where_it_evaluates(tmp_path, monk
                            text_rank=4, text_weight=0.5, samples=16, head_epochs=1)
     found = cold_calibration.llm_levels(0, train, test, texts, cold, args, teacher_gap=1.0, teacher_spread=3.0)
     assert found["at_teacher_shape"]["cold_spread"] == pytest.approx(3.0)
+    per_user = found["at_teacher_level_per_user"]  # each user's cold items at the model's ID vectors' gap
+    assert per_user["cold_gap"] == pytest.approx(found["id_vectors_in_model"]["cold_gap"], rel=0.2)
+    assert -1.0 <= found["gap_correlation"] <= 1.0 and per_user["hr@100_within_cold"] == found["hr@100_within_cold"]
     lifted = found["at_teacher_level"]  # the cold items lifted to a mean gap of one spread
     assert lifted["cold_gap"] > found["cold_gap"] and lifted["hr@100"] >= found["hr@100"]
     assert lifted["hr@100_within_cold"] == found["hr@100_within_cold"]
