@@ -52,7 +52,7 @@ def level_and_order(scorer, held_out: sp.csr_matrix, seen: sp.csr_matrix, n_warm
     ``cold_gap``, in that order."""
     users = np.flatnonzero(np.diff(held_out.indptr))
     found = {"hr@100": [], "cold_share@100": [], "cold_gap": [], "cold_spread": [], "hr@100_against_warm": [],
-             "hr@10_within_cold": [], "hr@100_within_cold": []}
+             "hr@10_within_cold": [], "hr@100_within_cold": [], "warm_100th_z": [], "target_z": []}
     for start in range(0, len(users), batch):
         rows = users[start:start + batch]
         raise_by = lift[start:start + batch, None] if np.ndim(lift) else lift
@@ -73,6 +73,12 @@ def level_and_order(scorer, held_out: sp.csr_matrix, seen: sp.csr_matrix, n_warm
         gap = (np.nanmean(scores[:, n_warm:], axis=1) - np.nanmean(scores[:, :n_warm], axis=1)) / spread
         found["cold_spread"] += list(np.nanstd(scores[:, n_warm:], axis=1) / np.nanstd(scores[:, :n_warm], axis=1))
         found["hr@100_against_warm"] += list((finite[:, :n_warm] > mine[:, None]).sum(1) < 100)
+        # how far above each user's mean score the 100th warm item and the target stand, in the user's spreads
+        centre = np.nanmean(scores, axis=1)
+        depth = min(100, n_warm)
+        warm_100th = -np.partition(-finite[:, :n_warm], depth - 1, axis=1)[:, depth - 1]
+        found["warm_100th_z"] += list((warm_100th - centre) / spread)
+        found["target_z"] += list((mine - centre) / spread)
         found["hr@100"] += list(rank < 100)
         found["cold_share@100"] += list((top >= n_warm).mean(1))
         found["cold_gap"] += list(gap)

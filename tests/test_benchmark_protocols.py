@@ -1448,6 +1448,12 @@ def test_cold_calibration_separates_the_cold_items_order_from_their_level():
     assert stretched["hr@100_within_cold"] == found["hr@100_within_cold"]
     assert stretched["cold_gap"] == pytest.approx(found["cold_gap"], rel=0.2)  # the mean kept (the spread moves)
     assert found["hr@100_against_warm"] == 1.0
+    # user 0's 100th warm item (119 seen: the 100th of 0..118 is 1.9) and the target, in spreads above the mean
+    user_0 = cold_calibration.level_and_order(lambda rows: torch.as_tensor(np.stack([table[r] for r in rows])),
+                                              held_out[:1], seen[:1], n_warm=120)
+    rest = np.delete(table[0], 119)
+    assert user_0["warm_100th_z"] == pytest.approx((1.9 - rest.mean()) / rest.std())
+    assert user_0["target_z"] == pytest.approx((11.95 - rest.mean()) / rest.std())
 
 
 def test_cold_calibration_measures_the_llm_row_where_it_evaluates(tmp_path, monkeypatch):
