@@ -196,9 +196,10 @@ def checkpoint_folder(args, name: str, seed: int, id_dropout: float, factors: di
 
 
 #: Estimator parameters the LLM rows take from the command line (``--max-prompt-tokens``, ``--head-batch-size``,
-#: ``--head-lr``; session 55: the warm preset's cheap settings, for the cold rows). A row records, and its checkpoint
+#: ``--head-lr``; session 55: the warm preset's cheap settings, for the cold rows; ``--distill-temperature``, session
+#: 58). A row records, and its checkpoint
 #: folder names, only those set away from the estimator's defaults, so earlier rows keep their settings and folders.
-ESTIMATOR_OPTIONS = ("max_prompt_tokens", "head_batch_size", "head_lr")
+ESTIMATOR_OPTIONS = ("max_prompt_tokens", "head_batch_size", "head_lr", "distill_temperature")
 
 
 def estimator_options(args) -> dict:
@@ -457,6 +458,8 @@ def label(name: str, rows: list[dict]) -> str:
     if "head_batch_size" in first or "head_lr" in first:
         text += f", heads in batches of {first.get('head_batch_size', 'the alignment batch')} at lr " \
                 f"{first.get('head_lr', RARecommender().head_lr):g}"
+    if "distill_temperature" in first:
+        text += f", teacher at temperature {first['distill_temperature']:g}"
     if first.get("users") not in (None, PRESET_USERS):
         text += f", aligned on {first['users']:,} users"
     if name == "rarec_text_factors" and first.get("id_dropout", 0.0) > 0:
@@ -577,6 +580,9 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
                         help="LLM rows: the estimator's head_batch_size (default: the alignment batch)")
     parser.add_argument("--head-lr", type=float, default=RARecommender().head_lr,
                         help="LLM rows: the estimator's head_lr (batch 64 with 4e-4 trains the heads about 4x faster)")
+    parser.add_argument("--distill-temperature", type=float, default=RARecommender().distill_temperature,
+                        help="LLM rows: the estimator's distill_temperature (below 1 sharpens the teacher's softmax "
+                             "toward the top of its ranking)")
     parser.add_argument("--forward-only-negatives", action="store_true",
                         help="LLM rows: encode the random extra negatives without gradients (the estimator's "
                              "random_negative_gradients=False: cheaper steps)")
