@@ -19,7 +19,12 @@ test users, it separates two things HR@100 mixes:
   items in units of the user's score spread.
 
 Every test target is a cold item, so the level alone moves HR@100 a lot
-(``cold_borrowing.py --scales``). Results: benchmarks/results/
+(``cold_borrowing.py --scales``). Beside these: the target's rank against
+the warm items alone, the cold scores' spread relative to the warm ones, how
+far above the user's mean score the 100th warm item and the target stand,
+the model's own ID vectors on the same users, and what-ifs that lift (by one
+amount, or user by user) or stretch the LLM score's cold items to its ID
+vectors' level and spread, no held-out item deciding them (session 58). Results: benchmarks/results/
 cold_calibration_<data>.json (one entry per seed and setting); nothing is
 written to the docs.
 """
@@ -59,9 +64,9 @@ def level_and_order(scorer, held_out: sp.csr_matrix, seen: sp.csr_matrix, n_warm
         scores = torch.as_tensor(scorer(rows)).double().numpy().copy()
         excluded = seen[rows].toarray() > 0
         scores[excluded] = np.nan
-        spread = np.nanstd(scores, axis=1, keepdims=True)
-        centre = np.nanmean(scores[:, n_warm:], axis=1, keepdims=True)
-        scores[:, n_warm:] = centre + stretch * (scores[:, n_warm:] - centre) + raise_by * spread
+        unit = np.nanstd(scores, axis=1, keepdims=True)  # the user's spread before any what-if
+        cold_mean = np.nanmean(scores[:, n_warm:], axis=1, keepdims=True)
+        scores[:, n_warm:] = cold_mean + stretch * (scores[:, n_warm:] - cold_mean) + raise_by * unit
         target = held_out[rows].indices  # one per user
         mine = scores[np.arange(len(rows)), target]
         finite = np.where(excluded, -np.inf, scores)
@@ -74,11 +79,11 @@ def level_and_order(scorer, held_out: sp.csr_matrix, seen: sp.csr_matrix, n_warm
         found["cold_spread"] += list(np.nanstd(scores[:, n_warm:], axis=1) / np.nanstd(scores[:, :n_warm], axis=1))
         found["hr@100_against_warm"] += list((finite[:, :n_warm] > mine[:, None]).sum(1) < 100)
         # how far above each user's mean score the 100th warm item and the target stand, in the user's spreads
-        centre = np.nanmean(scores, axis=1)
-        depth = min(100, n_warm)
-        warm_100th = -np.partition(-finite[:, :n_warm], depth - 1, axis=1)[:, depth - 1]
-        found["warm_100th_z"] += list((warm_100th - centre) / spread)
-        found["target_z"] += list((mine - centre) / spread)
+        mean = np.nanmean(scores, axis=1)
+        warm_depth = min(100, n_warm)
+        warm_100th = -np.partition(-finite[:, :n_warm], warm_depth - 1, axis=1)[:, warm_depth - 1]
+        found["warm_100th_z"] += list((warm_100th - mean) / spread)
+        found["target_z"] += list((mine - mean) / spread)
         found["hr@100"] += list(rank < 100)
         found["cold_share@100"] += list((top >= n_warm).mean(1))
         found["cold_gap"] += list(gap)
