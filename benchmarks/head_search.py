@@ -85,7 +85,9 @@ def search_heads(candidates: dict[str, dict], inner, part, on_row):
     heads per candidate (a copy of the fit's random stream each) and passes each row to ``on_row(name, row)``;
     ``inner``/``part``: the split the fit validates on and the evaluated test split."""
     def train_heads(towers, samples, sequences, user_cf, user_tokens, user_states, teacher_items, log_q, config, rng,
-                    group, extra_teacher, checkpointer=None):  # a search's fit is not resumed in its heads' stage
+                    group, extra_teacher, checkpointer=None, borrowed=None):  # not resumed in its heads' stage
+        if borrowed is not None:
+            raise ValueError("head_search does not train heads on borrowed-ID items (AlignmentConfig.borrowed_teacher)")
         start = time.perf_counter()
         users, items, pooled = trainer._head_inputs(towers, samples, sequences, user_cf, user_tokens, user_states,
                                                     config, group)
