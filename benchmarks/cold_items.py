@@ -250,7 +250,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     # the default selection budget, scaled to the full data's count and to the samples asked for, so the tailored
     # selection still offers at least as many as are kept
     fraction = min(1.0, RARecommender().sample_fraction * scale * samples / DEFAULT_SAMPLES)
-    id_dropout = row_id_dropout(name, args)
+    id_dropout, borrowed = row_id_dropout(name, args), borrowed_teacher(name, args)
     teacher = TEXT_TEACHER if name == "rarec_text_teacher" else None
     # session 24: the ID vectors of the text-factor row end in TF-IDF factors (a cold item's: its own text's)
     factors = dict(text_rank=args.text_rank, text_weight=args.text_weight) if name == "rarec_text_factors" else {}
@@ -270,7 +270,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     start, resumed = time.perf_counter(), checkpoints is not None and (checkpoints.exists() or shorter is not None)
     pooling = "mean" if getattr(args, "mean_pooling", False) else "last"
     with continued_from(shorter, checkpoints), prefix_overrides(pooling=pooling), \
-            alignment_overrides(id_dropout=id_dropout, borrowed_teacher=borrowed_teacher(name, args)), \
+            alignment_overrides(id_dropout=id_dropout, borrowed_teacher=borrowed), \
             text_teacher(teacher), \
             cached_prompt_states(getattr(args, "prompt_cache", None)):
         rec.fit(fitted_on, item_text=warm_text, resume=resumed)
@@ -284,7 +284,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
             **({} if live else {"live_random_negatives": False}), **({"resumed": True} if resumed else {}),
             **({"n_id_tokens": rec.n_id_tokens} if rec.n_id_tokens != 1 else {}),
             **({"balance_id_blocks": True} if balanced else {}), **({"pooling": pooling} if pooling != "last" else {}),
-            **({"borrowed_teacher": True} if borrowed_teacher(name, args) else {}),
+            **({"borrowed_teacher": True} if borrowed else {}),
             **({"max_train_samples": samples} if samples != DEFAULT_SAMPLES else {}),
             **({"llm_dtype": dtype} if dtype != "auto" else {}), **estimator_options(args),
             "factor_checks": {key: rec.training_log_[0].get(key) for key in ("cooccurrence_factors", "text_factors")},
@@ -466,7 +466,7 @@ def label(name: str, rows: list[dict]) -> str:
         text += (f", ID dropout ({first['id_dropout']:.0%} of the batch's items borrow their text neighbour's "
                  "SASRec part)")
     if first.get("borrowed_teacher", False):
-        text += ", the teacher scoring those items by their borrowed ID vectors (heads too)"
+        text += ", the teacher scoring borrowed-ID items by their borrowed ID vectors (heads too)"
     return text + ("" if first.get("live_random_negatives", True) else ", random negatives forward-only")
 
 

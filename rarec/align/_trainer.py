@@ -186,7 +186,7 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
     every_sample = _joined(samples, head_samples)
     extra_teacher, teacher_check = _with_cooccurrence(extra_teacher, towers, sequences, every_sample, len(samples),
                                                       config, held_out)
-    borrowed = None
+    borrowed, teach_borrowed = None, False
     if config.id_dropout > 0:  # as add_items builds an added item's: the neighbour's CF part, its own text factors
         if neighbours is None:
             neighbours = nearest_other_items(towers.texts[:towers.n_items])
@@ -194,9 +194,9 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
         borrowed = item_cf.clone()
         borrowed[:, 0, :item_cf.shape[2] - own] = borrowed_embeddings(item_cf[:, 0, :item_cf.shape[2] - own],
                                                                       towers.texts, neighbours)
-        if config.borrowed_teacher and teacher_items is not None:  # rows n_items on: the borrowed ID vectors
+        teach_borrowed = config.borrowed_teacher and teacher_items is not None
+        if teach_borrowed:  # rows n_items on: the borrowed ID vectors
             teacher_items = torch.cat([teacher_items, borrowed[:, 0].to(device).float()])
-    teach_borrowed = borrowed is not None and config.borrowed_teacher and teacher_items is not None
     saved = checkpointer.read_training() if checkpointer is not None else None
     if saved is not None:
         run = TrainingState.from_checkpoint(*saved, aligner, optimizer, rng, config.patience)
