@@ -185,6 +185,7 @@ def checkpoint_folder(args, name: str, seed: int, id_dropout: float, factors: di
     settings += f"_idtokens{id_tokens}" if id_tokens != 1 else ""
     settings += "_balanced" if getattr(args, "balance_blocks", False) else ""
     settings += "_meanpooled" if getattr(args, "mean_pooling", False) else ""
+    settings += "_blocktokens" if getattr(args, "block_tokens", False) else ""
     settings += "_borrowedteacher" if borrowed_teacher(name, args) else ""
     samples = getattr(args, "samples", DEFAULT_SAMPLES)
     settings += f"_samples{samples}" if samples != DEFAULT_SAMPLES else ""
@@ -230,6 +231,17 @@ def borrowed_teacher(name: str, args) -> bool:
     return getattr(args, "borrowed_teacher", False) and row_id_dropout(name, args) > 0
 
 
+def row_id_blocks(name: str, args, backbone: CFBackbone) -> tuple[int, int] | None:
+    """With ``--block-tokens`` (session 59: the research setting ``PrefixConfig.id_blocks``), the widths of the
+    text-factor row's ID-vector blocks, SASRec's embedding then the text factors, each of which gets its own prefix
+    token; otherwise None (one token made from the whole vector)."""
+    if not getattr(args, "block_tokens", False):
+        return None
+    if name != "rarec_text_factors":
+        raise ValueError(f"--block-tokens splits the text-factor row's ID vectors; the row {name!r} has one block")
+    return int(backbone.item_embeddings().shape[1]), int(args.text_rank)
+
+
 def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, texts, cold, args) -> dict:
     """RA-Rec (with ID dropout and a text-aware teacher, or its text-only twin) fitted on the warm log, then
     ``add_items`` with the cold items' text.
@@ -268,8 +280,8 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     if shorter is not None and checkpoints is None:
         raise ValueError("--continue-from needs --checkpoints (the longer fit's own folder is made there)")
     start, resumed = time.perf_counter(), checkpoints is not None and (checkpoints.exists() or shorter is not None)
-    pooling = "mean" if getattr(args, "mean_pooling", False) else "last"
-    with continued_from(shorter, checkpoints), prefix_overrides(pooling=pooling), \
+    pooling, blocks = "mean" if getattr(args, "mean_pooling", False) else "last", row_id_blocks(name, args, backbone)
+    with continued_from(shorter, checkpoints), prefix_overrides(pooling=pooling, id_blocks=blocks), \
             alignment_overrides(id_dropout=id_dropout, borrowed_teacher=borrowed), \
             text_teacher(teacher), \
             cached_prompt_states(getattr(args, "prompt_cache", None)):
@@ -284,7 +296,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
             **({} if live else {"live_random_negatives": False}), **({"resumed": True} if resumed else {}),
             **({"n_id_tokens": rec.n_id_tokens} if rec.n_id_tokens != 1 else {}),
             **({"balance_id_blocks": True} if balanced else {}), **({"pooling": pooling} if pooling != "last" else {}),
-            **({"borrowed_teacher": True} if borrowed else {}),
+            **({"borrowed_teacher": True} if borrowed else {}), **({"id_blocks": list(blocks)} if blocks else {}),
             **({"max_train_samples": samples} if samples != DEFAULT_SAMPLES else {}),
             **({"llm_dtype": dtype} if dtype != "auto" else {}), **estimator_options(args),
             "factor_checks": {key: rec.training_log_[0].get(key) for key in ("cooccurrence_factors", "text_factors")},
@@ -400,7 +412,7 @@ def setting(row: dict) -> tuple:
             row.get("live_random_negatives", True), row.get("n_id_tokens", 1), row.get("balance_id_blocks", False),
             row.get("id_dropout", 0.0), row.get("pooling", "last"), row.get("max_train_samples", DEFAULT_SAMPLES),
             row.get("llm_dtype", "auto"), tuple((key, row[key]) for key in ESTIMATOR_OPTIONS if key in row),
-            row.get("users"), row.get("borrowed_teacher", False))
+            row.get("users"), row.get("borrowed_teacher", False), tuple(row.get("id_blocks", ())))
 
 
 def render(result: dict, split: str = "test") -> str:
@@ -449,6 +461,8 @@ def label(name: str, rows: list[dict]) -> str:
         text += ", ID blocks balanced at the projector's input"
     if first.get("pooling", "last") != "last":
         text += f", LLM vectors {first['pooling']}-pooled over the prompt's tokens"
+    if "id_blocks" in first:
+        text += ", one ID token per block (SASRec's part, the text factors)"
     if first.get("max_train_samples", DEFAULT_SAMPLES) != DEFAULT_SAMPLES:
         text += f", {first['max_train_samples']:,} prefix-training samples"
     if first.get("llm_dtype", "auto") != "auto":
@@ -567,6 +581,10 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     parser.add_argument("--mean-pooling", action="store_true",
                         help="LLM rows: each tower's vector is the mean of its prompt tokens' final LLM states "
                              "instead of the last token's (the research setting PrefixConfig.pooling)")
+    parser.add_argument("--block-tokens", action="store_true",
+                        help="the text-factor row: one prefix token made from SASRec's part of the ID vector and one "
+                             "from its text factors, instead of one from the whole vector (the research setting "
+                             "PrefixConfig.id_blocks)")
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                         help="LLM rows: prefix-training samples per fit (the estimator's max_train_samples; default "
                              f"{DEFAULT_SAMPLES:,}); the tailored selection's budget grows in proportion")

@@ -171,9 +171,11 @@ def make_checkpointer(rec: RARecommender, seed: int, log: InteractionLog, group:
                  if key not in _params.STAMPED_WHEN_SET or value != _params.STAMPED_WHEN_SET[key]}
     params["derived"] = {"alignment": alignment,
                          "id_factors": dataclasses.asdict(_params.id_factor_settings(rec))}
-    pooling = _params.prefix_config(rec, 1).pooling  # named only when not the default, so earlier stamps still hold
-    if pooling != "last":
-        params["derived"]["pooling"] = pooling
+    prefix = _params.prefix_config(rec, 1)  # research settings named only when set, so earlier stamps still hold
+    if prefix.pooling != "last":
+        params["derived"]["pooling"] = prefix.pooling
+    if prefix.id_blocks is not None:
+        params["derived"]["id_blocks"] = list(prefix.id_blocks)
     return FitCheckpointer(rec.checkpoint_dir, FitCheckpointer.stamp_of(params, seed, log),
                            rec.checkpoint_every, writer=group.is_main, seed=seed)
 

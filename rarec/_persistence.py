@@ -54,8 +54,12 @@ FORMAT = "rarec-recommender"
 #: (``text_factors.components`` and ``text_factors.scale``); 8: the prefix projectors may scale their input columns
 #: (``aligner.{user,item}_prefix.input_scale``, ``balance_id_blocks``; a file without them is
 #: written as format 7, which older readers load); 9: a tower's config may hold ``pooling`` (the research setting
-#: of mean-pooled LLM vectors; absent: the last token's, and the file is written as format 8 or 7). All are read.
-FORMAT_VERSION = 9
+#: of mean-pooled LLM vectors; absent: the last token's, and the file is written as format 8 or 7); 10: a tower's
+#: config may hold ``id_blocks`` (the research setting of one ID token per block of the ID vector; absent: none, and
+#: the file is written as an older format). All are read.
+FORMAT_VERSION = 10
+#: What a file whose towers name their pooling but no ID blocks is written as.
+POOLED_FORMAT_VERSION = 9
 #: What a file with input scales but no tower that mean-pools is written as.
 SCALED_FORMAT_VERSION = 8
 #: What a file without format 8's input scales (a fit without ``balance_id_blocks``) is written as.
@@ -64,10 +68,13 @@ CONFIG_FILE, WEIGHTS_FILE, TEXT_FILE = "config.json", "model.safetensors", "item
 
 
 def _format_version(tensors: dict[str, torch.Tensor], towers_config: dict) -> int:
-    """The oldest format that holds what is written: 9 when a tower's config names its pooling, 8 with the
-    projectors' input scales, 7 otherwise."""
-    if any("pooling" in towers_config["aligner"][tower] for tower in ("user", "item")):
+    """The oldest format that holds what is written: 10 when a tower's config holds ID blocks, 9 when one names its
+    pooling, 8 with the projectors' input scales, 7 otherwise."""
+    towers = [towers_config["aligner"][tower] for tower in ("user", "item")]
+    if any("id_blocks" in tower for tower in towers):
         return FORMAT_VERSION
+    if any("pooling" in tower for tower in towers):
+        return POOLED_FORMAT_VERSION
     return SCALED_FORMAT_VERSION if any(k.endswith("input_scale") for k in tensors) else UNSCALED_FORMAT_VERSION
 
 

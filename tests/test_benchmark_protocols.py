@@ -410,6 +410,40 @@ def test_cold_item_row_with_mean_pooling_fits_mean_pooled_towers_and_keeps_its_o
         .towers_.aligner.item_prefix.config.pooling == "last"  # closed: the default again
 
 
+def test_cold_text_factor_row_with_block_tokens_fits_one_token_per_block_and_keeps_its_own_checkpoint_and_line(
+        tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from rarec import _params
+    from rarec.testing import tiny_llm
+
+    data, log, texts, (train, pairs, cold), test = tiny_cold_split(monkeypatch)
+    args = SimpleNamespace(users=30, device="cpu", data=tmp_path, llm=tiny_llm(data.item_text), cache=tmp_path / "cf",
+                           text_rank=4, text_weight=0.5, block_tokens=True, checkpoints=tmp_path / "checkpoints")
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fit(self, *a, **k):
+        seen.update(prefix=_params.prefix_config(self, 12), folder=self.checkpoint_dir)
+        raise Stop
+
+    monkeypatch.setattr(cold_items.RARecommender, "fit", fit)
+    with pytest.raises(Stop):
+        cold_items.llm_row("rarec_text_factors", 0, train, test, texts, cold, args)
+    assert seen["prefix"].id_blocks == (8, 4) and seen["prefix"].n_id_total == 2  # the tiny SASRec's 8, 4 factors
+    assert seen["folder"].name.endswith("_blocktokens")
+    with pytest.raises(ValueError, match="one block"):
+        cold_items.llm_row("rarec", 0, train, test, texts, cold, args)
+    assert _params.prefix_config(cold_items.RARecommender(), 12).id_blocks is None  # closed: the default again
+    row = {"row": "rarec_text_factors", "seed": 0, "id_blocks": [8, 4], "text_rank": 4, "text_weight": 0.5}
+    plain = {k: v for k, v in row.items() if k != "id_blocks"}
+    assert cold_items.setting(row) != cold_items.setting(plain)
+    assert "one ID token per block" in cold_items.label("rarec_text_factors", [row])
+    assert "per block" not in cold_items.label("rarec_text_factors", [plain])
+
+
 def test_a_fit_continued_from_a_shorter_fit_s_checkpoint_equals_the_longer_fit(tmp_path):
     from common import continued_from
 

@@ -134,6 +134,11 @@ def test_resuming_with_another_research_setting_is_refused(data, tmp_path, monke
                                                                                        pooling="mean"))
         with pytest.raises(ValueError, match="other parameters, seed or data"):
             fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text, resume=True)
+    with monkeypatch.context() as patch:  # one ID token per block of the ID vector (session 59)
+        patch.setattr(_params, "prefix_config", lambda rec, id_dim: dataclasses.replace(original_prefix(rec, id_dim),
+                                                                                       id_blocks=(2, 3)))
+        with pytest.raises(ValueError, match="other parameters, seed or data"):
+            fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text, resume=True)
     original_config = _params.alignment_config
     with monkeypatch.context() as patch:
         patch.setattr(_params, "alignment_config", lambda rec, progress: dataclasses.replace(

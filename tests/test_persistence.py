@@ -102,6 +102,29 @@ def test_a_mean_pooled_model_saves_its_pooling_and_ranks_new_histories_the_same_
     assert np.array_equal(ids, expected_ids) and np.allclose(scores, expected_scores)
 
 
+def test_a_model_with_id_blocks_saves_them_and_ranks_new_histories_the_same_after_load(
+        data, llm, tmp_path, monkeypatch, saved):
+    from rarec import _params
+
+    plain = _params.prefix_config  # a research setting: benchmarks set it so (one token per block of the ID vector)
+    monkeypatch.setattr(_params, "prefix_config", lambda rec, id_dim: dataclasses.replace(
+        plain(rec, id_dim), id_blocks=(1, id_dim - 1) if id_dim > 1 else None))
+    rec = fit(data, llm)
+    prefix = rec.towers_.aligner.item_prefix
+    assert prefix.config.id_blocks is not None and prefix.config.n_id_total == 2
+    rec.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["format_version"] == 10 and config["aligner"]["item"]["id_blocks"] == list(prefix.config.id_blocks)
+    default = json.loads((saved / "config.json").read_text())  # a fit without blocks writes no key
+    assert "id_blocks" not in default["aligner"]["item"]
+    back = RARecommender.load(tmp_path / "m", llm=llm)
+    assert back.towers_.aligner.user_prefix.config.id_blocks == prefix.config.id_blocks
+    history = [list(rec.items_.ids[:4])]
+    ids, scores = back.recommend(histories=history, k=5)
+    expected_ids, expected_scores = rec.recommend(histories=history, k=5)
+    assert np.array_equal(ids, expected_ids) and np.allclose(scores, expected_scores)
+
+
 def test_predict_for_known_users_needs_no_llm(saved, fitted):
     back = RARecommender.load(saved)  # no llm given, and the default is never loaded for known users
     assert np.array_equal(back.predict(fitted.users_.ids[:3]), fitted.predict(fitted.users_.ids[:3]))

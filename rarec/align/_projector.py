@@ -23,7 +23,8 @@ class PrefixConfig:
     id_dim : int
         Width of the CF embeddings fed in.
     n_interests : int
-        ID vectors per user or item (K); each becomes ``n_id_tokens`` prefix tokens.
+        ID vectors per user or item (K); each becomes ``n_id_tokens`` prefix tokens
+        (per block with ``id_blocks``).
     n_id_tokens : int
         Prefix tokens made from each ID vector.
     n_ctx : int
@@ -46,6 +47,14 @@ class PrefixConfig:
         The tower's vector: the LLM's final state of the prompt's last token
         (the paper's), or the mean of every prompt token's final state (a
         research setting, :meth:`FrozenLLM.forward`).
+    id_blocks : tuple of int or None
+        Widths of the ID vector's blocks, in column order and summing to
+        ``id_dim`` (the backbone's embedding, then any factor sets:
+        :meth:`Towers.id_block_widths`). When given, each block gets its own
+        ``n_id_tokens`` tokens, made from that block's columns only (a
+        block-diagonal map); ``None`` (the paper's) makes every ID token from
+        the whole vector. A research setting (session 59); not with
+        ``reparameterization="low_rank"``.
     """
 
     id_dim: int
@@ -58,6 +67,7 @@ class PrefixConfig:
     init_std: float = 0.02
     depth: int | None = None
     pooling: str = "last"
+    id_blocks: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("id_dim", "n_interests", "n_id_tokens", "rank"):
@@ -67,13 +77,32 @@ class PrefixConfig:
             check_int(self.depth, "depth", "PrefixConfig", 1)
         check_option(self.reparameterization, "reparameterization", "PrefixConfig", REPARAMETERIZATIONS)
         check_option(self.pooling, "pooling", "PrefixConfig", POOLINGS)
+        if self.id_blocks is not None:
+            self.id_blocks = tuple(self.id_blocks)  # a saved model's config holds a list
+            if not self.id_blocks:
+                raise ValueError("PrefixConfig: id_blocks must name at least one block (or be None).")
+            for width in self.id_blocks:
+                check_int(width, "each of id_blocks", "PrefixConfig", 1)
+            if self.reparameterization == "low_rank":
+                raise ValueError("PrefixConfig: id_blocks (one map per block) does not combine with "
+                                 "reparameterization='low_rank', whose shared down-projection mixes the blocks.")
         if not self.use_id and self.n_ctx == 0:
             raise ValueError("a prefix with neither ID tokens (use_id=False) nor instructions (n_ctx=0) is empty.")
 
     @property
+    def n_blocks(self) -> int:
+        """Blocks of the ID vector that get tokens of their own (1: the whole vector)."""
+        return 1 if self.id_blocks is None else len(self.id_blocks)
+
+    @property
+    def tokens_per_vector(self) -> int:
+        """Prefix tokens made from each ID vector."""
+        return self.n_blocks * self.n_id_tokens
+
+    @property
     def n_id_total(self) -> int:
         """ID tokens in the prefix."""
-        return self.n_interests * self.n_id_tokens if self.use_id else 0
+        return self.n_interests * self.tokens_per_vector if self.use_id else 0
 
     @property
     def length(self) -> int:
@@ -102,7 +131,7 @@ class PrefixProjector(nn.Module):
         self.spec, self.config = spec, config
         self.n_layers = n_layers = spec.n_layers if config.depth is None else min(config.depth, spec.n_layers)
         kv = spec.kv_dim
-        out = config.n_id_tokens * 2 * kv  # one vector -> n_id_tokens x (key, value)
+        out = config.tokens_per_vector * 2 * kv  # one vector -> (blocks x n_id_tokens) x (key, value)
         if config.n_ctx:
             ctx = torch.zeros(n_layers, config.n_ctx, 2, kv)  # (L, C, 2, kv)
             ctx[:, :, 0].normal_(0.0, config.init_std, generator=generator)  # keys small, values zero
@@ -122,9 +151,13 @@ class PrefixProjector(nn.Module):
             self.bias = nn.Parameter(torch.zeros(maps, out))  # (L or 1, out)
             #: a fixed factor on each input column (:func:`balanced_block_scales`; ones unless set before training)
             self.register_buffer("input_scale", torch.ones(config.id_dim))
+            if config.id_blocks is not None:  # which input columns each output may read; derived, so not saved
+                self.register_buffer("block_mask", block_diagonal_mask(config, kv), persistent=False)
+                with torch.no_grad():
+                    self.weight.mul_(self.block_mask)
 
     def _init_weight(self, maps: int, fan_in: int, out: int, generator: torch.Generator | None) -> torch.Tensor:
-        weight = torch.zeros(maps, fan_in, self.config.n_id_tokens, 2, self.spec.kv_dim)
+        weight = torch.zeros(maps, fan_in, self.config.tokens_per_vector, 2, self.spec.kv_dim)
         weight[:, :, :, 0].normal_(0.0, self.config.init_std, generator=generator)  # key part; the value part stays 0
         return weight.reshape(maps, fan_in, out)
 
@@ -137,10 +170,11 @@ class PrefixProjector(nn.Module):
             )
         x = embeddings * self.input_scale.to(embeddings)
         x = self.down(x) if cfg.reparameterization == "low_rank" else x  # (B, K, d')
-        out = torch.einsum("bkd,ldo->blko", x, self.weight) + self.bias[None, :, None, :]  # (B, L|1, K, out)
+        weight = self.weight if cfg.id_blocks is None else self.weight * self.block_mask  # masked: no cross-block flow
+        out = torch.einsum("bkd,ldo->blko", x, weight) + self.bias[None, :, None, :]  # (B, L|1, K, out)
         out = out.expand(-1, self.n_layers, -1, -1) if out.shape[1] == 1 else out  # shared map: same for all layers
         batch = embeddings.shape[0]
-        return out.reshape(batch, self.n_layers, cfg.n_interests * cfg.n_id_tokens, 2, spec.kv_dim)
+        return out.reshape(batch, self.n_layers, cfg.n_id_total, 2, spec.kv_dim)
 
     def forward(self, embeddings: torch.Tensor | None, batch_size: int | None = None) -> KV:
         """Per-layer (keys, values), each (B, H_kv, P, D).
@@ -163,6 +197,18 @@ class PrefixProjector(nn.Module):
         prefix = prefix.view(batch, self.n_layers, cfg.length, 2, spec.n_kv_heads, spec.head_dim)  # (B, L, P, 2, H, D)
         prefix = prefix.permute(1, 3, 0, 4, 2, 5)  # (L, 2, B, H, P, D)
         return [(layer[0], layer[1]) for layer in prefix]
+
+
+def block_diagonal_mask(config: PrefixConfig, kv_dim: int) -> torch.Tensor:
+    """(id_dim, out) ones where an output of the ID map may read an input column: the ``n_id_tokens`` tokens of
+    block b (in order) read block b's columns of ``config.id_blocks`` only."""
+    if sum(config.id_blocks) != config.id_dim:
+        raise ValueError(f"PrefixConfig: id_blocks {list(config.id_blocks)} add up to {sum(config.id_blocks)}, "
+                         f"but the ID vectors have {config.id_dim} columns.")
+    column_block = torch.repeat_interleave(torch.arange(config.n_blocks), torch.tensor(config.id_blocks))  # (d,)
+    token_block = torch.arange(config.n_blocks).repeat_interleave(config.n_id_tokens)  # (blocks * n_id_tokens,)
+    mask = (column_block[:, None] == token_block[None, :]).float()  # (d, tokens)
+    return mask[:, :, None].expand(-1, -1, 2 * kv_dim).reshape(config.id_dim, -1)  # (d, tokens * 2 * kv)
 
 
 def balanced_block_scales(vectors: torch.Tensor, widths: list[int]) -> torch.Tensor:

@@ -339,7 +339,8 @@ class Towers:
                    backbone: CFBackbone, prompts: PromptSettings, source: LLMSource) -> Towers:
         """Towers from :meth:`to_state`'s output (the LLM is loaded on first use).
 
-        Reads every layout: format 9 (a tower's config may name its ``pooling``; absent: the last token's), format 8
+        Reads every layout: format 10 (a tower's config may hold ``id_blocks``; absent: none), format 9 (a tower's
+        config may name its ``pooling``; absent: the last token's), format 8
         (``aligner.*_prefix.input_scale`` tensors: the projectors' input scales, ones
         when absent), format 7 (``text_factors.*`` tensors: TF-IDF factors of the item texts appended after
         them), format 6 (``cooccurrence.*`` tensors: EASE factors appended to the ID vectors),
@@ -412,11 +413,16 @@ class Towers:
 
 
 def tower_config(config: PrefixConfig) -> dict[str, Any]:
-    """A tower's prefix settings as saved: ``pooling`` only when it is not the last token's (format 9), so that a
-    model that pools as the paper does is written as older readers expect it."""
+    """A tower's prefix settings as saved: ``pooling`` only when it is not the last token's (format 9) and
+    ``id_blocks`` only when set (format 10), so that a model built as the paper's is written as older readers
+    expect it."""
     fields = dataclasses.asdict(config)
     if fields["pooling"] == "last":
         del fields["pooling"]
+    if fields["id_blocks"] is None:
+        del fields["id_blocks"]
+    else:
+        fields["id_blocks"] = list(fields["id_blocks"])
     return fields
 
 

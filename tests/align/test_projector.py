@@ -115,3 +115,47 @@ def test_input_scales_are_saved_only_when_set_and_read_as_ones_when_absent():
     assert torch.equal(loaded.item_prefix.input_scale, torch.ones(8))
     loaded.load_state_dict(balanced.state_dict())
     assert torch.equal(loaded.item_prefix.input_scale, torch.full((8,), 3.0))
+
+
+@pytest.mark.parametrize("reparam", ["layer", "shared"])
+def test_id_blocks_give_each_block_its_own_tokens_read_from_its_columns_only(reparam):
+    cfg = PrefixConfig(id_dim=5, n_interests=2, n_id_tokens=2, n_ctx=1, reparameterization=reparam, id_blocks=[2, 3])
+    assert cfg.id_blocks == (2, 3) and cfg.tokens_per_vector == 4 and cfg.n_id_total == 8 and cfg.length == 9
+    proj = PrefixProjector(SPEC, cfg, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # values start at zero; give every weight a value so that any leak would show
+        proj.weight.normal_(generator=torch.Generator().manual_seed(1))
+    x = torch.randn(3, 2, 5)
+    tokens = proj.id_prefix(x)  # (B, L, K * 4, 2, kv); per vector: block 0's two tokens, then block 1's
+    assert tokens.shape == (3, 3, 8, 2, SPEC.kv_dim)
+    moved = x.clone()
+    moved[:, :, 2:] += 1.0  # block 1's columns only
+    after = proj.id_prefix(moved)
+    for vector in range(2):
+        first, second = slice(4 * vector, 4 * vector + 2), slice(4 * vector + 2, 4 * vector + 4)
+        torch.testing.assert_close(after[:, :, first], tokens[:, :, first])  # block 0's tokens do not read block 1
+        assert not torch.allclose(after[:, :, second], tokens[:, :, second])
+    tokens.sum().backward()
+    hidden = proj.block_mask == 0  # (d, out): the cross-block entries
+    assert hidden.any() and torch.count_nonzero(proj.weight.grad[:, hidden]) == 0  # they never train
+
+
+def test_id_blocks_are_checked():
+    with pytest.raises(ValueError, match="low_rank"):
+        PrefixConfig(id_dim=5, reparameterization="low_rank", id_blocks=(2, 3))
+    with pytest.raises(ValueError, match="at least one block"):
+        PrefixConfig(id_dim=5, id_blocks=())
+    with pytest.raises(ValueError, match="id_blocks"):
+        PrefixConfig(id_dim=5, id_blocks=(0, 5))
+    with pytest.raises(ValueError, match=r"add up to 4, but the ID vectors have 5 columns"):
+        PrefixProjector(SPEC, PrefixConfig(id_dim=5, id_blocks=(1, 3)))
+
+
+def test_one_block_is_the_whole_vector():
+    whole = PrefixProjector(SPEC, PrefixConfig(id_dim=5, n_ctx=2), generator=torch.Generator().manual_seed(0))
+    one = PrefixProjector(SPEC, PrefixConfig(id_dim=5, n_ctx=2, id_blocks=(5,)),
+                          generator=torch.Generator().manual_seed(0))
+    one.load_state_dict(whole.state_dict())  # the mask is not saved: the same tensors fit
+    x = torch.randn(3, 1, 5)
+    for (k1, v1), (k2, v2) in zip(whole(x), one(x)):
+        torch.testing.assert_close(k1, k2)
+        torch.testing.assert_close(v1, v2)
