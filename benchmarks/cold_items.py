@@ -501,7 +501,8 @@ def paired_lines(result: dict, who: str = "test") -> list[str]:
     for r in result["rows"]:
         if r["row"] in ID_ROWS + LLM_ROWS and "per_user" in r:
             runs.setdefault((r["row"], setting(r)[2:]), []).append(r)
-    runs = {key: runs[key] for key in sorted(runs, key=lambda key: [(v is None, v or 0) for v in key[1]])}
+    runs = {key: runs[key] for key in sorted(runs, key=lambda key: [(v is None, v if isinstance(v, tuple) else v or 0)
+                                                               for v in key[1]])}  # a tuple sorts among tuples
     # a row whose per-user lists were lost keeps the figures they gave (session 18), used when it has no other seed
     kept = {name: [r["paired_with_tfidf"] for r in result["rows"] if r["row"] == name and "paired_with_tfidf" in r]
             for name in LLM_ROWS}
