@@ -70,6 +70,37 @@ def neighbour_average(k: int, rescale: bool):
     return with_cold_items
 
 
+def ridge_prediction(alpha: float, mix: float):
+    """A stand-in for :func:`rarec.align._cold_items.with_cold_items`: a ridge regression (penalty ``alpha``) fitted
+    on the known items maps an item's TF-IDF vector (title and categories) to its CF embedding, and an added item's
+    CF part is ``mix`` times that prediction plus ``1 - mix`` times its nearest known item's embedding (``mix`` 1:
+    the prediction alone)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import Ridge
+
+    def with_cold_items(embeddings: torch.Tensor, texts, neighbours=None) -> torch.Tensor:
+        n_known = embeddings.shape[0]
+        if len(texts) <= n_known:
+            return embeddings
+        vectorizer = TfidfVectorizer(sublinear_tf=True)
+        known = vectorizer.fit_transform(cold_module._documents(texts[:n_known]))
+        model = Ridge(alpha=alpha).fit(known, embeddings.double().numpy())
+        predicted = torch.as_tensor(model.predict(vectorizer.transform(cold_module._documents(texts[n_known:]))),
+                                    dtype=embeddings.dtype)
+        nearest = cold_module.with_cold_items(embeddings, texts, neighbours)[n_known:]
+        return torch.cat([embeddings, mix * predicted + (1 - mix) * nearest])
+    return with_cold_items
+
+
+def borrowing_rule(variant: str):
+    """The stand-in for ``with_cold_items`` a ``--variants`` entry names (None: ``add_items``'s own rule)."""
+    if variant.startswith("ridge"):  # ridge<alpha>[m<mix>]
+        alpha, _, mix = variant.removeprefix("ridge").partition("m")
+        return ridge_prediction(float(alpha), float(mix or 1.0))
+    k, rescale = int(variant.rstrip("n")), variant.endswith("n")
+    return None if (k, rescale) == (1, False) else neighbour_average(k, rescale)
+
+
 def run(args) -> list[dict]:
     log, text = cold_items.read_dataset(args.data)
     texts = text.align(log.items, on_unknown="ignore")
@@ -83,8 +114,7 @@ def run(args) -> list[dict]:
     original, rows = cold_module.with_cold_items, []
     try:
         for variant in args.variants.split(","):
-            k, rescale = int(variant.rstrip("n")), variant.endswith("n")
-            cold_module.with_cold_items = original if (k, rescale) == (1, False) else neighbour_average(k, rescale)
+            cold_module.with_cold_items = borrowing_rule(variant) or original
             for name in ("id_vectors", "id_vectors_text_factors"):
                 row = cold_items.id_vectors_row(name, train, test, texts, cold, args)
                 rows.append({"variant": variant, **{key: row[key] for key in ("row", "hr@100", "ndcg@10", "hr@10")}})
@@ -112,7 +142,9 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/amazon-beauty")
     parser.add_argument("--split", choices=("test", "valid"), default="valid")
     parser.add_argument("--variants", default="1,2,3,5,10,20,2n,5n,20n",
-                        help="neighbour counts k, each with 'n' to rescale the average to the neighbours' norm")
+                        help="neighbour counts k, each with 'n' to rescale the average to the neighbours' norm; "
+                             "ridge<alpha>[m<mix>]: a ridge map from the TF-IDF vector to the CF embedding, mixed "
+                             "with the nearest item's embedding at share mix (default 1)")
     parser.add_argument("--scales", default="",
                         help="AxB,...: instead of --variants, scale each cold item's CF part by A and its text factors "
                              "by B in the text-factor ID vectors")
