@@ -40,6 +40,8 @@ import cold_items
 import rarec.align._cold_items as cold_module
 
 HERE = Path(__file__).resolve().parent
+#: add_items's own rule, kept before any stand-in replaces it
+ADD_ITEMS_RULE = cold_module.with_cold_items
 
 
 def neighbour_average(k: int, rescale: bool):
@@ -70,11 +72,12 @@ def neighbour_average(k: int, rescale: bool):
     return with_cold_items
 
 
-def ridge_prediction(alpha: float, mix: float):
+def ridge_prediction(alpha: float, mix: float, rescale: bool = False):
     """A stand-in for :func:`rarec.align._cold_items.with_cold_items`: a ridge regression (penalty ``alpha``) fitted
     on the known items maps an item's TF-IDF vector (title and categories) to its CF embedding, and an added item's
     CF part is ``mix`` times that prediction plus ``1 - mix`` times its nearest known item's embedding (``mix`` 1:
-    the prediction alone)."""
+    the prediction alone), rescaled to the nearest item's norm if ``rescale`` (a ridge prediction is shrunk toward
+    the mean, and a dot-product ranking puts short vectors low)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import Ridge
 
@@ -87,16 +90,19 @@ def ridge_prediction(alpha: float, mix: float):
         model = Ridge(alpha=alpha).fit(known, embeddings.double().numpy())
         predicted = torch.as_tensor(model.predict(vectorizer.transform(cold_module._documents(texts[n_known:]))),
                                     dtype=embeddings.dtype)
-        nearest = cold_module.with_cold_items(embeddings, texts, neighbours)[n_known:]
-        return torch.cat([embeddings, mix * predicted + (1 - mix) * nearest])
+        nearest = ADD_ITEMS_RULE(embeddings, texts, neighbours)[n_known:]
+        rows = mix * predicted + (1 - mix) * nearest
+        if rescale:
+            rows = rows / rows.norm(dim=1, keepdim=True).clamp(min=1e-12) * nearest.norm(dim=1, keepdim=True)
+        return torch.cat([embeddings, rows])
     return with_cold_items
 
 
 def borrowing_rule(variant: str):
     """The stand-in for ``with_cold_items`` a ``--variants`` entry names (None: ``add_items``'s own rule)."""
-    if variant.startswith("ridge"):  # ridge<alpha>[m<mix>]
-        alpha, _, mix = variant.removeprefix("ridge").partition("m")
-        return ridge_prediction(float(alpha), float(mix or 1.0))
+    if variant.startswith("ridge"):  # ridge<alpha>[m<mix>][n]
+        alpha, _, mix = variant.removeprefix("ridge").rstrip("n").partition("m")
+        return ridge_prediction(float(alpha), float(mix or 1.0), variant.endswith("n"))
     k, rescale = int(variant.rstrip("n")), variant.endswith("n")
     return None if (k, rescale) == (1, False) else neighbour_average(k, rescale)
 
@@ -111,7 +117,7 @@ def run(args) -> list[dict]:
     test = cold_items.as_log(test_pairs, log)
     if args.scales:
         return scale_rows(args, train, test, texts, cold)
-    original, rows = cold_module.with_cold_items, []
+    original, rows = ADD_ITEMS_RULE, []
     try:
         for variant in args.variants.split(","):
             cold_module.with_cold_items = borrowing_rule(variant) or original
@@ -143,8 +149,9 @@ def main(argv=None) -> None:
     parser.add_argument("--split", choices=("test", "valid"), default="valid")
     parser.add_argument("--variants", default="1,2,3,5,10,20,2n,5n,20n",
                         help="neighbour counts k, each with 'n' to rescale the average to the neighbours' norm; "
-                             "ridge<alpha>[m<mix>]: a ridge map from the TF-IDF vector to the CF embedding, mixed "
-                             "with the nearest item's embedding at share mix (default 1)")
+                             "ridge<alpha>[m<mix>][n]: a ridge map from the TF-IDF vector to the CF embedding, mixed "
+                             "with the nearest item's embedding at share mix (default 1), 'n' rescaled to the nearest "
+                             "item's norm")
     parser.add_argument("--scales", default="",
                         help="AxB,...: instead of --variants, scale each cold item's CF part by A and its text factors "
                              "by B in the text-factor ID vectors")
