@@ -1448,6 +1448,33 @@ def test_cold_borrowing_s_one_neighbour_is_add_items_rule_and_its_averages_are_w
     torch.testing.assert_close(cold_borrowing.neighbour_average(3, False)(embeddings, known), embeddings)
 
 
+def test_cold_borrowing_s_ridge_rule_mixes_with_the_nearest_item_and_its_teacher_variants_reduce_to_rarec_s():
+    cold_borrowing = pytest.importorskip("cold_borrowing")
+    from rarec.align._cold_items import with_cold_items
+    from rarec.cf import TextFactors
+    from rarec.data import ItemText
+
+    known = [ItemText("red planet lamp"), ItemText("blue kitchen knife"), ItemText("red kitchen lamp"),
+             ItemText("green garden hose")]
+    added = [ItemText("red lamp"), ItemText("kitchen knife set")]
+    embeddings = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0], [-1.0, 1.0]])
+    nearest = with_cold_items(embeddings, known + added)
+    torch.testing.assert_close(cold_borrowing.borrowing_rule("ridge1m0")(embeddings, known + added), nearest)
+    predicted = cold_borrowing.borrowing_rule("ridge1")(embeddings, known + added)[4:]
+    assert not torch.allclose(predicted, nearest[4:])  # a prediction, shrunk toward the mean
+    rescaled = cold_borrowing.borrowing_rule("ridge1n")(embeddings, known + added)[4:]
+    torch.testing.assert_close(rescaled.norm(dim=1), nearest[4:].norm(dim=1))
+    torch.testing.assert_close(rescaled / rescaled.norm(dim=1, keepdim=True),
+                               predicted / predicted.norm(dim=1, keepdim=True))
+    assert cold_borrowing.borrowing_rule("1") is None  # add_items's own
+    factors = TextFactors.fit(known, 3)
+    histories = [np.array([0, 2, 1]), np.array([3])]
+    torch.testing.assert_close(cold_borrowing.recency_weighted_users(1.0)(factors, histories), factors.users(histories))
+    last = cold_borrowing.recency_weighted_users(0.0)(factors, histories)  # the last item's factor alone
+    torch.testing.assert_close(last, factors.users([np.array([1]), np.array([3])]))
+    assert set(cold_borrowing.VECTORIZERS) >= {"words"} and cold_borrowing.VECTORIZERS["words"] == {"sublinear_tf": True}
+
+
 def test_cold_calibration_separates_the_cold_items_order_from_their_level():
     import scipy.sparse as sp
 
