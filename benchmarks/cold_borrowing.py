@@ -58,20 +58,28 @@ HERE = Path(__file__).resolve().parent
 ADD_ITEMS_RULE = cold_module.with_cold_items
 
 
+def tfidf_rows(texts, n_known: int):
+    """TF-IDF rows (sparse, unit length) of the known items' texts (the first ``n_known``) and of the added ones',
+    with the vocabulary and weights of the known items (as ``add_items``'s neighbour search has them)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(sublinear_tf=True)
+    known = vectorizer.fit_transform(cold_module._documents(texts[:n_known]))
+    return known, vectorizer.transform(cold_module._documents(texts[n_known:]))
+
+
 def neighbour_average(k: int, rescale: bool):
     """A stand-in for :func:`rarec.align._cold_items.with_cold_items`: each added item's CF part is the cosine-weighted
     mean of its ``k`` most similar known items' embeddings (rescaled to their weighted mean norm if ``rescale``); the
     mean embedding where it shares no word with any."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.preprocessing import normalize
 
     def with_cold_items(embeddings: torch.Tensor, texts, neighbours=None) -> torch.Tensor:
         n_known = embeddings.shape[0]
         if len(texts) <= n_known:
             return embeddings
-        vectorizer = TfidfVectorizer(sublinear_tf=True)
-        known = normalize(vectorizer.fit_transform(cold_module._documents(texts[:n_known])))
-        similarity = (normalize(vectorizer.transform(cold_module._documents(texts[n_known:]))) @ known.T).toarray()
+        known, added = tfidf_rows(texts, n_known)
+        similarity = (normalize(added) @ normalize(known).T).toarray()
         top = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
         weights = torch.as_tensor(np.take_along_axis(similarity, top, 1), dtype=embeddings.dtype)
         total = weights.sum(1, keepdim=True)
@@ -92,18 +100,15 @@ def ridge_prediction(alpha: float, mix: float, rescale: bool = False):
     CF part is ``mix`` times that prediction plus ``1 - mix`` times its nearest known item's embedding (``mix`` 1:
     the prediction alone), rescaled to the nearest item's norm if ``rescale`` (a ridge prediction is shrunk toward
     the mean, and a dot-product ranking puts short vectors low)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import Ridge
 
     def with_cold_items(embeddings: torch.Tensor, texts, neighbours=None) -> torch.Tensor:
         n_known = embeddings.shape[0]
         if len(texts) <= n_known:
             return embeddings
-        vectorizer = TfidfVectorizer(sublinear_tf=True)
-        known = vectorizer.fit_transform(cold_module._documents(texts[:n_known]))
+        known, added = tfidf_rows(texts, n_known)
         model = Ridge(alpha=alpha).fit(known, embeddings.double().numpy())
-        predicted = torch.as_tensor(model.predict(vectorizer.transform(cold_module._documents(texts[n_known:]))),
-                                    dtype=embeddings.dtype)
+        predicted = torch.as_tensor(model.predict(added), dtype=embeddings.dtype)
         nearest = ADD_ITEMS_RULE(embeddings, texts, neighbours)[n_known:]
         rows = mix * predicted + (1 - mix) * nearest
         if rescale:
@@ -167,7 +172,6 @@ def teacher_rows(args, train, test, texts, cold) -> list[dict]:
             rows.append({kind: value, **{key: row[key] for key in ("row", "hr@100", "ndcg@10", "hr@10")}})
             print(f"{kind} {value:>8} HR@100 {row['hr@100']:.4f}  NDCG@10 {row['ndcg@10']:.4f}  "
                   f"HR@10 {row['hr@10']:.4f}", flush=True)
-            text_module._vectorizer = vectorizer
     finally:
         TextFactors.users, text_module._vectorizer = users, vectorizer
     return rows

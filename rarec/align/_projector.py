@@ -202,6 +202,7 @@ class PrefixProjector(nn.Module):
 def block_diagonal_mask(config: PrefixConfig, kv_dim: int) -> torch.Tensor:
     """(id_dim, out) ones where an output of the ID map may read an input column: the ``n_id_tokens`` tokens of
     block b (in order) read block b's columns of ``config.id_blocks`` only."""
+    # checked here, not in PrefixConfig: a checkpoint's fingerprint reads the settings before id_dim is known
     if sum(config.id_blocks) != config.id_dim:
         raise ValueError(f"PrefixConfig: id_blocks {list(config.id_blocks)} add up to {sum(config.id_blocks)}, "
                          f"but the ID vectors have {config.id_dim} columns.")
