@@ -184,6 +184,7 @@ def checkpoint_folder(args, name: str, seed: int, id_dropout: float, factors: di
     id_tokens = getattr(args, "id_tokens", 1)
     settings += f"_idtokens{id_tokens}" if id_tokens != 1 else ""
     settings += "_balanced" if getattr(args, "balance_blocks", False) else ""
+    settings += "_balancedcolumns" if getattr(args, "balance_columns", False) else ""
     settings += "_meanpooled" if getattr(args, "mean_pooling", False) else ""
     settings += "_blocktokens" if getattr(args, "block_tokens", False) else ""
     settings += "_borrowedteacher" if borrowed_teacher(name, args) else ""
@@ -269,7 +270,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     checkpoints = checkpoint_folder(args, name, seed, id_dropout, factors)
     epochs, live = budget(args)
     dtype = getattr(args, "llm_dtype", "auto")
-    balanced = getattr(args, "balance_blocks", False)
+    balanced, columns = getattr(args, "balance_blocks", False), getattr(args, "balance_columns", False)
     text_factors = dict(text_factors=factors["text_rank"], text_factor_weight=factors["text_weight"]) if factors else {}
     rec = RARecommender(backbone=backbone, llm=getattr(args, "llm", None), device=args.device, llm_dtype=dtype,
                         random_state=seed, verbose=1, use_id=(name != "text_only"), sample_fraction=fraction,
@@ -282,7 +283,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
     start, resumed = time.perf_counter(), checkpoints is not None and (checkpoints.exists() or shorter is not None)
     pooling, blocks = "mean" if getattr(args, "mean_pooling", False) else "last", row_id_blocks(name, args, backbone)
     with continued_from(shorter, checkpoints), prefix_overrides(pooling=pooling, id_blocks=blocks), \
-            alignment_overrides(id_dropout=id_dropout, borrowed_teacher=borrowed), \
+            alignment_overrides(id_dropout=id_dropout, borrowed_teacher=borrowed, balance_id_columns=columns), \
             text_teacher(teacher), \
             cached_prompt_states(getattr(args, "prompt_cache", None)):
         rec.fit(fitted_on, item_text=warm_text, resume=resumed)
@@ -297,6 +298,7 @@ def llm_row(name: str, seed: int, train: InteractionLog, test: InteractionLog, t
             **({"n_id_tokens": rec.n_id_tokens} if rec.n_id_tokens != 1 else {}),
             **({"balance_id_blocks": True} if balanced else {}), **({"pooling": pooling} if pooling != "last" else {}),
             **({"borrowed_teacher": True} if borrowed else {}), **({"id_blocks": list(blocks)} if blocks else {}),
+            **({"balance_id_columns": True} if columns else {}),
             **({"max_train_samples": samples} if samples != DEFAULT_SAMPLES else {}),
             **({"llm_dtype": dtype} if dtype != "auto" else {}), **estimator_options(args),
             "factor_checks": {key: rec.training_log_[0].get(key) for key in ("cooccurrence_factors", "text_factors")},
@@ -412,7 +414,8 @@ def setting(row: dict) -> tuple:
             row.get("live_random_negatives", True), row.get("n_id_tokens", 1), row.get("balance_id_blocks", False),
             row.get("id_dropout", 0.0), row.get("pooling", "last"), row.get("max_train_samples", DEFAULT_SAMPLES),
             row.get("llm_dtype", "auto"), tuple((key, row[key]) for key in ESTIMATOR_OPTIONS if key in row),
-            row.get("users"), row.get("borrowed_teacher", False), tuple(row.get("id_blocks", ())))
+            row.get("users"), row.get("borrowed_teacher", False), tuple(row.get("id_blocks", ())),
+            row.get("balance_id_columns", False))
 
 
 def render(result: dict, split: str = "test") -> str:
@@ -459,6 +462,8 @@ def label(name: str, rows: list[dict]) -> str:
         text += f", {first['n_id_tokens']} ID tokens per vector"
     if first.get("balance_id_blocks", False):
         text += ", ID blocks balanced at the projector's input"
+    if first.get("balance_id_columns", False):
+        text += ", each block's columns balanced too"
     if first.get("pooling", "last") != "last":
         text += f", LLM vectors {first['pooling']}-pooled over the prompt's tokens"
     if "id_blocks" in first:
@@ -579,6 +584,10 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
                         help="LLM rows: each projector scales the ID vectors' blocks (SASRec's embedding, the text "
                              "factors) to equal shares of their variance (the estimator's "
                              "balance_id_blocks)")
+    parser.add_argument("--balance-columns", action="store_true",
+                        help="LLM rows: as --balance-blocks, and inside each block every column gets an equal share "
+                             "of the block's variance too (the research setting AlignmentConfig.balance_id_columns, "
+                             "session 60)")
     parser.add_argument("--mean-pooling", action="store_true",
                         help="LLM rows: each tower's vector is the mean of its prompt tokens' final LLM states "
                              "instead of the last token's (the research setting PrefixConfig.pooling)")

@@ -135,7 +135,7 @@ FINGERPRINTED_AS_SETTINGS = ("random_negative_gradients", "cooccurrence_l2", "te
                              "balance_id_blocks")
 #: Trainer settings added after checkpoints were written, with their defaults: the fingerprint names one only when
 #: it is set away from its default, so that every earlier checkpoint still resumes.
-STAMPED_WHEN_SET = {"borrowed_teacher": False}
+STAMPED_WHEN_SET = {"borrowed_teacher": False, "balance_id_columns": False}
 
 
 @dataclasses.dataclass(frozen=True)

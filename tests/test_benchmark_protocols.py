@@ -444,6 +444,39 @@ def test_cold_text_factor_row_with_block_tokens_fits_one_token_per_block_and_kee
     assert "per block" not in cold_items.label("rarec_text_factors", [plain])
 
 
+def test_cold_text_factor_row_with_balanced_columns_sets_the_research_setting_and_keeps_its_own_folder_and_line(
+        tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from rarec import _params
+    from rarec.testing import tiny_llm
+
+    data, log, texts, (train, pairs, cold), test = tiny_cold_split(monkeypatch)
+    args = SimpleNamespace(users=30, device="cpu", data=tmp_path, llm=tiny_llm(data.item_text), cache=tmp_path / "cf",
+                           text_rank=4, text_weight=0.5, balance_blocks=True, balance_columns=True,
+                           checkpoints=tmp_path / "checkpoints")
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fit(self, *a, **k):
+        seen.update(config=_params.alignment_config(self, False), folder=self.checkpoint_dir)
+        raise Stop
+
+    monkeypatch.setattr(cold_items.RARecommender, "fit", fit)
+    with pytest.raises(Stop):
+        cold_items.llm_row("rarec_text_factors", 0, train, test, texts, cold, args)
+    assert seen["config"].balance_id_columns and seen["config"].balance_id_blocks
+    assert seen["folder"].name.endswith("_balanced_balancedcolumns")
+    assert not _params.alignment_config(cold_items.RARecommender(), False).balance_id_columns  # closed
+    row = {"row": "rarec_text_factors", "seed": 0, "balance_id_blocks": True, "balance_id_columns": True}
+    plain = {k: v for k, v in row.items() if k != "balance_id_columns"}
+    assert cold_items.setting(row) != cold_items.setting(plain)
+    assert "columns balanced too" in cold_items.label("rarec_text_factors", [row])
+    assert "columns" not in cold_items.label("rarec_text_factors", [plain])
+
+
 def test_a_fit_continued_from_a_shorter_fit_s_checkpoint_equals_the_longer_fit(tmp_path):
     from common import continued_from
 

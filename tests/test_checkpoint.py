@@ -149,6 +149,11 @@ def test_resuming_with_another_research_setting_is_refused(data, tmp_path, monke
             original_config(rec, progress), id_dropout=0.5))
         with pytest.raises(ValueError, match="other parameters, seed or data"):
             fitted(llm, checkpoint_dir=tmp_path / "borrowed", epochs=1).fit(X, item_text=text, resume=True)
+    with monkeypatch.context() as patch:  # each column of a block balanced too (session 60)
+        patch.setattr(_params, "alignment_config", lambda rec, progress: dataclasses.replace(
+            original_config(rec, progress), balance_id_columns=True))
+        with pytest.raises(ValueError, match="other parameters, seed or data"):
+            fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text, resume=True)
     fitted(llm, checkpoint_dir=tmp_path, epochs=1).fit(X, item_text=text, resume=True)  # the same ones resume
 
 

@@ -212,19 +212,24 @@ def block_diagonal_mask(config: PrefixConfig, kv_dim: int) -> torch.Tensor:
     return mask[:, :, None].expand(-1, -1, 2 * kv_dim).reshape(config.id_dim, -1)  # (d, tokens * 2 * kv)
 
 
-def balanced_block_scales(vectors: torch.Tensor, widths: list[int]) -> torch.Tensor:
+def balanced_block_scales(vectors: torch.Tensor, widths: list[int], columns: bool = False) -> torch.Tensor:
     """A factor per column (d,) that gives each block of columns (``widths``, in order, summing to d) of
     ``vectors`` (n, ..., d) the same share of their total variance across rows, the total unchanged.
 
     The ID vectors join blocks of very different scales (the backbone's embedding, then factor sets scaled to their
     score weight); Adam moves every input weight at the same rate, so a block of small scale is learned slowest.
-    A block without variance keeps the factor 1."""
+    A block without variance keeps the factor 1. ``columns``: inside each block every column also gets the same
+    share (a factor set's trailing directions, whose variance falls with their singular values, then learn as fast
+    as its leading ones); a column without variance keeps the factor 1."""
     flat = vectors.reshape(-1, vectors.shape[-1]).double()
     if sum(widths) != flat.shape[1]:
         raise ValueError(f"block widths {widths} do not add up to the vectors' width {flat.shape[1]}.")
     variance = flat.var(0) if len(flat) > 1 else torch.zeros(flat.shape[1], dtype=torch.float64)
     per_block = [part.sum() for part in variance.split(widths)]
     share = sum(per_block) / max(sum(1 for v in per_block if v > 0), 1)
+    if columns:  # each column of a block of width w: share / w
+        per_column = torch.cat([torch.full((w,), float(share / w), dtype=torch.float64) for w in widths])
+        return torch.where(variance > 0, torch.sqrt(per_column / variance.clamp_min(1e-300)), 1.0).float()
     factors = [torch.sqrt(share / v) if v > 0 else torch.tensor(1.0, dtype=torch.float64) for v in per_block]
     return torch.cat([f.expand(w) for f, w in zip(factors, widths)]).float()
 

@@ -84,6 +84,10 @@ class AlignmentConfig:
     #: (:func:`~rarec.align._projector.balanced_block_scales`); the teacher's scores are untouched
     #: (``balance_id_blocks``)
     balance_id_blocks: bool = False
+    #: as ``balance_id_blocks``, and inside each block every column gets the same share of the block's variance too
+    #: (``balanced_block_scales(columns=True)``): the text factors' trailing directions, whose variance falls with
+    #: their singular values, learn as fast as the leading ones. A research setting for the cold-item benchmark
+    balance_id_columns: bool = False
     lower_cache_mb: float = 2048  # budget for cached lower-layer states (items first, then samples)
     progress: bool = False
 
@@ -174,10 +178,11 @@ def train_alignment(towers: Towers, samples: AlignmentSamples, sequences: Sequen
     user_states, user_text_kv, _ = _prepare_prompts(towers, "user", user_tokens, start, budget, align,
                                                     config.progress)
     setup_seconds = time.perf_counter() - setup_start  # text keys/values and lower-layer states, once per fit
-    if config.balance_id_blocks and aligner.user_prefix.config.use_id:  # a resumed fit reloads the same scales
+    balanced = config.balance_id_blocks or config.balance_id_columns
+    if balanced and aligner.user_prefix.config.use_id:  # a resumed fit reloads the same scales
         widths = towers.id_block_widths()
         for projector, vectors in ((aligner.user_prefix, user_cf), (aligner.item_prefix, item_cf)):
-            projector.input_scale.copy_(balanced_block_scales(vectors, widths))
+            projector.input_scale.copy_(balanced_block_scales(vectors, widths, columns=config.balance_id_columns))
     optimizer = torch.optim.AdamW(aligner.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scale = llm.spec.hidden_size ** -0.5  # a fixed temperature for final-norm dot products
     catalogue = config.negatives == "catalogue"

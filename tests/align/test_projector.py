@@ -88,6 +88,26 @@ def test_balanced_block_scales_give_each_block_an_equal_share_of_the_variance():
         balanced_block_scales(vectors, [4, 12])
 
 
+def test_balanced_column_scales_also_give_each_column_of_a_block_an_equal_share():
+    from rarec.align._projector import balanced_block_scales
+
+    generator = torch.Generator().manual_seed(0)
+    falling = torch.linspace(3.0, 0.1, 12)  # a factor set's columns, their scale falling as singular values do
+    vectors = torch.cat([0.1 * torch.randn(500, 1, 4, generator=generator),
+                         falling * torch.randn(500, 1, 12, generator=generator),
+                         torch.zeros(500, 1, 2)], dim=2)
+    scales = balanced_block_scales(vectors, [4, 12, 2], columns=True)
+    variance = (vectors * scales).reshape(500, -1).var(0)
+    torch.testing.assert_close(variance[:4], torch.full((4,), float(variance[:4].mean())), rtol=1e-4, atol=0)
+    torch.testing.assert_close(variance[4:16], torch.full((12,), float(variance[4:16].mean())), rtol=1e-4, atol=0)
+    torch.testing.assert_close(variance[:4].sum(), variance[4:16].sum(), rtol=1e-4, atol=0)  # blocks still equal
+    torch.testing.assert_close(variance.sum(), vectors.reshape(500, -1).var(0).sum(), rtol=1e-4, atol=0)
+    assert torch.equal(scales[16:], torch.ones(2))  # no variance: left alone
+    assert scales[15] > 10 * scales[4]  # the block's trailing column is scaled up against its leading one
+    blocks = balanced_block_scales(vectors, [4, 12, 2])
+    assert torch.equal(blocks[4:16], blocks[4].expand(12))  # without columns=True one factor per block
+
+
 @pytest.mark.parametrize("reparam", ["layer", "low_rank"])
 def test_the_input_scale_multiplies_each_id_column_before_the_map(reparam):
     proj = PrefixProjector(SPEC, PrefixConfig(id_dim=5, n_ctx=0, reparameterization=reparam, rank=3))

@@ -360,3 +360,13 @@ def test_balance_id_blocks_scales_each_towers_inputs_and_the_saved_model_keeps_t
     import json  # and only a file with scales says format 8, which older readers refuse
     assert [json.loads((tmp_path / name / "config.json").read_text())["format_version"]
             for name in ("plain", "balanced")] == [7, 8]
+    import dataclasses
+
+    from rarec import _params
+    original = _params.alignment_config  # the research setting balance_id_columns (session 60)
+    monkeypatch.setattr(_params, "alignment_config", lambda rec, progress: dataclasses.replace(
+        original(rec, progress), balance_id_columns=True))
+    columns = small(llm, max_train_samples=32, text_factors=5).fit(X, item_text=text).towers_
+    torch.testing.assert_close(columns.aligner.item_prefix.input_scale,
+                               balanced_block_scales(columns.item_cf, widths, columns=True))
+    assert not torch.equal(columns.aligner.item_prefix.input_scale, towers.aligner.item_prefix.input_scale)
