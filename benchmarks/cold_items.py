@@ -199,9 +199,9 @@ def checkpoint_folder(args, name: str, seed: int, id_dropout: float, factors: di
 
 #: Estimator parameters the LLM rows take from the command line (``--max-prompt-tokens``, ``--head-batch-size``,
 #: ``--head-lr``; session 55: the warm preset's cheap settings, for the cold rows; ``--distill-temperature``, session
-#: 58). A row records, and its checkpoint
+#: 58; ``--prefix-layers``, session 60). A row records, and its checkpoint
 #: folder names, only those set away from the estimator's defaults, so earlier rows keep their settings and folders.
-ESTIMATOR_OPTIONS = ("max_prompt_tokens", "head_batch_size", "head_lr", "distill_temperature")
+ESTIMATOR_OPTIONS = ("max_prompt_tokens", "head_batch_size", "head_lr", "distill_temperature", "prefix_layers")
 
 
 def estimator_options(args) -> dict:
@@ -479,6 +479,8 @@ def label(name: str, rows: list[dict]) -> str:
                 f"{first.get('head_lr', RARecommender().head_lr):g}"
     if "distill_temperature" in first:
         text += f", teacher at temperature {first['distill_temperature']:g}"
+    if "prefix_layers" in first:
+        text += f", prefixes in the top {first['prefix_layers']} layers"
     if first.get("users") not in (None, PRESET_USERS):
         text += f", aligned on {first['users']:,} users"
     if name == "rarec_text_factors" and first.get("id_dropout", 0.0) > 0:
@@ -611,6 +613,9 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     parser.add_argument("--distill-temperature", type=float, default=RARecommender().distill_temperature,
                         help="LLM rows: the estimator's distill_temperature (below 1 sharpens the teacher's softmax "
                              "toward the top of its ranking)")
+    parser.add_argument("--prefix-layers", type=int, default=RARecommender().prefix_layers,
+                        help="LLM rows: the estimator's prefix_layers (the top layers that get prefixes; default "
+                             f"{RARecommender().prefix_layers})")
     parser.add_argument("--forward-only-negatives", action="store_true",
                         help="LLM rows: encode the random extra negatives without gradients (the estimator's "
                              "random_negative_gradients=False: cheaper steps)")

@@ -349,6 +349,10 @@ def test_cold_item_llm_row_with_the_cheap_estimator_options_fits_with_them_and_k
     assert cold_items.setting(row) != cold_items.setting({"row": "rarec", "seed": 0})
     assert cold_items.label("rarec", [row]).endswith(", 16-token prompts, heads in batches of 64 at lr 0.0004")
     assert "prompts" not in cold_items.label("rarec", [{"row": "rarec", "seed": 0}])
+    deeper = SimpleNamespace(**base, prefix_layers=16)  # session 60
+    assert cold_items.checkpoint_folder(deeper, "rarec", 0, 0.0, {}).name == plain.name + "_prefixlayers16"
+    assert cold_items.label("rarec", [{"row": "rarec", "seed": 0, "prefix_layers": 16}]).endswith(
+        ", prefixes in the top 16 layers")
     sharper = SimpleNamespace(**base, distill_temperature=0.5)
     assert cold_items.checkpoint_folder(sharper, "rarec", 0, 0.0, {}).name == plain.name + "_distilltemperature0.5"
     assert cold_items.label("rarec", [{"row": "rarec", "seed": 0, "distill_temperature": 0.5}]).endswith(
