@@ -86,7 +86,8 @@ class AlignmentConfig:
     balance_id_blocks: bool = False
     #: as ``balance_id_blocks``, and inside each block every column gets the same share of the block's variance too
     #: (``balanced_block_scales(columns=True)``): the text factors' trailing directions, whose variance falls with
-    #: their singular values, learn as fast as the leading ones. A research setting for the cold-item benchmark
+    #: their singular values, learn as fast as the leading ones. A research setting: on the cold-item row it lowered
+    #: HR@100 (0.1852 against 0.1905, one seed; session 60)
     balance_id_columns: bool = False
     lower_cache_mb: float = 2048  # budget for cached lower-layer states (items first, then samples)
     progress: bool = False
