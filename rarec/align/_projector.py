@@ -220,7 +220,7 @@ def balanced_block_scales(vectors: torch.Tensor, widths: list[int], columns: boo
     score weight); Adam moves every input weight at the same rate, so a block of small scale is learned slowest.
     A block without variance keeps the factor 1. ``columns``: inside each block every column also gets the same
     share (a factor set's trailing directions, whose variance falls with their singular values, then learn as fast
-    as its leading ones); a column without variance keeps the factor 1."""
+    as its leading ones); a column without variance keeps the factor 1, and its share is left out of the total."""
     flat = vectors.reshape(-1, vectors.shape[-1]).double()
     if sum(widths) != flat.shape[1]:
         raise ValueError(f"block widths {widths} do not add up to the vectors' width {flat.shape[1]}.")
